@@ -1,0 +1,306 @@
+"""The job queue and quota ledger on real databases (SQLite file; PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+from sqlalchemy import select, update
+
+from videobot import quota
+from videobot.db import Database
+from videobot.errors import LeaseLost, QuotaExceeded, TooManyQueued
+from videobot.jobs import JobQueue, QueueConfig, ResultData, SubmitRequest
+from videobot.models import Job, LedgerEntry
+
+GUILD = 1000
+_keys = itertools.count()
+
+
+def req(user: int, **kw) -> SubmitRequest:  # type: ignore[no-untyped-def]
+    base = dict(
+        idempotency_key=f"k{next(_keys)}",
+        guild_id=GUILD,
+        channel_id=2000,
+        user_id=user,
+        model="tiny",
+        params={"prompt": "a fox", "num_inference_steps": 2},
+    )
+    base.update(kw)
+    return SubmitRequest(**base)  # type: ignore[arg-type]
+
+
+def result() -> ResultData:
+    return ResultData(video=b"\x00mp4", width=32, height=32, num_frames=9, fps=8, duration_s=1.1)
+
+
+async def balance(db: Database, user: int, cfg: QueueConfig, roles=()) -> quota.QuotaStatus:  # type: ignore[no-untyped-def]
+    async with db.transaction() as s:
+        return await quota.status(
+            s, GUILD, user, role_ids=roles, default_limit=cfg.default_limit, window_seconds=cfg.window_seconds
+        )
+
+
+async def ledger_rows(db: Database, **where) -> list[LedgerEntry]:  # type: ignore[no-untyped-def]
+    async with db.sessionmaker() as s:
+        q = select(LedgerEntry)
+        for k, v in where.items():
+            q = q.where(getattr(LedgerEntry, k) == v)
+        return list((await s.execute(q)).scalars())
+
+
+async def test_concurrent_submits_never_overspend(db: Database) -> None:
+    cfg = QueueConfig(default_limit=3, max_queued_per_user=100)
+    q = JobQueue(db, cfg)
+    seen_balances: list[int] = []
+
+    async def one() -> bool:
+        try:
+            sub = await q.submit(req(7))
+        except QuotaExceeded:
+            return False
+        seen_balances.append(sub.balance)
+        return True
+
+    outcomes = await asyncio.gather(*(one() for _ in range(50)))
+    assert sum(outcomes) == 3
+    assert min(seen_balances) >= 0
+    st = await balance(db, 7, cfg)
+    assert st.balance == 0
+    async with db.sessionmaker() as s:
+        assert st.limit + await quota.ledger_sum(s, GUILD, 7) == st.balance
+        jobs = (await s.execute(select(Job).where(Job.user_id == 7))).scalars().all()
+    assert len(jobs) == 3
+    assert len(await ledger_rows(db, user_id=7, kind="charge")) == 3
+
+
+async def test_same_idempotency_key_is_one_job_one_charge(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(default_limit=5))
+    a, b = await asyncio.gather(q.submit(req(8, idempotency_key="interaction-1")), q.submit(req(8, idempotency_key="interaction-1")))
+    c = await q.submit(req(8, idempotency_key="interaction-1"))
+    assert a.job.id == b.job.id == c.job.id
+    assert sorted([a.created, b.created, c.created]) == [False, False, True]
+    assert len(await ledger_rows(db, user_id=8, kind="charge")) == 1
+    assert (await balance(db, 8, q.config)).balance == 4
+
+
+async def test_per_user_queue_cap(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(default_limit=10, max_queued_per_user=2))
+    await q.submit(req(9))
+    await q.submit(req(9))
+    with pytest.raises(TooManyQueued, match="/cancel"):
+        await q.submit(req(9))
+    assert len(await ledger_rows(db, user_id=9, kind="charge")) == 2
+    await q.submit(req(10))  # another member is not affected
+
+
+async def test_fencing_rejects_stale_owner_and_attempt(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(lease_seconds=0.2, max_attempts=3))
+    job = (await q.submit(req(11))).job
+    first = await q.claim("worker-a")
+    assert first is not None and first.job_id == job.id and first.attempt == 1
+    await asyncio.sleep(0.3)
+    assert await q.recover_stale() == ([job.id], [])
+    second = await q.claim("worker-b")
+    assert second is not None and second.attempt == 2
+    with pytest.raises(LeaseLost):
+        await q.complete(first, result())
+    with pytest.raises(LeaseLost):
+        await q.heartbeat(first, (1, 2))
+    with pytest.raises(LeaseLost):
+        await q.fail(first, "boom")
+    # Same owner name but an old attempt is fenced too.
+    from dataclasses import replace
+
+    with pytest.raises(LeaseLost):
+        await q.complete(replace(second, attempt=1), result())
+    await q.complete(second, result())
+    done = await q.get(job.id)
+    assert done is not None and done.status == "succeeded"
+    assert (await q.get_result(job.id)).video == b"\x00mp4"  # type: ignore[union-attr]
+
+
+async def test_heartbeat_extends_lease_and_reports_progress(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(lease_seconds=0.5))
+    job = (await q.submit(req(12))).job
+    c = await q.claim("w")
+    assert c is not None
+    for step in range(1, 4):
+        await asyncio.sleep(0.25)
+        beat = await q.heartbeat(c, (step, 3))
+        assert not beat.cancel_requested
+    assert await q.recover_stale() == ([], [])  # never expired: 0.75 s > lease, but renewed
+    row = await q.get(job.id)
+    assert row is not None and (row.progress_step, row.progress_total, row.status) == (3, 3, "running")
+
+
+async def test_max_attempts_then_failed_with_one_refund(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(lease_seconds=0.1, max_attempts=3, default_limit=2))
+    job = (await q.submit(req(13))).job
+    for attempt in range(1, 4):
+        c = await q.claim(f"crashy-{attempt}")
+        assert c is not None and c.attempt == attempt
+        await asyncio.sleep(0.15)  # the worker "dies": no heartbeat
+        requeued, failed = await q.recover_stale()
+        assert (requeued, failed) == (([job.id], []) if attempt < 3 else ([], [job.id]))
+    row = await q.get(job.id)
+    assert row is not None and row.status == "failed" and "refunded" in (row.error_message or "")
+    assert len(await ledger_rows(db, job_id=job.id, kind="refund")) == 1
+    assert (await balance(db, 13, q.config)).balance == 2
+    assert await q.claim("anyone") is None
+
+
+async def test_refund_exactly_once_under_races(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(default_limit=5))
+    # A queued job cancelled twice at once.
+    job = (await q.submit(req(14))).job
+    outcomes = await asyncio.gather(q.cancel(job.id, user_id=14), q.cancel(job.id, user_id=14))
+    assert sorted(o.state for o in outcomes) == ["cancelled", "finished"]
+    # A running job: fail twice, cancel and complete racing.
+    job2 = (await q.submit(req(14))).job
+    c = await q.claim("w")
+    assert c is not None and c.job_id == job2.id
+    results = await asyncio.gather(
+        q.fail(c, "bad", code="x"), q.fail(c, "bad", code="x"), q.complete(c, result()), q.cancel(job2.id, user_id=14),
+        return_exceptions=True,
+    )
+    final = await q.get(job2.id)
+    assert final is not None and final.status in ("failed", "succeeded")
+    refunds = await ledger_rows(db, job_id=job2.id, kind="refund")
+    assert len(refunds) == (1 if final.status == "failed" else 0)
+    assert sum(1 for r in results[:3] if not isinstance(r, BaseException)) == 1
+    assert len(await ledger_rows(db, job_id=job.id, kind="refund")) == 1
+    st = await balance(db, 14, q.config)
+    assert st.balance == 5 - (1 if final.status == "succeeded" else 0)
+
+
+async def test_cancel_running_sets_flag_and_worker_acknowledges(db: Database) -> None:
+    q = JobQueue(db)
+    job = (await q.submit(req(15))).job
+    c = await q.claim("w")
+    assert c is not None
+    out = await q.cancel(job.id, user_id=15)
+    assert out.state == "requested"
+    assert (await q.heartbeat(c, (1, 2))).cancel_requested
+    with pytest.raises(LeaseLost):  # a cancelled job cannot be completed
+        await q.complete(c, result())
+    await q.acknowledge_cancel(c)
+    row = await q.get(job.id)
+    assert row is not None and row.status == "cancelled"
+    assert len(await ledger_rows(db, job_id=job.id, kind="refund")) == 1
+    with pytest.raises(Exception, match="can't find"):
+        await q.cancel(job.id, user_id=999)
+
+
+async def test_retryable_failure_requeues_then_fails(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(max_attempts=2))
+    job = (await q.submit(req(16))).job
+    c = await q.claim("w")
+    assert c is not None
+    assert await q.fail(c, "disk full", code="storage", retryable=True) == "queued"
+    c = await q.claim("w")
+    assert c is not None and c.attempt == 2
+    assert await q.fail(c, "disk full", code="storage", retryable=True) == "failed"
+    assert len(await ledger_rows(db, job_id=job.id, kind="refund")) == 1
+
+
+async def test_fair_share_latecomer_runs_second(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(default_limit=100, max_queued_per_user=100))
+    a_jobs = [(await q.submit(req(21))).job.id for _ in range(20)]
+    b_job = (await q.submit(req(22))).job.id
+    order = []
+    for _ in range(3):
+        c = await q.claim("single-worker")
+        assert c is not None
+        order.append(c.job_id)
+        await q.complete(c, result())
+    assert order == [a_jobs[0], b_job, a_jobs[1]]
+
+
+async def test_claim_only_served_models(db: Database) -> None:
+    q = JobQueue(db)
+    wan = (await q.submit(req(23, model="wan2.1-1.3b"))).job.id
+    tiny = (await q.submit(req(24, model="tiny"))).job.id
+    c = await q.claim("w-tiny", models=["tiny"])
+    assert c is not None and c.job_id == tiny
+    assert await q.claim("w-tiny", models=["tiny"]) is None
+    c = await q.claim("w-wan", models=["wan2.1-1.3b"])
+    assert c is not None and c.job_id == wan
+
+
+async def test_delivery_transitions(db: Database) -> None:
+    q = JobQueue(db)
+    job = (await q.submit(req(25))).job
+    c = await q.claim("w")
+    assert c is not None
+    await q.complete(c, result())
+    assert await q.mark_delivered(job.id, 555)
+    assert not await q.mark_delivered(job.id, 556)  # never posted twice
+    row = await q.get(job.id)
+    assert row is not None and row.status == "delivered" and row.result_message_id == 555
+    assert row.interaction_token is None
+    # Retention: a delivered video is removed after the retention period.
+    assert await q.purge_results(3600) == 0
+    async with db.transaction() as s:
+        await s.execute(update(Job).where(Job.id == job.id).values(delivered_at=Job.delivered_at - 7200))
+    assert await q.purge_results(3600) == 1
+    assert await q.get_result(job.id) is None
+
+
+async def test_rolling_window_edges(db: Database) -> None:
+    cfg = QueueConfig(default_limit=2, window_seconds=1.0, max_queued_per_user=10)
+    q = JobQueue(db, cfg)
+    await q.submit(req(31))
+    await asyncio.sleep(0.4)
+    await q.submit(req(31))
+    with pytest.raises(QuotaExceeded) as exc:
+        await q.submit(req(31))
+    st = await balance(db, 31, cfg)
+    assert st.balance == 0 and st.used == 2
+    assert exc.value.retry_at is not None and abs(exc.value.retry_at - st.next_credit_at) < 1e-6  # type: ignore[operator]
+    assert 0.4 < st.next_credit_at - st.now <= 1.0  # type: ignore[operator]
+    await asyncio.sleep(max(0.0, st.next_credit_at - st.now) + 0.05)  # type: ignore[operator]
+    st = await balance(db, 31, cfg)
+    assert st.balance == 1  # the first charge left the window; the second is still inside
+    await q.submit(req(31))
+    with pytest.raises(QuotaExceeded):
+        await q.submit(req(31))
+
+
+async def test_limit_precedence_roles_override_grants_reset(db: Database) -> None:
+    cfg = QueueConfig(default_limit=2)
+    mod = 99
+    async with db.transaction() as s:
+        assert (await quota.effective_limit(s, GUILD, 41, [], 2)) == (2, "default")
+        await quota.set_guild_default(s, GUILD, 3, actor_id=mod)
+    async with db.transaction() as s:
+        assert (await quota.effective_limit(s, GUILD, 41, [500, 501], 2)) == (3, "guild")
+        await quota.set_role_limit(s, GUILD, 500, 4, actor_id=mod)
+        await quota.set_role_limit(s, GUILD, 501, 10, actor_id=mod)
+    async with db.transaction() as s:
+        assert (await quota.effective_limit(s, GUILD, 41, [500, 501], 2)) == (10, "role")  # highest role wins
+        assert (await quota.effective_limit(s, GUILD, 41, [500], 2)) == (4, "role")
+        await quota.set_limit(s, GUILD, 41, 1, actor_id=mod, reason="spamming")
+    async with db.transaction() as s:
+        assert (await quota.effective_limit(s, GUILD, 41, [500, 501], 2)) == (1, "override")  # override wins
+    q = JobQueue(db, cfg)
+    await q.submit(req(41, role_ids=[501]))
+    with pytest.raises(QuotaExceeded):
+        await q.submit(req(41, role_ids=[501]))
+    async with db.transaction() as s:
+        await quota.grant(s, GUILD, 41, 2, actor_id=mod, reason="contest winner")
+    st = await balance(db, 41, cfg, roles=[501])
+    assert (st.limit, st.granted, st.used, st.balance) == (1, 2, 1, 2)
+    await q.submit(req(41, role_ids=[501]))
+    async with db.transaction() as s:
+        await quota.reset(s, GUILD, 41, actor_id=mod, reason="fresh start")
+    st = await balance(db, 41, cfg, roles=[501])
+    assert (st.limit, st.source, st.used, st.granted, st.balance) == (10, "role", 0, 0, 10)
+    async with db.sessionmaker() as s:
+        from videobot.models import ModAction
+
+        actions = (await s.execute(select(ModAction).order_by(ModAction.id))).scalars().all()
+    assert [a.action for a in actions][-3:] == ["quota.set", "quota.grant", "quota.reset"]
+    assert all(a.actor_id == mod for a in actions)
+    assert actions[-3].reason == "spamming"

@@ -1,0 +1,122 @@
+"""``videobot``: the one command for every entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from videobot import __version__
+from videobot.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("videobot")
+
+HELP = """\
+videobot: a self-hosted Discord bot that turns /video prompts into videos on your GPU.
+
+commands:
+  run                 apply migrations, then run the bot and a supervised local worker (the main job)
+  bot                 run only the Discord bot
+  worker              run only a GPU worker (run several, on several machines, with PostgreSQL)
+  db upgrade          apply database migrations (done by `run` automatically)
+  db current          show the database's migration revision
+  generate PROMPT     make one video locally, no Discord and no database (check your GPU and model)
+  make-tiny-model DIR build the tiny random test model into DIR (offline)
+
+Settings come from the environment and .env; see .env.example and the README.
+"""
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"videobot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _setup(settings: Settings, process: str) -> None:
+    from videobot.logs import setup_logging
+
+    secrets = [settings.discord_token.get_secret_value()] if settings.discord_token else []
+    setup_logging(settings.log_level, secrets=secrets, process=process)
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _setup(settings, "db")
+    from videobot import migrate
+
+    if args.db_command == "upgrade":
+        migrate.upgrade(settings.db_url)
+        print(f"database is at revision {migrate.head_revision()}")
+    else:
+        print(asyncio.run(migrate.current_revision(settings.db_url)) or "(empty database)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _setup(settings, "run")
+    from videobot.runner import run_all
+
+    return run_all(settings)
+
+
+def cmd_bot(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _setup(settings, "bot")
+    from bot.app import main as bot_main
+
+    return bot_main(settings)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _setup(settings, "worker")
+    from generator.worker import main as worker_main
+
+    return worker_main(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `generate` has its own parser (generator.generate_cli) so its --help is complete.
+    if argv and argv[0] == "generate":
+        from generator.generate_cli import main as generate_main
+
+        return generate_main(argv[1:])
+    if argv and argv[0] == "make-tiny-model":
+        parser = argparse.ArgumentParser(prog="videobot make-tiny-model", description="Build the tiny random test model (offline).")
+        parser.add_argument("dir", help="folder to write the diffusers model into")
+        ns = parser.parse_args(argv[1:])
+        from pathlib import Path
+
+        from generator.tiny import build_tiny_model
+
+        print(build_tiny_model(Path(ns.dir)))
+        return 0
+
+    parser = argparse.ArgumentParser(prog="videobot", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"videobot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="apply migrations, then run the bot and a supervised worker").set_defaults(func=cmd_run)
+    sub.add_parser("bot", help="run only the Discord bot").set_defaults(func=cmd_bot)
+    sub.add_parser("worker", help="run only a GPU worker").set_defaults(func=cmd_worker)
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", metavar="upgrade|current", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations up to the newest")
+    db_sub.add_parser("current", help="show the current revision")
+    db.set_defaults(func=cmd_db)
+    sub.add_parser("generate", help="make one video locally (see `videobot generate --help`)")
+    sub.add_parser("make-tiny-model", help="build the tiny random test model into DIR")
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

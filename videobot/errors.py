@@ -1,0 +1,79 @@
+"""Domain errors. Every message is safe to show a Discord user and says what to do."""
+
+from __future__ import annotations
+
+
+class VideobotError(Exception):
+    """Base class: ``str(err)`` is a polite, user-safe message."""
+
+    #: A short machine-readable code, stable for tests and metrics.
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class InvalidParameters(VideobotError):
+    """The request's options cannot be turned into a valid generation (never retried)."""
+
+    code = "invalid_parameters"
+
+
+class QuotaExceeded(VideobotError):
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_at: float | None = None) -> None:
+        super().__init__(message)
+        #: Unix time (database clock) when the next credit comes back, if known.
+        self.retry_at = retry_at
+
+
+class TooManyQueued(VideobotError):
+    code = "too_many_queued"
+
+
+class PromptRejected(VideobotError):
+    code = "prompt_rejected"
+
+
+class ChannelNotAllowed(VideobotError):
+    code = "channel_not_allowed"
+
+
+class NotModerator(VideobotError):
+    code = "not_moderator"
+
+
+class JobNotFound(VideobotError):
+    code = "job_not_found"
+
+
+class LeaseLost(VideobotError):
+    """A worker tried to finish or update a job it no longer owns (fencing)."""
+
+    code = "lease_lost"
+
+
+class JobCancelled(VideobotError):
+    """Raised inside a denoising-step callback to stop a job whose cancel flag is set."""
+
+    code = "cancelled"
+
+    def __init__(self, message: str = "The job was cancelled.") -> None:
+        super().__init__(message)
+
+
+class GenerationOOM(VideobotError):
+    """The GPU ran out of memory for this request; the worker keeps serving."""
+
+    code = "out_of_memory"
+
+
+class ServiceUnavailable(VideobotError):
+    """The database (or another dependency) cannot be reached right now."""
+
+    code = "unavailable"

@@ -1,0 +1,673 @@
+"""The job queue: the one module that changes a job's status.
+
+    queued ──claim──▶ running ──complete──▶ succeeded ──mark_delivered──▶ delivered
+      │                 │  │                    └──mark_undeliverable──▶ undeliverable
+      │                 │  └─fail (permanent, or retries used up)──▶ failed      (+ refund)
+      │                 ├─fail (retryable) / lease expired / release──▶ queued
+      └─cancel──▶ cancelled (+ refund)   └─cancel flag ▶ worker stops ▶ cancelled (+ refund)
+
+Every transition is a conditional ``UPDATE … WHERE status = …`` whose row count is checked, and
+a worker's writes are fenced by its lease: ``lease_owner`` and ``attempts`` must both match, so a
+worker whose lease expired can never finish a job another worker has taken over.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from videobot import quota
+from videobot.db import Database, db_now
+from videobot.errors import JobNotFound, LeaseLost, QuotaExceeded, TooManyQueued
+from videobot.models import Job, JobResult, JobStatus
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+FINISHED = (
+    JobStatus.SUCCEEDED.value,
+    JobStatus.DELIVERED.value,
+    JobStatus.FAILED.value,
+    JobStatus.CANCELLED.value,
+    JobStatus.UNDELIVERABLE.value,
+)
+
+CRASH_MESSAGE = (
+    "This video could not be made: the generator stopped {n} times while working on it. "
+    "Your credit was refunded. Try a shorter or simpler video."
+)
+
+
+@dataclass
+class SubmitRequest:
+    """Everything needed to queue a job (and charge for it)."""
+
+    idempotency_key: str
+    guild_id: int
+    channel_id: int
+    user_id: int
+    model: str
+    params: dict[str, Any]
+    cost: int = 1
+    role_ids: Sequence[int] = ()
+    kind: str = "command"
+    parent_job_id: int | None = None
+    upload_limit_bytes: int = 10 * 1024 * 1024
+    application_id: int | None = None
+    interaction_token: str | None = None
+    #: Seconds the interaction token stays valid (Discord: 15 minutes).
+    interaction_ttl: float = 15 * 60
+    reply_to_message_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    #: False when the idempotency key had been seen: the existing job, no new charge.
+    created: bool
+    position: int
+    balance: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A running job as its worker sees it; (owner, attempt) is the fence token."""
+
+    job_id: int
+    owner: str
+    attempt: int
+    model: str
+    params: dict[str, Any]
+    upload_limit_bytes: int
+    lease_expires_at: float
+
+
+@dataclass(frozen=True)
+class Beat:
+    cancel_requested: bool
+    lease_expires_at: float
+
+
+@dataclass
+class ResultData:
+    video: bytes
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+    duration_s: float
+    poster: bytes | None = None
+    content_type: str = "video/mp4"
+    encode_notes: str | None = None
+    generation_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    #: "cancelled" (was queued: done and refunded), "requested" (running: the worker will stop),
+    #: or "finished" (too late: it already ended).
+    state: str
+    job: Job
+
+
+@dataclass
+class QueueConfig:
+    max_attempts: int = 3
+    lease_seconds: float = 60.0
+    max_queued_per_user: int = 3
+    default_limit: int = 5
+    window_seconds: float = 24 * 3600.0
+    models: list[str] = field(default_factory=list)
+
+
+class JobQueue:
+    """Queue operations; each method is one transaction."""
+
+    def __init__(self, db: Database, config: QueueConfig | None = None) -> None:
+        self.db = db
+        self.config = config or QueueConfig()
+
+    # ------------------------------------------------------------------ submit
+    async def submit(self, req: SubmitRequest) -> Submitted:
+        """Queue a job and charge for it in one transaction; idempotent by ``req.idempotency_key``.
+
+        Raises ``QuotaExceeded`` or ``TooManyQueued`` (nothing written then).
+        """
+        existing = await self._by_key(req.idempotency_key)
+        if existing is not None:
+            return await self._submitted(existing, created=False, req=req)
+        try:
+            async with self.db.transaction() as s:
+                existing = await self._by_key(req.idempotency_key, s)
+                if existing is not None:
+                    return await self._submitted(existing, created=False, req=req, session=s)
+                await quota.lock_account(s, req.guild_id, req.user_id)
+                active = (
+                    await s.execute(
+                        select(func.count())
+                        .select_from(Job)
+                        .where(Job.guild_id == req.guild_id, Job.user_id == req.user_id, Job.status.in_(ACTIVE))
+                    )
+                ).scalar_one()
+                if active >= self.config.max_queued_per_user:
+                    raise TooManyQueued(
+                        f"You already have {active} video(s) waiting or in progress "
+                        f"(the limit is {self.config.max_queued_per_user}). "
+                        "Wait for one to finish, or cancel one with /cancel."
+                    )
+                st = await quota.status(
+                    s,
+                    req.guild_id,
+                    req.user_id,
+                    role_ids=req.role_ids,
+                    default_limit=self.config.default_limit,
+                    window_seconds=self.config.window_seconds,
+                )
+                if st.balance < req.cost:
+                    raise QuotaExceeded(_quota_message(st, req.cost), retry_at=st.next_credit_at)
+                job = Job(
+                    idempotency_key=req.idempotency_key,
+                    guild_id=req.guild_id,
+                    channel_id=req.channel_id,
+                    user_id=req.user_id,
+                    kind=req.kind,
+                    parent_job_id=req.parent_job_id,
+                    model=req.model,
+                    params=req.params,
+                    cost=req.cost,
+                    status=JobStatus.QUEUED.value,
+                    attempts=0,
+                    max_attempts=self.config.max_attempts,
+                    cancel_requested=False,
+                    progress_step=0,
+                    progress_total=int(req.params.get("num_inference_steps") or 0),
+                    upload_limit_bytes=req.upload_limit_bytes,
+                    application_id=req.application_id,
+                    interaction_token=req.interaction_token,
+                    interaction_expires_at=(st.now + req.interaction_ttl) if req.interaction_token else None,
+                    reply_to_message_id=req.reply_to_message_id,
+                    created_at=st.now,
+                    queued_at=st.now,
+                    updated_at=st.now,
+                )
+                s.add(job)
+                await s.flush()
+                await quota.charge(s, req.guild_id, req.user_id, job.id, req.cost)
+                position = await self._position(s, job)
+                balance = st.balance - req.cost
+        except IntegrityError:
+            # Lost a race on the idempotency key (PostgreSQL): the other submit won; return its job.
+            existing = await self._by_key(req.idempotency_key)
+            if existing is None:
+                raise
+            return await self._submitted(existing, created=False, req=req)
+        log.info("job %s queued (user %s, guild %s, model %s, cost %s)", job.id, req.user_id, req.guild_id, req.model, req.cost)
+        return Submitted(job=job, created=True, position=position, balance=balance)
+
+    async def _by_key(self, key: str, session: AsyncSession | None = None) -> Job | None:
+        stmt = select(Job).where(Job.idempotency_key == key)
+        if session is not None:
+            return (await session.execute(stmt)).scalar_one_or_none()
+        async with self.db.sessionmaker() as s:
+            return (await s.execute(stmt)).scalar_one_or_none()
+
+    async def _submitted(
+        self, job: Job, *, created: bool, req: SubmitRequest, session: AsyncSession | None = None
+    ) -> Submitted:
+        async def go(s: AsyncSession) -> Submitted:
+            st = await quota.status(
+                s,
+                job.guild_id,
+                job.user_id,
+                role_ids=req.role_ids,
+                default_limit=self.config.default_limit,
+                window_seconds=self.config.window_seconds,
+            )
+            return Submitted(job=job, created=created, position=await self._position(s, job), balance=st.balance)
+
+        if session is not None:
+            return await go(session)
+        async with self.db.sessionmaker() as s:
+            return await go(s)
+
+    async def _position(self, s: AsyncSession, job: Job) -> int:
+        """1-based place in the queue among queued jobs for the same model (0 if not queued)."""
+        if job.status != JobStatus.QUEUED.value:
+            return 0
+        ahead = (
+            await s.execute(
+                select(func.count())
+                .select_from(Job)
+                .where(
+                    Job.status == JobStatus.QUEUED.value,
+                    Job.model == job.model,
+                    or_(Job.queued_at < job.queued_at, and_(Job.queued_at == job.queued_at, Job.id < job.id)),
+                )
+            )
+        ).scalar_one()
+        return int(ahead) + 1
+
+    # ------------------------------------------------------------------ worker side
+    def _next_job_query(self, models: Iterable[str] | None) -> Select[tuple[int]]:
+        """Fair share: fewest running jobs first, then the user served longest ago, then FIFO."""
+        j = aliased(Job, name="j")
+        r = aliased(Job, name="r")
+        h = aliased(Job, name="h")
+        running = (
+            select(func.count())
+            .select_from(r)
+            .where(r.user_id == j.user_id, r.status == JobStatus.RUNNING.value)
+            .scalar_subquery()
+        )
+        last_served = select(func.max(h.started_at)).where(h.user_id == j.user_id).scalar_subquery()
+        q = select(j.id).where(j.status == JobStatus.QUEUED.value)
+        model_list = list(models or [])
+        if model_list:
+            q = q.where(j.model.in_(model_list))
+        q = q.order_by(running, last_served.asc().nulls_first(), j.queued_at, j.id).limit(1)
+        if self.db.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=j)
+        return q
+
+    async def claim(self, owner: str, models: Iterable[str] | None = None) -> Claim | None:
+        """Atomically take the next job (see ``_next_job_query``), or None if nothing is queued."""
+        next_id = self._next_job_query(models).scalar_subquery()
+        stmt = (
+            update(Job)
+            .where(Job.id == next_id, Job.status == JobStatus.QUEUED.value)
+            .values(
+                status=JobStatus.RUNNING.value,
+                lease_owner=owner,
+                lease_expires_at=db_now() + self.config.lease_seconds,
+                attempts=Job.attempts + 1,
+                started_at=db_now(),
+                progress_step=0,
+                progress_updated_at=db_now(),
+                updated_at=db_now(),
+            )
+            .returning(Job.id, Job.attempts, Job.model, Job.params, Job.upload_limit_bytes, Job.lease_expires_at)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.transaction() as s:
+            row = (await s.execute(stmt)).first()
+        if row is None:
+            return None
+        log.info("job %s claimed by %s (attempt %s)", row.id, owner, row.attempts)
+        return Claim(
+            job_id=row.id,
+            owner=owner,
+            attempt=row.attempts,
+            model=row.model,
+            params=row.params,
+            upload_limit_bytes=row.upload_limit_bytes,
+            lease_expires_at=row.lease_expires_at,
+        )
+
+    @staticmethod
+    def _fence(c: Claim) -> list[Any]:
+        return [
+            Job.id == c.job_id,
+            Job.status == JobStatus.RUNNING.value,
+            Job.lease_owner == c.owner,
+            Job.attempts == c.attempt,
+        ]
+
+    async def heartbeat(self, c: Claim, progress: tuple[int, int] | None = None) -> Beat:
+        """Renew the lease (and record progress). Raises ``LeaseLost`` if the job is no longer ours."""
+        values: dict[str, Any] = {"lease_expires_at": db_now() + self.config.lease_seconds}
+        if progress is not None:
+            values.update(progress_step=progress[0], progress_total=progress[1], progress_updated_at=db_now(), updated_at=db_now())
+        stmt = (
+            update(Job)
+            .where(*self._fence(c))
+            .values(**values)
+            .returning(Job.cancel_requested, Job.lease_expires_at)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.transaction() as s:
+            row = (await s.execute(stmt)).first()
+        if row is None:
+            raise LeaseLost(f"job {c.job_id}: lease lost (attempt {c.attempt}, owner {c.owner})")
+        return Beat(cancel_requested=bool(row.cancel_requested), lease_expires_at=row.lease_expires_at)
+
+    async def complete(self, c: Claim, result: ResultData) -> None:
+        """Store the video and mark the job succeeded. Raises ``LeaseLost`` if fenced out."""
+        async with self.db.transaction() as s:
+            res = await s.execute(
+                update(Job)
+                .where(*self._fence(c), Job.cancel_requested.is_(False))
+                .values(
+                    status=JobStatus.SUCCEEDED.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=db_now(),
+                    updated_at=db_now(),
+                    progress_step=Job.progress_total,
+                    generation_seconds=result.generation_seconds,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if res.rowcount != 1:
+                raise LeaseLost(f"job {c.job_id}: not completed, lease lost or cancelled")
+            s.add(
+                JobResult(
+                    job_id=c.job_id,
+                    video=result.video,
+                    poster=result.poster,
+                    content_type=result.content_type,
+                    size_bytes=len(result.video),
+                    width=result.width,
+                    height=result.height,
+                    num_frames=result.num_frames,
+                    fps=result.fps,
+                    duration_s=result.duration_s,
+                    encode_notes=result.encode_notes,
+                    created_at=db_now(),
+                )
+            )
+        log.info("job %s succeeded (%d bytes)", c.job_id, len(result.video))
+
+    async def fail(self, c: Claim, message: str, *, code: str = "error", retryable: bool = False) -> str:
+        """Record a failure. Retryable failures go back to the queue while attempts remain.
+
+        Returns the new status ("queued" or "failed"). Raises ``LeaseLost`` if fenced out.
+        """
+        async with self.db.transaction() as s:
+            if retryable:
+                res = await s.execute(
+                    update(Job)
+                    .where(*self._fence(c), Job.attempts < Job.max_attempts, Job.cancel_requested.is_(False))
+                    .values(
+                        status=JobStatus.QUEUED.value,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        queued_at=db_now(),
+                        updated_at=db_now(),
+                        error_message=message,
+                        error_code=code,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if res.rowcount == 1:
+                    log.warning("job %s failed (retryable, %s), queued again: %s", c.job_id, code, message)
+                    return JobStatus.QUEUED.value
+            res = await s.execute(
+                update(Job)
+                .where(*self._fence(c))
+                .values(
+                    status=JobStatus.FAILED.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=db_now(),
+                    updated_at=db_now(),
+                    error_message=message,
+                    error_code=code,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if res.rowcount != 1:
+                raise LeaseLost(f"job {c.job_id}: not failed, lease lost")
+            await quota.refund(s, c.job_id, reason=code)
+        log.warning("job %s failed (%s), refunded: %s", c.job_id, code, message)
+        return JobStatus.FAILED.value
+
+    async def acknowledge_cancel(self, c: Claim) -> None:
+        """The worker stopped a running job whose cancel flag was set: cancelled and refunded."""
+        async with self.db.transaction() as s:
+            res = await s.execute(
+                update(Job)
+                .where(*self._fence(c))
+                .values(
+                    status=JobStatus.CANCELLED.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=db_now(),
+                    updated_at=db_now(),
+                    error_message="The video was cancelled. Your credit was refunded.",
+                    error_code="cancelled",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if res.rowcount != 1:
+                raise LeaseLost(f"job {c.job_id}: not cancelled, lease lost")
+            await quota.refund(s, c.job_id, reason="cancelled")
+        log.info("job %s cancelled while running, refunded", c.job_id)
+
+    async def release(self, c: Claim) -> bool:
+        """Give a running job back to the queue (graceful shutdown); the attempt does not count."""
+        async with self.db.transaction() as s:
+            res = await s.execute(
+                update(Job)
+                .where(*self._fence(c))
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    attempts=Job.attempts - 1,
+                    queued_at=db_now(),
+                    progress_step=0,
+                    updated_at=db_now(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        ok = res.rowcount == 1
+        log.info("job %s released by %s: %s", c.job_id, c.owner, "queued again" if ok else "already gone")
+        return ok
+
+    async def recover_stale(self) -> tuple[list[int], list[int]]:
+        """Jobs whose lease expired go back to the queue; those out of attempts fail and are refunded.
+
+        Returns (requeued ids, failed ids).
+        """
+        expired = and_(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < db_now())
+        async with self.db.transaction() as s:
+            failed_rows = (
+                await s.execute(
+                    update(Job)
+                    .where(expired, Job.attempts >= Job.max_attempts)
+                    .values(
+                        status=JobStatus.FAILED.value,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        finished_at=db_now(),
+                        updated_at=db_now(),
+                        error_code="crashed",
+                        error_message=CRASH_MESSAGE.format(n=Job.max_attempts),
+                    )
+                    .returning(Job.id, Job.attempts)
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+            for row in failed_rows:
+                await s.execute(
+                    update(Job)
+                    .where(Job.id == row.id)
+                    .values(error_message=CRASH_MESSAGE.format(n=row.attempts))
+                    .execution_options(synchronize_session=False)
+                )
+                await quota.refund(s, row.id, reason="crashed")
+            requeued = (
+                await s.execute(
+                    update(Job)
+                    .where(expired, Job.attempts < Job.max_attempts)
+                    .values(
+                        status=JobStatus.QUEUED.value,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        queued_at=db_now(),
+                        progress_step=0,
+                        updated_at=db_now(),
+                    )
+                    .returning(Job.id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).scalars().all()
+        for job_id in requeued:
+            log.warning("job %s: lease expired, queued again", job_id)
+        for row in failed_rows:
+            log.error("job %s: lease expired after %s attempts, failed and refunded", row.id, row.attempts)
+        return list(requeued), [row.id for row in failed_rows]
+
+    # ------------------------------------------------------------------ user / bot side
+    async def cancel(self, job_id: int, *, user_id: int, is_moderator: bool = False) -> CancelOutcome:
+        """Cancel a job: a queued one at once (refunded), a running one by setting the flag the worker checks.
+
+        Raises ``JobNotFound`` for a job that does not exist or belongs to someone else (unless moderator).
+        """
+        async with self.db.transaction() as s:
+            job = await s.get(Job, job_id)
+            if job is None or (job.user_id != user_id and not is_moderator):
+                raise JobNotFound(f"I can't find a job #{job_id} of yours. /queue lists your jobs.")
+            res = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+                .values(
+                    status=JobStatus.CANCELLED.value,
+                    cancel_requested=True,
+                    finished_at=db_now(),
+                    updated_at=db_now(),
+                    error_message="The video was cancelled. Your credit was refunded.",
+                    error_code="cancelled",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if res.rowcount == 1:
+                await quota.refund(s, job_id, reason="cancelled")
+                state = "cancelled"
+            else:
+                res = await s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+                    .values(cancel_requested=True, updated_at=db_now())
+                    .execution_options(synchronize_session=False)
+                )
+                state = "requested" if res.rowcount == 1 else "finished"
+            await s.refresh(job)
+        log.info("job %s cancel by %s: %s", job_id, user_id, state)
+        return CancelOutcome(state=state, job=job)
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self.db.sessionmaker() as s:
+            return await s.get(Job, job_id)
+
+    async def get_result(self, job_id: int) -> JobResult | None:
+        async with self.db.sessionmaker() as s:
+            return await s.get(JobResult, job_id)
+
+    async def position(self, job: Job) -> int:
+        async with self.db.sessionmaker() as s:
+            return await self._position(s, job)
+
+    async def user_jobs(self, guild_id: int, user_id: int) -> list[tuple[Job, int]]:
+        """A member's queued and running jobs with their queue positions (0 = running)."""
+        async with self.db.sessionmaker() as s:
+            jobs = (
+                await s.execute(
+                    select(Job)
+                    .where(Job.guild_id == guild_id, Job.user_id == user_id, Job.status.in_(ACTIVE))
+                    .order_by(Job.id)
+                )
+            ).scalars().all()
+            return [(job, await self._position(s, job)) for job in jobs]
+
+    async def queue_length(self, model: str | None = None) -> int:
+        async with self.db.sessionmaker() as s:
+            q = select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED.value)
+            if model:
+                q = q.where(Job.model == model)
+            return int((await s.execute(q)).scalar_one())
+
+    async def changed_since(self, since: float, *, limit: int = 200) -> list[Job]:
+        """Jobs updated after ``since`` (database clock), oldest change first: the bot's event feed."""
+        async with self.db.sessionmaker() as s:
+            return list(
+                (
+                    await s.execute(
+                        select(Job).where(Job.updated_at > since).order_by(Job.updated_at, Job.id).limit(limit)
+                    )
+                ).scalars()
+            )
+
+    async def set_status_message(self, job_id: int, message_id: int) -> None:
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(status_message_id=message_id)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def mark_delivered(self, job_id: int, message_id: int) -> bool:
+        """succeeded → delivered, recording the posted message. False if it was not 'succeeded'."""
+        async with self.db.transaction() as s:
+            res = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.SUCCEEDED.value)
+                .values(
+                    status=JobStatus.DELIVERED.value,
+                    result_message_id=message_id,
+                    delivered_at=db_now(),
+                    notified_at=db_now(),
+                    interaction_token=None,
+                    updated_at=db_now(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        log.info("job %s delivered as message %s", job_id, message_id)
+        return res.rowcount == 1
+
+    async def mark_undeliverable(self, job_id: int, reason: str) -> bool:
+        """succeeded → undeliverable (channel gone, no permission, …): no retries."""
+        async with self.db.transaction() as s:
+            res = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.SUCCEEDED.value)
+                .values(
+                    status=JobStatus.UNDELIVERABLE.value,
+                    error_message=reason,
+                    error_code="undeliverable",
+                    delivered_at=db_now(),
+                    notified_at=db_now(),
+                    interaction_token=None,
+                    updated_at=db_now(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        log.warning("job %s undeliverable: %s", job_id, reason)
+        return res.rowcount == 1
+
+    async def mark_notified(self, job_id: int) -> bool:
+        """Record that the requester was told about a failed or cancelled job (told once)."""
+        async with self.db.transaction() as s:
+            res = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.notified_at.is_(None), Job.status.in_(FINISHED))
+                .values(notified_at=db_now(), interaction_token=None)
+                .execution_options(synchronize_session=False)
+            )
+        return res.rowcount == 1
+
+    async def purge_results(self, retention_seconds: float) -> int:
+        """Remove stored videos delivered (or undeliverable) longer ago than the retention period."""
+        async with self.db.transaction() as s:
+            old = select(Job.id).where(
+                Job.status.in_((JobStatus.DELIVERED.value, JobStatus.UNDELIVERABLE.value)),
+                Job.delivered_at < db_now() - retention_seconds,
+            )
+            res = await s.execute(
+                JobResult.__table__.delete().where(JobResult.job_id.in_(old))
+            )
+        return res.rowcount or 0
+
+
+def _quota_message(st: quota.QuotaStatus, cost: int) -> str:
+    when = f" Your next credit comes back <t:{int(st.next_credit_at)}:R>." if st.next_credit_at else ""
+    need = f" This video costs {cost} credits." if cost > 1 else ""
+    return f"You have used your {st.limit + st.granted} video credit(s) for now ({max(st.balance, 0)} left).{need}{when}"

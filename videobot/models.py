@@ -1,0 +1,218 @@
+"""SQLAlchemy models: the job queue, results, the credit ledger and guild configuration.
+
+Times are Unix seconds (float) taken from the database clock (``videobot.db.db_now``), so that
+leases mean the same thing to every worker on every machine.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNDELIVERABLE = "undeliverable"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    #: "command" (a /video) or "rerun" (a 🔁 reaction).
+    kind: Mapped[str] = mapped_column(String(16), default="command")
+    parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    model: Mapped[str] = mapped_column(String(200))
+    #: GenerationParams as JSON (diffusers parameter names).
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    cost: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    progress_step: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    progress_updated_at: Mapped[float | None] = mapped_column(Float)
+    #: A message safe to show the requester (never a traceback or a path).
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    #: The destination's upload limit in bytes; the worker never stores a bigger file.
+    upload_limit_bytes: Mapped[int] = mapped_column(Integer, default=10 * 1024 * 1024)
+    # Discord addressing (the bot's business; the worker ignores these).
+    application_id: Mapped[int | None] = mapped_column(BigInteger)
+    interaction_token: Mapped[str | None] = mapped_column(Text)
+    interaction_expires_at: Mapped[float | None] = mapped_column(Float)
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    result_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    notified_at: Mapped[float | None] = mapped_column(Float)
+    generation_seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    queued_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_jobs_status_model_queued_at", "status", "model", "queued_at"),
+        Index("ix_jobs_user_status", "user_id", "status"),
+        Index("ix_jobs_user_started", "user_id", "started_at"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        Index("ix_jobs_updated_at", "updated_at"),
+    )
+
+
+class JobResult(Base):
+    """The finished video, stored in the database so it reaches the bot from any worker machine."""
+
+    __tablename__ = "job_results"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    video: Mapped[bytes] = mapped_column(LargeBinary)
+    poster: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(40), default="video/mp4")
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    num_frames: Mapped[int] = mapped_column(Integer)
+    fps: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float)
+    #: How the file was fitted under the upload limit (re-encodes, downscale), for the record.
+    encode_notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class LedgerKind(enum.StrEnum):
+    CHARGE = "charge"
+    REFUND = "refund"
+    GRANT = "grant"
+
+
+class LedgerEntry(Base):
+    """Append-only credit ledger. Charges are negative, refunds and grants positive."""
+
+    __tablename__ = "credit_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(Integer)
+    #: Decides which rolling window the row counts in (a refund carries its charge's time).
+    window_at: Mapped[float] = mapped_column(Float)
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "kind", name="uq_credit_ledger_job_id_kind"),
+        Index("ix_credit_ledger_account_window", "guild_id", "user_id", "window_at"),
+    )
+
+
+class MemberQuota(Base):
+    """Per-member quota state: the account row that serialises charges, plus a moderator override."""
+
+    __tablename__ = "member_quotas"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    limit_override: Mapped[int | None] = mapped_column(Integer)
+    #: Usage before this time no longer counts (``/quota reset``).
+    reset_at: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class GuildConfig(Base):
+    __tablename__ = "guild_configs"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    #: None = the VIDEOBOT_DEFAULT_QUOTA setting.
+    default_limit: Mapped[int | None] = mapped_column(Integer)
+    moderator_role_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: Channel ids where /video is allowed; empty = everywhere.
+    allowed_channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    #: Blocked words or regular expressions ("re:" prefix), matched case- and look-alike-insensitively.
+    blocklist: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The last upload limit Discord reported for this guild (bytes), for posts with no interaction.
+    upload_limit_bytes: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class RoleLimit(Base):
+    __tablename__ = "role_limits"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    role_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    limit: Mapped[int] = mapped_column(Integer)
+
+
+class ModAction(Base):
+    """Audit trail of moderator actions."""
+
+    __tablename__ = "mod_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    actor_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[int | None] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_mod_actions_guild_created", "guild_id", "created_at"),)
+
+
+class WorkerHeartbeat(Base):
+    """One row per worker process, for /healthz and /metrics."""
+
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    models: Mapped[list[str]] = mapped_column(JSON, default=list)
+    started_at: Mapped[float] = mapped_column(Float)
+    seen_at: Mapped[float] = mapped_column(Float)
+    current_job_id: Mapped[int | None] = mapped_column(Integer)
+    gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,0 +1,314 @@
+"""Quotas: an append-only credit ledger over a rolling window.
+
+A member's balance is ``limit + Σ amount`` over the ledger rows whose ``window_at`` falls inside
+the window ``[max(now - window, reset_at), now]``. Charges are negative and written in the same
+transaction as their job; a refund carries its charge's ``window_at`` and is unique per job, so it
+is written exactly once and gives back exactly what was taken. Grants add credits for one window.
+
+The limit: a moderator's per-member override, else the highest limit among the member's roles,
+else the guild default, else the ``VIDEOBOT_DEFAULT_QUOTA`` setting.
+
+Every function takes an ``AsyncSession`` inside a write transaction; the caller commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from videobot.db import db_now
+from videobot.models import GuildConfig, LedgerEntry, LedgerKind, MemberQuota, ModAction, RoleLimit
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """What ``/quota show`` tells a member."""
+
+    limit: int
+    #: Where the limit comes from: "override", "role", "guild" or "default".
+    source: str
+    #: Net credits spent in the window (charges minus refunds).
+    used: int
+    #: One-off credits granted in the window.
+    granted: int
+    balance: int
+    window_seconds: float
+    now: float
+    #: When the oldest charge in the window expires and gives a credit back (None: nothing to wait for).
+    next_credit_at: float | None
+
+
+def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+async def now(session: AsyncSession) -> float:
+    """The database clock, in Unix seconds."""
+    return float((await session.execute(select(db_now()))).scalar_one())
+
+
+async def lock_account(session: AsyncSession, guild_id: int, user_id: int) -> MemberQuota:
+    """Create the member's account row if needed and lock it for the rest of the transaction.
+
+    SQLite transactions here are ``BEGIN IMMEDIATE`` and already serialise writers; on PostgreSQL
+    the row lock makes concurrent charges for one member take turns, so the balance is read and
+    charged atomically.
+    """
+    ins = _insert(session)(MemberQuota).values(guild_id=guild_id, user_id=user_id, updated_at=db_now())
+    await session.execute(ins.on_conflict_do_nothing(index_elements=["guild_id", "user_id"]))
+    stmt = select(MemberQuota).where(MemberQuota.guild_id == guild_id, MemberQuota.user_id == user_id)
+    if session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt.execution_options(populate_existing=True))).scalar_one()
+
+
+async def effective_limit(
+    session: AsyncSession,
+    guild_id: int,
+    user_id: int,
+    role_ids: Iterable[int],
+    default_limit: int,
+) -> tuple[int, str]:
+    """The member's limit and where it comes from (override > highest role > guild > setting)."""
+    override = (
+        await session.execute(
+            select(MemberQuota.limit_override).where(
+                MemberQuota.guild_id == guild_id, MemberQuota.user_id == user_id
+            )
+        )
+    ).scalar_one_or_none()
+    if override is not None:
+        return override, "override"
+    roles = [int(r) for r in role_ids]
+    if roles:
+        best = (
+            await session.execute(
+                select(func.max(RoleLimit.limit)).where(
+                    RoleLimit.guild_id == guild_id, RoleLimit.role_id.in_(roles)
+                )
+            )
+        ).scalar_one_or_none()
+        if best is not None:
+            return best, "role"
+    guild_default = (
+        await session.execute(select(GuildConfig.default_limit).where(GuildConfig.guild_id == guild_id))
+    ).scalar_one_or_none()
+    if guild_default is not None:
+        return guild_default, "guild"
+    return default_limit, "default"
+
+
+async def status(
+    session: AsyncSession,
+    guild_id: int,
+    user_id: int,
+    *,
+    role_ids: Iterable[int] = (),
+    default_limit: int,
+    window_seconds: float,
+) -> QuotaStatus:
+    """Balance, limit, usage and the time the next credit comes back."""
+    t = await now(session)
+    limit, source = await effective_limit(session, guild_id, user_id, role_ids, default_limit)
+    reset_at = (
+        await session.execute(
+            select(MemberQuota.reset_at).where(MemberQuota.guild_id == guild_id, MemberQuota.user_id == user_id)
+        )
+    ).scalar_one_or_none()
+    start = t - window_seconds
+    if reset_at is not None and reset_at > start:
+        start = reset_at
+    in_window = and_(
+        LedgerEntry.guild_id == guild_id,
+        LedgerEntry.user_id == user_id,
+        LedgerEntry.window_at >= start,
+    )
+    rows = (
+        await session.execute(
+            select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount), 0))
+            .where(in_window)
+            .group_by(LedgerEntry.kind)
+        )
+    ).all()
+    sums = {kind: int(total) for kind, total in rows}
+    used = -(sums.get(LedgerKind.CHARGE, 0) + sums.get(LedgerKind.REFUND, 0))
+    granted = sums.get(LedgerKind.GRANT, 0)
+    # The oldest charge in the window that was not refunded gives its credit back first.
+    refunded = select(LedgerEntry.job_id).where(LedgerEntry.kind == LedgerKind.REFUND, LedgerEntry.job_id.is_not(None))
+    oldest = (
+        await session.execute(
+            select(func.min(LedgerEntry.window_at)).where(
+                in_window, LedgerEntry.kind == LedgerKind.CHARGE, LedgerEntry.job_id.not_in(refunded)
+            )
+        )
+    ).scalar_one_or_none()
+    return QuotaStatus(
+        limit=limit,
+        source=source,
+        used=used,
+        granted=granted,
+        balance=limit + granted - used,
+        window_seconds=window_seconds,
+        now=t,
+        next_credit_at=(oldest + window_seconds) if oldest is not None else None,
+    )
+
+
+async def charge(session: AsyncSession, guild_id: int, user_id: int, job_id: int, amount: int) -> None:
+    """Write the charge for a job (call inside the job's own insert transaction)."""
+    session.add(
+        LedgerEntry(
+            guild_id=guild_id,
+            user_id=user_id,
+            job_id=job_id,
+            kind=LedgerKind.CHARGE.value,
+            amount=-abs(amount),
+            window_at=db_now(),
+            created_at=db_now(),
+        )
+    )
+    await session.flush()
+
+
+async def refund(session: AsyncSession, job_id: int, *, reason: str | None = None) -> bool:
+    """Give back a job's charge, exactly once. Returns False if it was refunded already (or never charged)."""
+    charged = (
+        await session.execute(
+            select(LedgerEntry).where(LedgerEntry.job_id == job_id, LedgerEntry.kind == LedgerKind.CHARGE)
+        )
+    ).scalar_one_or_none()
+    if charged is None:
+        return False
+    stmt = (
+        _insert(session)(LedgerEntry)
+        .values(
+            guild_id=charged.guild_id,
+            user_id=charged.user_id,
+            job_id=job_id,
+            kind=LedgerKind.REFUND.value,
+            amount=-charged.amount,
+            window_at=charged.window_at,
+            reason=reason,
+            created_at=db_now(),
+        )
+        .on_conflict_do_nothing(index_elements=["job_id", "kind"])
+    )
+    result = await session.execute(stmt)
+    return (result.rowcount or 0) > 0
+
+
+async def _audit(
+    session: AsyncSession,
+    guild_id: int,
+    actor_id: int,
+    action: str,
+    target_id: int | None,
+    details: dict,
+    reason: str | None,
+) -> None:
+    session.add(
+        ModAction(
+            guild_id=guild_id,
+            actor_id=actor_id,
+            action=action,
+            target_id=target_id,
+            details=details,
+            reason=reason,
+            created_at=db_now(),
+        )
+    )
+    await session.flush()
+
+
+async def set_limit(
+    session: AsyncSession, guild_id: int, user_id: int, limit: int | None, *, actor_id: int, reason: str | None = None
+) -> None:
+    """A moderator sets (or with None clears) a member's personal limit."""
+    if limit is not None and limit < 0:
+        raise ValueError("limit must be 0 or more")
+    account = await lock_account(session, guild_id, user_id)
+    old = account.limit_override
+    account.limit_override = limit
+    account.updated_at = db_now()  # type: ignore[assignment]
+    await _audit(session, guild_id, actor_id, "quota.set", user_id, {"old": old, "new": limit}, reason)
+
+
+async def grant(
+    session: AsyncSession, guild_id: int, user_id: int, credits: int, *, actor_id: int, reason: str | None = None
+) -> None:
+    """A moderator grants one-off credits, valid for one window."""
+    if credits <= 0:
+        raise ValueError("credits must be positive")
+    await lock_account(session, guild_id, user_id)
+    session.add(
+        LedgerEntry(
+            guild_id=guild_id,
+            user_id=user_id,
+            job_id=None,
+            kind=LedgerKind.GRANT.value,
+            amount=credits,
+            window_at=db_now(),
+            actor_id=actor_id,
+            reason=reason,
+            created_at=db_now(),
+        )
+    )
+    await _audit(session, guild_id, actor_id, "quota.grant", user_id, {"credits": credits}, reason)
+
+
+async def reset(
+    session: AsyncSession, guild_id: int, user_id: int, *, actor_id: int, reason: str | None = None
+) -> None:
+    """A moderator gives a member a fresh start: usage and grants so far stop counting, override cleared."""
+    account = await lock_account(session, guild_id, user_id)
+    old = account.limit_override
+    account.limit_override = None
+    account.reset_at = db_now()  # type: ignore[assignment]
+    account.updated_at = db_now()  # type: ignore[assignment]
+    await _audit(session, guild_id, actor_id, "quota.reset", user_id, {"old_override": old}, reason)
+
+
+async def set_role_limit(
+    session: AsyncSession, guild_id: int, role_id: int, limit: int | None, *, actor_id: int, reason: str | None = None
+) -> None:
+    """Set (or with None remove) the limit for members with a role; the highest role limit wins."""
+    existing = await session.get(RoleLimit, (guild_id, role_id))
+    if limit is None:
+        if existing is not None:
+            await session.delete(existing)
+    elif existing is None:
+        session.add(RoleLimit(guild_id=guild_id, role_id=role_id, limit=limit))
+    else:
+        existing.limit = limit
+    await _audit(session, guild_id, actor_id, "quota.role_limit", role_id, {"limit": limit}, reason)
+
+
+async def set_guild_default(
+    session: AsyncSession, guild_id: int, limit: int | None, *, actor_id: int, reason: str | None = None
+) -> None:
+    """Set (or with None clear) the guild's default limit."""
+    config = await session.get(GuildConfig, guild_id)
+    if config is None:
+        config = GuildConfig(guild_id=guild_id, allowed_channel_ids=[], blocklist=[], updated_at=db_now())
+        session.add(config)
+    config.default_limit = limit
+    config.updated_at = db_now()  # type: ignore[assignment]
+    await _audit(session, guild_id, actor_id, "quota.guild_default", None, {"limit": limit}, reason)
+
+
+async def ledger_sum(session: AsyncSession, guild_id: int, user_id: int) -> int:
+    """Σ of all of a member's ledger rows (for audits and tests)."""
+    return int(
+        (
+            await session.execute(
+                select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                    LedgerEntry.guild_id == guild_id, LedgerEntry.user_id == user_id
+                )
+            )
+        ).scalar_one()
+    )

@@ -1,0 +1,122 @@
+"""Settings: one pydantic-settings object read from the environment and ``.env``.
+
+Created once at the entry point (``videobot.cli``) and passed down; nothing else
+reads ``os.environ``. Every field is documented in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting has an invalid value; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    """Everything an owner can configure. Names are the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- Discord -----------------------------------------------------------------------------
+    discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
+    discord_api_base_url: str = Field(default="https://discord.com/api/v10", alias="DISCORD_API_BASE_URL")
+    discord_gateway_url: str = Field(default="wss://gateway.discord.gg/", alias="DISCORD_GATEWAY_URL")
+    #: Guild ids to register slash commands in directly (instant); empty = global commands.
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list, alias="VIDEOBOT_GUILD_IDS")
+
+    # --- Storage -----------------------------------------------------------------------------
+    data_dir: Path = Field(default=Path("./data"), alias="VIDEOBOT_DATA_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    #: Hours a finished video is kept in the database after delivery (or after it became undeliverable).
+    result_retention_hours: float = Field(default=24.0, gt=0, alias="VIDEOBOT_RESULT_RETENTION_HOURS")
+
+    # --- Model / worker ----------------------------------------------------------------------
+    model: str = Field(default="auto", alias="VIDEOBOT_MODEL")
+    device: str = Field(default="auto", alias="VIDEOBOT_DEVICE")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", alias="VIDEOBOT_DTYPE")
+    offload: Literal["none", "model", "sequential", "group"] = Field(default="none", alias="VIDEOBOT_OFFLOAD")
+    vae_tiling: bool = Field(default=False, alias="VIDEOBOT_VAE_TILING")
+    layerwise_fp8: bool = Field(default=False, alias="VIDEOBOT_FP8")
+    worker_id: str | None = Field(default=None, alias="VIDEOBOT_WORKER_ID")
+    lease_seconds: float = Field(default=60.0, gt=1, alias="VIDEOBOT_LEASE_SECONDS")
+    heartbeat_seconds: float = Field(default=10.0, gt=0, alias="VIDEOBOT_HEARTBEAT_SECONDS")
+    max_attempts: int = Field(default=3, ge=1, le=20, alias="VIDEOBOT_MAX_ATTEMPTS")
+    poll_seconds: float = Field(default=1.0, gt=0, alias="VIDEOBOT_POLL_SECONDS")
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0, alias="VIDEOBOT_SHUTDOWN_GRACE_SECONDS")
+
+    # --- Quotas ------------------------------------------------------------------------------
+    default_quota: int = Field(default=5, ge=0, alias="VIDEOBOT_DEFAULT_QUOTA")
+    quota_window_hours: float = Field(default=24.0, gt=0, alias="VIDEOBOT_QUOTA_WINDOW_HOURS")
+    cost_mode: Literal["flat", "weighted"] = Field(default="flat", alias="VIDEOBOT_COST_MODE")
+    max_queued_per_user: int = Field(default=3, ge=1, alias="VIDEOBOT_MAX_QUEUED_PER_USER")
+    #: Default upload limit (bytes) for posts that carry no interaction (reaction reruns).
+    upload_limit_bytes: int = Field(default=10 * 1024 * 1024, ge=256 * 1024, alias="VIDEOBOT_UPLOAD_LIMIT_BYTES")
+
+    # --- Operations --------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="VIDEOBOT_LOG_LEVEL")
+    health_host: str = Field(default="127.0.0.1", alias="VIDEOBOT_HEALTH_HOST")
+    #: Port of /healthz and /metrics; 0 turns the HTTP endpoint off.
+    health_port: int = Field(default=8080, ge=0, le=65535, alias="VIDEOBOT_HEALTH_PORT")
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:pass@host/db"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat_inside_lease(self) -> Settings:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("VIDEOBOT_HEARTBEAT_SECONDS must be shorter than VIDEOBOT_LEASE_SECONDS")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'videobot.db').resolve()}"
+
+    @property
+    def quota_window_seconds(self) -> float:
+        return self.quota_window_hours * 3600.0
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from env/.env (plus overrides), turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = err.get("loc") or ()
+            name = str(loc[0]) if loc else "settings"
+            field = Settings.model_fields.get(name)
+            env_name = (field.alias if field and field.alias else name).upper()
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+            lines.append(f"{env_name}: {msg}" if loc else msg)
+        raise SettingsError("Invalid setting(s):\n  " + "\n  ".join(lines)) from None
