@@ -1,0 +1,1 @@
+"""Discord side of videobot; never imports torch or diffusers."""

@@ -1,0 +1,120 @@
+"""What the fake records for tests to assert on: requests, interactions, faults."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .server import FakeDiscord
+
+
+@dataclass
+class RecordedFile:
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str  # without the /api/v10 prefix, e.g. /channels/123/messages
+    route: str  # the route template, e.g. /channels/{channel_id}/messages ("?" when unknown)
+    query: dict[str, str]
+    json: Any  # the JSON body, or the parsed payload_json of a multipart request
+    files: list[RecordedFile]
+    at: float  # time.monotonic() when the request arrived
+    status: int = 0
+    response: Any = None
+    fault: bool = False  # answered by fd.inject(), not by the route
+
+    @property
+    def multipart(self) -> bool:
+        return bool(self.files)
+
+
+@dataclass
+class Fault:
+    method: str
+    path_regex: str
+    status: int
+    count: int | None  # None: until cancelled
+    code: int | None = None
+    message: str | None = None
+    retry_after: float = 0.5
+    is_global: bool = False
+    hits: int = 0
+
+    def cancel(self) -> None:
+        """Stop injecting this fault."""
+        self.count = 0
+
+
+@dataclass
+class Interaction:
+    """One interaction the fake dispatched, and everything the bot did with it."""
+
+    fd: FakeDiscord = field(repr=False)
+    id: int
+    token: str
+    type: int  # 2 command, 3 component, 4 autocomplete
+    guild_id: int
+    channel_id: int
+    user_id: int
+    name: str  # command name, or custom_id for components
+    payload: dict[str, Any] = field(repr=False)
+    created: float = field(default_factory=time.monotonic)
+    initial: dict[str, Any] | None = None  # the accepted initial callback body {"type": ..., "data": ...}
+    acked_at: float | None = None
+    responses: list[dict[str, Any]] = field(default_factory=list)  # every callback body, accepted or not
+    original_id: int | None = None
+    followup_ids: list[int] = field(default_factory=list)
+    expired: bool = False
+    attachment_size_limit: int = 0
+
+    @property
+    def ack_latency(self) -> float | None:
+        """Seconds from dispatch to the accepted initial response, or None if not acknowledged."""
+        return None if self.acked_at is None else self.acked_at - self.created
+
+    @property
+    def response_type(self) -> int | None:
+        return None if self.initial is None else self.initial["type"]
+
+    @property
+    def ephemeral(self) -> bool:
+        """Whether the initial response was ephemeral (flags & 64)."""
+        data = (self.initial or {}).get("data") or {}
+        return bool((data.get("flags") or 0) & 64)
+
+    @property
+    def original(self) -> dict[str, Any] | None:
+        """The message the initial response created (or, for components, the clicked message), as it is now."""
+        return None if self.original_id is None else self.fd.message(self.original_id)
+
+    @property
+    def followups(self) -> list[dict[str, Any]]:
+        """Follow-up messages as they are now (a follow-up that filled a deferred response is the original)."""
+        return [m for mid in self.followup_ids if (m := self.fd.message(mid)) is not None]
+
+    @property
+    def choices(self) -> list[dict[str, Any]] | None:
+        """Autocomplete choices the bot answered (type 8), else None."""
+        if self.response_type != 8:
+            return None
+        return (self.initial.get("data") or {}).get("choices", [])  # type: ignore[union-attr]
+
+    async def acknowledged(self, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """Wait for the accepted initial response and return its body; TimeoutError if none came."""
+        await self.fd.wait_for(
+            lambda: self.initial is not None, timeout, what=f"ack of interaction {self.name}"
+        )
+        assert self.initial is not None
+        return self.initial

@@ -1,0 +1,338 @@
+"""The fake is faithful enough: a real discord.py client logs in, syncs, answers and retries against it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import discord
+import pytest
+from discord import app_commands
+
+from bot.endpoints import use_endpoints
+
+from .server import FakeDiscord
+from .world import Guild, MiB
+
+log = logging.getLogger(__name__)
+CLIP = bytes(range(256)) * 4096  # 1 MiB of "video"
+
+
+@dataclass
+class Harness:
+    fd: FakeDiscord
+    client: discord.Client
+    tree: app_commands.CommandTree
+    guild: Guild
+    channel_id: int
+    user_id: int
+    errors: list[BaseException] = field(default_factory=list)
+    reactions: list[discord.RawReactionActionEvent] = field(default_factory=list)
+    seen: list[tuple[str, object]] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def build_tree(h: Harness) -> None:
+    """Commands shaped like videobot's: defer + file follow-up, ephemeral replies, groups, autocomplete."""
+    tree = h.tree
+
+    @tree.command(description="Defer, then post a clip")
+    async def ping(interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await interaction.followup.send("pong", file=discord.File(io.BytesIO(CLIP), "clip.mp4"))
+
+    @tree.command(description="Reply only to you")
+    async def secret(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("only you can see this", ephemeral=True)
+
+    @tree.command(description="Too slow to answer")
+    async def slow(interaction: discord.Interaction) -> None:
+        await asyncio.sleep(3.2)
+        try:
+            await interaction.response.send_message("late")
+        except discord.NotFound as exc:
+            h.errors.append(exc)
+
+    @tree.command(description="Defer, then follow up when released")
+    async def later(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await h.release.wait()
+        try:
+            await interaction.followup.send("done")
+        except discord.HTTPException as exc:
+            h.errors.append(exc)
+
+    @tree.command(description="Generate a video")
+    @app_commands.describe(prompt="What to generate", steps="Denoising steps", model="Model")
+    async def video(
+        interaction: discord.Interaction, prompt: str, steps: int = 30, model: str = "wan"
+    ) -> None:
+        h.seen.append(("video", (prompt, steps, model, interaction.filesize_limit)))
+        await interaction.response.defer(thinking=True)
+
+    @video.autocomplete("model")
+    async def model_complete(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        names = ["wan-1.3b", "wan-14b", "ltx-video"]
+        return [app_commands.Choice(name=n, value=n) for n in names if n.startswith(current)]
+
+    queue = app_commands.Group(name="queue", description="The job queue")
+
+    @queue.command(description="Show a user's jobs")
+    async def show(interaction: discord.Interaction, user: discord.Member, verbose: bool = False) -> None:
+        h.seen.append(("queue show", (user, verbose)))
+        await interaction.response.send_message(f"{user.display_name}: nothing queued", ephemeral=True)
+
+    tree.add_command(queue)
+
+    @tree.error
+    async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        h.errors.append(error)
+
+
+@pytest.fixture
+async def h(fd: FakeDiscord) -> AsyncIterator[Harness]:
+    """A real discord.Client with a command tree, connected to the fake through use_endpoints()."""
+    guild = fd.add_guild("Fox Den")
+    channel_id = fd.add_channel(guild.id, "videos")
+    user_id = fd.add_member(guild.id, name="alice")
+    use_endpoints(fd.api_base, fd.gateway_url)
+    client = discord.Client(intents=discord.Intents.default())
+    harness = Harness(fd, client, app_commands.CommandTree(client), guild, channel_id, user_id)
+    build_tree(harness)
+
+    @client.event
+    async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
+        harness.reactions.append(payload)
+
+    task = asyncio.create_task(client.start(fd.token))
+    try:
+        await fd.wait_until_ready(10)
+        await fd.wait_for(lambda: client.get_channel(channel_id) is not None, 5, what="GUILD_CREATE parsed")
+        yield harness
+    finally:
+        harness.release.set()
+        await client.close()
+        await asyncio.wait_for(task, 5)
+    # Every body the client sent must match Discord's published request schemas.
+    if fd.schema_validation:
+        assert fd.schema_errors == []
+
+
+async def test_login_ready_guild_create_and_sync(h: Harness) -> None:
+    fd, client = h.fd, h.client
+    assert client.user is not None and client.user.id == fd.bot_user_id
+    assert client.application_id == fd.application_id
+    guild = client.get_guild(h.guild.id)
+    assert guild is not None and guild.name == "Fox Den" and guild.me is not None
+    assert guild.me.guild_permissions.attach_files
+    assert guild.filesize_limit == 10 * MiB
+
+    synced = await h.tree.sync(guild=discord.Object(h.guild.id))  # nothing guild-scoped: an empty PUT
+    assert synced == []
+    synced = await h.tree.sync()
+    assert sorted(c.name for c in synced) == ["later", "ping", "queue", "secret", "slow", "video"]
+    put = fd.requests_to("PUT", "/applications/{application_id}/commands")
+    assert len(put) == 1 and put[0].status == 200
+    video = next(c for c in fd.commands() if c["name"] == "video")
+    assert [(o["name"], o["type"], o.get("required", False)) for o in video["options"]] == [
+        ("prompt", 3, True),
+        ("steps", 4, False),
+        ("model", 3, False),
+    ]
+    # Re-syncing keeps ids, as Discord does for the same name.
+    again = await h.tree.sync()
+    assert {c.name: c.id for c in again} == {c.name: c.id for c in synced}
+
+
+async def test_defer_then_followup_with_file(h: Harness) -> None:
+    fd = h.fd
+    interaction = await fd.slash(h.guild.id, h.channel_id, h.user_id, "ping")
+    assert (await interaction.acknowledged(3))["type"] == 5
+    assert interaction.ack_latency is not None and interaction.ack_latency < 3
+    await fd.wait_for(lambda: interaction.followups, 5, what="follow-up")
+    [message] = fd.messages(h.channel_id)
+    # The first follow-up after a defer fills the "thinking…" message.
+    assert message["id"] == interaction.original["id"] == interaction.followups[0]["id"]
+    assert message["content"] == "pong" and not message["flags"] & (64 | 128)
+    [attachment] = message["attachments"]
+    assert attachment["filename"] == "clip.mp4" and attachment["content_type"] == "video/mp4"
+    assert attachment["size"] == len(CLIP) and fd.attachment_bytes(attachment) == CLIP
+    [upload] = fd.requests_to("POST", "/webhooks/{application_id}/{token}")
+    assert upload.multipart and upload.files[0].data == CLIP and upload.json["content"] == "pong"
+    # The CDN URL serves the bytes, so the bot can re-download its own posts.
+    async with aiohttp.ClientSession() as session, session.get(attachment["url"]) as resp:
+        assert await resp.read() == CLIP
+
+
+async def test_ephemeral_reply(h: Harness) -> None:
+    interaction = await h.fd.slash(h.guild.id, h.channel_id, h.user_id, "secret")
+    body = await interaction.acknowledged(3)
+    assert body["type"] == 4 and body["data"]["flags"] == 64 and interaction.ephemeral
+    assert interaction.original["content"] == "only you can see this"
+    assert h.fd.messages(h.channel_id, include_ephemeral=False) == []
+
+
+async def test_too_slow_initial_response_is_unknown_interaction(h: Harness) -> None:
+    interaction = await h.fd.slash(h.guild.id, h.channel_id, h.user_id, "slow")
+    await h.fd.wait_for(lambda: h.errors, 6, what="bot error")
+    [error] = h.errors
+    assert isinstance(error, discord.NotFound) and error.code == 10062
+    assert interaction.initial is None and len(interaction.responses) == 1
+
+
+async def test_second_initial_response_and_expired_token(h: Harness) -> None:
+    fd = h.fd
+    interaction = await fd.slash(h.guild.id, h.channel_id, h.user_id, "later")
+    await interaction.acknowledged(3)
+    async with aiohttp.ClientSession() as session:
+        url = f"{fd.api_base}/interactions/{interaction.id}/{interaction.token}/callback"
+        async with session.post(url, json={"type": 4, "data": {"content": "again"}}) as resp:
+            assert resp.status == 400 and (await resp.json())["code"] == 40060
+    fd.expire_token(interaction)
+    h.release.set()
+    await fd.wait_for(lambda: h.errors, 5, what="bot error")
+    [error] = h.errors
+    assert isinstance(error, discord.HTTPException) and error.status == 401 and error.code == 50027
+
+
+async def test_options_subcommands_user_option_and_autocomplete(h: Harness) -> None:
+    fd = h.fd
+    await h.tree.sync()
+    bob = fd.add_member(h.guild.id, name="bob", nick="Bobby")
+    interaction = await fd.slash(
+        h.guild.id, h.channel_id, h.user_id, "video", options={"prompt": "a fox", "steps": 8}
+    )
+    assert (await interaction.acknowledged(3))["type"] == 5
+    assert h.seen[-1] == ("video", ("a fox", 8, "wan", 10 * MiB))
+    assert interaction.payload["data"]["options"][1] == {"name": "steps", "type": 4, "value": 8}
+
+    interaction = await fd.slash(
+        h.guild.id,
+        h.channel_id,
+        h.user_id,
+        "queue",
+        subcommand="show",
+        options={"user": bob, "verbose": True},
+    )
+    await interaction.acknowledged(3)
+    name, (member, verbose) = h.seen[-1]
+    assert isinstance(member, discord.Member) and member.id == bob and member.display_name == "Bobby"
+    assert verbose is True and interaction.original["content"] == "Bobby: nothing queued"
+
+    choices = await fd.autocomplete(
+        h.guild.id,
+        h.channel_id,
+        h.user_id,
+        "video",
+        options={"prompt": "a fox", "model": "wan"},
+        focused="model",
+    )
+    assert choices == [{"name": "wan-1.3b", "value": "wan-1.3b"}, {"name": "wan-14b", "value": "wan-14b"}]
+
+    with pytest.raises(ValueError, match="unknown"):
+        await fd.slash(h.guild.id, h.channel_id, h.user_id, "video", options={"prompt": "x", "fps": 8})
+
+
+async def test_reactions_reach_raw_reaction_add(h: Harness) -> None:
+    fd = h.fd
+    channel = h.client.get_channel(h.channel_id)
+    message = await channel.send("react to rerun")
+    await message.add_reaction("🔁")
+    await fd.add_reaction(h.user_id, h.channel_id, message.id, "🔁")
+    await fd.wait_for(lambda: len(h.reactions) == 2, 3, what="two reaction events")
+    mine, theirs = h.reactions
+    assert mine.user_id == fd.bot_user_id
+    assert theirs.user_id == h.user_id and str(theirs.emoji) == "🔁" and theirs.member.name == "alice"
+    assert theirs.message_author_id == fd.bot_user_id and theirs.guild_id == h.guild.id
+    [stored] = fd.messages(h.channel_id)
+    assert stored["reactions"][0]["count"] == 2 and stored["reactions"][0]["me"] is True
+    await fd.remove_reaction(h.user_id, h.channel_id, message.id, "🔁")
+    assert fd.messages(h.channel_id)[0]["reactions"][0]["count"] == 1
+
+
+async def test_rate_limit_is_retried(h: Harness) -> None:
+    fd = h.fd
+    fault = fd.inject("POST", r"^/channels/\d+/messages$", 429, retry_after=0.3)
+    channel = h.client.get_channel(h.channel_id)
+    await channel.send("after the rate limit")
+    assert fault.hits == 1
+    statuses = [r.status for r in fd.requests_to("POST", "/channels/{channel_id}/messages")]
+    assert statuses == [429, 200]
+    assert [m["content"] for m in fd.messages(h.channel_id)] == ["after the rate limit"]
+
+
+async def test_discord_rules_are_enforced(h: Harness) -> None:
+    fd = h.fd
+    channel = h.client.get_channel(h.channel_id)
+    with pytest.raises(discord.HTTPException) as too_long:
+        await channel.send("x" * 2001)
+    assert too_long.value.status == 400 and too_long.value.code == 50035
+    assert "2000 or fewer" in str(too_long.value)
+    with pytest.raises(discord.HTTPException) as too_big:
+        await channel.send(file=discord.File(io.BytesIO(bytes(11 * MiB)), "big.mp4"))
+    assert too_big.value.status == 413 and too_big.value.code == 40005
+    assert fd.requests_to("POST", "/channels/{channel_id}/messages")[-1].files[0].size == 11 * MiB
+
+    message = await channel.send("progress 10%")
+    await message.edit(content="progress 50%")
+    fd.age_message(message.id, 3601)
+    with pytest.raises(discord.HTTPException) as old:
+        await message.edit(content="progress 90%")
+    assert old.value.code == 30046
+    assert fd.messages(h.channel_id)[-1]["content"] == "progress 50%"
+
+    fd.inject("POST", r"/messages$", 403, code=50013)
+    with pytest.raises(discord.Forbidden) as forbidden:
+        await channel.send("nope")
+    assert forbidden.value.code == 50013
+    fd.delete_channel(h.channel_id)
+    with pytest.raises(discord.NotFound) as gone:
+        await channel.send("anyone?")
+    assert gone.value.code == 10003
+
+
+async def test_gateway_drop_resumes_and_keeps_handling(h: Harness) -> None:
+    fd = h.fd
+    await fd.drop_gateway()
+    # Sent while the bot is away: buffered and replayed on RESUME.
+    interaction = await fd.slash(h.guild.id, h.channel_id, h.user_id, "secret")
+    await fd.wait_until_ready(10)
+    assert fd.gateway.resumes == 1 and fd.gateway.identifies == 1
+    assert (await interaction.acknowledged(3))["type"] == 4
+
+    await fd.drop_gateway(resumable=False)
+    await fd.wait_for(lambda: fd.gateway.identifies == 2, 10, what="re-identify")
+    interaction = await fd.slash(h.guild.id, h.channel_id, h.user_id, "secret")
+    assert (await interaction.acknowledged(3))["type"] == 4
+
+
+async def test_burst_of_interactions(h: Harness) -> None:
+    fd = h.fd
+    users = [fd.add_member(h.guild.id, name=f"u{i}") for i in range(50)]
+    interactions = [await fd.slash(h.guild.id, h.channel_id, users[i % 50], "secret") for i in range(200)]
+    await fd.wait_for(lambda: all(i.initial for i in interactions), 10, what="200 acks")
+    latencies = sorted(i.ack_latency for i in interactions)
+    log.info("200 acks: p50 %.3f s, max %.3f s", latencies[100], latencies[-1])
+    assert len(fd.messages(h.channel_id)) == 200
+
+
+async def test_schema_validator_catches_malformed_bodies(fd: FakeDiscord) -> None:
+    if not fd.schema_validation:
+        pytest.skip("Discord's OpenAPI file is absent (set DISCORD_OPENAPI_PATH)")
+    guild = fd.add_guild()
+    channel_id = fd.add_channel(guild.id)
+    headers = {"Authorization": f"Bot {fd.token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        url = f"{fd.api_base}/channels/{channel_id}/messages"
+        async with session.post(url, json={"content": "ok", "embeds": [{"title": 5}]}) as resp:
+            # Discord refuses a body that breaks its schema with 50035, and so does the fake.
+            assert resp.status == 400 and (await resp.json())["code"] == 50035
+    assert len(fd.schema_errors) == 1 and "POST /channels/{channel_id}/messages" in fd.schema_errors[0]
+    assert "['embeds'][0]['title']" in fd.schema_errors[0]
+    fd.schema_errors.clear()
