@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -26,7 +26,7 @@ from sqlalchemy.orm import aliased
 from videobot import quota
 from videobot.db import Database, db_now
 from videobot.errors import JobNotFound, LeaseLost, QuotaExceeded, TooManyQueued
-from videobot.models import Job, JobResult, JobStatus
+from videobot.models import Job, JobResult, JobStatus, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,9 @@ class JobQueue:
                     await s.execute(
                         select(func.count())
                         .select_from(Job)
-                        .where(Job.guild_id == req.guild_id, Job.user_id == req.user_id, Job.status.in_(ACTIVE))
+                        .where(
+                            Job.guild_id == req.guild_id, Job.user_id == req.user_id, Job.status.in_(ACTIVE)
+                        )
                     )
                 ).scalar_one()
                 if active >= self.config.max_queued_per_user:
@@ -208,7 +210,14 @@ class JobQueue:
             if existing is None:
                 raise
             return await self._submitted(existing, created=False, req=req)
-        log.info("job %s queued (user %s, guild %s, model %s, cost %s)", job.id, req.user_id, req.guild_id, req.model, req.cost)
+        log.info(
+            "job %s queued (user %s, guild %s, model %s, cost %s)",
+            job.id,
+            req.user_id,
+            req.guild_id,
+            req.model,
+            req.cost,
+        )
         return Submitted(job=job, created=True, position=position, balance=balance)
 
     async def _by_key(self, key: str, session: AsyncSession | None = None) -> Job | None:
@@ -230,7 +239,9 @@ class JobQueue:
                 default_limit=self.config.default_limit,
                 window_seconds=self.config.window_seconds,
             )
-            return Submitted(job=job, created=created, position=await self._position(s, job), balance=st.balance)
+            return Submitted(
+                job=job, created=created, position=await self._position(s, job), balance=st.balance
+            )
 
         if session is not None:
             return await go(session)
@@ -292,7 +303,9 @@ class JobQueue:
                 progress_updated_at=db_now(),
                 updated_at=db_now(),
             )
-            .returning(Job.id, Job.attempts, Job.model, Job.params, Job.upload_limit_bytes, Job.lease_expires_at)
+            .returning(
+                Job.id, Job.attempts, Job.model, Job.params, Job.upload_limit_bytes, Job.lease_expires_at
+            )
             .execution_options(synchronize_session=False)
         )
         async with self.db.transaction() as s:
@@ -323,7 +336,12 @@ class JobQueue:
         """Renew the lease (and record progress). Raises ``LeaseLost`` if the job is no longer ours."""
         values: dict[str, Any] = {"lease_expires_at": db_now() + self.config.lease_seconds}
         if progress is not None:
-            values.update(progress_step=progress[0], progress_total=progress[1], progress_updated_at=db_now(), updated_at=db_now())
+            values.update(
+                progress_step=progress[0],
+                progress_total=progress[1],
+                progress_updated_at=db_now(),
+                updated_at=db_now(),
+            )
         stmt = (
             update(Job)
             .where(*self._fence(c))
@@ -418,6 +436,14 @@ class JobQueue:
         log.warning("job %s failed (%s), refunded: %s", c.job_id, code, message)
         return JobStatus.FAILED.value
 
+    async def cancel_requested(self, c: Claim) -> bool:
+        """True if the job's cancel flag is set; raises ``LeaseLost`` if the job is no longer ours."""
+        async with self.db.sessionmaker() as s:
+            row = (await s.execute(select(Job.cancel_requested).where(*self._fence(c)))).first()
+        if row is None:
+            raise LeaseLost(f"job {c.job_id}: lease lost (attempt {c.attempt}, owner {c.owner})")
+        return bool(row.cancel_requested)
+
     async def acknowledge_cancel(self, c: Claim) -> None:
         """The worker stopped a running job whose cancel flag was set: cancelled and refunded."""
         async with self.db.transaction() as s:
@@ -494,26 +520,59 @@ class JobQueue:
                 )
                 await quota.refund(s, row.id, reason="crashed")
             requeued = (
-                await s.execute(
-                    update(Job)
-                    .where(expired, Job.attempts < Job.max_attempts)
-                    .values(
-                        status=JobStatus.QUEUED.value,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        queued_at=db_now(),
-                        progress_step=0,
-                        updated_at=db_now(),
+                (
+                    await s.execute(
+                        update(Job)
+                        .where(expired, Job.attempts < Job.max_attempts)
+                        .values(
+                            status=JobStatus.QUEUED.value,
+                            lease_owner=None,
+                            lease_expires_at=None,
+                            queued_at=db_now(),
+                            progress_step=0,
+                            updated_at=db_now(),
+                        )
+                        .returning(Job.id)
+                        .execution_options(synchronize_session=False)
                     )
-                    .returning(Job.id)
-                    .execution_options(synchronize_session=False)
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         for job_id in requeued:
             log.warning("job %s: lease expired, queued again", job_id)
         for row in failed_rows:
             log.error("job %s: lease expired after %s attempts, failed and refunded", row.id, row.attempts)
         return list(requeued), [row.id for row in failed_rows]
+
+    async def worker_seen(
+        self,
+        worker_id: str,
+        models: Sequence[str],
+        *,
+        current_job_id: int | None = None,
+        gpu_memory_bytes: int | None = None,
+    ) -> None:
+        """Record that a worker is alive (for /healthz and /metrics)."""
+        values = dict(
+            models=list(models),
+            seen_at=db_now(),
+            current_job_id=current_job_id,
+            gpu_memory_bytes=gpu_memory_bytes,
+        )
+        async with self.db.transaction() as s:
+            res = await s.execute(
+                update(WorkerHeartbeat)
+                .where(WorkerHeartbeat.worker_id == worker_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if res.rowcount == 0:
+                s.add(WorkerHeartbeat(worker_id=worker_id, started_at=db_now(), **values))
+
+    async def worker_gone(self, worker_id: str) -> None:
+        async with self.db.transaction() as s:
+            await s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == worker_id))
 
     # ------------------------------------------------------------------ user / bot side
     async def cancel(self, job_id: int, *, user_id: int, is_moderator: bool = False) -> CancelOutcome:
@@ -569,12 +628,16 @@ class JobQueue:
         """A member's queued and running jobs with their queue positions (0 = running)."""
         async with self.db.sessionmaker() as s:
             jobs = (
-                await s.execute(
-                    select(Job)
-                    .where(Job.guild_id == guild_id, Job.user_id == user_id, Job.status.in_(ACTIVE))
-                    .order_by(Job.id)
+                (
+                    await s.execute(
+                        select(Job)
+                        .where(Job.guild_id == guild_id, Job.user_id == user_id, Job.status.in_(ACTIVE))
+                        .order_by(Job.id)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             return [(job, await self._position(s, job)) for job in jobs]
 
     async def queue_length(self, model: str | None = None) -> int:
@@ -590,7 +653,10 @@ class JobQueue:
             return list(
                 (
                     await s.execute(
-                        select(Job).where(Job.updated_at > since).order_by(Job.updated_at, Job.id).limit(limit)
+                        select(Job)
+                        .where(Job.updated_at > since)
+                        .order_by(Job.updated_at, Job.id)
+                        .limit(limit)
                     )
                 ).scalars()
             )
@@ -661,9 +727,7 @@ class JobQueue:
                 Job.status.in_((JobStatus.DELIVERED.value, JobStatus.UNDELIVERABLE.value)),
                 Job.delivered_at < db_now() - retention_seconds,
             )
-            res = await s.execute(
-                JobResult.__table__.delete().where(JobResult.job_id.in_(old))
-            )
+            res = await s.execute(JobResult.__table__.delete().where(JobResult.job_id.in_(old)))
         return res.rowcount or 0
 
 

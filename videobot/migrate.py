@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command
@@ -22,13 +23,24 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def _blocking(fn, *args) -> None:  # type: ignore[no-untyped-def]
+    """Run an alembic command; its async env starts an event loop, so never on a thread that has one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fn(*args)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(fn, *args).result()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations up to ``revision`` (blocking; call from a thread inside an event loop)."""
-    command.upgrade(alembic_config(url), revision)
+    """Apply migrations up to ``revision`` (blocking)."""
+    _blocking(command.upgrade, alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
-    command.downgrade(alembic_config(url), revision)
+    _blocking(command.downgrade, alembic_config(url), revision)
 
 
 def revision(url: str, message: str) -> None:

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     discord_api_base_url: str = Field(default="https://discord.com/api/v10", alias="DISCORD_API_BASE_URL")
     discord_gateway_url: str = Field(default="wss://gateway.discord.gg/", alias="DISCORD_GATEWAY_URL")
     #: Guild ids to register slash commands in directly (instant); empty = global commands.
-    discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list, alias="VIDEOBOT_GUILD_IDS")
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, alias="VIDEOBOT_GUILD_IDS"
+    )
 
     # --- Storage -----------------------------------------------------------------------------
     data_dir: Path = Field(default=Path("./data"), alias="VIDEOBOT_DATA_DIR")
@@ -47,6 +49,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=10.0, gt=0, alias="VIDEOBOT_HEARTBEAT_SECONDS")
     max_attempts: int = Field(default=3, ge=1, le=20, alias="VIDEOBOT_MAX_ATTEMPTS")
     poll_seconds: float = Field(default=1.0, gt=0, alias="VIDEOBOT_POLL_SECONDS")
+    #: Tests only: seconds slept at every denoising step, to make tiny-model jobs last long enough to cancel.
+    test_step_delay: float = Field(default=0.0, ge=0, alias="VIDEOBOT_TEST_STEP_DELAY")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0, alias="VIDEOBOT_SHUTDOWN_GRACE_SECONDS")
 
     # --- Quotas ------------------------------------------------------------------------------
@@ -55,10 +59,14 @@ class Settings(BaseSettings):
     cost_mode: Literal["flat", "weighted"] = Field(default="flat", alias="VIDEOBOT_COST_MODE")
     max_queued_per_user: int = Field(default=3, ge=1, alias="VIDEOBOT_MAX_QUEUED_PER_USER")
     #: Default upload limit (bytes) for posts that carry no interaction (reaction reruns).
-    upload_limit_bytes: int = Field(default=10 * 1024 * 1024, ge=256 * 1024, alias="VIDEOBOT_UPLOAD_LIMIT_BYTES")
+    upload_limit_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=256 * 1024, alias="VIDEOBOT_UPLOAD_LIMIT_BYTES"
+    )
 
     # --- Operations --------------------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="VIDEOBOT_LOG_LEVEL")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", alias="VIDEOBOT_LOG_LEVEL"
+    )
     health_host: str = Field(default="127.0.0.1", alias="VIDEOBOT_HEALTH_HOST")
     #: Port of /healthz and /metrics; 0 turns the HTTP endpoint off.
     health_port: int = Field(default=8080, ge=0, le=65535, alias="VIDEOBOT_HEALTH_PORT")

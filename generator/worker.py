@@ -1,0 +1,378 @@
+"""``videobot worker``: the GPU worker process.
+
+Loads one pipeline once, then loops: recover stale leases, claim (fair share, only the models it
+serves), run the pipeline in a thread (so heartbeats keep flowing during a 10-minute job),
+encode, store, complete. Progress is written at most about once a second; the cancel flag is
+checked at every denoising step and stops the job by raising out of ``callback_on_step_end``.
+
+SIGTERM / Ctrl-C: stop claiming, let the running job finish within
+``VIDEOBOT_SHUTDOWN_GRACE_SECONDS``, otherwise stop it at the next step and hand it back to the
+queue (the attempt does not count), then exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from videobot.db import Database
+from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, LeaseLost
+from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
+from videobot.presets import GenerationParams, plan, resolve_preset
+from videobot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = (
+    "Something went wrong while making this video. Your credit was refunded; please try again later."
+)
+PROGRESS_INTERVAL = 1.0
+
+
+# What an unreachable database looks like (driver errors, refused or reset connections); file errors are not.
+DB_ERRORS = (DBAPIError, ConnectionError)
+
+
+async def db_retry(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a queue operation, retrying while the database is unreachable (restart, network blip)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(DB_ERRORS),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(120),
+        reraise=True,
+        before_sleep=lambda rs: log.warning(
+            "database unavailable (%s); retrying", type(rs.outcome.exception()).__name__
+        ),
+    ):
+        with attempt:
+            return await fn(*args, **kwargs)
+
+
+class _Abort(Exception):
+    """Raised at a denoising step when shutdown's grace period is over: the job goes back to the queue."""
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+@dataclass
+class _Running:
+    claim: Claim
+    progress: tuple[int, int] = (0, 0)
+    written: tuple[int, int] = (0, 0)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+
+
+def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
+    """The job's parameters: planned by the bot, or (a bare request) planned here for this worker's preset."""
+    if "num_frames" in raw:
+        return GenerationParams.from_dict(raw)
+    return plan(
+        pipeline_preset,
+        raw.get("prompt", ""),
+        negative_prompt=raw.get("negative_prompt") or "",
+        seed=raw.get("seed"),
+        duration_s=raw.get("duration_s"),
+        aspect_ratio=raw.get("aspect_ratio"),
+    )
+
+
+class Worker:
+    """Claims and runs jobs with one loaded pipeline until ``stop()``."""
+
+    def __init__(
+        self, settings: Settings, queue: JobQueue, pipeline: Any, *, worker_id: str, models: list[str]
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.pipeline = pipeline
+        self.worker_id = worker_id
+        self.models = models
+        self.stopping = asyncio.Event()
+        self.abort = threading.Event()
+        self.current: _Running | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.jobs_done = 0
+
+    def stop(self) -> None:
+        """Stop claiming; the running job gets the grace period, then is handed back."""
+        if not self.stopping.is_set():
+            log.info("worker %s stopping: no new jobs will be claimed", self.worker_id)
+            self.stopping.set()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        (self.settings.data_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        await db_retry(self.queue.worker_seen, self.worker_id, self.models)
+        last_recover = 0.0
+        last_seen = time.monotonic()
+        backoff = 0.0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    now = time.monotonic()
+                    if now - last_recover > min(self.settings.lease_seconds / 4, 15.0):
+                        last_recover = now
+                        await self.queue.recover_stale()
+                    if now - last_seen > self.settings.heartbeat_seconds:
+                        last_seen = now
+                        await self.queue.worker_seen(self.worker_id, self.models)
+                    claim = await self.queue.claim(self.worker_id, self.models)
+                    backoff = 0.0
+                except DB_ERRORS as exc:
+                    backoff = min(max(backoff * 2, 0.5), 10.0)
+                    log.warning(
+                        "database unavailable (%s); trying again in %.1f s", type(exc).__name__, backoff
+                    )
+                    try:
+                        await asyncio.wait_for(self.stopping.wait(), timeout=backoff)
+                    except TimeoutError:
+                        pass
+                    continue
+                if claim is None:
+                    try:
+                        await asyncio.wait_for(self.stopping.wait(), timeout=self.settings.poll_seconds)
+                    except TimeoutError:
+                        pass
+                    continue
+                await self._process_with_grace(claim)
+        finally:
+            try:
+                await self.queue.worker_gone(self.worker_id)
+            except DB_ERRORS:
+                log.warning("could not remove worker %s from the database", self.worker_id)
+
+    async def _process_with_grace(self, claim: Claim) -> None:
+        task = asyncio.create_task(self.process(claim), name=f"job-{claim.job_id}")
+        stop_wait = asyncio.create_task(self.stopping.wait())
+        try:
+            done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if task not in done:
+                grace = self.settings.shutdown_grace_seconds
+                log.info("job %s: waiting up to %.0f s for it to finish before shutdown", claim.job_id, grace)
+                done, _ = await asyncio.wait({task}, timeout=grace)
+                if task not in done:
+                    self.abort.set()  # the next denoising step raises _Abort; the job is released
+            await task
+        finally:
+            stop_wait.cancel()
+
+    # ------------------------------------------------------------------ one job
+    async def process(self, claim: Claim) -> None:
+        """Run one claimed job to an end state (or back to the queue)."""
+        run = _Running(claim)
+        self.current = run
+        beat = asyncio.create_task(self._heartbeats(run), name=f"heartbeat-{claim.job_id}")
+        try:
+            await self._run_job(run)
+        finally:
+            beat.cancel()
+            try:
+                await beat
+            except (asyncio.CancelledError, Exception):
+                pass
+            self.current = None
+
+    async def _run_job(self, run: _Running) -> None:
+        c = run.claim
+        q = self.queue
+        t0 = time.monotonic()
+        try:
+            params = params_for(self.pipeline.preset, c.params)
+            self.pipeline.check_inputs(params)
+            run.progress = (0, params.num_inference_steps)
+            frames = await asyncio.to_thread(self.pipeline.run, params, lambda k, n: self._on_step(run, k, n))
+            from generator.encode import encode_mp4
+
+            enc = await asyncio.to_thread(
+                encode_mp4,
+                frames,
+                params.fps,
+                max_bytes=c.upload_limit_bytes,
+                tmp_dir=self.settings.data_dir / "tmp",
+            )
+            elapsed = time.monotonic() - t0
+            await db_retry(
+                q.complete,
+                c,
+                ResultData(
+                    video=enc.data,
+                    poster=enc.poster,
+                    width=enc.width,
+                    height=enc.height,
+                    num_frames=enc.num_frames,
+                    fps=enc.fps,
+                    duration_s=enc.duration_s,
+                    encode_notes=enc.notes or None,
+                    generation_seconds=elapsed,
+                ),
+            )
+            self.jobs_done += 1
+            log.info(
+                "job %s done in %.2f s (%d bytes, %s)",
+                c.job_id,
+                elapsed,
+                enc.size_bytes,
+                enc.notes or "first encode fit",
+            )
+        except JobCancelled:
+            await self._settle(c, q.acknowledge_cancel, c)
+        except _Abort:
+            await self._settle(c, q.release, c)
+        except LeaseLost as exc:
+            log.warning("job %s: %s; dropping it", c.job_id, exc)
+        except (InvalidParameters, GenerationOOM) as exc:
+            # Never retried: the same request would fail the same way. Refunded by fail().
+            await self._settle(c, q.fail, c, str(exc), code=exc.code, retryable=False)
+        except DB_ERRORS:
+            log.exception(
+                "job %s: database unreachable for too long; the lease will expire and it runs again", c.job_id
+            )
+        except Exception as exc:
+            from generator.encode import StorageError
+
+            retryable = isinstance(exc, StorageError | OSError)
+            log.exception("job %s failed (%s)", c.job_id, "retryable" if retryable else "unexpected")
+            await self._settle(
+                c, q.fail, c, GENERIC_FAILURE, code="storage" if retryable else "error", retryable=True
+            )
+
+    async def _settle(self, c: Claim, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """Record a job's end state, surviving a database outage and a lost lease."""
+        try:
+            await db_retry(fn, *args, **kwargs)
+        except LeaseLost as exc:
+            log.warning("job %s: %s", c.job_id, exc)
+        except DB_ERRORS:
+            log.exception(
+                "job %s: could not record its end; the lease will expire and it runs again", c.job_id
+            )
+
+    def _on_step(self, run: _Running, step: int, total: int) -> None:
+        """Called from the pipeline thread after every denoising step."""
+        run.progress = (step, total)
+        if self.settings.test_step_delay:
+            time.sleep(self.settings.test_step_delay)
+        if self.abort.is_set():
+            raise _Abort()
+        if run.cancel.is_set():
+            raise JobCancelled()
+        assert self._loop is not None
+        fut = asyncio.run_coroutine_threadsafe(self.queue.cancel_requested(run.claim), self._loop)
+        if fut.result(timeout=60):
+            run.cancel.set()
+            raise JobCancelled()
+
+    async def _heartbeats(self, run: _Running) -> None:
+        """Renew the lease every heartbeat interval; write progress about once a second when it moved."""
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            now = time.monotonic()
+            moved = run.progress != run.written
+            if not moved and now - last_beat < self.settings.heartbeat_seconds:
+                continue
+            progress = run.progress if moved else None
+            try:
+                beat = await self.queue.heartbeat(run.claim, progress)
+            except LeaseLost:
+                log.warning("job %s: lease lost; stopping it", run.claim.job_id)
+                run.cancel.set()
+                return
+            except Exception:
+                log.exception("job %s: heartbeat failed; will retry", run.claim.job_id)
+                continue
+            last_beat = now
+            if progress is not None:
+                run.written = progress
+            if beat.cancel_requested:
+                run.cancel.set()
+
+
+def load_pipeline(settings: Settings) -> Any:
+    from generator.pipeline import VideoPipeline
+
+    return VideoPipeline.load(
+        settings.model,
+        data_dir=settings.data_dir,
+        device=settings.device,
+        dtype=settings.dtype,
+        offload=settings.offload,
+        vae_tiling=settings.vae_tiling,
+        layerwise_fp8=settings.layerwise_fp8,
+    )
+
+
+def served_models(settings: Settings, pipeline: Any) -> list[str]:
+    """The queue model names this worker claims: the configured name and the preset it resolved to."""
+    names = [settings.model, pipeline.preset.name]
+    try:
+        names.append(resolve_preset(settings.model).name)
+    except InvalidParameters:
+        pass
+    return list(dict.fromkeys(names))
+
+
+async def serve(settings: Settings) -> int:
+    from generator.pipeline import ModelLoadError
+
+    try:
+        pipeline = await asyncio.to_thread(load_pipeline, settings)
+    except ModelLoadError as exc:
+        log.error("cannot load the model: %s", exc)
+        return 3
+    db = Database(settings.db_url)
+    queue = JobQueue(
+        db,
+        QueueConfig(
+            max_attempts=settings.max_attempts,
+            lease_seconds=settings.lease_seconds,
+            max_queued_per_user=settings.max_queued_per_user,
+            default_limit=settings.default_quota,
+            window_seconds=settings.quota_window_seconds,
+        ),
+    )
+    worker = Worker(
+        settings,
+        queue,
+        pipeline,
+        worker_id=settings.worker_id or default_worker_id(),
+        models=served_models(settings, pipeline),
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    log.info(
+        "worker %s ready: model %s on %s, serving %s",
+        worker.worker_id,
+        pipeline.preset.name,
+        pipeline.device,
+        worker.models,
+    )
+    try:
+        await worker.run()
+    finally:
+        await db.dispose()
+    log.info("worker %s stopped after %d job(s)", worker.worker_id, worker.jobs_done)
+    return 0
+
+
+def main(settings: Settings) -> int:
+    """Entry point of ``videobot worker``."""
+    try:
+        return asyncio.run(serve(settings))
+    except KeyboardInterrupt:  # a second Ctrl-C
+        return 130

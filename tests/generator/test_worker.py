@@ -1,0 +1,274 @@
+"""The worker on the tiny model and a real SQLite file: jobs to videos, cancel, OOM, SIGTERM, kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from sqlalchemy import select
+
+from generator.encode import probe_mp4
+from generator.worker import Worker
+from videobot.db import Database
+from videobot.jobs import JobQueue, QueueConfig, SubmitRequest
+from videobot.migrate import upgrade
+from videobot.models import LedgerEntry
+from videobot.presets import PRESETS, plan
+from videobot.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = PRESETS["tiny"]
+
+
+@pytest.fixture
+async def qdb(tmp_path: Path, tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    data = tmp_path / "data"
+    shutil.copytree(tiny_model_dir, data / "models" / "tiny")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'q.db'}"
+    upgrade(url)
+    db = Database(url)
+    yield db, data
+    await db.dispose()
+
+
+def settings_for(data: Path, url: str, **kw) -> Settings:  # type: ignore[no-untyped-def]
+    base = dict(VIDEOBOT_DATA_DIR=str(data), DATABASE_URL=url, VIDEOBOT_MODEL="tiny", VIDEOBOT_POLL_SECONDS=0.05,
+                VIDEOBOT_HEARTBEAT_SECONDS=0.5, VIDEOBOT_LEASE_SECONDS=5, VIDEOBOT_SHUTDOWN_GRACE_SECONDS=1)
+    base.update({k: v for k, v in kw.items()})
+    return Settings(_env_file=None, **base)  # type: ignore[arg-type, call-arg]
+
+
+_n = iter(range(10**6))
+
+
+async def submit(q: JobQueue, user: int = 1, *, steps: int | None = None, seed: int = 7, **params) -> int:  # type: ignore[no-untyped-def]
+    p = plan(TINY, "a fox running through snow", seed=seed).to_dict()
+    if steps:
+        p["num_inference_steps"] = steps
+    p.update(params)
+    sub = await q.submit(SubmitRequest(idempotency_key=f"t{next(_n)}", guild_id=1, channel_id=2, user_id=user, model="tiny", params=p))
+    return sub.job.id
+
+
+async def run_until(worker: Worker, q: JobQueue, job_id: int, statuses: set[str], timeout: float = 60) -> str:
+    task = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = await q.get(job_id)
+            assert job is not None
+            if job.status in statuses:
+                return job.status
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"job {job_id} stuck in {job.status}")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def refunds(db: Database, job_id: int) -> int:
+    async with db.sessionmaker() as s:
+        rows = (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id, LedgerEntry.kind == "refund"))).all()
+    return len(rows)
+
+
+async def test_job_becomes_a_playable_h264_video(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    db, data = qdb
+    s = settings_for(data, db.url)
+    q = JobQueue(db, QueueConfig(lease_seconds=5))
+    job_id = await submit(q)
+    worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
+    assert await run_until(worker, q, job_id, {"succeeded", "failed"}) == "succeeded"
+    result = await q.get_result(job_id)
+    assert result is not None
+    info = probe_mp4(result.video)
+    params = plan(TINY, "a fox running through snow", seed=7)
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["faststart"]
+    assert (info["width"], info["height"], info["num_frames"]) == (params.width, params.height, params.num_frames)
+    assert round(float(info["fps"])) == params.fps
+    assert result.poster and result.poster[:2] == b"\xff\xd8"  # a JPEG poster for embeds
+    job = await q.get(job_id)
+    assert job is not None and job.progress_step == job.progress_total == params.num_inference_steps
+    assert await refunds(db, job_id) == 0
+
+
+async def test_cancel_mid_run_stops_within_one_step_and_refunds_once(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    db, data = qdb
+    s = settings_for(data, db.url, VIDEOBOT_TEST_STEP_DELAY=0.1)
+    q = JobQueue(db)
+    job_id = await submit(q, steps=40)
+    steps_run: list[int] = []
+    real_run = tiny_pipeline.run
+
+    def counting_run(params, on_step=None):  # type: ignore[no-untyped-def]
+        def wrapped(k: int, n: int) -> None:
+            steps_run.append(k)
+            on_step(k, n)  # type: ignore[misc]
+
+        return real_run(params, wrapped)
+
+    tiny_pipeline.run = counting_run
+    try:
+        worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
+        task = asyncio.create_task(worker.run())
+        while len(steps_run) < 3:
+            await asyncio.sleep(0.01)
+        outcome = await q.cancel(job_id, user_id=1)
+        steps_at_cancel = len(steps_run)
+        assert outcome.state == "requested"
+        for _ in range(200):
+            if (await q.get(job_id)).status == "cancelled":  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+    finally:
+        tiny_pipeline.run = real_run
+    assert (await q.get(job_id)).status == "cancelled"  # type: ignore[union-attr]
+    assert len(steps_run) <= steps_at_cancel + 1
+    assert await refunds(db, job_id) == 1
+    assert await q.get_result(job_id) is None
+
+
+async def test_out_of_memory_fails_politely_refunds_and_keeps_serving(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    db, data = qdb
+    s = settings_for(data, db.url)
+    q = JobQueue(db)
+    transformer = tiny_pipeline.pipe.transformer
+    real_forward = transformer.forward
+    calls = {"n": 0}
+
+    def oom_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real_forward(*args, **kwargs)
+
+    transformer.forward = oom_once
+    try:
+        first = await submit(q, user=1)
+        second = await submit(q, user=2)
+        worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
+        await run_until(worker, q, second, {"succeeded", "failed"})
+    finally:
+        transformer.forward = real_forward
+    job = await q.get(first)
+    assert job is not None and job.status == "failed" and job.error_code == "out_of_memory"
+    assert "shorter" in (job.error_message or "") and "memory" in (job.error_message or "")
+    assert await refunds(db, first) == 1
+    assert (await q.get(second)).status == "succeeded"  # type: ignore[union-attr]
+
+
+async def test_invalid_parameters_rejected_before_gpu_work_without_retry(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    db, data = qdb
+    q = JobQueue(db)
+    job_id = await submit(q, num_frames=8)  # not 4k+1
+    calls = {"n": 0}
+    real_forward = tiny_pipeline.pipe.transformer.forward
+
+    def counting(*a, **k):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return real_forward(*a, **k)
+
+    tiny_pipeline.pipe.transformer.forward = counting
+    try:
+        worker = Worker(settings_for(data, db.url), q, tiny_pipeline, worker_id="w1", models=["tiny"])
+        assert await run_until(worker, q, job_id, {"failed", "succeeded"}) == "failed"
+    finally:
+        tiny_pipeline.pipe.transformer.forward = real_forward
+    job = await q.get(job_id)
+    assert job is not None and job.attempts == 1 and "frames" in (job.error_message or "")
+    assert calls["n"] == 0
+    assert await refunds(db, job_id) == 1
+
+
+def _worker_env(data: Path, url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DATABASE_URL", "DISCORD_"))}
+    env.update(
+        VIDEOBOT_DATA_DIR=str(data), DATABASE_URL=url, VIDEOBOT_MODEL="tiny", VIDEOBOT_POLL_SECONDS="0.1",
+        VIDEOBOT_HEARTBEAT_SECONDS="0.5", VIDEOBOT_LEASE_SECONDS="3", VIDEOBOT_HEALTH_PORT="0",
+        HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra,
+    )
+    return env
+
+
+async def _start_worker(data: Path, url: str, log: Path, **extra: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "videobot.cli", "worker", cwd=ROOT, env=_worker_env(data, url, **extra),
+        stdout=log.open("ab"), stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def _wait_status(q: JobQueue, job_id: int, want: set[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = await q.get(job_id)
+        if job is not None and job.status in want:
+            return job.status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} not in {want} after {timeout} s")
+
+
+async def _wait_running_step(q: JobQueue, job_id: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = await q.get(job_id)
+        if job is not None and job.status == "running" and job.progress_step >= 1:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("job never started")
+
+
+async def test_sigterm_mid_job_hands_it_back_and_exits_cleanly(qdb, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db, data = qdb
+    q = JobQueue(db)
+    job_id = await submit(q, steps=30)
+    log = tmp_path / "worker.log"
+    proc = await _start_worker(data, db.url, log, VIDEOBOT_TEST_STEP_DELAY="0.3", VIDEOBOT_SHUTDOWN_GRACE_SECONDS="0.5")
+    await _wait_running_step(q, job_id)
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0, log.read_text()[-3000:]
+    job = await q.get(job_id)
+    assert job is not None and job.status == "queued" and job.attempts == 0, log.read_text()[-3000:]
+    # The next worker finishes it: one charge, no refund, one result.
+    proc = await _start_worker(data, db.url, log)
+    try:
+        assert await _wait_status(q, job_id, {"succeeded", "failed"}, 90) == "succeeded"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    async with db.sessionmaker() as s:
+        kinds = [r.kind for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()]
+    assert kinds == ["charge"]
+
+
+async def test_kill_9_mid_job_is_finished_by_another_worker_after_the_lease(qdb, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db, data = qdb
+    q = JobQueue(db)
+    job_id = await submit(q, steps=30)
+    log = tmp_path / "worker.log"
+    victim = await _start_worker(data, db.url, log, VIDEOBOT_TEST_STEP_DELAY="0.3")
+    await _wait_running_step(q, job_id)
+    victim.kill()
+    await victim.wait()
+    first = await q.get(job_id)
+    assert first is not None and first.status == "running" and first.attempts == 1
+    rescuer = await _start_worker(data, db.url, log)
+    try:
+        assert await _wait_status(q, job_id, {"succeeded", "failed"}, 120) == "succeeded", log.read_text()[-3000:]
+    finally:
+        rescuer.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(rescuer.wait(), 30)
+    job = await q.get(job_id)
+    assert job is not None and job.attempts == 2
+    async with db.sessionmaker() as s:
+        kinds = [r.kind for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()]
+    assert kinds == ["charge"]
+    assert probe_mp4((await q.get_result(job_id)).video)["codec"] == "h264"  # type: ignore[union-attr]
