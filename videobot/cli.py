@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return generate_main(argv[1:])
     if argv and argv[0] == "make-tiny-model":
-        parser = argparse.ArgumentParser(prog="videobot make-tiny-model", description="Build the tiny random test model (offline).")
+        parser = argparse.ArgumentParser(
+            prog="videobot make-tiny-model", description="Build the tiny random test model (offline)."
+        )
         parser.add_argument("dir", help="folder to write the diffusers model into")
         ns = parser.parse_args(argv[1:])
         from pathlib import Path
@@ -98,10 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         print(build_tiny_model(Path(ns.dir)))
         return 0
 
-    parser = argparse.ArgumentParser(prog="videobot", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="videobot", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"videobot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="apply migrations, then run the bot and a supervised worker").set_defaults(func=cmd_run)
+    sub.add_parser("run", help="apply migrations, then run the bot and a supervised worker").set_defaults(
+        func=cmd_run
+    )
     sub.add_parser("bot", help="run only the Discord bot").set_defaults(func=cmd_bot)
     sub.add_parser("worker", help="run only a GPU worker").set_defaults(func=cmd_worker)
     db = sub.add_parser("db", help="database migrations")

@@ -117,7 +117,9 @@ async def status(
     limit, source = await effective_limit(session, guild_id, user_id, role_ids, default_limit)
     reset_at = (
         await session.execute(
-            select(MemberQuota.reset_at).where(MemberQuota.guild_id == guild_id, MemberQuota.user_id == user_id)
+            select(MemberQuota.reset_at).where(
+                MemberQuota.guild_id == guild_id, MemberQuota.user_id == user_id
+            )
         )
     ).scalar_one_or_none()
     start = t - window_seconds
@@ -139,7 +141,9 @@ async def status(
     used = -(sums.get(LedgerKind.CHARGE, 0) + sums.get(LedgerKind.REFUND, 0))
     granted = sums.get(LedgerKind.GRANT, 0)
     # The oldest charge in the window that was not refunded gives its credit back first.
-    refunded = select(LedgerEntry.job_id).where(LedgerEntry.kind == LedgerKind.REFUND, LedgerEntry.job_id.is_not(None))
+    refunded = select(LedgerEntry.job_id).where(
+        LedgerEntry.kind == LedgerKind.REFUND, LedgerEntry.job_id.is_not(None)
+    )
     oldest = (
         await session.execute(
             select(func.min(LedgerEntry.window_at)).where(
@@ -226,7 +230,13 @@ async def _audit(
 
 
 async def set_limit(
-    session: AsyncSession, guild_id: int, user_id: int, limit: int | None, *, actor_id: int, reason: str | None = None
+    session: AsyncSession,
+    guild_id: int,
+    user_id: int,
+    limit: int | None,
+    *,
+    actor_id: int,
+    reason: str | None = None,
 ) -> None:
     """A moderator sets (or with None clears) a member's personal limit."""
     if limit is not None and limit < 0:
@@ -239,7 +249,13 @@ async def set_limit(
 
 
 async def grant(
-    session: AsyncSession, guild_id: int, user_id: int, credits: int, *, actor_id: int, reason: str | None = None
+    session: AsyncSession,
+    guild_id: int,
+    user_id: int,
+    credits: int,
+    *,
+    actor_id: int,
+    reason: str | None = None,
 ) -> None:
     """A moderator grants one-off credits, valid for one window."""
     if credits <= 0:
@@ -274,7 +290,13 @@ async def reset(
 
 
 async def set_role_limit(
-    session: AsyncSession, guild_id: int, role_id: int, limit: int | None, *, actor_id: int, reason: str | None = None
+    session: AsyncSession,
+    guild_id: int,
+    role_id: int,
+    limit: int | None,
+    *,
+    actor_id: int,
+    reason: str | None = None,
 ) -> None:
     """Set (or with None remove) the limit for members with a role; the highest role limit wins."""
     existing = await session.get(RoleLimit, (guild_id, role_id))
