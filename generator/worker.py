@@ -30,6 +30,7 @@ from videobot.db import Database
 from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, LeaseLost
 from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
 from videobot.presets import GenerationParams, plan, resolve_preset
+from videobot.runner import MODEL_LOAD_FAILED
 from videobot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,13 @@ async def db_retry(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 class _Abort(Exception):
     """Raised at a denoising step when shutdown's grace period is over: the job goes back to the queue."""
+
+
+def gpu_memory_bytes() -> int | None:
+    """Peak GPU memory this process allocated, when it has a GPU."""
+    import torch
+
+    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
 
 
 def default_worker_id() -> str:
@@ -129,7 +137,7 @@ class Worker:
                         await self.queue.recover_stale()
                     if now - last_seen > self.settings.heartbeat_seconds:
                         last_seen = now
-                        await self.queue.worker_seen(self.worker_id, self.models)
+                        await self.queue.worker_seen(self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes())
                     claim = await self.queue.claim(self.worker_id, self.models)
                     backoff = 0.0
                 except DB_ERRORS as exc:
@@ -295,6 +303,13 @@ class Worker:
             except Exception:
                 log.exception("job %s: heartbeat failed; will retry", run.claim.job_id)
                 continue
+            if now - last_beat >= self.settings.heartbeat_seconds:
+                try:
+                    await self.queue.worker_seen(
+                        self.worker_id, self.models, current_job_id=run.claim.job_id, gpu_memory_bytes=gpu_memory_bytes()
+                    )
+                except Exception:
+                    log.warning("job %s: could not record the worker heartbeat", run.claim.job_id)
             last_beat = now
             if progress is not None:
                 run.written = progress
@@ -333,7 +348,7 @@ async def serve(settings: Settings) -> int:
         pipeline = await asyncio.to_thread(load_pipeline, settings)
     except ModelLoadError as exc:
         log.error("cannot load the model: %s", exc)
-        return 3
+        return MODEL_LOAD_FAILED
     db = Database(settings.db_url)
     queue = JobQueue(
         db,

@@ -47,7 +47,14 @@ def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings()
     _setup(settings, "db")
     from videobot import migrate
+    from videobot.runner import PreflightError, check_data_dir, check_database
 
+    try:
+        check_data_dir(settings)
+        check_database(settings, need_schema=False)
+    except PreflightError as exc:
+        print(f"videobot: {exc}", file=sys.stderr)
+        return 2
     if args.db_command == "upgrade":
         migrate.upgrade(settings.db_url)
         print(f"database is at revision {migrate.head_revision()}")
@@ -64,9 +71,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_all(settings)
 
 
+def _preflight(settings: Settings, *, token: bool) -> None:
+    from videobot.runner import PreflightError, check_data_dir, check_database, check_token
+
+    try:
+        check_data_dir(settings)
+        if token:
+            check_token(settings)
+        check_database(settings)
+    except PreflightError as exc:
+        print(f"videobot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def cmd_bot(args: argparse.Namespace) -> int:
     settings = _settings()
     _setup(settings, "bot")
+    _preflight(settings, token=True)
     from bot.app import main as bot_main
 
     return bot_main(settings)
@@ -75,6 +96,7 @@ def cmd_bot(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     _setup(settings, "worker")
+    _preflight(settings, token=False)
     from generator.worker import main as worker_main
 
     return worker_main(settings)

@@ -76,3 +76,4 @@ def setup_logging(
     # payloads, which are useful but carry interaction tokens: the filter redacts those.
     for noisy in ("asyncio", "aiosqlite", "PIL", "urllib3", "filelock", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

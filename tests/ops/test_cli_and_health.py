@@ -1,0 +1,98 @@
+"""Start-up messages for expected misconfiguration, and /healthz + /metrics on a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from videobot.db import Database
+from videobot.health import HealthServer
+from videobot.jobs import JobQueue, QueueConfig, ResultData, SubmitRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def videobot(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DATABASE_URL", "DISCORD_"))}
+    clean.update({"VIDEOBOT_DATA_DIR": str(tmp_path / "data"), "VIDEOBOT_HEALTH_PORT": "0", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "videobot.cli", *args], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expect"),
+    [
+        (["run"], {}, "DISCORD_TOKEN is not set"),
+        (["bot"], {}, "discord.com/developers/applications"),
+        (["run"], {"DISCORD_TOKEN": "x", "DATABASE_URL": "postgresql+asyncpg://u@127.0.0.1:1/nope"}, "Cannot reach the database"),
+        (["worker"], {"DATABASE_URL": "mysql://x"}, "DATABASE_URL: use sqlite+aiosqlite"),
+        (["worker"], {"VIDEOBOT_LEASE_SECONDS": "soon"}, "VIDEOBOT_LEASE_SECONDS"),
+        (["worker"], {}, "Run `videobot db upgrade`"),
+        (["run"], {"DISCORD_TOKEN": "x", "VIDEOBOT_DATA_DIR": "/proc/videobot"}, "VIDEOBOT_DATA_DIR=/proc/videobot is not writable"),
+    ],
+)
+def test_misconfiguration_gives_a_clear_message_not_a_traceback(args, env, expect, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    res = videobot(args, tmp_path, **env)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert expect in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+
+
+def test_db_upgrade_then_current(tmp_path: Path) -> None:
+    assert videobot(["db", "upgrade"], tmp_path).returncode == 0
+    res = videobot(["db", "current"], tmp_path)
+    assert res.returncode == 0 and res.stdout.strip() == "0001"
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    out = videobot(["--help"], tmp_path).stdout
+    for cmd in ("run", "bot", "worker", "db upgrade", "generate", "make-tiny-model"):
+        assert cmd in out
+
+
+async def test_healthz_and_metrics(db: Database) -> None:
+    connected = {"ok": False}
+    server = HealthServer(db, gateway_connected=lambda: connected["ok"], worker_stale_seconds=30)
+    port = await server.start("127.0.0.1", 0)
+    q = JobQueue(db, QueueConfig(default_limit=5))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                body = await r.json()
+                assert r.status == 503
+                assert "discord gateway not connected" in body["problems"]
+                assert any("no worker heartbeat" in p for p in body["problems"])
+            connected["ok"] = True
+            await q.worker_seen("gpu-1", ["tiny"], gpu_memory_bytes=123456)
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200 and (await r.json())["workers"] == 1
+            for i in range(3):
+                await q.submit(SubmitRequest(idempotency_key=f"m{i}", guild_id=1, channel_id=1, user_id=i, model="tiny", params={}))
+            c = await q.claim("gpu-1")
+            assert c is not None
+            await q.complete(c, ResultData(video=b"v", width=2, height=2, num_frames=1, fps=1, duration_s=1, generation_seconds=4.2))
+            c = await q.claim("gpu-1")
+            assert c is not None
+            await q.fail(c, "nope", code="x")
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                text = await r.text()
+            assert r.status == 200
+            lines = set(text.splitlines())
+            assert 'videobot_jobs{status="queued"} 1.0' in lines
+            assert 'videobot_jobs{status="succeeded"} 1.0' in lines
+            assert 'videobot_jobs{status="failed"} 1.0' in lines
+            assert "videobot_queue_depth 1.0" in lines
+            assert "videobot_credits_charged_total 3.0" in lines
+            assert "videobot_credits_refunded_total 1.0" in lines
+            assert 'videobot_generation_seconds_bucket{le="5.0"} 1.0' in lines
+            assert 'videobot_generation_seconds_bucket{le="1.0"} 0.0' in lines
+            assert 'videobot_worker_gpu_memory_bytes{worker="gpu-1"} 123456.0' in lines
+            assert any(line.startswith("videobot_ack_latency_seconds_bucket") for line in lines)
+    finally:
+        await server.stop()

@@ -1,0 +1,199 @@
+"""``/healthz`` and ``/metrics`` (Prometheus) on a local HTTP port, served by the bot process.
+
+Queue-wide figures (jobs by status, queue depth, credits, generation time, workers' GPU memory)
+are read from the database at scrape time, so they cover every worker of a fleet; in-process
+figures (acknowledgement latency) come from this process's own metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import case, func, select
+
+from videobot.db import Database, db_now
+from videobot.models import Job, JobStatus, LedgerEntry, LedgerKind, WorkerHeartbeat
+
+log = logging.getLogger(__name__)
+
+GENERATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
+
+#: In-process metrics, registered on the registry the bot's health server exports.
+REGISTRY = CollectorRegistry(auto_describe=True)
+ACK_LATENCY = Histogram(
+    "videobot_ack_latency_seconds",
+    "Time from an interaction's creation to the bot's first response",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
+    registry=REGISTRY,
+)
+
+
+@dataclass
+class QueueSnapshot:
+    by_status: dict[str, int]
+    queue_depth: int
+    charged: int
+    refunded: int
+    generation_buckets: list[tuple[float, int]]
+    generation_count: int
+    generation_sum: float
+    workers: list[tuple[str, float, int | None]]  # (worker id, seconds since seen, gpu bytes)
+
+
+async def snapshot(db: Database) -> QueueSnapshot:
+    async with db.sessionmaker() as s:
+        by_status = dict((await s.execute(select(Job.status, func.count()).group_by(Job.status))).all())
+        credits = dict(
+            (
+                await s.execute(
+                    select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount), 0)).group_by(
+                        LedgerEntry.kind
+                    )
+                )
+            ).all()
+        )
+        done = Job.generation_seconds.is_not(None)
+        cols = [
+            func.coalesce(func.sum(case((Job.generation_seconds <= b, 1), else_=0)), 0)
+            for b in GENERATION_BUCKETS
+        ]
+        row = (
+            await s.execute(
+                select(func.count(), func.coalesce(func.sum(Job.generation_seconds), 0.0), *cols).where(done)
+            )
+        ).one()
+        workers = (
+            await s.execute(
+                select(
+                    WorkerHeartbeat.worker_id,
+                    db_now() - WorkerHeartbeat.seen_at,
+                    WorkerHeartbeat.gpu_memory_bytes,
+                )
+            )
+        ).all()
+    return QueueSnapshot(
+        by_status={str(k): int(v) for k, v in by_status.items()},
+        queue_depth=int(by_status.get(JobStatus.QUEUED.value, 0)),
+        charged=-int(credits.get(LedgerKind.CHARGE.value, 0)),
+        refunded=int(credits.get(LedgerKind.REFUND.value, 0)),
+        generation_buckets=[(b, int(n)) for b, n in zip(GENERATION_BUCKETS, row[2:], strict=True)],
+        generation_count=int(row[0]),
+        generation_sum=float(row[1]),
+        workers=[(w, float(age), gpu) for w, age, gpu in workers],
+    )
+
+
+class QueueCollector(Collector):
+    """Exports the database's view of the queue; filled by ``refresh()`` just before each scrape."""
+
+    def __init__(self) -> None:
+        self.snap: QueueSnapshot | None = None
+
+    def collect(self) -> Iterable[object]:
+        snap = self.snap
+        if snap is None:
+            return
+        jobs = GaugeMetricFamily("videobot_jobs", "Jobs by status", labels=["status"])
+        for status in JobStatus:
+            jobs.add_metric([status.value], snap.by_status.get(status.value, 0))
+        yield jobs
+        yield GaugeMetricFamily("videobot_queue_depth", "Jobs waiting to be claimed", value=snap.queue_depth)
+        yield CounterMetricFamily("videobot_credits_charged", "Credits charged for jobs", value=snap.charged)
+        yield CounterMetricFamily(
+            "videobot_credits_refunded", "Credits refunded for failed or cancelled jobs", value=snap.refunded
+        )
+        hist = HistogramMetricFamily(
+            "videobot_generation_seconds", "Worker time per finished job (run + encode)"
+        )
+        hist.add_metric(
+            [],
+            [(str(b), n) for b, n in snap.generation_buckets] + [("+Inf", snap.generation_count)],
+            snap.generation_sum,
+        )
+        yield hist
+        seen = GaugeMetricFamily(
+            "videobot_worker_last_seen_seconds",
+            "Seconds since each worker's last heartbeat",
+            labels=["worker"],
+        )
+        gpu = GaugeMetricFamily(
+            "videobot_worker_gpu_memory_bytes", "Peak GPU memory allocated by each worker", labels=["worker"]
+        )
+        for worker, age, mem in snap.workers:
+            seen.add_metric([worker], age)
+            if mem is not None:
+                gpu.add_metric([worker], mem)
+        yield seen
+        yield gpu
+
+
+class HealthServer:
+    """aiohttp app with /healthz and /metrics. ``gateway_connected`` tells whether Discord is connected."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        gateway_connected: Callable[[], bool],
+        worker_stale_seconds: float = 60.0,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.db = db
+        self.gateway_connected = gateway_connected
+        self.worker_stale_seconds = worker_stale_seconds
+        self.registry = registry
+        self.collector = QueueCollector()
+        registry.register(self.collector)
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        problems = []
+        if not self.gateway_connected():
+            problems.append("discord gateway not connected")
+        try:
+            snap = await snapshot(self.db)
+        except Exception as exc:  # any failure to read means the database is not usable
+            problems.append(f"database unreachable ({type(exc).__name__})")
+        else:
+            fresh = [w for w, age, _ in snap.workers if age <= self.worker_stale_seconds]
+            if not fresh:
+                problems.append(f"no worker heartbeat in the last {self.worker_stale_seconds:.0f} s")
+        if problems:
+            return web.json_response({"ok": False, "problems": problems}, status=503)
+        return web.json_response({"ok": True, "workers": len(fresh), "queue_depth": snap.queue_depth})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        try:
+            self.collector.snap = await snapshot(self.db)
+        except Exception:
+            log.warning("metrics: database unreachable", exc_info=True)
+            self.collector.snap = None
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start(self, host: str, port: int) -> int:
+        self.runner = web.AppRunner(self.app(), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("health and metrics on http://%s:%s/healthz and /metrics", host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        self.registry.unregister(self.collector)
