@@ -8,6 +8,7 @@ content, message age, permissions and injected faults (429 with the headers disc
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import mimetypes
@@ -577,6 +578,9 @@ class FakeDiscord:
         }
 
     def _record_interaction(self, payload: dict[str, Any], name: str, user_id: int) -> Interaction:
+        if self.gateway.session is None:
+            # Discord would never deliver it; failing here beats a test that times out waiting for an ack.
+            raise RuntimeError("the bot has no gateway session yet: await fd.wait_until_ready() first")
         interaction = Interaction(
             fd=self,
             id=int(payload["id"]),
@@ -754,7 +758,7 @@ class FakeDiscord:
         if stored is None or stored.deleted:
             raise ValueError(f"no message {message_id}")
         payload = self._interaction_base(3, guild, self._channel(channel_id), user_id)
-        payload["message"] = stored.data
+        payload["message"] = copy.deepcopy(stored.data)
         payload["data"] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             payload["data"]["values"] = values

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import discord
@@ -20,6 +23,7 @@ from .world import Guild, MiB
 
 log = logging.getLogger(__name__)
 CLIP = bytes(range(256)) * 4096  # 1 MiB of "video"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -34,6 +38,17 @@ class Harness:
     reactions: list[discord.RawReactionActionEvent] = field(default_factory=list)
     seen: list[tuple[str, object]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RerunView(discord.ui.View):
+    """A persistent view: survives restarts because the custom_id carries the job id."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    @discord.ui.button(label="Rerun", custom_id="rerun:7")
+    async def rerun(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await interaction.response.edit_message(content="job 7 queued again", view=None)
 
 
 def build_tree(h: Harness) -> None:
@@ -90,6 +105,10 @@ def build_tree(h: Harness) -> None:
 
     tree.add_command(queue)
 
+    @tree.command(description="Post a message with a rerun button")
+    async def button(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("job 7 done", view=RerunView())
+
     @tree.error
     async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         h.errors.append(error)
@@ -110,6 +129,7 @@ async def h(fd: FakeDiscord) -> AsyncIterator[Harness]:
     async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
         harness.reactions.append(payload)
 
+    client.add_view(RerunView())
     task = asyncio.create_task(client.start(fd.token))
     try:
         await fd.wait_until_ready(10)
@@ -136,7 +156,7 @@ async def test_login_ready_guild_create_and_sync(h: Harness) -> None:
     synced = await h.tree.sync(guild=discord.Object(h.guild.id))  # nothing guild-scoped: an empty PUT
     assert synced == []
     synced = await h.tree.sync()
-    assert sorted(c.name for c in synced) == ["later", "ping", "queue", "secret", "slow", "video"]
+    assert sorted(c.name for c in synced) == ["button", "later", "ping", "queue", "secret", "slow", "video"]
     put = fd.requests_to("PUT", "/applications/{application_id}/commands")
     assert len(put) == 1 and put[0].status == 200
     video = next(c for c in fd.commands() if c["name"] == "video")
@@ -239,6 +259,19 @@ async def test_options_subcommands_user_option_and_autocomplete(h: Harness) -> N
         await fd.slash(h.guild.id, h.channel_id, h.user_id, "video", options={"prompt": "x", "fps": 8})
 
 
+async def test_persistent_button_click_updates_the_message(h: Harness) -> None:
+    fd = h.fd
+    interaction = await fd.slash(h.guild.id, h.channel_id, h.user_id, "button")
+    await interaction.acknowledged(3)
+    message = interaction.original
+    assert message["components"][0]["components"][0]["custom_id"] == "rerun:7"
+    click = await fd.click(h.guild.id, h.channel_id, h.user_id, int(message["id"]), "rerun:7")
+    assert (await click.acknowledged(3))["type"] == 7
+    [after] = fd.messages(h.channel_id)
+    assert after["content"] == "job 7 queued again" and after["components"] == []
+    assert after["edited"] is not None
+
+
 async def test_reactions_reach_raw_reaction_add(h: Harness) -> None:
     fd = h.fd
     channel = h.client.get_channel(h.channel_id)
@@ -287,6 +320,10 @@ async def test_discord_rules_are_enforced(h: Harness) -> None:
     assert old.value.code == 30046
     assert fd.messages(h.channel_id)[-1]["content"] == "progress 50%"
 
+    fd.set_channel_overwrite(h.channel_id, fd.bot_user_id, deny=1 << 15, type=1)  # no Attach Files here
+    with pytest.raises(discord.Forbidden) as no_attach:
+        await channel.send(file=discord.File(io.BytesIO(b"x"), "a.mp4"))
+    assert no_attach.value.code == 50013
     fd.inject("POST", r"/messages$", 403, code=50013)
     with pytest.raises(discord.Forbidden) as forbidden:
         await channel.send("nope")
@@ -320,6 +357,53 @@ async def test_burst_of_interactions(h: Harness) -> None:
     latencies = sorted(i.ack_latency for i in interactions)
     log.info("200 acks: p50 %.3f s, max %.3f s", latencies[100], latencies[-1])
     assert len(fd.messages(h.channel_id)) == 200
+
+
+SUBPROCESS_BOT = """
+import os, discord
+from discord import app_commands
+from bot.endpoints import use_endpoints
+
+use_endpoints(os.environ["DISCORD_API_BASE_URL"], os.environ["DISCORD_GATEWAY_URL"])
+client = discord.Client(intents=discord.Intents.default())
+tree = app_commands.CommandTree(client)
+
+@tree.command(description="ping")
+async def ping(interaction: discord.Interaction) -> None:
+    await interaction.response.send_message("pong from a subprocess")
+
+client.run(os.environ["DISCORD_TOKEN"], log_handler=None)
+"""
+
+
+async def test_bot_subprocess_configured_by_env(fd: FakeDiscord) -> None:
+    guild = fd.add_guild()
+    channel_id = fd.add_channel(guild.id)
+    user_id = fd.add_member(guild.id)
+    env = {**os.environ, **fd.env(), "PYTHONPATH": str(REPO)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", SUBPROCESS_BOT, env=env)
+    try:
+        await fd.wait_until_ready(20)
+        interaction = await fd.slash(guild.id, channel_id, user_id, "ping")
+        await interaction.acknowledged(3)
+        assert interaction.original["content"] == "pong from a subprocess"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def test_use_endpoints_survives_set_api_version() -> None:
+    saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    try:
+        use_endpoints("http://127.0.0.1:1/api/v10/", "ws://127.0.0.1:1/gateway")
+        assert discord.http.Route("GET", "/users/@me").url == "http://127.0.0.1:1/api/v10/users/@me"
+        assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == "ws://127.0.0.1:1/gateway"
+        discord.http._set_api_version(9)
+        assert discord.http.Route.BASE == "http://127.0.0.1:1/api/v9"
+        discord.http._set_api_version(10)
+        assert discord.http.Route.BASE == "http://127.0.0.1:1/api/v10"
+    finally:
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
 
 
 async def test_schema_validator_catches_malformed_bodies(fd: FakeDiscord) -> None:
