@@ -1,0 +1,235 @@
+"""``videobot bot``: the Discord side. Built once in ``main(settings)`` and handed down.
+
+The bot needs no privileged intents (no message content, no member list): slash commands and
+reactions are all it reads. Commands are synced only when their payloads changed since the last
+sync (a hash per application and scope in the data dir), to the guilds in ``VIDEOBOT_GUILD_IDS``
+if set (instant), else globally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from bot import errors as bot_errors
+from bot.delivery import DeliveryService
+from bot.endpoints import use_endpoints
+from videobot.db import Database
+from videobot.jobs import JobQueue, QueueConfig
+from videobot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CORE_EXTENSIONS = ("bot.cogs.generate", "bot.cogs.jobs")
+#: Written by the moderation work; loaded when present.
+OPTIONAL_EXTENSIONS = ("bot.cogs.quota", "bot.cogs.config")
+SYNC_STATE_FILE = "command-sync.json"
+
+TOKEN_HELP = (
+    "DISCORD_TOKEN is not set. Create an application at https://discord.com/developers/applications, "
+    "open Bot -> Reset Token, and put the token in .env as DISCORD_TOKEN=... (see .env.example). "
+    "No privileged intents are needed (leave Message Content and Server Members off)."
+)
+TOKEN_REJECTED = (
+    "Discord rejected DISCORD_TOKEN (it was reset, or copied incompletely). Get a new one at "
+    "https://discord.com/developers/applications -> your app -> Bot -> Reset Token, and put it in .env."
+)
+
+
+def intents() -> discord.Intents:
+    """Guilds (channels, roles), guild messages and reactions: none of them privileged."""
+    i = discord.Intents.none()
+    i.guilds = True
+    i.guild_messages = True
+    i.guild_reactions = True
+    return i
+
+
+def queue_config(settings: Settings) -> QueueConfig:
+    return QueueConfig(
+        max_attempts=settings.max_attempts,
+        lease_seconds=settings.lease_seconds,
+        max_queued_per_user=settings.max_queued_per_user,
+        default_limit=settings.default_quota,
+        window_seconds=settings.quota_window_seconds,
+    )
+
+
+class VideoBot(commands.Bot):
+    """The bot: settings, database and job queue are passed in; extensions add the commands."""
+
+    def __init__(self, settings: Settings, db: Database, queue: JobQueue) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,  # required by commands.Bot; there are no prefix commands
+            help_command=None,
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=None,  # nothing reads the message cache; reactions use raw events
+            chunk_guilds_at_startup=False,
+        )
+        self.settings = settings
+        self.db = db
+        self.queue = queue
+        self.delivery = DeliveryService(
+            self, queue, poll_seconds=settings.poll_seconds, retention_hours=settings.result_retention_hours
+        )
+        self.started_monotonic = time.monotonic()
+        self.synced = False
+        self._ready_logged = False
+        bot_errors.install(self.tree)
+
+    async def setup_hook(self) -> None:
+        for ext in CORE_EXTENSIONS:
+            await self.load_extension(ext)
+        for ext in OPTIONAL_EXTENSIONS:
+            try:
+                await self.load_extension(ext)
+            except commands.ExtensionNotFound:
+                log.warning("extension %s is not available; its commands are not registered", ext)
+        await self.sync_commands_if_changed()
+        self.delivery.start()
+
+    async def on_ready(self) -> None:
+        if self._ready_logged:
+            log.info("gateway ready again (reconnected)")
+            return
+        self._ready_logged = True
+        log.info(
+            "videobot ready: %s (%s) in %d guild(s), commands: %s, %.1f s after start",
+            self.user,
+            self.user.id if self.user else "?",
+            len(self.guilds),
+            ", ".join(sorted(c.name for c in self.tree.get_commands())),
+            time.monotonic() - self.started_monotonic,
+        )
+
+    async def close(self) -> None:
+        await self.delivery.close()
+        await super().close()
+
+    # ------------------------------------------------------------------ command sync
+    def _payloads(self, guild: discord.Object | None) -> list[dict[str, Any]]:
+        cmds = self.tree.get_commands(guild=guild)
+        return sorted((c.to_dict(self.tree) for c in cmds), key=lambda d: (d.get("type", 1), d["name"]))
+
+    async def sync_commands_if_changed(self) -> list[str]:
+        """Sync the command tree where its payloads differ from the last sync; returns the scopes synced."""
+        state_path = Path(self.settings.data_dir) / SYNC_STATE_FILE
+        try:
+            state: dict[str, str] = json.loads(state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = {}
+        scopes: list[discord.Object | None]
+        if self.settings.discord_guild_ids:
+            scopes = [discord.Object(gid) for gid in self.settings.discord_guild_ids]
+            for scope in scopes:
+                self.tree.copy_global_to(guild=scope)
+        else:
+            scopes = [None]
+        synced: list[str] = []
+        for scope in scopes:
+            payloads = self._payloads(scope)
+            digest = hashlib.sha256(json.dumps(payloads, sort_keys=True).encode()).hexdigest()
+            key = f"{self.application_id}:{'global' if scope is None else scope.id}"
+            if state.get(key) == digest:
+                log.info("commands for %s unchanged; not syncing", key)
+                continue
+            await self.tree.sync(guild=scope)
+            state[key] = digest
+            synced.append(key)
+            log.info("synced %d command(s) to %s", len(payloads), key)
+        if synced:
+            try:
+                state_path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = state_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
+                tmp.replace(state_path)
+            except OSError as exc:
+                log.warning(
+                    "could not remember the command sync in %s (%s); the next start syncs again",
+                    state_path,
+                    exc,
+                )
+        self.synced = True
+        return synced
+
+
+async def run_bot(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT or a fatal error; returns the exit code."""
+    assert settings.discord_token is not None
+    db = Database(settings.db_url)
+    queue = JobQueue(db, queue_config(settings))
+    use_endpoints(settings.discord_api_base_url, settings.discord_gateway_url)
+    # discord.py logs every gateway payload at DEBUG, interaction tokens included: keep that out.
+    logging.getLogger("discord.gateway").setLevel(max(logging.INFO, logging.getLogger().level))
+    bot = VideoBot(settings, db, queue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()), name="discord-client")
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    code = 0
+    try:
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if runner in done:
+            exc = runner.exception()
+            if isinstance(exc, discord.LoginFailure):
+                print(f"videobot: {TOKEN_REJECTED}", file=sys.stderr)
+                code = 2
+            elif isinstance(exc, discord.PrivilegedIntentsRequired):
+                print(
+                    "videobot: Discord refused the gateway intents; videobot needs no privileged ones.",
+                    file=sys.stderr,
+                )
+                code = 2
+            elif exc is not None:
+                log.error("the Discord client stopped: %s", type(exc).__name__, exc_info=exc)
+                code = 1
+            else:
+                log.info("the Discord client stopped")
+        else:
+            log.info("shutting down")
+    finally:
+        stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopper
+        await bot.close()
+        if not runner.done():
+            runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+        await db.dispose()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("videobot stopped")
+    return code
+
+
+def main(settings: Settings) -> int:
+    """Entry point of ``videobot bot``: exit 0 on a signal, 2 on a configuration problem."""
+    from videobot.runner import PreflightError, check_database
+
+    if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
+        print(f"videobot: {TOKEN_HELP}", file=sys.stderr)
+        return 2
+    try:
+        check_database(settings, need_schema=True)
+    except PreflightError as exc:
+        print(f"videobot: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run_bot(settings))
+    except KeyboardInterrupt:
+        return 0

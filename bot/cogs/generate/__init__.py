@@ -1,0 +1,14 @@
+"""/video and the reactions on posted videos (🔁 rerun, ❌ delete)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._cog import GenerateCog
+
+if TYPE_CHECKING:
+    from bot.app import VideoBot
+
+
+async def setup(bot: VideoBot) -> None:
+    await bot.add_cog(GenerateCog(bot))

@@ -1,0 +1,122 @@
+"""From a /video request to a job: which model it is queued under, its parameters, its cost. No Discord here."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from videobot.errors import InvalidParameters
+from videobot.presets import ASPECT_RATIOS, MAX_SEED, Preset, clean_prompt, cost_weight, plan, resolve_preset
+from videobot.settings import Settings
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class QueueTarget:
+    """The model name jobs are queued under, and its preset when the bot can know it."""
+
+    name: str
+    #: None when only the worker can decide (``auto`` picks by GPU; a folder that exists on the worker
+    #: machine only): the job then carries the bare request and the worker plans it.
+    preset: Preset | None
+
+
+def queue_target(settings: Settings) -> QueueTarget:
+    """The one place that decides the model name a job is queued under.
+
+    A preset name, repo id or folder resolves to its preset name (what workers with that
+    ``VIDEOBOT_MODEL`` claim). ``auto`` stays ``auto``: the bot cannot know the worker's GPU, and
+    workers configured with ``auto`` claim ``auto`` jobs.
+    """
+    model = (settings.model or AUTO).strip()
+    if model == AUTO:
+        return QueueTarget(AUTO, None)
+    try:
+        preset = resolve_preset(model)
+    except InvalidParameters:
+        return QueueTarget(model, None)
+    return QueueTarget(preset.name, preset)
+
+
+def offered_models(settings: Settings) -> list[str]:
+    """Models a member may pick: for now the single model the owner configured."""
+    target = queue_target(settings)
+    return list(dict.fromkeys([target.name, (settings.model or AUTO).strip()]))
+
+
+def check_model(settings: Settings, requested: str | None) -> QueueTarget:
+    """The target for a member's ``model`` option; anything not configured is refused politely."""
+    target = queue_target(settings)
+    if requested is None or not requested.strip():
+        return target
+    if requested.strip() in offered_models(settings):
+        return target
+    raise InvalidParameters(
+        f"The model `{requested.strip()[:100].replace('`', '')}` is not available here. "
+        f"This server's videobot runs `{target.name}`; leave the model option empty to use it."
+    )
+
+
+def build_params(
+    target: QueueTarget,
+    prompt: str,
+    *,
+    negative_prompt: str | None = None,
+    seed: int | None = None,
+    duration: float | None = None,
+    aspect_ratio: str | None = None,
+) -> dict[str, Any]:
+    """Validate the request and return the job's parameters (JSON).
+
+    With a known preset: the full ``GenerationParams`` (diffusers names). Without one: the cleaned
+    bare request (the seed chosen now, so a rerun can change it); the worker plans it for its preset.
+    """
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InvalidParameters(
+            f"The seed must be a whole number from 0 to {MAX_SEED}; leave it empty for a random one."
+        )
+    if target.preset is not None:
+        return plan(
+            target.preset,
+            prompt,
+            negative_prompt=negative_prompt or "",
+            seed=seed,
+            duration_s=duration,
+            aspect_ratio=aspect_ratio,
+        ).to_dict()
+    if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
+        raise InvalidParameters(
+            f"Unknown aspect ratio `{aspect_ratio}`. Choose one of: {', '.join(ASPECT_RATIOS)}."
+        )
+    if duration is not None and (not math.isfinite(duration) or duration <= 0):
+        raise InvalidParameters("The duration must be a positive number of seconds.")
+    return {
+        "prompt": clean_prompt(prompt),
+        "negative_prompt": clean_prompt(negative_prompt or "", what="negative prompt", allow_empty=True),
+        "seed": secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
+        "duration_s": duration,
+        "aspect_ratio": aspect_ratio,
+    }
+
+
+def rerun_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The same request with a new random seed."""
+    new = dict(params)
+    old = new.get("seed")
+    seed = secrets.randbelow(MAX_SEED + 1)
+    while seed == old:
+        seed = secrets.randbelow(MAX_SEED + 1)
+    new["seed"] = seed
+    return new
+
+
+def job_cost(settings: Settings, target: QueueTarget, params: dict[str, Any]) -> int:
+    """1 credit, or with ``VIDEOBOT_COST_MODE=weighted`` the work relative to the default GPU preset (≥ 1)."""
+    if settings.cost_mode != "weighted" or "num_frames" not in params:
+        return 1
+    from videobot.presets import GenerationParams
+
+    return max(1, math.ceil(cost_weight(GenerationParams.from_dict(params))))
