@@ -239,7 +239,9 @@ def clean_prompt(text: str, *, what: str = "prompt", allow_empty: bool = False) 
     text = text.replace("\r\n", "\n").replace("\t", " ")
     text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc").strip()
     if not text and not allow_empty:
-        raise InvalidParameters(f"The {what} is empty. Describe the video you want, e.g. `a cat surfing a wave`.")
+        raise InvalidParameters(
+            f"The {what} is empty. Describe the video you want, e.g. `a cat surfing a wave`."
+        )
     if len(text) > MAX_PROMPT_CHARS:
         raise InvalidParameters(
             f"The {what} is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it."
@@ -250,7 +252,11 @@ def clean_prompt(text: str, *, what: str = "prompt", allow_empty: bool = False) 
 def frames_for_duration(preset: Preset, duration_s: float) -> int:
     """The valid frame count nearest to ``duration_s`` seconds, or ``InvalidParameters`` if out of range."""
     allowed = f"{_fmt_s(preset.min_duration_s)} and {_fmt_s(preset.max_duration_s)} seconds"
-    if not isinstance(duration_s, (int, float)) or isinstance(duration_s, bool) or not math.isfinite(duration_s):
+    if (
+        not isinstance(duration_s, (int, float))
+        or isinstance(duration_s, bool)
+        or not math.isfinite(duration_s)
+    ):
         raise InvalidParameters(f"The duration must be a number of seconds between {allowed}.")
     if duration_s <= 0:
         raise InvalidParameters(f"The duration must be positive: choose between {allowed}.")

@@ -1,0 +1,1 @@
+"""GPU worker side: model loading, generation and video encoding. Never imports discord."""

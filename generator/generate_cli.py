@@ -1,0 +1,103 @@
+"""`videobot generate`: make one video from the terminal, without Discord or a database."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="videobot generate", description="Generate one video from a text prompt."
+    )
+    p.add_argument("prompt", help="what the video should show")
+    p.add_argument("-o", "--output", type=Path, default=Path("video.mp4"), help="mp4 file to write")
+    p.add_argument("--model", default="auto", help="preset name, Hub repo id or local folder (default: auto)")
+    p.add_argument("--seed", type=int, default=None, help="0..4294967295 (default: random)")
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: the model's default)")
+    p.add_argument("--aspect-ratio", default=None, choices=["16:9", "9:16", "1:1"])
+    p.add_argument("--negative-prompt", default="", help="what to avoid")
+    p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="largest file to write")
+    p.add_argument(
+        "--data-dir", type=Path, default=Path("data"), help="where the built-in tiny model is kept"
+    )
+    return p
+
+
+def _quiet_library_progress_bars() -> None:
+    """Only our own bar: hide diffusers'/transformers' loading bars."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the process exit code (2 for a user-facing error)."""
+    args = _parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+
+    from tqdm import tqdm
+
+    from generator.encode import EncodeError, StorageError, encode_mp4
+    from generator.pipeline import ModelLoadError, VideoPipeline, resolve_auto_model
+    from videobot.errors import GenerationOOM, InvalidParameters
+    from videobot.presets import plan, resolve_preset
+
+    try:
+        model = resolve_auto_model(args.model)
+        params = plan(
+            resolve_preset(model),
+            args.prompt,
+            negative_prompt=args.negative_prompt,
+            seed=args.seed,
+            duration_s=args.duration,
+            aspect_ratio=args.aspect_ratio,
+        )
+        _quiet_library_progress_bars()
+        pipeline = VideoPipeline.load(model, data_dir=args.data_dir)
+        with tqdm(total=params.num_inference_steps, desc="Generating", unit="step", file=sys.stderr) as bar:
+            frames = pipeline.run(params, on_step=lambda step, total: bar.update(step - bar.n))
+        result = encode_mp4(frames, params.fps, max_bytes=args.max_bytes)
+        _write_atomic(args.output, result.data)
+    except (InvalidParameters, EncodeError, ModelLoadError, GenerationOOM, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: could not write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+    size = result.size_bytes
+    size_text = f"{size / 1024 / 1024:.2f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB"
+    print(
+        f"Wrote {args.output} ({size_text}, {result.num_frames} frames, "
+        f"{result.width}x{result.height} @ {result.fps} fps, {result.duration_s:.1f} s) with {model}, "
+        f"seed {params.seed}"
+    )
+    if result.notes:
+        print(result.notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from generator.encode import probe_mp4
+from generator.generate_cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_generate_writes_a_playable_video(tiny_data_dir: Path, tiny_model_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out.mp4"
+    argv = ["a cat surfing", "-o", str(out), "--model", "tiny", "--seed", "7", "--duration", "2",
+            "--aspect-ratio", "9:16", "--data-dir", str(tiny_data_dir)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "seed 7" in printed
+    info = probe_mp4(out.read_bytes())
+    assert info["faststart"] and (info["codec"], info["pix_fmt"]) == ("h264", "yuv420p")
+    assert (info["width"], info["height"], info["num_frames"], info["fps"]) == (32, 48, 17, 8.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+    # Same seed, same video.
+    again = tmp_path / "again.mp4"
+    assert main([*argv[:2], str(again), *argv[3:]]) == 0
+    np_a = probe_mp4(out.read_bytes(), decode=True)["frames"]
+    np_b = probe_mp4(again.read_bytes(), decode=True)["frames"]
+    assert (np_a == np_b).all()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--duration", "100"], "between 0.6 and 2.1 seconds"),
+        (["--seed", "-1"], "seed"),
+        (["--model", "no-such-model"], "Unknown model"),
+    ],
+)
+def test_user_errors_are_one_clean_line(extra, message, tiny_data_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out.mp4"
+    argv = ["a dog", "-o", str(out), "--model", "tiny", "--data-dir", str(tiny_data_dir), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_empty_prompt(tiny_data_dir: Path, tmp_path: Path, capsys):
+    assert (
+        main(["  ", "-o", str(tmp_path / "x.mp4"), "--model", "tiny", "--data-dir", str(tiny_data_dir)]) == 2
+    )
+    assert "prompt is empty" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU default")
+def test_module_entry_point_defaults_to_tiny_without_gpu(
+    tiny_data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+):
+    out = tmp_path / "sub.mp4"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "generator.generate_cli", "a boat at sunset", "-o", str(out),
+         "--data-dir", str(tiny_data_dir)],  # fmt: skip
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "tiny" in proc.stderr and "VIDEOBOT_MODEL" in proc.stderr
+    )  # the warning says how to pick a real model
+    assert "Traceback" not in proc.stderr
+    assert "Wrote" in proc.stdout
+    info = probe_mp4(out.read_bytes())
+    assert (info["codec"], info["width"], info["height"], info["num_frames"]) == ("h264", 48, 32, 9)
