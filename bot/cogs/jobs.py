@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs import is_moderator
 from bot.cogs.generate import _format
 from videobot.errors import JobNotFound
 
@@ -62,8 +63,6 @@ class JobsCog(commands.Cog):
             job = max(j.id for j, _ in mine)
             moderator = False
         else:
-            from bot.checks import is_moderator
-
             existing = await self.bot.queue.get(job)
             moderator = (
                 existing is not None

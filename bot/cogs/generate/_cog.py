@@ -27,6 +27,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs import is_moderator
 from videobot import guilds
 from videobot.errors import InvalidParameters, QuotaExceeded, TooManyQueued
 from videobot.jobs import SubmitRequest, Submitted
@@ -262,8 +263,6 @@ class GenerateCog(commands.Cog):
             )
 
     async def _delete(self, payload: discord.RawReactionActionEvent, job: Job) -> None:
-        from bot.checks import is_moderator
-
         allowed = payload.user_id == job.user_id
         if not allowed and payload.member is not None:
             allowed = await is_moderator(self.bot, payload.member)
