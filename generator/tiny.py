@@ -115,6 +115,7 @@ def build_tiny_model(directory: Path) -> Path:
         _build_pipeline().save_pretrained(tmp)
         # The marker is written last: its presence means the save finished.
         (tmp / _MARKER).write_text(json.dumps({"version": TINY_VERSION}), encoding="utf-8")
+        tmp.chmod(0o755)  # mkdtemp makes it private; it is a model folder like any other
         if directory.exists():
             shutil.rmtree(directory)  # an incomplete or outdated build
         try:
