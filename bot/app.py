@@ -70,6 +70,9 @@ class VideoBot(commands.Bot):
     """The bot: settings, database and job queue are passed in; extensions add the commands."""
 
     def __init__(self, settings: Settings, db: Database, queue: JobQueue) -> None:
+        # The bot never joins voice: don't warn at every start that voice libraries are missing.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,  # required by commands.Bot; there are no prefix commands
             help_command=None,

@@ -1,0 +1,120 @@
+"""Quotas, bursts, /queue and /cancel of queued jobs: the real bot, no worker (jobs stay queued)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from .conftest import assert_schema_clean, register, unregister
+from .harness import BotHarness
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+QUOTA = 2
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    async with BotHarness(
+        tmp_path_factory.mktemp("e2e-limits"),
+        worker=False,
+        bot_env={"VIDEOBOT_DEFAULT_QUOTA": str(QUOTA), "VIDEOBOT_MAX_QUEUED_PER_USER": "3"},
+        extra_members=10,
+    ) as harness:
+        register(harness)
+        try:
+            yield harness
+        finally:
+            unregister(harness)
+    assert_schema_clean(harness)
+
+
+async def answer(h: BotHarness, interaction, timeout: float = 15.0) -> str:  # type: ignore[no-untyped-def]
+    """The text the (ephemeral) deferred response became."""
+    await interaction.acknowledged(3)
+    await h.wait_for(
+        lambda: (interaction.original or {}).get("content"),
+        timeout,
+        f"answer to interaction {interaction.id}",
+    )
+    return interaction.original["content"]
+
+
+async def test_quota_refusal_says_when_credits_come_back(h: BotHarness) -> None:
+    user = h.members[0]
+    for i in range(QUOTA):
+        text = await answer(h, await h.slash(user, "video", prompt=f"a dragon kite {i}"))
+        assert text.startswith("Queued as job #"), text
+    public = len(h.messages())
+    refused = await h.slash(user, "video", prompt="one too many")
+    text = await answer(h, refused)
+    assert refused.ephemeral and refused.original["ephemeral"]
+    assert f"used your {QUOTA} video credit(s)" in text
+    assert re.search(r"<t:\d+:R>", text), text  # a Discord timestamp: "in 23 hours"
+    assert len(h.messages()) == public  # nothing public about a refusal
+    assert len(await h.jobs(user)) == QUOTA
+    assert await h.balance_used(user) == QUOTA
+
+
+async def test_burst_of_50_from_10_users_is_acknowledged_and_limited(h: BotHarness) -> None:
+    users = h.members[1:]  # 9 members who have not used anything
+    users.append(h.rolemod_id)
+    interactions = []
+    for i in range(50):
+        interactions.append(await h.slash(users[i % 10], "video", prompt=f"burst {i}"))
+    await h.wait_for(lambda: all(i.initial for i in interactions), 10, "50 acknowledgements")
+    latencies = sorted(i.ack_latency for i in interactions)
+    assert latencies[-1] < 3, latencies
+    assert all(i.ephemeral for i in interactions)
+    texts = await asyncio.gather(*(answer(h, i, 60) for i in interactions))
+    accepted = Counter(i.user_id for i, t in zip(interactions, texts, strict=True) if t.startswith("Queued"))
+    refused = [t for t in texts if not t.startswith("Queued")]
+    assert accepted == dict.fromkeys(users, QUOTA)
+    assert len(refused) == 50 - 10 * QUOTA and all("video credit" in t for t in refused)
+    for user in users:
+        jobs = await h.jobs(user)
+        ledger = await h.ledger(user)
+        assert len(jobs) == QUOTA == len(ledger)
+        assert sorted(e.job_id for e in ledger) == [j.id for j in jobs]
+    # Every accepted job got its public status message, with its queue position.
+    status_ids = [j.status_message_id for u in users for j in await h.jobs(u)]
+    assert all(status_ids)
+    assert all("in the queue" in h.fd.message(mid)["content"] for mid in status_ids)
+
+
+async def test_queue_lists_my_jobs_and_cancel_refunds_a_queued_job(h: BotHarness) -> None:
+    user = h.member_id
+    first = await answer(h, await h.slash(user, "video", prompt="a snail racing a turtle"))
+    second = await answer(h, await h.slash(user, "video", prompt="a turtle racing a snail"))
+    first_id = int(re.search(r"job #(\d+)", first)[1])
+    second_id = int(re.search(r"job #(\d+)", second)[1])
+
+    listing = await answer(h, await h.slash(user, "queue"))
+    assert f"job #{first_id}: #" in listing and f"job #{second_id}: #" in listing
+    assert "waiting in the queue" in listing
+
+    # /cancel without a job number: my latest one, cancelled and refunded at once.
+    text = await answer(h, await h.slash(user, "cancel"))
+    assert f"Cancelled job #{second_id}" in text and "refunded" in text
+    job = await h.job(second_id)
+    assert job.status == "cancelled"
+    kinds = [(e.job_id, e.kind, e.amount) for e in await h.ledger(user)]
+    assert (second_id, "charge", -1) in kinds and (second_id, "refund", 1) in kinds
+    # The public status message says so.
+    await h.wait_for(
+        lambda: "refunded" in h.fd.message(job.status_message_id)["content"], 10, "status says cancelled"
+    )
+
+    # Someone else's job: not found for a member, cancelled for a moderator (Manage Server).
+    text = await answer(h, await h.slash(h.other_id, "cancel", job=first_id))
+    assert "can't find a job" in text
+    assert (await h.job(first_id)).status == "queued"
+    text = await answer(h, await h.slash(h.mod_id, "cancel", job=first_id))
+    assert f"Cancelled job #{first_id}" in text
+    assert (await h.job(first_id)).status == "cancelled"
+    assert await h.balance_used(user) == 0
