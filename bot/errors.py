@@ -51,7 +51,7 @@ def user_message(interaction: discord.Interaction, error: BaseException) -> str:
     if isinstance(original, app_commands.CheckFailure):
         return str(original) if isinstance(original, VideobotError) else CHECK_FAILED
     ref = new_ref()
-    if isinstance(original, ServiceUnavailable | _DB_ERRORS):
+    if isinstance(original, (ServiceUnavailable, *_DB_ERRORS)):
         log.error(
             "/%s by %s: database unavailable (ref %s)", command, interaction.user.id, ref, exc_info=original
         )
@@ -62,7 +62,12 @@ def user_message(interaction: discord.Interaction, error: BaseException) -> str:
 
 async def on_app_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
     """``tree.on_error``: answer ephemerally whether or not the interaction was already acknowledged."""
-    text = user_message(interaction, error)
+    try:
+        text = user_message(interaction, error)
+    except Exception:  # never let the error handler itself fail silently
+        ref = new_ref()
+        log.exception("error handler failed (ref %s) for %r", ref, error)
+        text = UNEXPECTED.format(ref=ref)
     try:
         if interaction.type is discord.InteractionType.autocomplete:
             return
