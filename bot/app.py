@@ -100,6 +100,9 @@ class VideoBot(commands.Bot):
                 await self.load_extension(ext)
             except commands.ExtensionNotFound:
                 log.warning("extension %s is not available; its commands are not registered", ext)
+            except commands.ExtensionError as exc:
+                # A broken optional extension must not take /video down with it.
+                log.error("extension %s failed to load; its commands are not registered", ext, exc_info=exc)
         await self.sync_commands_if_changed()
         self.delivery.start()
 
@@ -148,7 +151,12 @@ class VideoBot(commands.Bot):
             if state.get(key) == digest:
                 log.info("commands for %s unchanged; not syncing", key)
                 continue
-            await self.tree.sync(guild=scope)
+            try:
+                await self.tree.sync(guild=scope)
+            except discord.HTTPException as exc:  # CommandSyncFailure included
+                # Keep serving with the commands Discord already has; the next start tries again.
+                log.error("syncing commands to %s failed (%s/%s): %s", key, exc.status, exc.code, exc)
+                continue
             state[key] = digest
             synced.append(key)
             log.info("synced %d command(s) to %s", len(payloads), key)
