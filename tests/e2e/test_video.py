@@ -11,7 +11,9 @@ import av
 import pytest
 import pytest_asyncio
 
-from videobot.models import Job
+from videobot.jobs import SubmitRequest
+from videobot.models import Job, MemberQuota
+from videobot.presets import PRESETS, plan
 
 from .conftest import assert_schema_clean, register, unregister
 from .harness import BotHarness
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
-    async with BotHarness(tmp_path_factory.mktemp("e2e-video"), worker=True) as harness:
+    async with BotHarness(tmp_path_factory.mktemp("e2e-video"), worker=True, extra_members=1) as harness:
         register(harness)
         try:
             yield harness
@@ -202,3 +204,57 @@ async def test_tokens_never_reach_the_log(h: BotHarness) -> None:
     assert h.fd.token not in log_text
     for interaction in h.fd.interactions:
         assert interaction.token not in log_text
+
+
+async def test_failed_job_tells_the_requester_and_refunds(h: BotHarness) -> None:
+    # A job the worker must refuse (a size the model cannot make), queued like the bot would.
+    assert h.queue is not None
+    params = plan(PRESETS["tiny"], "a square circle").to_dict() | {"width": 40}
+    submitted = await h.queue.submit(
+        SubmitRequest(
+            idempotency_key="test:failed-job",
+            guild_id=h.guild_id,
+            channel_id=h.channel_id,
+            user_id=h.other_id,
+            model="tiny",
+            params=params,
+        )
+    )
+    job_id = submitted.job.id
+    marker = f"job #{job_id}"
+    notice = await h.wait_for(
+        lambda: next(
+            (m for m in h.messages() if marker in m["content"] and "could not be made" in m["content"]), None
+        ),
+        60,
+        "the failure notice",
+    )
+    job = await h.wait_job(job_id, "failed", 10)
+    assert "40 px is not valid" in notice["content"] and "refunded" in notice["content"]
+    assert notice["content"].startswith(f"<@{h.other_id}>")
+    assert [u["id"] for u in notice["mentions"]] == [str(h.other_id)]
+    kinds = {(e.kind, e.amount) for e in await h.ledger(h.other_id) if e.job_id == job_id}
+    assert kinds == {("charge", -1), ("refund", 1)}
+    deadline = time.monotonic() + 10
+    while (await h.job(job_id)).notified_at is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert job.error_code == "invalid_parameters"
+
+
+async def test_rerun_without_credits_gets_feedback_that_deletes_itself(h: BotHarness) -> None:
+    post, _ = await make_video(h, h.member_id, "a bonsai in the rain")
+    broke = h.members[0]
+    assert h.db is not None
+    async with h.db.transaction() as s:  # a moderator's override: no credits for this member
+        s.add(MemberQuota(guild_id=h.guild_id, user_id=broke, limit_override=0, updated_at=time.time()))
+    await h.react(broke, int(post["id"]), "🔁")
+    feedback = await h.wait_for(
+        lambda: next((m for m in h.messages() if m["content"].startswith(f"<@{broke}>")), None),
+        10,
+        "feedback",
+    )
+    assert "video credit" in feedback["content"]
+    assert [u["id"] for u in feedback["mentions"]] == [str(broke)]
+    assert await h.jobs(broke) == []
+    await h.wait_for(lambda: h.fd.message(int(feedback["id"]))["deleted"], 25, "the feedback deleting itself")
