@@ -118,3 +118,12 @@ async def test_queue_lists_my_jobs_and_cancel_refunds_a_queued_job(h: BotHarness
     assert f"Cancelled job #{first_id}" in text
     assert (await h.job(first_id)).status == "cancelled"
     assert await h.balance_used(user) == 0
+
+    # A member with the configured moderator role may cancel too (checked at run time).
+    third = await answer(h, await h.slash(user, "video", prompt="a snail in a hurry"))
+    third_id = int(re.search(r"job #(\d+)", third)[1])
+    text = await answer(h, await h.slash(h.rolemod_id, "cancel", job=third_id))
+    assert "can't find a job" in text  # no moderator role configured yet
+    await h.set_guild_config(moderator_role_id=h.moderator_role_id)
+    text = await answer(h, await h.slash(h.rolemod_id, "cancel", job=third_id))
+    assert f"Cancelled job #{third_id}" in text and (await h.job(third_id)).status == "cancelled"
