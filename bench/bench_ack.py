@@ -60,7 +60,9 @@ def log_seconds_after_start(log_text: str, marker: str, started: float) -> float
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--interactions", type=int, default=200)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
@@ -108,8 +110,12 @@ async def main() -> None:
             acks = [i.ack_latency for i in interactions if i.ack_latency is not None]
             missed = sum(1 for i in interactions if i.ack_latency is None or i.ack_latency > 3)
             answers = list(answered_at.values())
-            queued = sum(1 for i in interactions if ((i.original or {}).get("content") or "").startswith("Queued"))
-            print(f"burst: {args.interactions} /video from {len(users)} users on {args.db}; dispatched in {dispatch_s:.3f} s")
+            queued = sum(
+                1 for i in interactions if ((i.original or {}).get("content") or "").startswith("Queued")
+            )
+            print(
+                f"burst: {args.interactions} /video from {len(users)} users on {args.db}; dispatched in {dispatch_s:.3f} s"
+            )
             print(
                 f"ack latency: p50 {statistics.median(acks) * 1000:.0f} ms, p99 {pct(acks, 99) * 1000:.0f} ms, "
                 f"max {max(acks) * 1000:.0f} ms; not acknowledged within 3 s: {missed}"
