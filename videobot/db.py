@@ -47,6 +47,14 @@ def _db_now_default(element: db_now, compiler: object, **kw: object) -> str:  # 
     return "CURRENT_TIMESTAMP"
 
 
+def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    """The dialect's ``insert`` (PostgreSQL or SQLite), for ``ON CONFLICT`` clauses."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 

@@ -36,8 +36,8 @@ import regex
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from videobot import quota
-from videobot.db import db_now
+from videobot.audit import audit
+from videobot.db import db_now, dialect_insert
 from videobot.errors import ChannelNotAllowed, PromptRejected, VideobotError
 from videobot.models import GuildConfig, RoleLimit
 
@@ -303,7 +303,7 @@ def _same_entry(a: str, b: str) -> bool:
 # ---------------------------------------------------------------------------------------- changing
 async def _config_for_update(session: AsyncSession, guild_id: int) -> GuildConfig:
     """The guild's row, created if needed and locked (PostgreSQL) for the rest of the transaction."""
-    ins = quota._insert(session)(GuildConfig).values(
+    ins = dialect_insert(session)(GuildConfig).values(
         guild_id=guild_id, allowed_channel_ids=[], blocklist=[], updated_at=db_now()
     )
     await session.execute(ins.on_conflict_do_nothing(index_elements=["guild_id"]))
@@ -333,7 +333,7 @@ async def set_allowed_channels(
     old = list(row.allowed_channel_ids or [])
     row.allowed_channel_ids = new
     _touch(row)
-    await quota._audit(session, guild_id, actor_id, "config.channels", None, {"old": old, "new": new}, reason)
+    await audit(session, guild_id, actor_id, "config.channels", None, {"old": old, "new": new}, reason)
     return tuple(new)
 
 
@@ -349,7 +349,7 @@ async def add_allowed_channel(
         raise InvalidConfig(f"At most {MAX_ALLOWED_CHANNELS} channels can be allowed.")
     row.allowed_channel_ids = [*current, int(channel_id)]
     _touch(row)
-    await quota._audit(session, guild_id, actor_id, "config.channel_allow", channel_id, {}, reason)
+    await audit(session, guild_id, actor_id, "config.channel_allow", channel_id, {}, reason)
     return True
 
 
@@ -363,7 +363,7 @@ async def remove_allowed_channel(
         return False
     row.allowed_channel_ids = [c for c in current if c != channel_id]
     _touch(row)
-    await quota._audit(session, guild_id, actor_id, "config.channel_remove", channel_id, {}, reason)
+    await audit(session, guild_id, actor_id, "config.channel_remove", channel_id, {}, reason)
     return True
 
 
@@ -380,7 +380,7 @@ async def add_block(
         raise InvalidConfig(f"The blocklist is full ({MAX_BLOCKLIST_ENTRIES} entries). Remove one first.")
     row.blocklist = [*current, entry]
     _touch(row)
-    await quota._audit(session, guild_id, actor_id, "config.block_add", None, {"pattern": entry}, reason)
+    await audit(session, guild_id, actor_id, "config.block_add", None, {"pattern": entry}, reason)
     return True
 
 
@@ -397,7 +397,7 @@ async def remove_block(
     removed = [e for e in current if _same_entry(entry, e)]
     row.blocklist = kept
     _touch(row)
-    await quota._audit(
+    await audit(
         session, guild_id, actor_id, "config.block_remove", None, {"patterns": removed}, reason
     )
     return True
@@ -416,7 +416,7 @@ async def set_moderator_role(
     old = row.moderator_role_id
     row.moderator_role_id = role_id
     _touch(row)
-    await quota._audit(
+    await audit(
         session, guild_id, actor_id, "config.moderator_role", role_id, {"old": old, "new": role_id}, reason
     )
 

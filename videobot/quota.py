@@ -17,12 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from videobot.db import db_now
-from videobot.models import GuildConfig, LedgerEntry, LedgerKind, MemberQuota, ModAction, RoleLimit
+from videobot.audit import audit
+from videobot.db import db_now, dialect_insert
+from videobot.models import GuildConfig, LedgerEntry, LedgerKind, MemberQuota, RoleLimit
 
 
 @dataclass(frozen=True)
@@ -43,10 +42,6 @@ class QuotaStatus:
     next_credit_at: float | None
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-
-
 async def now(session: AsyncSession) -> float:
     """The database clock, in Unix seconds."""
     return float((await session.execute(select(db_now()))).scalar_one())
@@ -59,7 +54,7 @@ async def lock_account(session: AsyncSession, guild_id: int, user_id: int) -> Me
     the row lock makes concurrent charges for one member take turns, so the balance is read and
     charged atomically.
     """
-    ins = _insert(session)(MemberQuota).values(guild_id=guild_id, user_id=user_id, updated_at=db_now())
+    ins = dialect_insert(session)(MemberQuota).values(guild_id=guild_id, user_id=user_id, updated_at=db_now())
     await session.execute(ins.on_conflict_do_nothing(index_elements=["guild_id", "user_id"]))
     stmt = select(MemberQuota).where(MemberQuota.guild_id == guild_id, MemberQuota.user_id == user_id)
     if session.bind.dialect.name == "postgresql":
@@ -189,7 +184,7 @@ async def refund(session: AsyncSession, job_id: int, *, reason: str | None = Non
     if charged is None:
         return False
     stmt = (
-        _insert(session)(LedgerEntry)
+        dialect_insert(session)(LedgerEntry)
         .values(
             guild_id=charged.guild_id,
             user_id=charged.user_id,
@@ -204,29 +199,6 @@ async def refund(session: AsyncSession, job_id: int, *, reason: str | None = Non
     )
     result = await session.execute(stmt)
     return (result.rowcount or 0) > 0
-
-
-async def _audit(
-    session: AsyncSession,
-    guild_id: int,
-    actor_id: int,
-    action: str,
-    target_id: int | None,
-    details: dict,
-    reason: str | None,
-) -> None:
-    session.add(
-        ModAction(
-            guild_id=guild_id,
-            actor_id=actor_id,
-            action=action,
-            target_id=target_id,
-            details=details,
-            reason=reason,
-            created_at=db_now(),
-        )
-    )
-    await session.flush()
 
 
 async def set_limit(
@@ -245,7 +217,7 @@ async def set_limit(
     old = account.limit_override
     account.limit_override = limit
     account.updated_at = db_now()  # type: ignore[assignment]
-    await _audit(session, guild_id, actor_id, "quota.set", user_id, {"old": old, "new": limit}, reason)
+    await audit(session, guild_id, actor_id, "quota.set", user_id, {"old": old, "new": limit}, reason)
 
 
 async def grant(
@@ -274,7 +246,7 @@ async def grant(
             created_at=db_now(),
         )
     )
-    await _audit(session, guild_id, actor_id, "quota.grant", user_id, {"credits": credits}, reason)
+    await audit(session, guild_id, actor_id, "quota.grant", user_id, {"credits": credits}, reason)
 
 
 async def reset(
@@ -286,7 +258,7 @@ async def reset(
     account.limit_override = None
     account.reset_at = db_now()  # type: ignore[assignment]
     account.updated_at = db_now()  # type: ignore[assignment]
-    await _audit(session, guild_id, actor_id, "quota.reset", user_id, {"old_override": old}, reason)
+    await audit(session, guild_id, actor_id, "quota.reset", user_id, {"old_override": old}, reason)
 
 
 async def set_role_limit(
@@ -307,7 +279,7 @@ async def set_role_limit(
         session.add(RoleLimit(guild_id=guild_id, role_id=role_id, limit=limit))
     else:
         existing.limit = limit
-    await _audit(session, guild_id, actor_id, "quota.role_limit", role_id, {"limit": limit}, reason)
+    await audit(session, guild_id, actor_id, "quota.role_limit", role_id, {"limit": limit}, reason)
 
 
 async def set_guild_default(
@@ -320,7 +292,7 @@ async def set_guild_default(
         session.add(config)
     config.default_limit = limit
     config.updated_at = db_now()  # type: ignore[assignment]
-    await _audit(session, guild_id, actor_id, "quota.guild_default", None, {"limit": limit}, reason)
+    await audit(session, guild_id, actor_id, "quota.guild_default", None, {"limit": limit}, reason)
 
 
 async def ledger_sum(session: AsyncSession, guild_id: int, user_id: int) -> int:
