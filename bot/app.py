@@ -26,6 +26,7 @@ from bot import errors as bot_errors
 from bot.delivery import DeliveryService
 from bot.endpoints import use_endpoints
 from videobot.db import Database
+from videobot.health import HealthServer
 from videobot.jobs import JobQueue, QueueConfig
 from videobot.settings import Settings
 
@@ -36,11 +37,6 @@ CORE_EXTENSIONS = ("bot.cogs.generate", "bot.cogs.jobs")
 OPTIONAL_EXTENSIONS = ("bot.cogs.quota", "bot.cogs.config")
 SYNC_STATE_FILE = "command-sync.json"
 
-TOKEN_HELP = (
-    "DISCORD_TOKEN is not set. Create an application at https://discord.com/developers/applications, "
-    "open Bot -> Reset Token, and put the token in .env as DISCORD_TOKEN=... (see .env.example). "
-    "No privileged intents are needed (leave Message Content and Server Members off)."
-)
 TOKEN_REJECTED = (
     "Discord rejected DISCORD_TOKEN (it was reset, or copied incompletely). Get a new one at "
     "https://discord.com/developers/applications -> your app -> Bot -> Reset Token, and put it in .env."
@@ -189,6 +185,26 @@ async def run_bot(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    health: HealthServer | None = None
+    if settings.health_port:
+        health = HealthServer(
+            db,
+            gateway_connected=lambda: (
+                bot.is_ready() and not bot.is_closed() and bot.ws is not None and bot.ws.open
+            ),
+            worker_stale_seconds=max(60.0, settings.lease_seconds),
+        )
+        try:
+            await health.start(settings.health_host, settings.health_port)
+        except OSError as exc:
+            print(
+                f"videobot: cannot listen on {settings.health_host}:{settings.health_port} for /healthz and /metrics "
+                f"({exc.strerror}). Set VIDEOBOT_HEALTH_PORT to a free port, or 0 to turn it off.",
+                file=sys.stderr,
+            )
+            await health.stop()
+            await db.dispose()
+            return 2
     runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()), name="discord-client")
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     code = 0
@@ -217,6 +233,8 @@ async def run_bot(settings: Settings) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await stopper
         await bot.close()
+        if health is not None:
+            await health.stop()
         if not runner.done():
             runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -230,12 +248,10 @@ async def run_bot(settings: Settings) -> int:
 
 def main(settings: Settings) -> int:
     """Entry point of ``videobot bot``: exit 0 on a signal, 2 on a configuration problem."""
-    from videobot.runner import PreflightError, check_database
+    from videobot.runner import PreflightError, check_database, check_token
 
-    if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
-        print(f"videobot: {TOKEN_HELP}", file=sys.stderr)
-        return 2
     try:
+        check_token(settings)
         check_database(settings, need_schema=True)
     except PreflightError as exc:
         print(f"videobot: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from discord import app_commands
 from videobot import guilds
 from videobot.db import Database
 from videobot.errors import NotModerator
+from videobot.health import record_ack
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ async def ack(interaction: discord.Interaction) -> None:
     """Acknowledge with an ephemeral "thinking…" unless that was done already."""
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
+        record_ack(interaction.created_at)
 
 
 def moderator_only(message: str = QUOTA_REFUSAL) -> Callable[[T], T]:

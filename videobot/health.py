@@ -8,8 +8,10 @@ figures (acknowledgement latency) come from this process's own metrics.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -32,6 +34,11 @@ ACK_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
     registry=REGISTRY,
 )
+
+
+def record_ack(created_at: datetime) -> None:
+    """Observe one acknowledgement: now minus the interaction's creation time (from its snowflake)."""
+    ACK_LATENCY.observe(max(0.0, time.time() - created_at.timestamp()))
 
 
 @dataclass

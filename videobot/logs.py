@@ -13,6 +13,8 @@ _SECRET_PATTERNS = [
     re.compile(r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}"),
     re.compile(r"(/(?:interactions/\d+|webhooks/\d+)/)[A-Za-z0-9_.-]{20,}"),
     re.compile(r"(Bot |Bearer )[A-Za-z0-9_.-]{10,}"),
+    # Interaction tokens inside payload dicts/JSON that libraries log at DEBUG.
+    re.compile(r"""(['"]token['"]:\s*['"])[A-Za-z0-9_.-]{20,}"""),
 ]
 
 

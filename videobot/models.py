@@ -99,6 +99,8 @@ class Job(Base):
         Index("ix_jobs_user_started", "user_id", "started_at"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         Index("ix_jobs_updated_at", "updated_at"),
+        # Reactions find the job behind a posted video.
+        Index("ix_jobs_result_message_id", "result_message_id"),
     )
 
 

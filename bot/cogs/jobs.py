@@ -9,9 +9,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs import is_moderator
+from bot.checks import is_moderator
 from bot.cogs.generate import _format
 from videobot.errors import JobNotFound
+from videobot.health import record_ack
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -27,6 +28,7 @@ class JobsCog(commands.Cog):
     @app_commands.guild_only()
     async def queue_cmd(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        record_ack(interaction.created_at)
         assert interaction.guild_id is not None
         mine = await self.bot.queue.user_jobs(interaction.guild_id, interaction.user.id)
         length = await self.bot.queue.queue_length()
@@ -54,6 +56,7 @@ class JobsCog(commands.Cog):
         self, interaction: discord.Interaction, job: app_commands.Range[int, 1] | None = None
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        record_ack(interaction.created_at)
         assert interaction.guild_id is not None
         user_id = interaction.user.id
         if job is None:

@@ -13,6 +13,7 @@ import pytest
 from videobot.db import Database
 from videobot.health import HealthServer
 from videobot.jobs import JobQueue, QueueConfig, ResultData, SubmitRequest
+from videobot.migrate import head_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +48,7 @@ def test_misconfiguration_gives_a_clear_message_not_a_traceback(args, env, expec
 def test_db_upgrade_then_current(tmp_path: Path) -> None:
     assert videobot(["db", "upgrade"], tmp_path).returncode == 0
     res = videobot(["db", "current"], tmp_path)
-    assert res.returncode == 0 and res.stdout.strip() == "0001"
+    assert res.returncode == 0 and res.stdout.strip() == head_revision() == "0002"
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:

@@ -27,9 +27,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs import is_moderator
+from bot.checks import is_moderator, role_ids
 from videobot import guilds
-from videobot.errors import InvalidParameters, QuotaExceeded, TooManyQueued
+from videobot.errors import ChannelNotAllowed, InvalidParameters, PromptRejected, QuotaExceeded, TooManyQueued
+from videobot.health import record_ack
 from videobot.jobs import SubmitRequest, Submitted
 from videobot.models import Job
 
@@ -48,8 +49,8 @@ FEEDBACK_SECONDS = 15
 
 
 def member_role_ids(member: object) -> list[int]:
-    roles = getattr(member, "roles", None) or []
-    return [int(r.id) for r in roles]
+    """Role ids as Discord sent them (``Member.roles`` drops roles missing from the cache)."""
+    return role_ids(member) if isinstance(member, discord.Member) else []
 
 
 class GenerateCog(commands.Cog):
@@ -88,6 +89,7 @@ class GenerateCog(commands.Cog):
     ) -> None:
         # Acknowledge first: nothing before this line touches the database or the disk.
         await interaction.response.defer(ephemeral=True, thinking=True)
+        record_ack(interaction.created_at)
         settings = self.bot.settings
         target = _request.check_model(settings, model)
         params = _request.build_params(
@@ -194,6 +196,18 @@ class GenerateCog(commands.Cog):
         bucket = int(time.time() // RERUN_COOLDOWN_SECONDS)
         async with self.bot.db.sessionmaker() as s:
             view = await guilds.get_config(s, payload.guild_id)
+        # The channel rules and blocklist may have changed since the original was made.
+        channel_obj = self.bot.get_channel(payload.channel_id)
+        try:
+            guilds.check_request(
+                view,
+                payload.channel_id,
+                str((parent.params or {}).get("prompt", "")),
+                parent_id=getattr(channel_obj, "parent_id", None),
+            )
+        except (ChannelNotAllowed, PromptRejected) as exc:
+            await self._feedback(payload, str(exc))
+            return
         limit = view.upload_limit_bytes or self.bot.settings.upload_limit_bytes
         params = _request.rerun_params(parent.params or {})
         try:
