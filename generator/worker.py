@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -348,6 +349,7 @@ async def serve(settings: Settings) -> int:
         pipeline = await asyncio.to_thread(load_pipeline, settings)
     except ModelLoadError as exc:
         log.error("cannot load the model: %s", exc)
+        print(f"videobot: cannot load the model: {exc}", file=sys.stderr)
         return MODEL_LOAD_FAILED
     db = Database(settings.db_url)
     queue = JobQueue(

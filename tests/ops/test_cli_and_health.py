@@ -45,6 +45,26 @@ def test_misconfiguration_gives_a_clear_message_not_a_traceback(args, env, expec
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("model", "expect"),
+    [
+        ("wan2.1-1.3b", "needs a CUDA GPU but torch sees none"),
+        ("someorg/not-a-video-model", "Unknown model `someorg/not-a-video-model`"),
+        ("ltx-video", "VIDEOBOT_MODEL=tiny"),
+    ],
+)
+def test_worker_that_cannot_load_its_model_explains_why(model: str, expect: str, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the presets would load")
+    assert videobot(["db", "upgrade"], tmp_path).returncode == 0
+    res = videobot(["worker"], tmp_path, VIDEOBOT_MODEL=model, HF_HUB_OFFLINE="1")
+    assert res.returncode == 3, res.stderr[-2000:]
+    assert "videobot: cannot load the model" in res.stderr and expect in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_db_upgrade_then_current(tmp_path: Path) -> None:
     assert videobot(["db", "upgrade"], tmp_path).returncode == 0
     res = videobot(["db", "current"], tmp_path)
