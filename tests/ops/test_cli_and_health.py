@@ -117,3 +117,20 @@ async def test_healthz_and_metrics(db: Database) -> None:
             assert any(line.startswith("videobot_ack_latency_seconds_bucket") for line in lines)
     finally:
         await server.stop()
+
+
+def test_make_tiny_model_builds_a_diffusers_folder_that_loads(tmp_path: Path) -> None:
+    target = tmp_path / "tiny-model"
+    res = videobot(["make-tiny-model", str(target)], tmp_path, HF_HUB_OFFLINE="1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert Path(res.stdout.strip()) == target
+    index = (target / "model_index.json").read_text()
+    assert '"WanPipeline"' in index
+    # The same loading path as a real checkpoint: DiffusionPipeline.from_pretrained on the folder.
+    code = (
+        "import sys; from diffusers import DiffusionPipeline; "
+        "p = DiffusionPipeline.from_pretrained(sys.argv[1]); print(type(p).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.stdout.strip().endswith("WanPipeline"), out.stderr[-2000:]
