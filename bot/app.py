@@ -52,16 +52,6 @@ def intents() -> discord.Intents:
     return i
 
 
-def queue_config(settings: Settings) -> QueueConfig:
-    return QueueConfig(
-        max_attempts=settings.max_attempts,
-        lease_seconds=settings.lease_seconds,
-        max_queued_per_user=settings.max_queued_per_user,
-        default_limit=settings.default_quota,
-        window_seconds=settings.quota_window_seconds,
-    )
-
-
 class VideoBot(commands.Bot):
     """The bot: settings, database and job queue are passed in; extensions add the commands."""
 
@@ -176,7 +166,7 @@ async def run_bot(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT or a fatal error; returns the exit code."""
     assert settings.discord_token is not None
     db = Database(settings.db_url)
-    queue = JobQueue(db, queue_config(settings))
+    queue = JobQueue(db, QueueConfig.from_settings(settings))
     use_endpoints(settings.discord_api_base_url, settings.discord_gateway_url)
     # discord.py logs every gateway payload at DEBUG, interaction tokens included: keep that out.
     logging.getLogger("discord.gateway").setLevel(max(logging.INFO, logging.getLogger().level))
@@ -247,15 +237,7 @@ async def run_bot(settings: Settings) -> int:
 
 
 def main(settings: Settings) -> int:
-    """Entry point of ``videobot bot``: exit 0 on a signal, 2 on a configuration problem."""
-    from videobot.runner import PreflightError, check_database, check_token
-
-    try:
-        check_token(settings)
-        check_database(settings, need_schema=True)
-    except PreflightError as exc:
-        print(f"videobot: {exc}", file=sys.stderr)
-        return 2
+    """Entry point of ``videobot bot`` (after the CLI's pre-flight checks): exit 0 on a signal."""
     try:
         return asyncio.run(run_bot(settings))
     except KeyboardInterrupt:

@@ -352,16 +352,7 @@ async def serve(settings: Settings) -> int:
         print(f"videobot: cannot load the model: {exc}", file=sys.stderr)
         return MODEL_LOAD_FAILED
     db = Database(settings.db_url)
-    queue = JobQueue(
-        db,
-        QueueConfig(
-            max_attempts=settings.max_attempts,
-            lease_seconds=settings.lease_seconds,
-            max_queued_per_user=settings.max_queued_per_user,
-            default_limit=settings.default_quota,
-            window_seconds=settings.quota_window_seconds,
-        ),
-    )
+    queue = JobQueue(db, QueueConfig.from_settings(settings))
     worker = Worker(
         settings,
         queue,

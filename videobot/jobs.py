@@ -27,6 +27,7 @@ from videobot import quota
 from videobot.db import Database, db_now
 from videobot.errors import JobNotFound, LeaseLost, QuotaExceeded, TooManyQueued
 from videobot.models import Job, JobResult, JobStatus, WorkerHeartbeat
+from videobot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,16 @@ class QueueConfig:
     default_limit: int = 5
     window_seconds: float = 24 * 3600.0
     models: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueueConfig:
+        return cls(
+            max_attempts=settings.max_attempts,
+            lease_seconds=settings.lease_seconds,
+            max_queued_per_user=settings.max_queued_per_user,
+            default_limit=settings.default_quota,
+            window_seconds=settings.quota_window_seconds,
+        )
 
 
 class JobQueue:
