@@ -614,6 +614,7 @@ class DeliveryService:
                 assert job.application_id is not None and job.interaction_token is not None
                 webhook = discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
                 try:
+                    await self._answer_if_loading(job, webhook)
                     return await webhook.send(content, file=file(), allowed_mentions=mentions, wait=True)
                 except discord.HTTPException as exc:
                     if exc.status not in (401, 404) and exc.code not in (50027, 10015):
@@ -656,6 +657,23 @@ class DeliveryService:
                 raise Undeliverable("Discord refused the message.") from None
             self._uncertain.add(job.id)
             raise
+
+    async def _answer_if_loading(self, job: Job, webhook: discord.Webhook) -> None:
+        """Answer the /video's deferred response if it is still "thinking…" (its answer is late: the bot
+        died, or Discord rate-limited it). Discord fills a loading deferred response with the first
+        follow-up, which would put the video in the requester's ephemeral message, hidden from the channel.
+        """
+        try:
+            original = await webhook.fetch_message("@original")  # type: ignore[arg-type]
+        except discord.DiscordServerError:
+            raise
+        except discord.HTTPException:
+            return  # expired token or dismissed answer: the follow-up gets the same answer, handled below
+        if original.flags.loading:
+            log.info("job %s: the /video answer is still pending; answering it before the follow-up", job.id)
+            await webhook.edit_message(  # type: ignore[arg-type]
+                "@original", content=f"Your video ({_format.job_marker(job.id)}) is ready: posted below."
+            )
 
     # ------------------------------------------------------------------ failures and cancellations
     async def _notify(self, job_id: int) -> None:
