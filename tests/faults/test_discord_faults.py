@@ -1,0 +1,230 @@
+"""Discord misbehaving, and the database locked: what members see, and that nothing is lost or charged twice.
+
+Already covered elsewhere (not repeated here): 429 on progress edits, a result after the interaction
+token expired (tests/e2e/test_slow_jobs.py), the database unreachable (tests/e2e/test_postgres.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from tests.e2e.harness import BotHarness
+
+from .conftest import answer, ledger_kinds, queue_video, result_posts, shared_harness, worker_paused
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+ATTACH_FILES = 1 << 15
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    harness = BotHarness(
+        tmp_path_factory.mktemp("faults-discord"),
+        worker=True,
+        bot_env={"VIDEOBOT_DEFAULT_QUOTA": "50", "VIDEOBOT_MAX_QUEUED_PER_USER": "10"},
+        common_env={"VIDEOBOT_LOG_LEVEL": "INFO"},
+        extra_members=8,
+    )
+    async with shared_harness(harness) as started:
+        yield started
+
+
+async def delivered_once(h: BotHarness, job_id: int, timeout: float = 60.0) -> dict:
+    """The job's one public result post (nothing hidden in an ephemeral message), charged once."""
+    job = await h.wait_job(job_id, ("delivered", "undeliverable"), timeout)
+    assert result_posts(h, job_id, ephemeral=True) == [], "the video went to an ephemeral message"
+    [post] = result_posts(h, job_id)
+    assert job.status == "delivered"
+    assert job.result_message_id == int(post["id"])
+    assert await ledger_kinds(h, job_id) == [("charge", -1)]
+    return post
+
+
+async def test_5xx_storm_on_posting_and_editing_still_delivers_exactly_once(h: BotHarness) -> None:
+    fd = h.fd
+    # More 502s than discord.py retries (5 tries): the bot's own retry must look before posting again.
+    post_storm = fd.inject("POST", r"^/webhooks/\d+/[^/]+$", 502, count=6)
+    edit_storm = fd.inject("PATCH", r"^/channels/\d+/messages/\d+$", 500, count=2)
+    _, job_id = await queue_video(h, h.member_id, "a lighthouse in a storm")
+    await delivered_once(h, job_id, 90)
+    assert post_storm.hits == 6 and edit_storm.hits == 2
+    job = await h.job(job_id)
+    await h.wait_for(lambda: "✅ done" in fd.message(job.status_message_id)["content"], 20, "final status")
+
+
+async def test_429_storm_during_a_burst_acknowledges_in_time_and_delivers_each_once(h: BotHarness) -> None:
+    fd = h.fd
+    faults = [
+        # Fewer than discord.py's 5 tries per request, so every request gets through in the end.
+        fd.inject("POST", r"^/channels/\d+/messages$", 429, count=4, retry_after=0.3),
+        fd.inject("PATCH", r"^/webhooks/\d+/[^/]+/messages/@original$", 429, count=4, retry_after=0.3),
+        fd.inject("PATCH", r"^/channels/\d+/messages/\d+$", 429, count=4, retry_after=0.3),
+        fd.inject("POST", r"^/webhooks/\d+/[^/]+$", 429, count=4, retry_after=0.3),
+    ]
+    with worker_paused(h):  # results racing the delayed answers: see the test below
+        interactions = [
+            await h.slash(user, "video", prompt=f"a paper crane {n}") for n, user in enumerate(h.members[:5])
+        ]
+        await h.wait_for(lambda: all(i.initial for i in interactions), 10, "5 acknowledgements")
+        assert max(i.ack_latency for i in interactions) < 3
+        texts = await asyncio.gather(*(answer(h, i, 30) for i in interactions))
+    assert all(t.startswith("Queued as job #") for t in texts), texts
+    job_ids = [int(t.split("#", 1)[1].split(" ", 1)[0]) for t in texts]
+    for job_id in job_ids:
+        await delivered_once(h, job_id, 90)
+    assert [f.hits for f in faults] == [4, 4, 4, 4]
+
+
+async def test_result_ready_before_the_rate_limited_answer_is_still_posted_publicly(h: BotHarness) -> None:
+    # The public status message waits out a 429 (a busy channel), so the "Queued as…" answer to the
+    # deferred (ephemeral) response comes late, while the tiny job is already done. Discord fills a
+    # still-loading deferred response with the first follow-up: sent now, it would put the video in the
+    # requester's ephemeral message, seen by nobody else.
+    fd = h.fd
+    slow = fd.inject("POST", r"^/channels/\d+/messages$", 429, count=1, retry_after=3.0)
+    user = h.members[7]
+    interaction = await h.slash(user, "video", prompt="a hummingbird at a feeder")
+    await interaction.acknowledged(3)
+    deadline = time.monotonic() + 20
+    while not (jobs := await h.jobs(user)):
+        assert time.monotonic() < deadline, "no job"
+        await asyncio.sleep(0.05)
+    job_id = jobs[0].id
+    await delivered_once(h, job_id)
+    await h.wait_for(lambda: slow.hits == 1 and interaction.original.get("content"), 20, "the answer")
+    assert f"job #{job_id}" in interaction.original["content"]
+    assert interaction.original["ephemeral"] and not interaction.original["attachments"]
+
+
+async def test_missing_attach_permission_tells_the_member_and_never_posts(h: BotHarness) -> None:
+    fd = h.fd
+    with worker_paused(h):
+        interaction, job_id = await queue_video(h, h.other_id, "a snowy owl at night")
+        fd.expire_token(interaction)  # the follow-up would need no permission: post in the channel instead
+        fd.set_channel_overwrite(h.channel_id, fd.bot_user_id, deny=ATTACH_FILES, type=1)
+    try:
+        job = await h.wait_job(job_id, "undeliverable", 60)
+    finally:
+        fd.set_channel_overwrite(h.channel_id, fd.bot_user_id, deny=0, type=1)
+    assert "missing the permission" in job.error_message
+    await h.wait_for(
+        lambda: "missing the permission" in fd.message(job.status_message_id)["content"],
+        20,
+        "status says why",
+    )
+    refused = [r for r in fd.requests_to("POST", "/channels/{channel_id}/messages") if r.status == 403]
+    assert len(refused) == 1 and refused[0].response["code"] == 50013  # not retried: it cannot get better
+    assert result_posts(h, job_id) == []
+    assert (await ledger_kinds(h, job_id)).count(("charge", -1)) == 1
+
+
+async def test_channel_deleted_before_delivery_is_undeliverable_and_the_bot_keeps_serving(
+    h: BotHarness,
+) -> None:
+    fd = h.fd
+    other = fd.add_channel(h.guild_id, "short-lived")
+    with worker_paused(h):
+        interaction = await fd.slash(h.guild_id, other, h.other_id, "video", {"prompt": "a sandcastle"})
+        text = await answer(h, interaction)
+        job_id = int(text.split("#", 1)[1].split(" ", 1)[0])
+        fd.expire_token(interaction)
+        fd.delete_channel(other)
+    job = await h.wait_job(job_id, "undeliverable", 60)
+    assert job.error_message == "The channel no longer exists."
+    posts = [r for r in fd.requests if r.method == "POST" and r.path == f"/channels/{other}/messages"]
+    assert [r.status for r in posts][-1] == 404 and len([r for r in posts if r.status == 404]) == 1
+    assert (await ledger_kinds(h, job_id)).count(("charge", -1)) == 1
+    # The next member is served as usual.
+    _, next_id = await queue_video(h, h.member_id, "a sandcastle, again")
+    await delivered_once(h, next_id)
+
+
+async def test_status_message_deleted_meanwhile_does_not_stop_the_result(h: BotHarness) -> None:
+    fd = h.fd
+    with worker_paused(h):
+        _, job_id = await queue_video(h, h.members[5], "a slow river")
+        job = await h.job(job_id)
+        gone = fd.inject(
+            "PATCH", rf"^/channels/\d+/messages/{job.status_message_id}$", 404, code=10008, count=None
+        )
+    try:
+        await delivered_once(h, job_id)
+    finally:
+        gone.cancel()
+    assert gone.hits <= 3, f"{gone.hits} edits of a message Discord said is gone"
+
+
+async def test_file_too_large_for_the_server_now_is_told_not_lost(h: BotHarness) -> None:
+    fd = h.fd
+    guild = fd.guild(h.guild_id)
+    with worker_paused(h):
+        interaction, job_id = await queue_video(h, h.members[6], "a firework over a lake")
+        fd.expire_token(interaction)
+        guild.upload_limit = 1024  # the server lost its boost meanwhile
+    try:
+        job = await h.wait_job(job_id, "undeliverable", 60)
+    finally:
+        guild.upload_limit = None
+    assert "larger than this server's upload limit" in job.error_message
+    refused = [r for r in fd.requests_to("POST", "/channels/{channel_id}/messages") if r.status == 413]
+    assert refused and refused[-1].response["code"] == 40005
+    await h.wait_for(
+        lambda: "upload limit" in fd.message(job.status_message_id)["content"], 20, "status says why"
+    )
+    assert result_posts(h, job_id) == []
+    assert (await ledger_kinds(h, job_id)).count(("charge", -1)) == 1
+
+
+async def test_gateway_drops_mid_burst_lose_no_command(h: BotHarness) -> None:
+    fd = h.fd
+    users = h.members[:6]
+    interactions = []
+    for n, user in enumerate(users):
+        interactions.append(await h.slash(user, "video", prompt=f"a tide pool {n}"))
+        if n == 2:
+            await fd.drop_gateway()  # the bot RESUMEs; what was sent meanwhile is replayed
+    texts = await asyncio.gather(*(answer(h, i, 30) for i in interactions))
+    assert all(t.startswith("Queued as job #") for t in texts), texts
+    assert max(i.ack_latency for i in interactions) < 3
+    assert fd.gateway.resumes
+    # A session Discord refuses to resume: the bot identifies again; jobs already queued still arrive.
+    await fd.drop_gateway(resumable=False)
+    await fd.wait_until_ready(30)
+    _, last = await queue_video(h, h.member_id, "a tide pool after the storm")
+    for job_id in [int(t.split("#", 1)[1].split(" ", 1)[0]) for t in texts] + [last]:
+        await delivered_once(h, job_id, 90)
+
+
+async def test_sqlite_write_lock_for_5_s_during_a_burst(h: BotHarness) -> None:
+    path = h.data_dir / "videobot.db"
+
+    def hold_lock() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            time.sleep(5)
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    locker = asyncio.create_task(asyncio.to_thread(hold_lock))
+    await asyncio.sleep(0.3)
+    interactions = [
+        await h.slash(user, "video", prompt=f"a locked door {n}") for n, user in enumerate(h.members[:6])
+    ]
+    await h.wait_for(lambda: all(i.initial for i in interactions), 10, "acknowledgements")
+    assert not locker.done(), "the lock was released before the burst was acknowledged"
+    assert max(i.ack_latency for i in interactions) < 3
+    texts = await asyncio.gather(*(answer(h, i, 40) for i in interactions))
+    await locker
+    assert all(t.startswith("Queued as job #") for t in texts), texts
+    assert "database is locked" not in h.bot.log(since_start=True)
+    for job_id in [int(t.split("#", 1)[1].split(" ", 1)[0]) for t in texts]:
+        await delivered_once(h, job_id, 90)
