@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import Select, Update, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -301,24 +301,17 @@ class JobQueue:
     async def claim(self, owner: str, models: Iterable[str] | None = None) -> Claim | None:
         """Atomically take the next job (see ``_next_job_query``), or None if nothing is queued."""
         next_id = self._next_job_query(models).scalar_subquery()
-        stmt = (
-            update(Job)
-            .where(Job.id == next_id, Job.status == JobStatus.QUEUED.value)
-            .values(
-                status=JobStatus.RUNNING.value,
-                lease_owner=owner,
-                lease_expires_at=db_now() + self.config.lease_seconds,
-                attempts=Job.attempts + 1,
-                started_at=db_now(),
-                progress_step=0,
-                progress_updated_at=db_now(),
-                updated_at=db_now(),
-            )
-            .returning(
-                Job.id, Job.attempts, Job.model, Job.params, Job.upload_limit_bytes, Job.lease_expires_at
-            )
-            .execution_options(synchronize_session=False)
-        )
+        stmt = _set(
+            Job.id == next_id,
+            Job.status == JobStatus.QUEUED.value,
+            status=JobStatus.RUNNING.value,
+            lease_owner=owner,
+            lease_expires_at=db_now() + self.config.lease_seconds,
+            attempts=Job.attempts + 1,
+            started_at=db_now(),
+            progress_step=0,
+            progress_updated_at=db_now(),
+        ).returning(Job.id, Job.attempts, Job.model, Job.params, Job.upload_limit_bytes, Job.lease_expires_at)
         async with self.db.transaction() as s:
             row = (await s.execute(stmt)).first()
         if row is None:
@@ -353,12 +346,8 @@ class JobQueue:
                 progress_updated_at=db_now(),
                 updated_at=db_now(),
             )
-        stmt = (
-            update(Job)
-            .where(*self._fence(c))
-            .values(**values)
-            .returning(Job.cancel_requested, Job.lease_expires_at)
-            .execution_options(synchronize_session=False)
+        stmt = _set(*self._fence(c), touch=False, **values).returning(
+            Job.cancel_requested, Job.lease_expires_at
         )
         async with self.db.transaction() as s:
             row = (await s.execute(stmt)).first()
@@ -370,18 +359,15 @@ class JobQueue:
         """Store the video and mark the job succeeded. Raises ``LeaseLost`` if fenced out."""
         async with self.db.transaction() as s:
             res = await s.execute(
-                update(Job)
-                .where(*self._fence(c), Job.cancel_requested.is_(False))
-                .values(
+                _set(
+                    *self._fence(c),
+                    Job.cancel_requested.is_(False),
                     status=JobStatus.SUCCEEDED.value,
-                    lease_owner=None,
-                    lease_expires_at=None,
+                    **LEASE_CLEARED,
                     finished_at=db_now(),
-                    updated_at=db_now(),
                     progress_step=Job.progress_total,
                     generation_seconds=result.generation_seconds,
                 )
-                .execution_options(synchronize_session=False)
             )
             if res.rowcount != 1:
                 raise LeaseLost(f"job {c.job_id}: not completed, lease lost or cancelled")
@@ -411,35 +397,29 @@ class JobQueue:
         async with self.db.transaction() as s:
             if retryable:
                 res = await s.execute(
-                    update(Job)
-                    .where(*self._fence(c), Job.attempts < Job.max_attempts, Job.cancel_requested.is_(False))
-                    .values(
+                    _set(
+                        *self._fence(c),
+                        Job.attempts < Job.max_attempts,
+                        Job.cancel_requested.is_(False),
                         status=JobStatus.QUEUED.value,
-                        lease_owner=None,
-                        lease_expires_at=None,
+                        **LEASE_CLEARED,
                         queued_at=db_now(),
-                        updated_at=db_now(),
                         error_message=message,
                         error_code=code,
                     )
-                    .execution_options(synchronize_session=False)
                 )
                 if res.rowcount == 1:
                     log.warning("job %s failed (retryable, %s), queued again: %s", c.job_id, code, message)
                     return JobStatus.QUEUED.value
             res = await s.execute(
-                update(Job)
-                .where(*self._fence(c))
-                .values(
+                _set(
+                    *self._fence(c),
                     status=JobStatus.FAILED.value,
-                    lease_owner=None,
-                    lease_expires_at=None,
+                    **LEASE_CLEARED,
                     finished_at=db_now(),
-                    updated_at=db_now(),
                     error_message=message,
                     error_code=code,
                 )
-                .execution_options(synchronize_session=False)
             )
             if res.rowcount != 1:
                 raise LeaseLost(f"job {c.job_id}: not failed, lease lost")
@@ -459,18 +439,14 @@ class JobQueue:
         """The worker stopped a running job whose cancel flag was set: cancelled and refunded."""
         async with self.db.transaction() as s:
             res = await s.execute(
-                update(Job)
-                .where(*self._fence(c))
-                .values(
+                _set(
+                    *self._fence(c),
                     status=JobStatus.CANCELLED.value,
-                    lease_owner=None,
-                    lease_expires_at=None,
+                    **LEASE_CLEARED,
                     finished_at=db_now(),
-                    updated_at=db_now(),
                     error_message="The video was cancelled. Your credit was refunded.",
                     error_code="cancelled",
                 )
-                .execution_options(synchronize_session=False)
             )
             if res.rowcount != 1:
                 raise LeaseLost(f"job {c.job_id}: not cancelled, lease lost")
@@ -481,18 +457,14 @@ class JobQueue:
         """Give a running job back to the queue (graceful shutdown); the attempt does not count."""
         async with self.db.transaction() as s:
             res = await s.execute(
-                update(Job)
-                .where(*self._fence(c))
-                .values(
+                _set(
+                    *self._fence(c),
                     status=JobStatus.QUEUED.value,
-                    lease_owner=None,
-                    lease_expires_at=None,
+                    **LEASE_CLEARED,
                     attempts=Job.attempts - 1,
                     queued_at=db_now(),
                     progress_step=0,
-                    updated_at=db_now(),
                 )
-                .execution_options(synchronize_session=False)
             )
         ok = res.rowcount == 1
         log.info("job %s released by %s: %s", c.job_id, c.owner, "queued again" if ok else "already gone")
@@ -507,44 +479,31 @@ class JobQueue:
         async with self.db.transaction() as s:
             failed_rows = (
                 await s.execute(
-                    update(Job)
-                    .where(expired, Job.attempts >= Job.max_attempts)
-                    .values(
+                    _set(
+                        expired,
+                        Job.attempts >= Job.max_attempts,
                         status=JobStatus.FAILED.value,
-                        lease_owner=None,
-                        lease_expires_at=None,
+                        **LEASE_CLEARED,
                         finished_at=db_now(),
-                        updated_at=db_now(),
                         error_code="crashed",
                         error_message=CRASH_MESSAGE.format(n=Job.max_attempts),
-                    )
-                    .returning(Job.id, Job.attempts)
-                    .execution_options(synchronize_session=False)
+                    ).returning(Job.id, Job.attempts)
                 )
             ).all()
             for row in failed_rows:
-                await s.execute(
-                    update(Job)
-                    .where(Job.id == row.id)
-                    .values(error_message=CRASH_MESSAGE.format(n=row.attempts))
-                    .execution_options(synchronize_session=False)
-                )
+                await s.execute(_set(Job.id == row.id, error_message=CRASH_MESSAGE.format(n=row.attempts)))
                 await quota.refund(s, row.id, reason="crashed")
             requeued = (
                 (
                     await s.execute(
-                        update(Job)
-                        .where(expired, Job.attempts < Job.max_attempts)
-                        .values(
+                        _set(
+                            expired,
+                            Job.attempts < Job.max_attempts,
                             status=JobStatus.QUEUED.value,
-                            lease_owner=None,
-                            lease_expires_at=None,
+                            **LEASE_CLEARED,
                             queued_at=db_now(),
                             progress_step=0,
-                            updated_at=db_now(),
-                        )
-                        .returning(Job.id)
-                        .execution_options(synchronize_session=False)
+                        ).returning(Job.id)
                     )
                 )
                 .scalars()
@@ -596,27 +555,22 @@ class JobQueue:
             if job is None or (job.user_id != user_id and not is_moderator):
                 raise JobNotFound(f"I can't find a job #{job_id} of yours. /queue lists your jobs.")
             res = await s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
-                .values(
+                _set(
+                    Job.id == job_id,
+                    Job.status == JobStatus.QUEUED.value,
                     status=JobStatus.CANCELLED.value,
                     cancel_requested=True,
                     finished_at=db_now(),
-                    updated_at=db_now(),
                     error_message="The video was cancelled. Your credit was refunded.",
                     error_code="cancelled",
                 )
-                .execution_options(synchronize_session=False)
             )
             if res.rowcount == 1:
                 await quota.refund(s, job_id, reason="cancelled")
                 state = "cancelled"
             else:
                 res = await s.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
-                    .values(cancel_requested=True, updated_at=db_now())
-                    .execution_options(synchronize_session=False)
+                    _set(Job.id == job_id, Job.status == JobStatus.RUNNING.value, cancel_requested=True)
                 )
                 state = "requested" if res.rowcount == 1 else "finished"
             await s.refresh(job)
@@ -674,28 +628,21 @@ class JobQueue:
 
     async def set_status_message(self, job_id: int, message_id: int) -> None:
         async with self.db.transaction() as s:
-            await s.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(status_message_id=message_id)
-                .execution_options(synchronize_session=False)
-            )
+            await s.execute(_set(Job.id == job_id, status_message_id=message_id))
 
     async def mark_delivered(self, job_id: int, message_id: int) -> bool:
         """succeeded → delivered, recording the posted message. False if it was not 'succeeded'."""
         async with self.db.transaction() as s:
             res = await s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.SUCCEEDED.value)
-                .values(
+                _set(
+                    Job.id == job_id,
+                    Job.status == JobStatus.SUCCEEDED.value,
                     status=JobStatus.DELIVERED.value,
                     result_message_id=message_id,
                     delivered_at=db_now(),
                     notified_at=db_now(),
                     interaction_token=None,
-                    updated_at=db_now(),
                 )
-                .execution_options(synchronize_session=False)
             )
         log.info("job %s delivered as message %s", job_id, message_id)
         return res.rowcount == 1
@@ -704,18 +651,16 @@ class JobQueue:
         """succeeded → undeliverable (channel gone, no permission, …): no retries."""
         async with self.db.transaction() as s:
             res = await s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.SUCCEEDED.value)
-                .values(
+                _set(
+                    Job.id == job_id,
+                    Job.status == JobStatus.SUCCEEDED.value,
                     status=JobStatus.UNDELIVERABLE.value,
                     error_message=reason,
                     error_code="undeliverable",
                     delivered_at=db_now(),
                     notified_at=db_now(),
                     interaction_token=None,
-                    updated_at=db_now(),
                 )
-                .execution_options(synchronize_session=False)
             )
         log.warning("job %s undeliverable: %s", job_id, reason)
         return res.rowcount == 1
@@ -724,10 +669,14 @@ class JobQueue:
         """Record that the requester was told about a failed or cancelled job (told once)."""
         async with self.db.transaction() as s:
             res = await s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.notified_at.is_(None), Job.status.in_(FINISHED))
-                .values(notified_at=db_now(), interaction_token=None)
-                .execution_options(synchronize_session=False)
+                _set(
+                    Job.id == job_id,
+                    Job.notified_at.is_(None),
+                    Job.status.in_(FINISHED),
+                    touch=False,
+                    notified_at=db_now(),
+                    interaction_token=None,
+                )
             )
         return res.rowcount == 1
 
@@ -740,6 +689,20 @@ class JobQueue:
             )
             res = await s.execute(JobResult.__table__.delete().where(JobResult.job_id.in_(old)))
         return res.rowcount or 0
+
+
+#: Leaving ``running``: the lease is gone.
+LEASE_CLEARED: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
+def _set(*where: Any, touch: bool = True, **values: Any) -> Update:
+    """``UPDATE jobs SET … WHERE …``: every status change and lease write goes through here.
+
+    ``touch`` bumps ``updated_at``, the bot's change feed; a bare lease renewal does not.
+    """
+    if touch:
+        values.setdefault("updated_at", db_now())
+    return update(Job).where(*where).values(**values).execution_options(synchronize_session=False)
 
 
 def _quota_message(st: quota.QuotaStatus, cost: int) -> str:
