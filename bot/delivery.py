@@ -562,9 +562,7 @@ class DeliveryService:
         log.warning("job %s: undeliverable: %s", job.id, reason)
         await self.queue.mark_undeliverable(job.id, reason)
         if job.status_message_id:
-            text = (
-                f"{_format.status_header(job)}\n⚠️ The video was made but could not be posted here: {reason}"
-            )
+            text = f"{_format.status_header(job)}\n⚠️ The video was made but could not be posted here: {reason} Your credit was refunded."
             await self.editor.final(job.id, job.channel_id, job.status_message_id, text)
 
     async def _find_posted(self, job: Job) -> int | None:

@@ -403,7 +403,6 @@ class JobQueue:
                         Job.cancel_requested.is_(False),
                         status=JobStatus.QUEUED.value,
                         **LEASE_CLEARED,
-                        queued_at=db_now(),
                         error_message=message,
                         error_code=code,
                     )
@@ -462,7 +461,6 @@ class JobQueue:
                     status=JobStatus.QUEUED.value,
                     **LEASE_CLEARED,
                     attempts=Job.attempts - 1,
-                    queued_at=db_now(),
                     progress_step=0,
                 )
             )
@@ -501,7 +499,6 @@ class JobQueue:
                             Job.attempts < Job.max_attempts,
                             status=JobStatus.QUEUED.value,
                             **LEASE_CLEARED,
-                            queued_at=db_now(),
                             progress_step=0,
                         ).returning(Job.id)
                     )
@@ -648,7 +645,10 @@ class JobQueue:
         return res.rowcount == 1
 
     async def mark_undeliverable(self, job_id: int, reason: str) -> bool:
-        """succeeded → undeliverable (channel gone, no permission, …): no retries."""
+        """succeeded → undeliverable (channel gone, no permission, …): no retries, and refunded.
+
+        Nobody pays for a video they did not get.
+        """
         async with self.db.transaction() as s:
             res = await s.execute(
                 _set(
@@ -662,7 +662,9 @@ class JobQueue:
                     interaction_token=None,
                 )
             )
-        log.warning("job %s undeliverable: %s", job_id, reason)
+            if res.rowcount == 1:
+                await quota.refund(s, job_id, reason="undeliverable")
+        log.warning("job %s undeliverable, refunded: %s", job_id, reason)
         return res.rowcount == 1
 
     async def mark_notified(self, job_id: int) -> bool:

@@ -237,6 +237,16 @@ async def test_delivery_transitions(db: Database) -> None:
     await q.complete(c, result())
     assert await q.mark_delivered(job.id, 555)
     assert not await q.mark_delivered(job.id, 556)  # never posted twice
+    assert not await q.mark_undeliverable(job.id, "too late")  # a delivered job stays delivered
+    assert await ledger_rows(db, job_id=job.id, kind="refund") == []
+    # A video that could not be posted is refunded, once.
+    lost = (await q.submit(req(25))).job
+    c = await q.claim("w")
+    assert c is not None and c.job_id == lost.id
+    await q.complete(c, result())
+    assert await q.mark_undeliverable(lost.id, "channel deleted")
+    assert not await q.mark_undeliverable(lost.id, "channel deleted")
+    assert len(await ledger_rows(db, job_id=lost.id, kind="refund")) == 1
     row = await q.get(job.id)
     assert row is not None and row.status == "delivered" and row.result_message_id == 555
     assert row.interaction_token is None
