@@ -45,7 +45,14 @@ def worker_children(pid: int) -> list[psutil.Process]:
         kids = psutil.Process(pid).children()
     except psutil.NoSuchProcess:
         return []
-    return [k for k in kids if "worker" in " ".join(k.cmdline())]
+    found = []
+    for kid in kids:
+        try:  # a killed worker is a zombie until the supervisor reaps it
+            if kid.status() != psutil.STATUS_ZOMBIE and "worker" in " ".join(kid.cmdline()):
+                found.append(kid)
+        except psutil.Error:
+            continue
+    return found
 
 
 async def test_run_serves_restarts_its_worker_and_stops_cleanly(tmp_path: Path) -> None:
