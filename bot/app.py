@@ -32,9 +32,9 @@ from videobot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CORE_EXTENSIONS = ("bot.cogs.generate", "bot.cogs.jobs")
-#: Written by the moderation work; loaded when present.
-OPTIONAL_EXTENSIONS = ("bot.cogs.quota", "bot.cogs.config")
+#: Every extension is core: one that fails to load stops start-up (a bot without its moderator
+#: commands would let quotas and channel rules go unmanaged).
+CORE_EXTENSIONS = ("bot.cogs.generate", "bot.cogs.jobs", "bot.cogs.quota", "bot.cogs.config")
 SYNC_STATE_FILE = "command-sync.json"
 
 TOKEN_REJECTED = (
@@ -81,14 +81,6 @@ class VideoBot(commands.Bot):
     async def setup_hook(self) -> None:
         for ext in CORE_EXTENSIONS:
             await self.load_extension(ext)
-        for ext in OPTIONAL_EXTENSIONS:
-            try:
-                await self.load_extension(ext)
-            except commands.ExtensionNotFound:
-                log.warning("extension %s is not available; its commands are not registered", ext)
-            except commands.ExtensionError as exc:
-                # A broken optional extension must not take /video down with it.
-                log.error("extension %s failed to load; its commands are not registered", ext, exc_info=exc)
         await self.sync_commands_if_changed()
         self.delivery.start()
 

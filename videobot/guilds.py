@@ -301,8 +301,12 @@ def _same_entry(a: str, b: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- changing
-async def _config_for_update(session: AsyncSession, guild_id: int) -> GuildConfig:
-    """The guild's row, created if needed and locked (PostgreSQL) for the rest of the transaction."""
+async def config_for_update(session: AsyncSession, guild_id: int) -> GuildConfig:
+    """The guild's row, created if needed and locked (PostgreSQL) for the rest of the transaction.
+
+    Every write of a guild's configuration (channels, blocklist, moderator role, quotas) takes this
+    lock first, so two moderators' changes take turns instead of overwriting each other.
+    """
     ins = dialect_insert(session)(GuildConfig).values(
         guild_id=guild_id, allowed_channel_ids=[], blocklist=[], updated_at=db_now()
     )
@@ -329,7 +333,7 @@ async def set_allowed_channels(
     new = list(dict.fromkeys(int(c) for c in channel_ids))
     if len(new) > MAX_ALLOWED_CHANNELS:
         raise InvalidConfig(f"At most {MAX_ALLOWED_CHANNELS} channels can be allowed.")
-    row = await _config_for_update(session, guild_id)
+    row = await config_for_update(session, guild_id)
     old = list(row.allowed_channel_ids or [])
     row.allowed_channel_ids = new
     _touch(row)
@@ -341,7 +345,7 @@ async def add_allowed_channel(
     session: AsyncSession, guild_id: int, channel_id: int, *, actor_id: int, reason: str | None = None
 ) -> bool:
     """Allow /video in a channel; False (and no change) if it was already allowed."""
-    row = await _config_for_update(session, guild_id)
+    row = await config_for_update(session, guild_id)
     current = [int(c) for c in row.allowed_channel_ids or []]
     if channel_id in current:
         return False
@@ -357,7 +361,7 @@ async def remove_allowed_channel(
     session: AsyncSession, guild_id: int, channel_id: int, *, actor_id: int, reason: str | None = None
 ) -> bool:
     """Stop allowing /video in a channel; False if it was not in the list."""
-    row = await _config_for_update(session, guild_id)
+    row = await config_for_update(session, guild_id)
     current = [int(c) for c in row.allowed_channel_ids or []]
     if channel_id not in current:
         return False
@@ -372,7 +376,7 @@ async def add_block(
 ) -> bool:
     """Add a blocked word or ``re:`` pattern; False if an equivalent entry exists. Raises ``InvalidConfig``."""
     entry = validate_pattern(pattern)
-    row = await _config_for_update(session, guild_id)
+    row = await config_for_update(session, guild_id)
     current = list(row.blocklist or [])
     if any(_same_entry(entry, e) for e in current):
         return False
@@ -389,7 +393,7 @@ async def remove_block(
 ) -> bool:
     """Remove a blocklist entry (a word matches its look-alike spellings too); False if none matched."""
     entry = pattern.strip()
-    row = await _config_for_update(session, guild_id)
+    row = await config_for_update(session, guild_id)
     current = list(row.blocklist or [])
     kept = [e for e in current if not _same_entry(entry, e)]
     if len(kept) == len(current):
@@ -397,9 +401,7 @@ async def remove_block(
     removed = [e for e in current if _same_entry(entry, e)]
     row.blocklist = kept
     _touch(row)
-    await audit(
-        session, guild_id, actor_id, "config.block_remove", None, {"patterns": removed}, reason
-    )
+    await audit(session, guild_id, actor_id, "config.block_remove", None, {"patterns": removed}, reason)
     return True
 
 
@@ -412,7 +414,7 @@ async def set_moderator_role(
     reason: str | None = None,
 ) -> None:
     """Set (or with None clear) the role whose members may use the moderator commands."""
-    row = await _config_for_update(session, guild_id)
+    row = await config_for_update(session, guild_id)
     old = row.moderator_role_id
     row.moderator_role_id = role_id
     _touch(row)
@@ -430,6 +432,6 @@ async def remember_upload_limit(session: AsyncSession, guild_id: int, limit_byte
     ).first()
     if current is not None and current[0] == limit_bytes:
         return  # the usual case: nothing to write
-    row = await _config_for_update(session, guild_id)
+    row = await config_for_update(session, guild_id)
     row.upload_limit_bytes = int(limit_bytes)
     _touch(row)

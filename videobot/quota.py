@@ -271,6 +271,9 @@ async def set_role_limit(
     reason: str | None = None,
 ) -> None:
     """Set (or with None remove) the limit for members with a role; the highest role limit wins."""
+    from videobot.guilds import config_for_update
+
+    await config_for_update(session, guild_id)  # the guild's configuration lock
     existing = await session.get(RoleLimit, (guild_id, role_id))
     if limit is None:
         if existing is not None:
@@ -286,10 +289,9 @@ async def set_guild_default(
     session: AsyncSession, guild_id: int, limit: int | None, *, actor_id: int, reason: str | None = None
 ) -> None:
     """Set (or with None clear) the guild's default limit."""
-    config = await session.get(GuildConfig, guild_id)
-    if config is None:
-        config = GuildConfig(guild_id=guild_id, allowed_channel_ids=[], blocklist=[], updated_at=db_now())
-        session.add(config)
+    from videobot.guilds import config_for_update
+
+    config = await config_for_update(session, guild_id)
     config.default_limit = limit
     config.updated_at = db_now()  # type: ignore[assignment]
     await audit(session, guild_id, actor_id, "quota.guild_default", None, {"limit": limit}, reason)

@@ -316,3 +316,29 @@ async def test_limit_precedence_roles_override_grants_reset(db: Database) -> Non
     assert [a.action for a in actions][-3:] == ["quota.set", "quota.grant", "quota.reset"]
     assert all(a.actor_id == mod for a in actions)
     assert actions[-3].reason == "spamming"
+
+
+async def test_shown_positions_are_the_order_fair_share_claims_take(db: Database) -> None:
+    """A member who queued three videos first does not hold the whole line: the positions shown say
+    where the fair-share claim will really take each job, and a one-GPU worker takes them in that order."""
+    q = JobQueue(db, QueueConfig(default_limit=10, max_queued_per_user=10))
+    # User 1 served earlier today, so users 2 and 3 (never served) come before their second job.
+    first = await q.submit(req(1))
+    c = await q.claim("w")
+    assert c is not None and c.job_id == first.job.id
+    await q.complete(c, result())
+    submitted = [await q.submit(req(user)) for user in (1, 1, 1, 2, 2, 3)]
+    ids = [s.job.id for s in submitted]
+    positions = await q.positions()
+    shown = sorted(ids, key=lambda job_id: positions[job_id])
+    # Not first come, first served: user 2 and 3 go before user 1's queued jobs; then turns.
+    assert shown[:2] == [ids[3], ids[5]]
+    assert shown != ids
+    # Each member's own view (/queue) and the answer to a submit agree with the bulk positions.
+    mine = await q.user_jobs(GUILD, 1)
+    assert {job.id: pos for job, pos in mine} == {i: positions[i] for i in ids[:3]}
+    claimed = []
+    while (c := await q.claim("w")) is not None:
+        claimed.append(c.job_id)
+        await q.complete(c, result())
+    assert claimed == shown

@@ -28,13 +28,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.checks import is_moderator, role_ids
-from videobot import guilds
+from videobot import guilds, planning
 from videobot.errors import ChannelNotAllowed, InvalidParameters, PromptRejected, QuotaExceeded, TooManyQueued
 from videobot.health import record_ack
 from videobot.jobs import SubmitRequest, Submitted
 from videobot.models import Job
 
-from . import _format, _request
+from . import _format
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -91,8 +91,8 @@ class GenerateCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         record_ack(interaction.created_at)
         settings = self.bot.settings
-        target = _request.check_model(settings, model)
-        params = _request.build_params(
+        target = planning.check_model(settings, model)
+        params = planning.build_params(
             target,
             prompt,
             negative_prompt=negative_prompt,
@@ -112,7 +112,7 @@ class GenerateCog(commands.Cog):
                 user_id=interaction.user.id,
                 model=target.name,
                 params=params,
-                cost=_request.job_cost(settings, target, params),
+                cost=planning.job_cost(settings, target, params),
                 role_ids=member_role_ids(interaction.user),
                 kind="command",
                 upload_limit_bytes=limit,
@@ -133,7 +133,7 @@ class GenerateCog(commands.Cog):
         cur = current.lower().strip()
         return [
             app_commands.Choice(name=name, value=name)
-            for name in _request.offered_models(self.bot.settings)
+            for name in planning.offered_models(self.bot.settings)
             if cur in name.lower()
         ][:25]
 
@@ -179,7 +179,7 @@ class GenerateCog(commands.Cog):
         if payload.message_author_id is not None and payload.message_author_id != me.id:
             return
         try:
-            job = await self.bot.delivery.job_for_result_message(payload.message_id)
+            job = await self.bot.queue.by_result_message(payload.message_id)
             if job is None:
                 return
             if emoji == RERUN_EMOJI:
@@ -209,7 +209,7 @@ class GenerateCog(commands.Cog):
             await self._feedback(payload, str(exc))
             return
         limit = view.upload_limit_bytes or self.bot.settings.upload_limit_bytes
-        params = _request.rerun_params(parent.params or {})
+        params = planning.rerun_params(parent.params or {})
         try:
             submitted = await self.bot.queue.submit(
                 SubmitRequest(

@@ -1,4 +1,4 @@
-"""From a /video request to a job: which model it is queued under, its parameters, its cost. No Discord here."""
+"""From a request to a job (bot and worker alike): which model it is queued under, its parameters, its cost. No Discord here."""
 
 from __future__ import annotations
 

@@ -1,149 +1,44 @@
-"""The job queue: the one module that changes a job's status.
-
-    queued ──claim──▶ running ──complete──▶ succeeded ──mark_delivered──▶ delivered
-      │                 │  │                    └──mark_undeliverable──▶ undeliverable
-      │                 │  └─fail (permanent, or retries used up)──▶ failed      (+ refund)
-      │                 ├─fail (retryable) / lease expired / release──▶ queued
-      └─cancel──▶ cancelled (+ refund)   └─cancel flag ▶ worker stops ▶ cancelled (+ refund)
-
-Every transition is a conditional ``UPDATE … WHERE status = …`` whose row count is checked, and
-a worker's writes are fenced by its lease: ``lease_owner`` and ``attempts`` must both match, so a
-worker whose lease expired can never finish a job another worker has taken over.
+"""Every change of a job's status: submit and charge, claim, heartbeat, complete, fail, cancel, release,
+recover, deliver. Each method is one transaction whose conditional ``UPDATE … WHERE status = …`` row
+count is checked; a worker's writes are fenced by its lease (owner + attempt).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, delete, func, or_, select, update
+from sqlalchemy import Select, Update, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from videobot import quota
-from videobot.db import Database, db_now
+from videobot.db import db_now
 from videobot.errors import JobNotFound, LeaseLost, QuotaExceeded, TooManyQueued
-from videobot.models import Job, JobResult, JobStatus, WorkerHeartbeat
-from videobot.settings import Settings
+from videobot.jobs.queries import Queries
+from videobot.jobs.records import (
+    ACTIVE,
+    CRASH_MESSAGE,
+    FINISHED,
+    Beat,
+    CancelOutcome,
+    Claim,
+    QueueConfig,
+    ResultData,
+    SubmitRequest,
+    Submitted,
+)
+from videobot.models import Job, JobResult, JobStatus
 
 log = logging.getLogger(__name__)
 
-ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
-FINISHED = (
-    JobStatus.SUCCEEDED.value,
-    JobStatus.DELIVERED.value,
-    JobStatus.FAILED.value,
-    JobStatus.CANCELLED.value,
-    JobStatus.UNDELIVERABLE.value,
-)
 
-CRASH_MESSAGE = (
-    "This video could not be made: the generator stopped {n} times while working on it. "
-    "Your credit was refunded. Try a shorter or simpler video."
-)
+class Transitions(Queries):
+    """The status-changing half of ``JobQueue`` (on top of the reads: a submit answers with a position)."""
 
-
-@dataclass
-class SubmitRequest:
-    """Everything needed to queue a job (and charge for it)."""
-
-    idempotency_key: str
-    guild_id: int
-    channel_id: int
-    user_id: int
-    model: str
-    params: dict[str, Any]
-    cost: int = 1
-    role_ids: Sequence[int] = ()
-    kind: str = "command"
-    parent_job_id: int | None = None
-    upload_limit_bytes: int = 10 * 1024 * 1024
-    application_id: int | None = None
-    interaction_token: str | None = None
-    #: Seconds the interaction token stays valid (Discord: 15 minutes).
-    interaction_ttl: float = 15 * 60
-    reply_to_message_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Submitted:
-    job: Job
-    #: False when the idempotency key had been seen: the existing job, no new charge.
-    created: bool
-    position: int
-    balance: int
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A running job as its worker sees it; (owner, attempt) is the fence token."""
-
-    job_id: int
-    owner: str
-    attempt: int
-    model: str
-    params: dict[str, Any]
-    upload_limit_bytes: int
-    lease_expires_at: float
-
-
-@dataclass(frozen=True)
-class Beat:
-    cancel_requested: bool
-    lease_expires_at: float
-
-
-@dataclass
-class ResultData:
-    video: bytes
-    width: int
-    height: int
-    num_frames: int
-    fps: float
-    duration_s: float
-    poster: bytes | None = None
-    content_type: str = "video/mp4"
-    encode_notes: str | None = None
-    generation_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class CancelOutcome:
-    #: "cancelled" (was queued: done and refunded), "requested" (running: the worker will stop),
-    #: or "finished" (too late: it already ended).
-    state: str
-    job: Job
-
-
-@dataclass
-class QueueConfig:
-    max_attempts: int = 3
-    lease_seconds: float = 60.0
-    max_queued_per_user: int = 3
-    default_limit: int = 5
-    window_seconds: float = 24 * 3600.0
-    models: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> QueueConfig:
-        return cls(
-            max_attempts=settings.max_attempts,
-            lease_seconds=settings.lease_seconds,
-            max_queued_per_user=settings.max_queued_per_user,
-            default_limit=settings.default_quota,
-            window_seconds=settings.quota_window_seconds,
-        )
-
-
-class JobQueue:
-    """Queue operations; each method is one transaction."""
-
-    def __init__(self, db: Database, config: QueueConfig | None = None) -> None:
-        self.db = db
-        self.config = config or QueueConfig()
+    config: QueueConfig
 
     # ------------------------------------------------------------------ submit
     async def submit(self, req: SubmitRequest) -> Submitted:
@@ -258,23 +153,6 @@ class JobQueue:
             return await go(session)
         async with self.db.sessionmaker() as s:
             return await go(s)
-
-    async def _position(self, s: AsyncSession, job: Job) -> int:
-        """1-based place in the queue among queued jobs for the same model (0 if not queued)."""
-        if job.status != JobStatus.QUEUED.value:
-            return 0
-        ahead = (
-            await s.execute(
-                select(func.count())
-                .select_from(Job)
-                .where(
-                    Job.status == JobStatus.QUEUED.value,
-                    Job.model == job.model,
-                    or_(Job.queued_at < job.queued_at, and_(Job.queued_at == job.queued_at, Job.id < job.id)),
-                )
-            )
-        ).scalar_one()
-        return int(ahead) + 1
 
     # ------------------------------------------------------------------ worker side
     def _next_job_query(self, models: Iterable[str] | None) -> Select[tuple[int]]:
@@ -512,35 +390,6 @@ class JobQueue:
             log.error("job %s: lease expired after %s attempts, failed and refunded", row.id, row.attempts)
         return list(requeued), [row.id for row in failed_rows]
 
-    async def worker_seen(
-        self,
-        worker_id: str,
-        models: Sequence[str],
-        *,
-        current_job_id: int | None = None,
-        gpu_memory_bytes: int | None = None,
-    ) -> None:
-        """Record that a worker is alive (for /healthz and /metrics)."""
-        values = dict(
-            models=list(models),
-            seen_at=db_now(),
-            current_job_id=current_job_id,
-            gpu_memory_bytes=gpu_memory_bytes,
-        )
-        async with self.db.transaction() as s:
-            res = await s.execute(
-                update(WorkerHeartbeat)
-                .where(WorkerHeartbeat.worker_id == worker_id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if res.rowcount == 0:
-                s.add(WorkerHeartbeat(worker_id=worker_id, started_at=db_now(), **values))
-
-    async def worker_gone(self, worker_id: str) -> None:
-        async with self.db.transaction() as s:
-            await s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == worker_id))
-
     # ------------------------------------------------------------------ user / bot side
     async def cancel(self, job_id: int, *, user_id: int, is_moderator: bool = False) -> CancelOutcome:
         """Cancel a job: a queued one at once (refunded), a running one by setting the flag the worker checks.
@@ -573,55 +422,6 @@ class JobQueue:
             await s.refresh(job)
         log.info("job %s cancel by %s: %s", job_id, user_id, state)
         return CancelOutcome(state=state, job=job)
-
-    async def get(self, job_id: int) -> Job | None:
-        async with self.db.sessionmaker() as s:
-            return await s.get(Job, job_id)
-
-    async def get_result(self, job_id: int) -> JobResult | None:
-        async with self.db.sessionmaker() as s:
-            return await s.get(JobResult, job_id)
-
-    async def position(self, job: Job) -> int:
-        async with self.db.sessionmaker() as s:
-            return await self._position(s, job)
-
-    async def user_jobs(self, guild_id: int, user_id: int) -> list[tuple[Job, int]]:
-        """A member's queued and running jobs with their queue positions (0 = running)."""
-        async with self.db.sessionmaker() as s:
-            jobs = (
-                (
-                    await s.execute(
-                        select(Job)
-                        .where(Job.guild_id == guild_id, Job.user_id == user_id, Job.status.in_(ACTIVE))
-                        .order_by(Job.id)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            return [(job, await self._position(s, job)) for job in jobs]
-
-    async def queue_length(self, model: str | None = None) -> int:
-        async with self.db.sessionmaker() as s:
-            q = select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED.value)
-            if model:
-                q = q.where(Job.model == model)
-            return int((await s.execute(q)).scalar_one())
-
-    async def changed_since(self, since: float, *, limit: int = 200) -> list[Job]:
-        """Jobs updated after ``since`` (database clock), oldest change first: the bot's event feed."""
-        async with self.db.sessionmaker() as s:
-            return list(
-                (
-                    await s.execute(
-                        select(Job)
-                        .where(Job.updated_at > since)
-                        .order_by(Job.updated_at, Job.id)
-                        .limit(limit)
-                    )
-                ).scalars()
-            )
 
     async def set_status_message(self, job_id: int, message_id: int) -> None:
         async with self.db.transaction() as s:

@@ -1,0 +1,84 @@
+"""Telling people how a job ended when it did not end in a posted video: the status message's final
+text and, for failures (or when the status message is gone), a notice that mentions the requester.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.cogs.generate import _format
+from bot.delivery._http import http_reason
+from bot.delivery.editor import StatusEditor
+from videobot.jobs import JobQueue
+from videobot.models import Job, JobStatus
+
+if TYPE_CHECKING:
+    from bot.app import VideoBot
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """Final status texts and failure notices (each requester told once: ``mark_notified``)."""
+
+    def __init__(self, bot: VideoBot, queue: JobQueue, editor: StatusEditor) -> None:
+        self.bot = bot
+        self.queue = queue
+        self.editor = editor
+
+    async def undeliverable(self, job: Job, reason: str) -> None:
+        log.warning("job %s: undeliverable: %s", job.id, reason)
+        await self.queue.mark_undeliverable(job.id, reason)
+        if job.status_message_id:
+            text = f"{_format.status_header(job)}\n⚠️ The video was made but could not be posted here: {reason} Your credit was refunded."
+            await self.editor.final(job.id, job.channel_id, job.status_message_id, text)
+
+    async def final_status(self, job_id: int) -> None:
+        """The status message of a job that ended before its status message was recorded."""
+        job = await self.queue.get(job_id)
+        if job is None or not job.status_message_id:
+            return
+        if job.status == JobStatus.DELIVERED.value and job.result_message_id:
+            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            text = _format.status_done(job, channel.get_partial_message(job.result_message_id).jump_url)
+        elif job.status == JobStatus.UNDELIVERABLE.value:
+            text = f"{_format.status_header(job)}\n⚠️ The video was made but could not be posted here: {job.error_message}"
+        else:
+            text = _format.status_failed(job)
+        await self.editor.final(job.id, job.channel_id, job.status_message_id, text)
+
+    async def notify(self, job_id: int) -> None:
+        job = await self.queue.get(job_id)
+        if job is None or job.notified_at is not None:
+            return
+        if job.status not in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
+            return
+        told = False
+        if job.status_message_id:
+            told = await self.editor.final(
+                job.id, job.channel_id, job.status_message_id, _format.status_failed(job)
+            )
+        if job.status == JobStatus.FAILED.value or not told:
+            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            reference = None
+            if job.status_message_id:
+                reference = discord.MessageReference(
+                    message_id=job.status_message_id, channel_id=job.channel_id, fail_if_not_exists=False
+                )
+            try:
+                await channel.send(
+                    _format.failure_notice(job),
+                    reference=reference,  # type: ignore[arg-type]
+                    allowed_mentions=discord.AllowedMentions(
+                        users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False
+                    ),
+                )
+            except discord.HTTPException as exc:
+                if exc.status >= 500 or exc.status == 429:
+                    raise
+                log.warning("job %s: could not tell the requester (%s)", job.id, http_reason(exc))
+        await self.queue.mark_notified(job.id)
+        log.info("job %s: requester told it %s", job.id, job.status)

@@ -1,0 +1,216 @@
+"""Posting a finished video exactly once, across restarts (see the package docstring for the steps).
+
+``ResultPoster.deliver`` looks for an earlier post when one may exist, posts otherwise (interaction
+follow-up while the token is valid, else a channel message with a nonce), and marks the job
+delivered; then it adds the 🔁 reaction and gives the status message its final text.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.cogs.generate import _format
+from bot.delivery._http import TRANSIENT, http_reason
+from bot.delivery.editor import StatusEditor
+from bot.delivery.notify import Notifier
+from videobot.jobs import JobQueue
+from videobot.models import Job, JobStatus
+
+if TYPE_CHECKING:
+    from bot.app import VideoBot
+
+log = logging.getLogger(__name__)
+
+RERUN_EMOJI = "🔁"
+#: Use the interaction follow-up only while the token has at least this long to live.
+TOKEN_MARGIN_SECONDS = 60.0
+HISTORY_SCAN = 100
+
+
+class Undeliverable(Exception):
+    """Posting cannot succeed by retrying (permissions, unknown channel, too large)."""
+
+
+class ResultPoster:
+    """Posts results; remembers what it posted (or may have posted) in this process."""
+
+    def __init__(
+        self,
+        bot: VideoBot,
+        queue: JobQueue,
+        editor: StatusEditor,
+        notifier: Notifier,
+        *,
+        db_clock: Callable[[], float],
+        started_db: Callable[[], float | None],
+    ) -> None:
+        self.bot = bot
+        self.queue = queue
+        self.editor = editor
+        self.notifier = notifier
+        self.db_clock = db_clock
+        self._started_db = started_db
+        #: Posted, but not yet marked delivered (the database was down): mark without posting again.
+        self.posted: dict[int, int] = {}
+        #: An attempt ended without a definite answer: the message may exist.
+        self._uncertain: set[int] = set()
+
+    def _maybe_posted(self, job: Job) -> bool:
+        started = self._started_db()
+        assert started is not None
+        return job.id in self._uncertain or (job.finished_at or 0.0) <= started + 1.0
+
+    async def deliver(self, job_id: int) -> None:
+        job = await self.queue.get(job_id)
+        if job is None or job.status != JobStatus.SUCCEEDED.value:
+            return
+        message_id = self.posted.get(job_id)
+        if message_id is None and self._maybe_posted(job):
+            message_id = await self._find_posted(job)
+            if message_id is not None:
+                log.info("job %s: already posted as message %s before; not posting again", job_id, message_id)
+        if message_id is None:
+            result = await self.queue.get_result(job_id)
+            if result is None:
+                await self.notifier.undeliverable(job, "The finished video is missing from the database.")
+                return
+            try:
+                message = await self._post(job, result)
+            except Undeliverable as exc:
+                await self.notifier.undeliverable(job, str(exc))
+                return
+            message_id = message.id
+            self.posted[job_id] = message_id
+            self._uncertain.discard(job_id)
+            log.info("job %s: posted as message %s (%d bytes)", job_id, message_id, result.size_bytes)
+        await self.queue.mark_delivered(job_id, message_id)
+        self.posted.pop(job_id, None)
+        await self._after_delivery(job, message_id)
+
+    async def _after_delivery(self, job: Job, message_id: int) -> None:
+        """Best effort: the 🔁 reaction and the status message's final text."""
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        message = channel.get_partial_message(message_id)
+        try:
+            await message.add_reaction(RERUN_EMOJI)
+        except discord.HTTPException as exc:
+            log.info("job %s: could not add %s (%s)", job.id, RERUN_EMOJI, http_reason(exc))
+        except TRANSIENT:
+            log.info("job %s: could not add %s", job.id, RERUN_EMOJI)
+        if job.status_message_id:
+            await self.editor.final(
+                job.id, job.channel_id, job.status_message_id, _format.status_done(job, message.jump_url)
+            )
+
+    async def _find_posted(self, job: Job) -> int | None:
+        """The bot's own result message for this job among the channel's newest messages, if any."""
+        me = self.bot.user
+        if me is None:
+            return None
+        try:
+            messages = await self.bot.http.logs_from(job.channel_id, HISTORY_SCAN)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            log.warning(
+                "job %s: cannot read the channel history to check for an earlier post (%s)",
+                job.id,
+                http_reason(exc),
+            )
+            return None
+        filename = _format.result_filename(job.id)
+        footer = "-# " + _format.job_marker(job.id) + " ·"
+        for m in messages:
+            if int(m["author"]["id"]) != me.id:
+                continue
+            if any(a.get("filename") == filename for a in m.get("attachments") or []) or footer in (
+                m.get("content") or ""
+            ):
+                return int(m["id"])
+        return None
+
+    def _token_valid(self, job: Job) -> bool:
+        return bool(
+            job.interaction_token
+            and job.application_id
+            and job.interaction_expires_at
+            and job.interaction_expires_at - self.db_clock() > TOKEN_MARGIN_SECONDS
+        )
+
+    async def _post(self, job: Job, result: Any) -> discord.Message:
+        content = _format.result_content(job, result)
+        mentions = discord.AllowedMentions(
+            users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False
+        )
+
+        def file() -> discord.File:
+            return discord.File(io.BytesIO(result.video), filename=_format.result_filename(job.id))
+
+        try:
+            if self._token_valid(job) and job.kind != "rerun":
+                assert job.application_id is not None and job.interaction_token is not None
+                webhook = discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
+                try:
+                    await self._answer_if_loading(job, webhook)
+                    return await webhook.send(content, file=file(), allowed_mentions=mentions, wait=True)
+                except discord.HTTPException as exc:
+                    if exc.status not in (401, 404) and exc.code not in (50027, 10015):
+                        raise
+                    log.info(
+                        "job %s: interaction token no longer valid (%s); posting in the channel",
+                        job.id,
+                        http_reason(exc),
+                    )
+            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            reference = None
+            if job.reply_to_message_id:
+                reference = discord.MessageReference(
+                    message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
+                )
+            return await channel.send(
+                content,
+                file=file(),
+                allowed_mentions=mentions,
+                nonce=_format.result_nonce(job.id),
+                reference=reference,  # type: ignore[arg-type]
+            )
+        except TRANSIENT:
+            self._uncertain.add(job.id)  # the message may exist: look before posting again
+            raise
+        except discord.HTTPException as exc:
+            if exc.status == 403:
+                raise Undeliverable("I am missing the permission to post videos in this channel.") from None
+            if exc.status == 404:
+                raise Undeliverable("The channel no longer exists.") from None
+            if exc.status == 413 or exc.code == 40005:
+                raise Undeliverable("The file is larger than this server's upload limit.") from None
+            if 400 <= exc.status < 500 and exc.status != 429:
+                log.error(
+                    "job %s: Discord refused the result message (%s): %s",
+                    job.id,
+                    http_reason(exc),
+                    exc.text[:300],
+                )
+                raise Undeliverable("Discord refused the message.") from None
+            self._uncertain.add(job.id)
+            raise
+
+    async def _answer_if_loading(self, job: Job, webhook: discord.Webhook) -> None:
+        """Answer the /video's deferred response if it is still "thinking…" (its answer is late: the bot
+        died, or Discord rate-limited it). Discord fills a loading deferred response with the first
+        follow-up, which would put the video in the requester's ephemeral message, hidden from the channel.
+        """
+        try:
+            original = await webhook.fetch_message("@original")  # type: ignore[arg-type]
+        except discord.DiscordServerError:
+            raise
+        except discord.HTTPException:
+            return  # expired token or dismissed answer: the follow-up gets the same answer, handled below
+        if original.flags.loading:
+            log.info("job %s: the /video answer is still pending; answering it before the follow-up", job.id)
+            await webhook.edit_message(  # type: ignore[arg-type]
+                "@original", content=f"Your video ({_format.job_marker(job.id)}) is ready: posted below."
+            )

@@ -1,0 +1,256 @@
+"""The delivery loop: reads the job feed, schedules posts and notices, keeps status messages current,
+retries what failed with backoff. It owns every task it starts (see the package docstring)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.cogs.generate import _format
+from bot.delivery.editor import StatusEditor
+from bot.delivery.feed import JobFeed
+from bot.delivery.notify import Notifier
+from bot.delivery.posting import ResultPoster
+from videobot.jobs import JobQueue
+from videobot.models import Job, JobStatus
+
+if TYPE_CHECKING:
+    from bot.app import VideoBot
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 60.0
+PURGE_SECONDS = 600.0
+MAX_ATTEMPTS = 8
+MAX_BACKOFF_SECONDS = 300.0
+DELIVERY_CONCURRENCY = 3
+
+
+class DeliveryService:
+    """The bot's one background loop over the job feed; owns every task it starts."""
+
+    def __init__(
+        self, bot: VideoBot, queue: JobQueue, *, poll_seconds: float, retention_hours: float
+    ) -> None:
+        self.bot = bot
+        self.queue = queue
+        self.poll_seconds = poll_seconds
+        self.retention_seconds = retention_hours * 3600.0
+        self.editor = StatusEditor(self._edit_status)
+        self.feed = JobFeed(queue)
+        self.notifier = Notifier(bot, queue, self.editor)
+        self.poster = ResultPoster(
+            bot,
+            queue,
+            self.editor,
+            self.notifier,
+            db_clock=self.feed.db_clock,
+            started_db=lambda: self.feed.started_db,
+        )
+        self._wake = asyncio.Event()
+        self._main: asyncio.Task[None] | None = None
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._sem = asyncio.Semaphore(DELIVERY_CONCURRENCY)
+        self._active: dict[int, Job] = {}
+        self._retry: dict[int, tuple[int, float]] = {}
+        self._recheck: set[int] = set()
+        self._last_sweep = 0.0
+        self._last_purge = 0.0
+        self.ticks = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.editor.start()
+        self._main = asyncio.create_task(self._run(), name="delivery-loop")
+
+    async def close(self) -> None:
+        tasks = [t for t in [self._main, *self._tasks.values()] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.editor.close()
+
+    def wake(self) -> None:
+        """Look at the job feed now (this bot just submitted or cancelled something)."""
+        self._wake.set()
+
+    def track_status(self, job_id: int, shown: str | None = None) -> None:
+        """A status message was recorded for a job (which the feed does not show as a change): re-read it."""
+        if shown is not None:
+            self.editor.seed(job_id, shown)
+        self._recheck.add(job_id)
+        self.wake()
+
+    # ------------------------------------------------------------------ loop
+    async def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            try:
+                self._wake.clear()
+                await self._tick()
+                backoff = 0.0
+                timeout = self._timeout()
+            except Exception as exc:  # the database is down, most likely: try again later
+                backoff = min(max(backoff * 2, 1.0), 30.0)
+                log.warning(
+                    "delivery loop: %s (%s); retrying in %.0f s", type(exc).__name__, str(exc)[:200], backoff
+                )
+                log.debug("delivery loop error", exc_info=True)
+                timeout = backoff
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _timeout(self) -> float:
+        timeout = self.poll_seconds
+        if self._retry:
+            soonest = min(t for _, t in self._retry.values())
+            timeout = min(timeout, max(0.05, soonest - time.monotonic()))
+        return timeout
+
+    def db_clock(self) -> float:
+        return self.feed.db_clock()
+
+    async def _tick(self) -> None:
+        self.ticks += 1
+        if self.feed.started_db is None:
+            await self.feed.sync_clock()
+            await self._sweep()
+            self._last_sweep = time.monotonic()
+            log.info("delivery loop started")
+        elif time.monotonic() - self._last_sweep > SWEEP_SECONDS:
+            await self.feed.sync_clock()
+            await self._sweep()
+            self._last_sweep = time.monotonic()
+        if time.monotonic() - self._last_purge > PURGE_SECONDS:
+            self._last_purge = time.monotonic()
+            purged = await self.queue.purge_results(self.retention_seconds)
+            if purged:
+                log.info("purged %d stored video(s) older than the retention period", purged)
+        fresh = await self.feed.read()
+        if self.feed.saturated:
+            self._wake.set()  # more to read right away
+        for job in fresh:
+            self._handle(job)
+        rechecked = await self._read_rechecks()
+        self._schedule_due_retries()
+        if fresh or rechecked:
+            await self._refresh_status()
+
+    async def _read_rechecks(self) -> bool:
+        """Jobs whose status message was just recorded; one that already ended gets its final text."""
+        if not self._recheck:
+            return False
+        ids, self._recheck = sorted(self._recheck), set()
+        jobs = await self.queue.get_many(ids)
+        for job in jobs:
+            if job.status in (JobStatus.DELIVERED.value, JobStatus.UNDELIVERABLE.value) or (
+                job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+                and job.notified_at is not None
+            ):
+                self._schedule(job.id, self.notifier.final_status)
+            else:
+                self._handle(job)
+        return bool(jobs)
+
+    async def _sweep(self) -> None:
+        """Everything still owed, whatever the feed said (start-up, and a safety net every minute)."""
+        for job in await self.feed.sweep():
+            self._handle(job)
+        await self._refresh_status()
+
+    def _handle(self, job: Job) -> None:
+        status = job.status
+        if status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            if job.status_message_id:
+                self._active[job.id] = job
+            return
+        self._active.pop(job.id, None)
+        if status == JobStatus.SUCCEEDED.value:
+            self._schedule(job.id, self.poster.deliver)
+        elif status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value) and job.notified_at is None:
+            self._schedule(job.id, self.notifier.notify)
+
+    async def _refresh_status(self) -> None:
+        """Queue positions for queued jobs (one query) and progress for running ones, as status edits."""
+        if not self._active:
+            return
+        positions: dict[int, int] = {}
+        if any(j.status == JobStatus.QUEUED.value for j in self._active.values()):
+            positions = await self.queue.positions()
+        for job in list(self._active.values()):
+            assert job.status_message_id is not None
+            text = _format.status_text(job, positions.get(job.id))
+            self.editor.update(job.id, job.channel_id, job.status_message_id, text)
+
+    # ------------------------------------------------------------------ per-job tasks
+    def _schedule(self, job_id: int, fn: Callable[[int], Coroutine[Any, Any, None]]) -> None:
+        if job_id in self._tasks:
+            return
+        retry = self._retry.get(job_id)
+        if retry is not None and retry[1] > time.monotonic():
+            return
+        task = asyncio.create_task(self._guarded(job_id, fn), name=f"deliver-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t, jid=job_id: self._tasks.pop(jid, None))
+
+    def _schedule_due_retries(self) -> None:
+        now = time.monotonic()
+        for job_id, (_, not_before) in list(self._retry.items()):
+            if not_before <= now and job_id not in self._tasks:
+                self._schedule(job_id, self._retry_job)
+
+    async def _retry_job(self, job_id: int) -> None:
+        job = await self.queue.get(job_id)
+        if job is None:
+            self._retry.pop(job_id, None)
+            return
+        if job.status == JobStatus.SUCCEEDED.value:
+            await self.poster.deliver(job_id)
+        elif job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value) and job.notified_at is None:
+            await self.notifier.notify(job_id)
+        else:
+            self._retry.pop(job_id, None)
+
+    async def _guarded(self, job_id: int, fn: Callable[[int], Coroutine[Any, Any, None]]) -> None:
+        async with self._sem:
+            try:
+                await fn(job_id)
+                self._retry.pop(job_id, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempts = self._retry.get(job_id, (0, 0.0))[0] + 1
+                if attempts >= MAX_ATTEMPTS and job_id not in self.poster.posted:
+                    log.error(
+                        "job %s: giving up after %d attempts (%s)", job_id, attempts, type(exc).__name__
+                    )
+                    self._retry.pop(job_id, None)
+                    with contextlib.suppress(Exception):
+                        if not await self.queue.mark_undeliverable(
+                            job_id, "Discord kept failing; the video could not be posted."
+                        ):
+                            await self.queue.mark_notified(job_id)
+                    return
+                delay = min(2.0**attempts, MAX_BACKOFF_SECONDS)
+                self._retry[job_id] = (attempts, time.monotonic() + delay)
+                log.warning(
+                    "job %s: delivery attempt %d failed (%s: %s); retrying in %.0f s",
+                    job_id, attempts, type(exc).__name__, str(exc)[:200], delay,
+                )  # fmt: skip
+                self._wake.set()
+
+    # ------------------------------------------------------------------ helpers
+    async def _edit_status(self, channel_id: int, message_id: int, text: str) -> None:
+        channel = self.bot.get_partial_messageable(channel_id)
+        await channel.get_partial_message(message_id).edit(
+            content=text, allowed_mentions=discord.AllowedMentions.none()
+        )

@@ -1,0 +1,208 @@
+"""Read-only questions about jobs: one job, a member's jobs, queue positions, the bot's change feed,
+what is still owed to Discord. The bot asks these instead of writing SQL of its own.
+
+Queue positions follow the fair-share rule the workers claim by (``Transitions._next_job_query``):
+fewest running jobs first, then the member served longest ago, then first come, first served.
+``projected_order`` plays that rule forward, so the position a member is shown is the place the
+claims will really give them, not their place in a first-in-first-out line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from videobot import quota
+from videobot.db import Database
+from videobot.jobs.records import ACTIVE
+from videobot.models import Job, JobResult, JobStatus
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A queued job as the position rule sees it."""
+
+    id: int
+    user_id: int
+    queued_at: float
+
+
+def projected_order(
+    waiting: Iterable[Waiting], running: dict[int, int], last_served: dict[int, float | None]
+) -> list[int]:
+    """The order in which the fair-share claim will take ``waiting`` jobs (one model's queue).
+
+    Played forward one claim at a time, as on a one-GPU server: each pick makes its member the one
+    served most recently; members' running counts are those of now.
+    """
+    left = sorted(waiting, key=lambda w: (w.queued_at, w.id))
+    served = dict(last_served)
+    order: list[int] = []
+    tick = 0
+    while left:
+
+        def key(w: Waiting) -> tuple[int, int, float, float, int]:
+            last = served.get(w.user_id)
+            return (running.get(w.user_id, 0), 0 if last is None else 1, last or 0.0, w.queued_at, w.id)
+
+        pick = min(left, key=key)
+        left.remove(pick)
+        order.append(pick.id)
+        tick += 1
+        served[pick.user_id] = _LATER + tick  # served now: after everything real, after earlier picks
+    return order
+
+
+#: Larger than any database clock reading: a projected pick is served after everything real.
+_LATER = 1e12
+
+
+class Queries:
+    """The read-only half of ``JobQueue``; reads never take SQLite's write lock."""
+
+    db: Database
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self.db.sessionmaker() as s:
+            return await s.get(Job, job_id)
+
+    async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
+        if not job_ids:
+            return []
+        async with self.db.sessionmaker() as s:
+            return list((await s.execute(select(Job).where(Job.id.in_(list(job_ids))))).scalars())
+
+    async def get_result(self, job_id: int) -> JobResult | None:
+        async with self.db.sessionmaker() as s:
+            return await s.get(JobResult, job_id)
+
+    async def by_result_message(self, message_id: int) -> Job | None:
+        """The job whose result was posted as ``message_id`` (reactions and buttons on results)."""
+        async with self.db.sessionmaker() as s:
+            return (
+                await s.execute(select(Job).where(Job.result_message_id == message_id).limit(1))
+            ).scalar_one_or_none()
+
+    async def db_now(self) -> float:
+        """The database clock (Unix seconds)."""
+        async with self.db.sessionmaker() as s:
+            return await quota.now(s)
+
+    # ------------------------------------------------------------------ queue positions
+    async def _positions(self, s: AsyncSession, models: Iterable[str] | None = None) -> dict[int, int]:
+        """1-based projected claim position of every queued job, per model (see ``projected_order``)."""
+        q = select(Job.id, Job.user_id, Job.model, Job.queued_at).where(Job.status == JobStatus.QUEUED.value)
+        model_list = list(models) if models is not None else None
+        if model_list is not None:
+            q = q.where(Job.model.in_(model_list))
+        rows = (await s.execute(q)).all()
+        if not rows:
+            return {}
+        users = list({r.user_id for r in rows})
+        running = dict(
+            (
+                await s.execute(
+                    select(Job.user_id, func.count())
+                    .where(Job.user_id.in_(users), Job.status == JobStatus.RUNNING.value)
+                    .group_by(Job.user_id)
+                )
+            ).all()
+        )
+        last_served = dict(
+            (
+                await s.execute(
+                    select(Job.user_id, func.max(Job.started_at))
+                    .where(Job.user_id.in_(users))
+                    .group_by(Job.user_id)
+                )
+            ).all()
+        )
+        by_model: dict[str, list[Waiting]] = {}
+        for r in rows:
+            by_model.setdefault(r.model, []).append(Waiting(r.id, r.user_id, r.queued_at))
+        positions: dict[int, int] = {}
+        for waiting in by_model.values():
+            for place, job_id in enumerate(projected_order(waiting, running, last_served), start=1):
+                positions[job_id] = place
+        return positions
+
+    async def _position(self, s: AsyncSession, job: Job) -> int:
+        """1-based projected place of ``job`` in its model's queue (0 if it is not queued)."""
+        if job.status != JobStatus.QUEUED.value:
+            return 0
+        return (await self._positions(s, [job.model])).get(job.id, 0)
+
+    async def position(self, job: Job) -> int:
+        async with self.db.sessionmaker() as s:
+            return await self._position(s, job)
+
+    async def positions(self) -> dict[int, int]:
+        """Projected positions of all queued jobs (job id → 1-based place in its model's queue)."""
+        async with self.db.sessionmaker() as s:
+            return await self._positions(s)
+
+    async def user_jobs(self, guild_id: int, user_id: int) -> list[tuple[Job, int]]:
+        """A member's queued and running jobs with their queue positions (0 = running)."""
+        async with self.db.sessionmaker() as s:
+            jobs = list(
+                (
+                    await s.execute(
+                        select(Job)
+                        .where(Job.guild_id == guild_id, Job.user_id == user_id, Job.status.in_(ACTIVE))
+                        .order_by(Job.id)
+                    )
+                ).scalars()
+            )
+            if not any(j.status == JobStatus.QUEUED.value for j in jobs):
+                return [(job, 0) for job in jobs]
+            positions = await self._positions(s, {j.model for j in jobs})
+            return [(job, positions.get(job.id, 0)) for job in jobs]
+
+    async def queue_length(self, model: str | None = None) -> int:
+        async with self.db.sessionmaker() as s:
+            q = select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED.value)
+            if model:
+                q = q.where(Job.model == model)
+            return int((await s.execute(q)).scalar_one())
+
+    # ------------------------------------------------------------------ the bot's feed
+    async def changed_since(self, since: float, *, limit: int = 200) -> list[Job]:
+        """Jobs updated after ``since`` (database clock), oldest change first: the bot's event feed."""
+        async with self.db.sessionmaker() as s:
+            return list(
+                (
+                    await s.execute(
+                        select(Job)
+                        .where(Job.updated_at > since)
+                        .order_by(Job.updated_at, Job.id)
+                        .limit(limit)
+                    )
+                ).scalars()
+            )
+
+    async def owed(self, *, limit: int = 1000) -> list[Job]:
+        """Everything the bot still owes Discord, whatever the feed said: results not posted yet,
+        failures and cancellations not told yet, and live jobs whose status message needs updates."""
+        async with self.db.sessionmaker() as s:
+            return list(
+                (
+                    await s.execute(
+                        select(Job)
+                        .where(
+                            or_(
+                                Job.status == JobStatus.SUCCEEDED.value,
+                                and_(
+                                    Job.status.in_((JobStatus.FAILED.value, JobStatus.CANCELLED.value)),
+                                    Job.notified_at.is_(None),
+                                ),
+                                and_(Job.status.in_(ACTIVE), Job.status_message_id.is_not(None)),
+                            )
+                        )
+                        .order_by(Job.id)
+                        .limit(limit)
+                    )
+                ).scalars()
+            )
