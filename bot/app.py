@@ -25,9 +25,11 @@ from discord.ext import commands
 from bot import errors as bot_errors
 from bot.delivery import DeliveryService
 from bot.endpoints import use_endpoints
+from videobot.botlock import AnotherBotRunning, BotLock
 from videobot.db import Database
 from videobot.health import HealthServer
 from videobot.jobs import JobQueue, QueueConfig
+from videobot.maintenance import Maintenance, MaintenanceConfig
 from videobot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,9 +72,7 @@ class VideoBot(commands.Bot):
         self.settings = settings
         self.db = db
         self.queue = queue
-        self.delivery = DeliveryService(
-            self, queue, poll_seconds=settings.poll_seconds, retention_hours=settings.result_retention_hours
-        )
+        self.delivery = DeliveryService(self, queue, poll_seconds=settings.poll_seconds)
         self.started_monotonic = time.monotonic()
         self.synced = False
         self._ready_logged = False
@@ -159,6 +159,13 @@ async def run_bot(settings: Settings) -> int:
     assert settings.discord_token is not None
     db = Database(settings.db_url)
     queue = JobQueue(db, QueueConfig.from_settings(settings))
+    lock = BotLock(db)
+    try:
+        await lock.acquire()
+    except AnotherBotRunning as exc:
+        print(f"videobot: {exc}", file=sys.stderr)
+        await db.dispose()
+        return 2
     use_endpoints(settings.discord_api_base_url, settings.discord_gateway_url)
     # discord.py logs every gateway payload at DEBUG, interaction tokens included: keep that out.
     logging.getLogger("discord.gateway").setLevel(max(logging.INFO, logging.getLogger().level))
@@ -187,12 +194,26 @@ async def run_bot(settings: Settings) -> int:
             await health.stop()
             await db.dispose()
             return 2
+    maintenance = Maintenance(
+        queue,
+        lock,
+        MaintenanceConfig(
+            retention_seconds=settings.result_retention_hours * 3600.0,
+            queue_expiry_seconds=settings.queue_expiry_hours * 3600.0,
+            lease_seconds=settings.lease_seconds,
+        ),
+        on_change=bot.delivery.wake,
+    )
+    keeper = asyncio.create_task(maintenance.run(), name="maintenance")
     runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()), name="discord-client")
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     code = 0
     try:
-        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if runner in done:
+        done, _ = await asyncio.wait({runner, stopper, keeper}, return_when=asyncio.FIRST_COMPLETED)
+        if keeper in done:
+            print(f"videobot: stopped: {maintenance.lock_lost}", file=sys.stderr)
+            code = 2
+        elif runner in done:
             exc = runner.exception()
             if isinstance(exc, discord.LoginFailure):
                 print(f"videobot: {TOKEN_REJECTED}", file=sys.stderr)
@@ -211,9 +232,10 @@ async def run_bot(settings: Settings) -> int:
         else:
             log.info("shutting down")
     finally:
-        stopper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stopper
+        for task in (stopper, keeper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await bot.close()
         if health is not None:
             await health.stop()
@@ -221,6 +243,7 @@ async def run_bot(settings: Settings) -> int:
             runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
+        await lock.release()
         await db.dispose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -218,3 +218,16 @@ class WorkerHeartbeat(Base):
     seen_at: Mapped[float] = mapped_column(Float)
     current_job_id: Mapped[int | None] = mapped_column(Integer)
     gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class BotLock(Base):
+    """The one ``videobot bot`` per database (SQLite; PostgreSQL uses an advisory lock instead)."""
+
+    __tablename__ = "bot_lock"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: ``host:pid:nonce`` of the bot holding it.
+    owner: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[float] = mapped_column(Float)
+    #: The holder renews this; a bot that stops renewing loses the lock when it passes.
+    expires_at: Mapped[float] = mapped_column(Float)

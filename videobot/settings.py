@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     #: Hours a finished video is kept in the database after delivery (or after it became undeliverable).
     result_retention_hours: float = Field(default=24.0, gt=0, alias="VIDEOBOT_RESULT_RETENTION_HOURS")
+    #: Hours a job may wait in the queue (no worker took it) before it is cancelled and refunded.
+    queue_expiry_hours: float = Field(default=24.0, gt=0, alias="VIDEOBOT_QUEUE_EXPIRY_HOURS")
 
     # --- Model / worker ----------------------------------------------------------------------
     model: str = Field(default="auto", alias="VIDEOBOT_MODEL")

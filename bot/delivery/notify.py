@@ -61,7 +61,8 @@ class Notifier:
             told = await self.editor.final(
                 job.id, job.channel_id, job.status_message_id, _format.status_failed(job)
             )
-        if job.status == JobStatus.FAILED.value or not told:
+        # A failure, or a cancellation the member did not ask for (it waited too long), mentions them.
+        if job.status == JobStatus.FAILED.value or job.error_code == "expired" or not told:
             channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
             reference = None
             if job.status_message_id:

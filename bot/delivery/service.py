@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 60.0
-PURGE_SECONDS = 600.0
 MAX_ATTEMPTS = 8
 MAX_BACKOFF_SECONDS = 300.0
 DELIVERY_CONCURRENCY = 3
@@ -35,13 +34,10 @@ DELIVERY_CONCURRENCY = 3
 class DeliveryService:
     """The bot's one background loop over the job feed; owns every task it starts."""
 
-    def __init__(
-        self, bot: VideoBot, queue: JobQueue, *, poll_seconds: float, retention_hours: float
-    ) -> None:
+    def __init__(self, bot: VideoBot, queue: JobQueue, *, poll_seconds: float) -> None:
         self.bot = bot
         self.queue = queue
         self.poll_seconds = poll_seconds
-        self.retention_seconds = retention_hours * 3600.0
         self.editor = StatusEditor(self._edit_status)
         self.feed = JobFeed(queue)
         self.notifier = Notifier(bot, queue, self.editor)
@@ -61,7 +57,6 @@ class DeliveryService:
         self._retry: dict[int, tuple[int, float]] = {}
         self._recheck: set[int] = set()
         self._last_sweep = 0.0
-        self._last_purge = 0.0
         self.ticks = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -130,11 +125,6 @@ class DeliveryService:
             await self.feed.sync_clock()
             await self._sweep()
             self._last_sweep = time.monotonic()
-        if time.monotonic() - self._last_purge > PURGE_SECONDS:
-            self._last_purge = time.monotonic()
-            purged = await self.queue.purge_results(self.retention_seconds)
-            if purged:
-                log.info("purged %d stored video(s) older than the retention period", purged)
         fresh = await self.feed.read()
         if self.feed.saturated:
             self._wake.set()  # more to read right away

@@ -18,6 +18,11 @@ FINISHED = (
     JobStatus.UNDELIVERABLE.value,
 )
 
+EXPIRED_MESSAGE = (
+    "This video waited more than {waited} in the queue without a generator to make it, so it was "
+    "cancelled. Your credit was refunded; please try again later."
+)
+
 CRASH_MESSAGE = (
     "This video could not be made: the generator stopped {n} times while working on it. "
     "Your credit was refunded. Try a shorter or simpler video."

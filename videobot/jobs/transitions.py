@@ -21,6 +21,7 @@ from videobot.jobs.queries import Queries
 from videobot.jobs.records import (
     ACTIVE,
     CRASH_MESSAGE,
+    EXPIRED_MESSAGE,
     FINISHED,
     Beat,
     CancelOutcome,
@@ -491,6 +492,62 @@ class Transitions(Queries):
             )
             res = await s.execute(JobResult.__table__.delete().where(JobResult.job_id.in_(old)))
         return res.rowcount or 0
+
+    # ------------------------------------------------------------------ maintenance (run by the bot)
+    async def expire_queued(self, max_wait_seconds: float) -> list[int]:
+        """Jobs queued longer than ``max_wait_seconds`` (no worker took them): cancelled and refunded.
+
+        The requester is told by the bot (the job is ``cancelled`` with ``error_code="expired"``).
+        """
+        hours = max_wait_seconds / 3600.0
+        waited = f"{hours:.0f} hours" if hours >= 2 else f"{max_wait_seconds / 60.0:.0f} minutes"
+        async with self.db.transaction() as s:
+            ids = list(
+                (
+                    await s.execute(
+                        _set(
+                            Job.status == JobStatus.QUEUED.value,
+                            Job.queued_at < db_now() - max_wait_seconds,
+                            status=JobStatus.CANCELLED.value,
+                            finished_at=db_now(),
+                            error_code="expired",
+                            error_message=EXPIRED_MESSAGE.format(waited=waited),
+                        ).returning(Job.id)
+                    )
+                ).scalars()
+            )
+            for job_id in ids:
+                await quota.refund(s, job_id, reason="expired")
+        for job_id in ids:
+            log.warning("job %s: waited more than %s in the queue; cancelled and refunded", job_id, waited)
+        return ids
+
+    async def expire_undelivered(self, retention_seconds: float) -> list[int]:
+        """Videos made but never posted within the retention period: undeliverable, refunded, bytes removed."""
+        async with self.db.transaction() as s:
+            ids = list(
+                (
+                    await s.execute(
+                        _set(
+                            Job.status == JobStatus.SUCCEEDED.value,
+                            Job.finished_at < db_now() - retention_seconds,
+                            status=JobStatus.UNDELIVERABLE.value,
+                            error_code="undeliverable",
+                            error_message="The video was made but could not be posted in time.",
+                            delivered_at=db_now(),
+                            notified_at=db_now(),
+                            interaction_token=None,
+                        ).returning(Job.id)
+                    )
+                ).scalars()
+            )
+            for job_id in ids:
+                await quota.refund(s, job_id, reason="undeliverable")
+            if ids:
+                await s.execute(JobResult.__table__.delete().where(JobResult.job_id.in_(ids)))
+        for job_id in ids:
+            log.warning("job %s: never posted within the retention period; refunded and removed", job_id)
+        return ids
 
 
 #: Leaving ``running``: the lease is gone.
