@@ -2,8 +2,15 @@
 
 Loads one pipeline once, then loops: recover stale leases, claim (fair share, only the models it
 serves), run the pipeline in a thread (so heartbeats keep flowing during a 10-minute job),
-encode, store, complete. Progress is written at most about once a second; the cancel flag is
-checked at every denoising step and stops the job by raising out of ``callback_on_step_end``.
+encode, store, complete. While a job runs, its lease is renewed every second (with progress when
+it moved); that heartbeat returns the cancel flag, and the next denoising step stops the job by
+raising out of ``callback_on_step_end`` (the pipeline thread never waits for the database). A
+cancel that arrives after the last step is settled by ``complete`` (cancelled, refunded).
+
+A database outage does not throw a render away: heartbeats fail and are retried, the render goes
+on, and storing the result is retried until the database is back (``db_retry``, up to 2 minutes;
+the lease must outlast the outage). Only connection-level errors count as an outage
+(``db_unreachable``); any other database error is a bug: logged, and the job fails (refunded).
 
 SIGTERM / Ctrl-C: stop claiming, let the running job finish within
 ``VIDEOBOT_SHUTDOWN_GRACE_SECONDS``, otherwise stop it at the next step and hand it back to the
@@ -24,12 +31,21 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from videobot.db import Database
 from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, LeaseLost
 from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
+from videobot.models import JobStatus
 from videobot.presets import GenerationParams, plan, resolve_preset
 from videobot.runner import MODEL_LOAD_FAILED
 from videobot.settings import Settings
@@ -42,14 +58,46 @@ GENERIC_FAILURE = (
 PROGRESS_INTERVAL = 1.0
 
 
-# What an unreachable database looks like (driver errors, refused or reset connections); file errors are not.
-DB_ERRORS = (DBAPIError, ConnectionError)
+# Errors a queue operation can raise from the database; only those ``db_unreachable`` accepts are an outage.
+DB_ERRORS = (DBAPIError, PoolTimeout, OSError)
+
+#: PostgreSQL SQLSTATEs that go away by themselves: connection exceptions (08…), the server shutting
+#: down or starting up (57P01–57P03), too many connections, serialization failure, deadlock.
+_TRANSIENT_SQLSTATE = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+#: SQLite errors that go away by themselves (another writer, a file briefly unavailable).
+_TRANSIENT_SQLITE = ("database is locked", "database is busy", "unable to open database", "disk i/o error")
+
+
+def db_unreachable(exc: BaseException) -> bool:
+    """True if ``exc`` (raised by a queue operation) means "the database cannot be reached right now".
+
+    Connection-level errors only: a refused, reset or invalidated connection, a pool timeout, a
+    server restarting, SQLite's "database is locked". A ``DataError``, ``IntegrityError`` or
+    ``ProgrammingError`` is a bug and retrying it cannot help.
+    """
+    if isinstance(exc, PoolTimeout | OSError):  # refused, reset, timed out
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc, DataError | IntegrityError | ProgrammingError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate:
+        return str(sqlstate).startswith(_TRANSIENT_SQLSTATE)
+    if type(orig).__module__.startswith("sqlite3"):
+        return isinstance(exc, OperationalError) and any(m in str(orig).lower() for m in _TRANSIENT_SQLITE)
+    if isinstance(orig, OSError) or isinstance(getattr(orig, "__cause__", None), OSError):
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 async def db_retry(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a queue operation, retrying while the database is unreachable (restart, network blip)."""
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(DB_ERRORS),
+        retry=retry_if_exception(db_unreachable),
         wait=wait_exponential(multiplier=0.2, max=5),
         stop=stop_after_delay(120),
         reraise=True,
@@ -138,7 +186,9 @@ class Worker:
                         await self.queue.recover_stale()
                     if now - last_seen > self.settings.heartbeat_seconds:
                         last_seen = now
-                        await self.queue.worker_seen(self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes())
+                        await self.queue.worker_seen(
+                            self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes()
+                        )
                     claim = await self.queue.claim(self.worker_id, self.models)
                     backoff = 0.0
                 except DB_ERRORS as exc:
@@ -214,50 +264,62 @@ class Worker:
                 tmp_dir=self.settings.data_dir / "tmp",
             )
             elapsed = time.monotonic() - t0
-            await db_retry(
-                q.complete,
-                c,
-                ResultData(
-                    video=enc.data,
-                    poster=enc.poster,
-                    width=enc.width,
-                    height=enc.height,
-                    num_frames=enc.num_frames,
-                    fps=enc.fps,
-                    duration_s=enc.duration_s,
-                    encode_notes=enc.notes or None,
-                    generation_seconds=elapsed,
-                ),
-            )
-            self.jobs_done += 1
-            log.info(
-                "job %s done in %.2f s (%d bytes, %s)",
-                c.job_id,
-                elapsed,
-                enc.size_bytes,
-                enc.notes or "first encode fit",
+            result = ResultData(
+                video=enc.data,
+                poster=enc.poster,
+                width=enc.width,
+                height=enc.height,
+                num_frames=enc.num_frames,
+                fps=enc.fps,
+                duration_s=enc.duration_s,
+                encode_notes=enc.notes or None,
+                generation_seconds=elapsed,
             )
         except JobCancelled:
             await self._settle(c, q.acknowledge_cancel, c)
+            return
         except _Abort:
             await self._settle(c, q.release, c)
-        except LeaseLost as exc:
-            log.warning("job %s: %s; dropping it", c.job_id, exc)
+            return
         except (InvalidParameters, GenerationOOM) as exc:
             # Never retried: the same request would fail the same way. Refunded by fail().
             await self._settle(c, q.fail, c, str(exc), code=exc.code, retryable=False)
-        except DB_ERRORS:
-            log.exception(
-                "job %s: database unreachable for too long; the lease will expire and it runs again", c.job_id
-            )
+            return
         except Exception as exc:
             from generator.encode import StorageError
 
             retryable = isinstance(exc, StorageError | OSError)
             log.exception("job %s failed (%s)", c.job_id, "retryable" if retryable else "unexpected")
             await self._settle(
-                c, q.fail, c, GENERIC_FAILURE, code="storage" if retryable else "error", retryable=True
+                c, q.fail, c, GENERIC_FAILURE, code="storage" if retryable else "error", retryable=retryable
             )
+            return
+        try:
+            status = await db_retry(q.complete, c, result)
+        except LeaseLost as exc:
+            log.warning("job %s: %s; dropping it", c.job_id, exc)
+            return
+        except Exception as exc:
+            if db_unreachable(exc):
+                log.exception(
+                    "job %s: database unreachable for too long; the lease will expire and it runs again",
+                    c.job_id,
+                )
+            else:
+                log.exception("job %s: the result could not be stored (a bug, not an outage)", c.job_id)
+                await self._settle(c, q.fail, c, GENERIC_FAILURE, code="error", retryable=False)
+            return
+        if status == JobStatus.CANCELLED.value:
+            log.info("job %s: cancelled after its last step; the render was discarded", c.job_id)
+            return
+        self.jobs_done += 1
+        log.info(
+            "job %s done in %.2f s (%d bytes, %s)",
+            c.job_id,
+            elapsed,
+            enc.size_bytes,
+            enc.notes or "first encode fit",
+        )
 
     async def _settle(self, c: Claim, fn: Any, *args: Any, **kwargs: Any) -> None:
         """Record a job's end state, surviving a database outage and a lost lease."""
@@ -265,7 +327,7 @@ class Worker:
             await db_retry(fn, *args, **kwargs)
         except LeaseLost as exc:
             log.warning("job %s: %s", c.job_id, exc)
-        except DB_ERRORS:
+        except Exception:
             log.exception(
                 "job %s: could not record its end; the lease will expire and it runs again", c.job_id
             )
@@ -277,45 +339,45 @@ class Worker:
             time.sleep(self.settings.test_step_delay)
         if self.abort.is_set():
             raise _Abort()
-        if run.cancel.is_set():
-            raise JobCancelled()
-        assert self._loop is not None
-        fut = asyncio.run_coroutine_threadsafe(self.queue.cancel_requested(run.claim), self._loop)
-        if fut.result(timeout=60):
-            run.cancel.set()
+        if run.cancel.is_set():  # set by the heartbeat when the database says the job was cancelled
             raise JobCancelled()
 
     async def _heartbeats(self, run: _Running) -> None:
-        """Renew the lease every heartbeat interval; write progress about once a second when it moved."""
-        last_beat = time.monotonic()
+        """Renew the lease every second, with progress when it moved; the answer carries the cancel flag.
+
+        A failed heartbeat (database unreachable) is retried a second later; the render goes on. The
+        worker registry is written every heartbeat interval.
+        """
+        last_seen = time.monotonic()
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
-            now = time.monotonic()
-            moved = run.progress != run.written
-            if not moved and now - last_beat < self.settings.heartbeat_seconds:
-                continue
-            progress = run.progress if moved else None
+            progress = run.progress if run.progress != run.written else None
             try:
                 beat = await self.queue.heartbeat(run.claim, progress)
             except LeaseLost:
                 log.warning("job %s: lease lost; stopping it", run.claim.job_id)
                 run.cancel.set()
                 return
-            except Exception:
-                log.exception("job %s: heartbeat failed; will retry", run.claim.job_id)
+            except Exception as exc:
+                log.warning("job %s: heartbeat failed (%s); will retry", run.claim.job_id, type(exc).__name__)
+                log.debug("heartbeat error", exc_info=True)
                 continue
-            if now - last_beat >= self.settings.heartbeat_seconds:
-                try:
-                    await self.queue.worker_seen(
-                        self.worker_id, self.models, current_job_id=run.claim.job_id, gpu_memory_bytes=gpu_memory_bytes()
-                    )
-                except Exception:
-                    log.warning("job %s: could not record the worker heartbeat", run.claim.job_id)
-            last_beat = now
             if progress is not None:
                 run.written = progress
             if beat.cancel_requested:
                 run.cancel.set()
+            now = time.monotonic()
+            if now - last_seen >= self.settings.heartbeat_seconds:
+                last_seen = now
+                try:
+                    await self.queue.worker_seen(
+                        self.worker_id,
+                        self.models,
+                        current_job_id=run.claim.job_id,
+                        gpu_memory_bytes=gpu_memory_bytes(),
+                    )
+                except Exception:
+                    log.warning("job %s: could not record the worker heartbeat", run.claim.job_id)
 
 
 def load_pipeline(settings: Settings) -> Any:

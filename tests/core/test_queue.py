@@ -166,9 +166,9 @@ async def test_refund_exactly_once_under_races(db: Database) -> None:
         return_exceptions=True,
     )
     final = await q.get(job2.id)
-    assert final is not None and final.status in ("failed", "succeeded")
+    assert final is not None and final.status in ("failed", "succeeded", "cancelled")
     refunds = await ledger_rows(db, job_id=job2.id, kind="refund")
-    assert len(refunds) == (1 if final.status == "failed" else 0)
+    assert len(refunds) == (0 if final.status == "succeeded" else 1)
     assert sum(1 for r in results[:3] if not isinstance(r, BaseException)) == 1
     assert len(await ledger_rows(db, job_id=job.id, kind="refund")) == 1
     st = await balance(db, 14, q.config)
@@ -183,14 +183,135 @@ async def test_cancel_running_sets_flag_and_worker_acknowledges(db: Database) ->
     out = await q.cancel(job.id, user_id=15)
     assert out.state == "requested"
     assert (await q.heartbeat(c, (1, 2))).cancel_requested
-    with pytest.raises(LeaseLost):  # a cancelled job cannot be completed
-        await q.complete(c, result())
     await q.acknowledge_cancel(c)
     row = await q.get(job.id)
     assert row is not None and row.status == "cancelled"
     assert len(await ledger_rows(db, job_id=job.id, kind="refund")) == 1
+    with pytest.raises(LeaseLost):  # once ended, the worker's later writes are fenced out
+        await q.complete(c, result())
     with pytest.raises(Exception, match="can't find"):
         await q.cancel(job.id, user_id=999)
+
+
+async def _cancelled_once(db: Database, q: JobQueue, job_id: int, user: int) -> None:
+    """The job ended cancelled, with its one charge refunded exactly once, no video, and the credit back."""
+    row = await q.get(job_id)
+    assert row is not None and row.status == "cancelled" and row.error_code == "cancelled"
+    assert row.lease_owner is None and row.finished_at is not None
+    assert "cancelled" in (row.error_message or "") and "refunded" in (row.error_message or "")
+    assert [e.kind for e in await ledger_rows(db, job_id=job_id)] == ["charge", "refund"]
+    assert await q.get_result(job_id) is None
+    assert (await balance(db, user, q.config)).balance == q.config.default_limit
+
+
+async def test_cancel_during_encode_complete_acknowledges_it(db: Database) -> None:
+    """A /cancel after the last denoising step: complete() ends the job cancelled, never requeued."""
+    q = JobQueue(db)
+    job = (await q.submit(req(30))).job
+    c = await q.claim("w")
+    assert c is not None
+    await q.heartbeat(c, (2, 2))  # the last step ran; the worker is encoding
+    assert (await q.cancel(job.id, user_id=30)).state == "requested"
+    assert await q.complete(c, result()) == "cancelled"  # the render is discarded
+    await _cancelled_once(db, q, job.id, 30)
+    assert await q.recover_stale() == ([], [])
+    assert await q.claim("w2") is None
+    with pytest.raises(LeaseLost):
+        await q.acknowledge_cancel(c)  # a late acknowledgement refunds nothing more
+    await _cancelled_once(db, q, job.id, 30)
+    # Without a cancel, complete() still succeeds and says so.
+    job2 = (await q.submit(req(30))).job
+    c2 = await q.claim("w")
+    assert c2 is not None and c2.job_id == job2.id
+    assert await q.complete(c2, result()) == "succeeded"
+
+
+async def test_cancel_during_lease_expiry_window_ends_cancelled(db: Database) -> None:
+    """The worker died; the cancel came before recovery: recovery cancels and refunds, nothing is rerun."""
+    q = JobQueue(db, QueueConfig(lease_seconds=0.2, max_attempts=3))
+    job = (await q.submit(req(31))).job
+    c = await q.claim("dies")
+    assert c is not None
+    assert (await q.cancel(job.id, user_id=31)).state == "requested"
+    await asyncio.sleep(0.3)
+    assert await q.claim("other") is None  # still running (lease expired, not recovered yet)
+    assert await q.recover_stale() == ([], [job.id])
+    await _cancelled_once(db, q, job.id, 31)
+    assert await q.claim("other") is None
+    assert await q.recover_stale() == ([], [])
+    with pytest.raises(LeaseLost):  # the worker wakes up: fenced out, nothing refunded twice
+        await q.fail(c, "late", retryable=True)
+    await _cancelled_once(db, q, job.id, 31)
+
+
+async def test_cancel_on_last_attempt_is_cancelled_not_crashed(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(lease_seconds=0.2, max_attempts=2))
+    job = (await q.submit(req(32))).job
+    c = await q.claim("crashy-1")
+    assert c is not None
+    await asyncio.sleep(0.3)
+    assert await q.recover_stale() == ([job.id], [])
+    c = await q.claim("crashy-2")
+    assert c is not None and c.attempt == 2
+    assert (await q.cancel(job.id, user_id=32)).state == "requested"
+    await asyncio.sleep(0.3)
+    assert await q.recover_stale() == ([], [job.id])
+    await _cancelled_once(db, q, job.id, 32)
+
+
+async def test_fail_and_release_of_a_cancelled_job_end_it_cancelled(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(max_attempts=3))
+    for user, end in ((33, "retryable"), (34, "permanent"), (35, "release")):
+        job = (await q.submit(req(user))).job
+        c = await q.claim("w")
+        assert c is not None and c.job_id == job.id
+        assert (await q.cancel(job.id, user_id=user)).state == "requested"
+        if end == "release":
+            assert await q.release(c)  # graceful shutdown: not queued again
+        else:
+            assert await q.fail(c, "disk full", code="storage", retryable=end == "retryable") == "cancelled"
+        await _cancelled_once(db, q, job.id, user)
+        assert await q.claim("w") is None
+
+
+async def test_a_flagged_queued_job_is_never_claimed_and_is_ended(db: Database) -> None:
+    """A row left queued with the flag set (written before this rule): no worker takes it; recovery ends it."""
+    q = JobQueue(db)
+    job = (await q.submit(req(36))).job
+    async with db.transaction() as s:
+        await s.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
+    assert await q.claim("w") is None
+    assert await q.recover_stale() == ([], [job.id])
+    await _cancelled_once(db, q, job.id, 36)
+
+
+async def test_cancel_racing_complete_and_fail_refunds_at_most_once(db: Database) -> None:
+    q = JobQueue(db, QueueConfig(default_limit=50, max_queued_per_user=50))
+    outcomes = set()
+    for _ in range(6):
+        job = (await q.submit(req(37))).job
+        c = await q.claim("w")
+        assert c is not None and c.job_id == job.id
+        await asyncio.gather(
+            q.cancel(job.id, user_id=37),
+            q.complete(c, result()),
+            q.fail(c, "x", retryable=True),
+            q.release(c),
+            return_exceptions=True,
+        )
+        await q.recover_stale()
+        row = await q.get(job.id)
+        assert row is not None
+        outcomes.add(row.status)
+        kinds = sorted(e.kind for e in await ledger_rows(db, job_id=job.id))
+        if row.status == "queued":  # fail(retryable) or release won before the cancel: still owed a run
+            assert kinds == ["charge"] and not row.cancel_requested
+            assert (await q.cancel(job.id, user_id=37)).state == "cancelled"
+            row = await q.get(job.id)
+            kinds = sorted(e.kind for e in await ledger_rows(db, job_id=job.id))
+        assert row is not None and row.status in ("succeeded", "cancelled", "failed")
+        assert kinds == (["charge"] if row.status == "succeeded" else ["charge", "refund"])
+        assert (await q.get_result(job.id) is not None) == (row.status == "succeeded")
 
 
 async def test_retryable_failure_requeues_then_fails(db: Database) -> None:

@@ -1,10 +1,17 @@
 """The job queue: the one package that changes a job's status.
 
     queued ──claim──▶ running ──complete──▶ succeeded ──mark_delivered──▶ delivered
-      │                 │  │                    └──mark_undeliverable──▶ undeliverable
+      │                 │  │                    └──mark_undeliverable──▶ undeliverable (+ refund)
       │                 │  └─fail (permanent, or retries used up)──▶ failed      (+ refund)
       │                 ├─fail (retryable) / lease expired / release──▶ queued
-      └─cancel──▶ cancelled (+ refund)   └─cancel flag ▶ worker stops ▶ cancelled (+ refund)
+      │                 └─cancel sets the flag; then whichever comes first: the worker stops at a
+      │                   step, complete, fail, release, or the lease expires ──▶ cancelled (+ refund)
+      └─cancel──▶ cancelled (+ refund)
+
+A cancel always ends a job: a job whose cancel flag is set is never queued again nor claimed, and
+ends ``cancelled`` (refunded once) at whichever transition comes next, including ``complete``
+(the render is discarded). On PostgreSQL the transitions the bot cares about ``NOTIFY
+videobot_jobs`` with the job ids, at commit.
 
 Every transition is a conditional ``UPDATE … WHERE status = …`` whose row count is checked, and
 a worker's writes are fenced by its lease: ``lease_owner`` and ``attempts`` must both match, so a
@@ -30,14 +37,16 @@ from videobot.jobs.records import (
     SubmitRequest,
     Submitted,
 )
-from videobot.jobs.transitions import LEASE_CLEARED, Transitions
+from videobot.jobs.transitions import CANCEL_MESSAGE, LEASE_CLEARED, NOTIFY_CHANNEL, Transitions
 from videobot.jobs.workers import WorkerRegistry
 
 __all__ = [
     "ACTIVE",
+    "CANCEL_MESSAGE",
     "CRASH_MESSAGE",
     "FINISHED",
     "LEASE_CLEARED",
+    "NOTIFY_CHANNEL",
     "Beat",
     "CancelOutcome",
     "Claim",

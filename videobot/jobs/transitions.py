@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, Update, and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -168,7 +168,7 @@ class Transitions(Queries):
             .scalar_subquery()
         )
         last_served = select(func.max(h.started_at)).where(h.user_id == j.user_id).scalar_subquery()
-        q = select(j.id).where(j.status == JobStatus.QUEUED.value)
+        q = select(j.id).where(j.status == JobStatus.QUEUED.value, j.cancel_requested.is_(False))
         model_list = list(models or [])
         if model_list:
             q = q.where(j.model.in_(model_list))
@@ -183,6 +183,7 @@ class Transitions(Queries):
         stmt = _set(
             Job.id == next_id,
             Job.status == JobStatus.QUEUED.value,
+            Job.cancel_requested.is_(False),
             status=JobStatus.RUNNING.value,
             lease_owner=owner,
             lease_expires_at=db_now() + self.config.lease_seconds,
@@ -193,6 +194,8 @@ class Transitions(Queries):
         ).returning(Job.id, Job.attempts, Job.model, Job.params, Job.upload_limit_bytes, Job.lease_expires_at)
         async with self.db.transaction() as s:
             row = (await s.execute(stmt)).first()
+            if row is not None:
+                await self._notify(s, [row.id])
         if row is None:
             return None
         log.info("job %s claimed by %s (attempt %s)", row.id, owner, row.attempts)
@@ -234,52 +237,77 @@ class Transitions(Queries):
             raise LeaseLost(f"job {c.job_id}: lease lost (attempt {c.attempt}, owner {c.owner})")
         return Beat(cancel_requested=bool(row.cancel_requested), lease_expires_at=row.lease_expires_at)
 
-    async def complete(self, c: Claim, result: ResultData) -> None:
-        """Store the video and mark the job succeeded. Raises ``LeaseLost`` if fenced out."""
+    async def complete(self, c: Claim, result: ResultData) -> str:
+        """Store the video and mark the job succeeded; returns the new status.
+
+        The result row is written first and the status last, so ``updated_at`` (the bot's feed) is
+        stamped just before the commit, however large the video. A job whose cancel flag was set
+        ends ``cancelled`` and refunded instead, the render discarded (returns "cancelled"): a cancel
+        always ends a job. Raises ``LeaseLost`` if fenced out.
+        """
         async with self.db.transaction() as s:
-            res = await s.execute(
-                _set(
-                    *self._fence(c),
-                    Job.cancel_requested.is_(False),
-                    status=JobStatus.SUCCEEDED.value,
-                    **LEASE_CLEARED,
-                    finished_at=db_now(),
-                    progress_step=Job.progress_total,
-                    generation_seconds=result.generation_seconds,
+            row = (
+                await s.execute(select(Job.cancel_requested).where(*self._fence(c)).with_for_update())
+            ).first()
+            if row is None:
+                raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
+            if row.cancel_requested:
+                await self._end_cancelled(s, self._fence(c))
+                cancelled = True
+            else:
+                cancelled = False
+                s.add(
+                    JobResult(
+                        job_id=c.job_id,
+                        video=result.video,
+                        poster=result.poster,
+                        content_type=result.content_type,
+                        size_bytes=len(result.video),
+                        width=result.width,
+                        height=result.height,
+                        num_frames=result.num_frames,
+                        fps=result.fps,
+                        duration_s=result.duration_s,
+                        encode_notes=result.encode_notes,
+                        created_at=db_now(),
+                    )
                 )
-            )
-            if res.rowcount != 1:
-                raise LeaseLost(f"job {c.job_id}: not completed, lease lost or cancelled")
-            s.add(
-                JobResult(
-                    job_id=c.job_id,
-                    video=result.video,
-                    poster=result.poster,
-                    content_type=result.content_type,
-                    size_bytes=len(result.video),
-                    width=result.width,
-                    height=result.height,
-                    num_frames=result.num_frames,
-                    fps=result.fps,
-                    duration_s=result.duration_s,
-                    encode_notes=result.encode_notes,
-                    created_at=db_now(),
+                await s.flush()
+                res = await s.execute(
+                    _set(
+                        *self._fence(c),
+                        Job.cancel_requested.is_(False),
+                        status=JobStatus.SUCCEEDED.value,
+                        **LEASE_CLEARED,
+                        finished_at=db_now(),
+                        progress_step=Job.progress_total,
+                        generation_seconds=result.generation_seconds,
+                    )
                 )
-            )
+                if res.rowcount != 1:  # the row is locked above; only a bug gets here
+                    raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
+                await self._notify(s, [c.job_id])
+        if cancelled:
+            log.info("job %s was cancelled while it was finishing: render discarded, refunded", c.job_id)
+            return JobStatus.CANCELLED.value
         log.info("job %s succeeded (%d bytes)", c.job_id, len(result.video))
+        return JobStatus.SUCCEEDED.value
 
     async def fail(self, c: Claim, message: str, *, code: str = "error", retryable: bool = False) -> str:
         """Record a failure. Retryable failures go back to the queue while attempts remain.
 
-        Returns the new status ("queued" or "failed"). Raises ``LeaseLost`` if fenced out.
+        A job whose cancel flag was set ends ``cancelled`` (refunded) instead, retryable or not.
+        Returns the new status ("queued", "failed" or "cancelled"). Raises ``LeaseLost`` if fenced out.
         """
         async with self.db.transaction() as s:
+            if await self._end_cancelled(s, [*self._fence(c), Job.cancel_requested.is_(True)]):
+                log.info("job %s stopped (%s) after a cancel: cancelled, refunded", c.job_id, code)
+                return JobStatus.CANCELLED.value
             if retryable:
                 res = await s.execute(
                     _set(
                         *self._fence(c),
                         Job.attempts < Job.max_attempts,
-                        Job.cancel_requested.is_(False),
                         status=JobStatus.QUEUED.value,
                         **LEASE_CLEARED,
                         error_message=message,
@@ -287,8 +315,10 @@ class Transitions(Queries):
                     )
                 )
                 if res.rowcount == 1:
+                    await self._notify(s, [c.job_id])
                     log.warning("job %s failed (retryable, %s), queued again: %s", c.job_id, code, message)
                     return JobStatus.QUEUED.value
+            await quota.refund(s, c.job_id, reason=code)
             res = await s.execute(
                 _set(
                     *self._fence(c),
@@ -299,9 +329,9 @@ class Transitions(Queries):
                     error_code=code,
                 )
             )
-            if res.rowcount != 1:
+            if res.rowcount != 1:  # rolls the refund back
                 raise LeaseLost(f"job {c.job_id}: not failed, lease lost")
-            await quota.refund(s, c.job_id, reason=code)
+            await self._notify(s, [c.job_id])
         log.warning("job %s failed (%s), refunded: %s", c.job_id, code, message)
         return JobStatus.FAILED.value
 
@@ -316,24 +346,20 @@ class Transitions(Queries):
     async def acknowledge_cancel(self, c: Claim) -> None:
         """The worker stopped a running job whose cancel flag was set: cancelled and refunded."""
         async with self.db.transaction() as s:
-            res = await s.execute(
-                _set(
-                    *self._fence(c),
-                    status=JobStatus.CANCELLED.value,
-                    **LEASE_CLEARED,
-                    finished_at=db_now(),
-                    error_message="The video was cancelled. Your credit was refunded.",
-                    error_code="cancelled",
-                )
-            )
-            if res.rowcount != 1:
+            if not await self._end_cancelled(s, self._fence(c)):
                 raise LeaseLost(f"job {c.job_id}: not cancelled, lease lost")
-            await quota.refund(s, c.job_id, reason="cancelled")
         log.info("job %s cancelled while running, refunded", c.job_id)
 
     async def release(self, c: Claim) -> bool:
-        """Give a running job back to the queue (graceful shutdown); the attempt does not count."""
+        """Give a running job back to the queue (graceful shutdown); the attempt does not count.
+
+        A job whose cancel flag was set is not queued again: it ends ``cancelled`` and refunded.
+        Returns False if the job was no longer ours.
+        """
         async with self.db.transaction() as s:
+            if await self._end_cancelled(s, [*self._fence(c), Job.cancel_requested.is_(True)]):
+                log.info("job %s released by %s after a cancel: cancelled, refunded", c.job_id, c.owner)
+                return True
             res = await s.execute(
                 _set(
                     *self._fence(c),
@@ -343,17 +369,27 @@ class Transitions(Queries):
                     progress_step=0,
                 )
             )
+            if res.rowcount == 1:
+                await self._notify(s, [c.job_id])
         ok = res.rowcount == 1
         log.info("job %s released by %s: %s", c.job_id, c.owner, "queued again" if ok else "already gone")
         return ok
 
     async def recover_stale(self) -> tuple[list[int], list[int]]:
-        """Jobs whose lease expired go back to the queue; those out of attempts fail and are refunded.
+        """Jobs whose lease expired go back to the queue; those out of attempts fail and are refunded;
+        those whose cancel flag is set (and any queued job still flagged) end cancelled and refunded.
 
-        Returns (requeued ids, failed ids).
+        Returns (requeued ids, ended ids: failed or cancelled).
         """
         expired = and_(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < db_now())
         async with self.db.transaction() as s:
+            cancelled = await self._end_cancelled(
+                s,
+                [
+                    Job.cancel_requested.is_(True),
+                    or_(Job.status == JobStatus.QUEUED.value, expired),
+                ],
+            )
             failed_rows = (
                 await s.execute(
                     _set(
@@ -368,8 +404,8 @@ class Transitions(Queries):
                 )
             ).all()
             for row in failed_rows:
-                await s.execute(_set(Job.id == row.id, error_message=CRASH_MESSAGE.format(n=row.attempts)))
                 await quota.refund(s, row.id, reason="crashed")
+                await s.execute(_set(Job.id == row.id, error_message=CRASH_MESSAGE.format(n=row.attempts)))
             requeued = (
                 (
                     await s.execute(
@@ -385,11 +421,64 @@ class Transitions(Queries):
                 .scalars()
                 .all()
             )
+            await self._notify(s, [*requeued, *(row.id for row in failed_rows)])
         for job_id in requeued:
             log.warning("job %s: lease expired, queued again", job_id)
         for row in failed_rows:
             log.error("job %s: lease expired after %s attempts, failed and refunded", row.id, row.attempts)
-        return list(requeued), [row.id for row in failed_rows]
+        for job_id in cancelled:
+            log.info("job %s: cancelled while its worker was gone; cancelled, refunded", job_id)
+        return list(requeued), [*(row.id for row in failed_rows), *cancelled]
+
+    async def _end_cancelled(self, s: AsyncSession, where: list[ColumnElement[bool]]) -> list[int]:
+        """Jobs matching ``where`` end ``cancelled``, each refunded once; returns their ids.
+
+        The refunds are written before the status change, which stays the last write (the feed's stamp).
+        """
+        ids = list(
+            (await s.execute(select(Job.id).where(*where).order_by(Job.id).with_for_update())).scalars()
+        )
+        if not ids:
+            return []
+        for job_id in ids:
+            await quota.refund(s, job_id, reason="cancelled")
+        ended = (
+            (
+                await s.execute(
+                    _set(
+                        Job.id.in_(ids),
+                        *where,
+                        status=JobStatus.CANCELLED.value,
+                        cancel_requested=True,
+                        **LEASE_CLEARED,
+                        finished_at=db_now(),
+                        error_message=CANCEL_MESSAGE,
+                        error_code="cancelled",
+                    ).returning(Job.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if len(ended) != len(ids):  # the rows are locked (PostgreSQL) or the writer is alone (SQLite)
+            raise RuntimeError(f"jobs {ids}: cancelled {ended} only")
+        await self._notify(s, ended)
+        return list(ended)
+
+    async def _notify(self, s: AsyncSession, job_ids: Iterable[int]) -> None:
+        """PostgreSQL: ``NOTIFY videobot_jobs, '<id>,<id>…'``, delivered to the bot at commit.
+
+        The payload names the jobs, so the bot reads them whatever its feed cursor says (SQLite: the
+        bot polls; its writers are serialised, so the cursor never passes an uncommitted change).
+        """
+        if self.db.dialect != "postgresql":
+            return
+        ids = [str(i) for i in job_ids]
+        for start in range(0, len(ids), 500):
+            await s.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": NOTIFY_CHANNEL, "payload": ",".join(ids[start : start + 500])},
+            )
 
     # ------------------------------------------------------------------ user / bot side
     async def cancel(self, job_id: int, *, user_id: int, is_moderator: bool = False) -> CancelOutcome:
@@ -401,25 +490,15 @@ class Transitions(Queries):
             job = await s.get(Job, job_id)
             if job is None or (job.user_id != user_id and not is_moderator):
                 raise JobNotFound(f"I can't find a job #{job_id} of yours. /queue lists your jobs.")
-            res = await s.execute(
-                _set(
-                    Job.id == job_id,
-                    Job.status == JobStatus.QUEUED.value,
-                    status=JobStatus.CANCELLED.value,
-                    cancel_requested=True,
-                    finished_at=db_now(),
-                    error_message="The video was cancelled. Your credit was refunded.",
-                    error_code="cancelled",
-                )
-            )
-            if res.rowcount == 1:
-                await quota.refund(s, job_id, reason="cancelled")
+            if await self._end_cancelled(s, [Job.id == job_id, Job.status == JobStatus.QUEUED.value]):
                 state = "cancelled"
             else:
                 res = await s.execute(
                     _set(Job.id == job_id, Job.status == JobStatus.RUNNING.value, cancel_requested=True)
                 )
                 state = "requested" if res.rowcount == 1 else "finished"
+                if res.rowcount == 1:
+                    await self._notify(s, [job_id])
             await s.refresh(job)
         log.info("job %s cancel by %s: %s", job_id, user_id, state)
         return CancelOutcome(state=state, job=job)
@@ -549,6 +628,11 @@ class Transitions(Queries):
             log.warning("job %s: never posted within the retention period; refunded and removed", job_id)
         return ids
 
+
+#: What a member reads about a cancelled job (and the bot's status message shows).
+CANCEL_MESSAGE = "The video was cancelled. Your credit was refunded."
+#: The PostgreSQL channel the transitions the bot cares about notify (payload: job ids, comma-separated).
+NOTIFY_CHANNEL = "videobot_jobs"
 
 #: Leaving ``running``: the lease is gone.
 LEASE_CLEARED: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
