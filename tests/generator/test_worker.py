@@ -19,7 +19,7 @@ from generator.worker import Worker
 from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig, SubmitRequest
 from videobot.migrate import upgrade
-from videobot.models import LedgerEntry
+from videobot.models import JobResult, LedgerEntry
 from videobot.presets import PRESETS, plan
 from videobot.settings import Settings
 
@@ -99,13 +99,17 @@ async def test_job_becomes_a_playable_h264_video(qdb, tiny_pipeline) -> None:  #
     assert await refunds(db, job_id) == 0
 
 
-async def test_cancel_mid_run_stops_within_one_step_and_refunds_once(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+async def test_cancel_mid_run_stops_within_one_step_of_the_heartbeat_and_refunds_once(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    """The cancel flag reaches the worker through its heartbeat (every second; the pipeline thread never
+    reads the database); the job stops at the next denoising step after the heartbeat saw it."""
     db, data = qdb
     s = settings_for(data, db.url, VIDEOBOT_TEST_STEP_DELAY=0.1)
     q = JobQueue(db)
-    job_id = await submit(q, steps=40)
+    job_id = await submit(q, steps=60)
     steps_run: list[int] = []
+    seen_at: list[int] = []
     real_run = tiny_pipeline.run
+    real_heartbeat = q.heartbeat
 
     def counting_run(params, on_step=None):  # type: ignore[no-untyped-def]
         def wrapped(k: int, n: int) -> None:
@@ -114,27 +118,105 @@ async def test_cancel_mid_run_stops_within_one_step_and_refunds_once(qdb, tiny_p
 
         return real_run(params, wrapped)
 
+    async def watching_heartbeat(c, progress=None):  # type: ignore[no-untyped-def]
+        beat = await real_heartbeat(c, progress)
+        if beat.cancel_requested and not seen_at:
+            seen_at.append(len(steps_run))
+        return beat
+
     tiny_pipeline.run = counting_run
+    q.heartbeat = watching_heartbeat  # type: ignore[method-assign]
     try:
         worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
         task = asyncio.create_task(worker.run())
         while len(steps_run) < 3:
             await asyncio.sleep(0.01)
         outcome = await q.cancel(job_id, user_id=1)
-        steps_at_cancel = len(steps_run)
         assert outcome.state == "requested"
-        for _ in range(200):
-            if (await q.get(job_id)).status == "cancelled":  # type: ignore[union-attr]
-                break
-            await asyncio.sleep(0.05)
+        await _wait_status(q, job_id, {"cancelled", "succeeded", "failed"}, 30)
         worker.stop()
         await asyncio.wait_for(task, 30)
     finally:
         tiny_pipeline.run = real_run
     assert (await q.get(job_id)).status == "cancelled"  # type: ignore[union-attr]
-    assert len(steps_run) <= steps_at_cancel + 1
+    assert seen_at, "no heartbeat saw the cancel"
+    assert len(steps_run) <= seen_at[0] + 1 < 60
     assert await refunds(db, job_id) == 1
     assert await q.get_result(job_id) is None
+
+
+async def test_cancel_during_encode_ends_cancelled_not_rerun(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    """A /cancel after the last denoising step: the worker's complete() ends the job cancelled and
+    refunded once; it is never queued again."""
+    db, data = qdb
+    s = settings_for(data, db.url, VIDEOBOT_LEASE_SECONDS=2, VIDEOBOT_HEARTBEAT_SECONDS=0.5)
+    q = JobQueue(db, QueueConfig(lease_seconds=2))
+    job_id = await submit(q, steps=3)
+    real_run = tiny_pipeline.run
+    import threading
+
+    rendered, cancelled = threading.Event(), threading.Event()
+
+    def run_then_wait(params, on_step=None):  # type: ignore[no-untyped-def]
+        frames = real_run(params, on_step)
+        rendered.set()
+        cancelled.wait(30)  # the cancel lands between the last step and the encode
+        time.sleep(1.5)  # and a heartbeat sees it
+        return frames
+
+    tiny_pipeline.run = run_then_wait
+    try:
+        worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
+        task = asyncio.create_task(worker.run())
+        while not rendered.is_set():
+            await asyncio.sleep(0.02)
+        assert (await q.cancel(job_id, user_id=1)).state == "requested"
+        cancelled.set()
+        await _wait_status(q, job_id, {"cancelled", "succeeded", "failed", "queued"}, 30)
+        await asyncio.sleep(3)  # longer than the lease: nothing brings it back
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+    finally:
+        tiny_pipeline.run = real_run
+    job = await q.get(job_id)
+    assert job is not None and job.status == "cancelled" and job.attempts == 1
+    assert await refunds(db, job_id) == 1
+    assert await q.get_result(job_id) is None
+
+
+async def test_a_database_bug_fails_the_job_at_once_and_other_errors_honour_retryable(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    """An IntegrityError while storing is a bug, not an outage: failed and refunded at once, not retried
+    for two minutes. An unexpected error in the render is not retried either (only storage errors are)."""
+    db, data = qdb
+    s = settings_for(data, db.url)
+    q = JobQueue(db, QueueConfig(max_attempts=3))
+    job_id = await submit(q)
+    async with db.transaction() as session:  # a stray result row: storing the real one hits the primary key
+        session.add(JobResult(job_id=job_id, video=b"x", content_type="video/mp4", size_bytes=1, width=1, height=1,
+                              num_frames=1, fps=1.0, duration_s=1.0, created_at=time.time()))
+    worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
+    t0 = time.monotonic()
+    assert await run_until(worker, q, job_id, {"failed", "succeeded"}, timeout=60) == "failed"
+    assert time.monotonic() - t0 < 60
+    job = await q.get(job_id)
+    assert job is not None and job.attempts == 1 and job.error_code == "error"
+    assert await refunds(db, job_id) == 1
+    # An unexpected render error: failed once, refunded, not queued again.
+    job_id = await submit(q, user=2)
+    real_run = tiny_pipeline.run
+
+    def broken(params, on_step=None):  # type: ignore[no-untyped-def]
+        raise ValueError("a bug in the pipeline")
+
+    tiny_pipeline.run = broken
+    try:
+        worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
+        assert await run_until(worker, q, job_id, {"failed", "succeeded"}) == "failed"
+    finally:
+        tiny_pipeline.run = real_run
+    job = await q.get(job_id)
+    assert job is not None and job.attempts == 1 and job.error_code == "error"
+    assert await refunds(db, job_id) == 1
 
 
 async def test_out_of_memory_fails_politely_refunds_and_keeps_serving(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -272,3 +354,74 @@ async def test_kill_9_mid_job_is_finished_by_another_worker_after_the_lease(qdb,
         kinds = [r.kind for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()]
     assert kinds == ["charge"]
     assert probe_mp4((await q.get_result(job_id)).video)["codec"] == "h264"  # type: ignore[union-attr]
+
+
+async def test_database_unreachable_10_s_mid_run_the_render_is_stored_once_it_is_back(
+    pg_database_url: str, tiny_data_dir: Path, tiny_model_dir: Path, tiny_pipeline, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL behind a TCP proxy that is cut for 10 s while the job renders: the render goes on
+    (no per-step database read), heartbeats fail and retry, and the finished video is stored once the
+    database is back: one attempt, one render, one result, no refund."""
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import TABLES, _pg_exec
+    from tests.tcpproxy import CuttableProxy
+
+    await _pg_exec(pg_database_url, "TRUNCATE " + ", ".join(TABLES) + " RESTART IDENTITY CASCADE")
+    target = make_url(pg_database_url)
+    proxy = CuttableProxy(target.host or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    direct = Database(pg_database_url)  # the test's own view, not through the proxy
+    db = Database(url)
+    steps = 12
+    s = settings_for(tiny_data_dir, url, VIDEOBOT_TEST_STEP_DELAY=0.5, VIDEOBOT_LEASE_SECONDS=30)
+    q = JobQueue(db, QueueConfig(lease_seconds=30))
+    dq = JobQueue(direct)
+    steps_run: list[int] = []
+    real_run = tiny_pipeline.run
+
+    def counting_run(params, on_step=None):  # type: ignore[no-untyped-def]
+        def wrapped(k: int, n: int) -> None:
+            steps_run.append(k)
+            on_step(k, n)  # type: ignore[misc]
+
+        return real_run(params, wrapped)
+
+    tiny_pipeline.run = counting_run
+    caplog.set_level("WARNING", logger="generator.worker")
+    try:
+        job_id = await submit(dq, steps=steps)
+        worker = Worker(s, q, tiny_pipeline, worker_id="w-outage", models=["tiny"])
+        task = asyncio.create_task(worker.run())
+        try:
+            while len(steps_run) < 2:
+                await asyncio.sleep(0.02)
+            await proxy.cut()
+            cut_at = time.time()
+            await asyncio.sleep(10)
+            assert len(steps_run) == steps, "the render went on while the database was unreachable"
+            assert (await dq.get(job_id)).status == "running"  # type: ignore[union-attr]
+            await proxy.restore()
+            back_at = time.time()
+            assert await _wait_status(dq, job_id, {"succeeded", "failed", "queued"}, 60) == "succeeded"
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 60)
+    finally:
+        tiny_pipeline.run = real_run
+        await db.dispose()
+        await proxy.close()
+    job = await dq.get(job_id)
+    assert job is not None and job.attempts == 1 and job.finished_at is not None
+    assert job.finished_at >= back_at - 1  # stored after the database came back
+    assert len(steps_run) == steps  # rendered once
+    # generation_seconds is the one render and its encode (steps x 0.5 s and a little), not two.
+    assert job.generation_seconds is not None and steps * 0.5 <= job.generation_seconds < steps * 0.5 + 10
+    assert job.finished_at - cut_at >= 10
+    assert probe_mp4((await dq.get_result(job_id)).video)["codec"] == "h264"  # type: ignore[union-attr]
+    async with direct.sessionmaker() as session:
+        kinds = [r.kind for r in (await session.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()]
+    await direct.dispose()
+    assert kinds == ["charge"]
+    assert any("heartbeat failed" in r.getMessage() for r in caplog.records)  # the outage was real
