@@ -4,8 +4,9 @@
 edits; ``posting`` posts a result exactly once; ``notify`` tells requesters how a job ended.
 
 One background loop (``DeliveryService``) reads the job feed (``JobQueue.changed_since`` with a
-cursor on the database clock). It wakes when this bot submits or cancels a job (``wake()``) and
-every ``VIDEOBOT_POLL_SECONDS``, because workers are other processes. Every minute (and at
+cursor on the database clock). It wakes when this bot submits or cancels a job (``wake()``),
+on PostgreSQL when a worker's transition commits (``LISTEN``/``NOTIFY videobot_jobs``, whose payload
+names the jobs, read by id whatever the cursor says), and every ``VIDEOBOT_POLL_SECONDS``. Every minute (and at
 start-up) it also sweeps for anything still owed: jobs ``succeeded`` but not posted, failed or
 cancelled jobs whose requester was not told yet, and jobs that wait for a delivery retry.
 

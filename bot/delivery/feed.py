@@ -1,17 +1,37 @@
-"""The bot's view of job changes: a cursor over ``JobQueue.changed_since`` on the database clock, and
-the sweep of everything still owed (at start-up and every minute, whatever the feed said).
+"""The bot's view of job changes: a cursor over ``JobQueue.changed_since`` on the database clock, the
+jobs PostgreSQL named in a ``NOTIFY``, and the sweep of everything still owed (at start-up and every
+minute, whatever the feed said).
+
+Why the cursor alone is not enough on PostgreSQL: a transaction stamps ``updated_at`` when its
+statement runs, but others see the change only at commit, which can come later (a multi-MB result, a
+slow disk); meanwhile other jobs' changes move the cursor past that stamp plus the overlap. So the
+transitions the bot cares about ``NOTIFY videobot_jobs, '<job ids>'``, which PostgreSQL delivers at
+commit; ``JobFeed.listen`` holds one dedicated connection that LISTENs (reconnecting when it is lost),
+wakes the delivery loop, and the next ``read()`` fetches the named jobs by id. SQLite has no NOTIFY
+and needs none: its writers are serialised, so no change can commit behind the cursor; the bot polls.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Callable
 
-from videobot.jobs import JobQueue
+from sqlalchemy.engine import make_url
+
+from videobot.jobs import NOTIFY_CHANNEL, JobQueue
 from videobot.models import Job
+
+log = logging.getLogger(__name__)
 
 #: Seconds the feed query reaches back behind the cursor (PostgreSQL commits can land out of order).
 OVERLAP_SECONDS = 2.0
 FEED_LIMIT = 200
+#: Seconds between checks that the LISTEN connection is alive, and the longest wait to reconnect.
+LISTEN_PING_SECONDS = 15.0
+LISTEN_MAX_BACKOFF_SECONDS = 30.0
 
 
 class JobFeed:
@@ -25,6 +45,11 @@ class JobFeed:
         self._cursor = 0.0
         self._saturated = False
         self._seen: dict[int, float] = {}
+        #: Job ids named by NOTIFY since the last read.
+        self._notified: set[int] = set()
+        self._listener: asyncio.Task[None] | None = None
+        #: True while the LISTEN connection is up (PostgreSQL).
+        self.listening = False
 
     async def sync_clock(self) -> float:
         """Read the database clock (and remember its offset from this machine's clock)."""
@@ -45,11 +70,17 @@ class JobFeed:
         return self._saturated
 
     async def read(self) -> list[Job]:
-        """Jobs changed since the last read (each change once)."""
+        """Jobs changed since the last read, and the jobs NOTIFY named (each change once)."""
         since = self._cursor - (0.0 if self._saturated else OVERLAP_SECONDS)
-        changed = await self.queue.changed_since(since, limit=FEED_LIMIT)
+        notified, self._notified = self._notified, set()
+        try:
+            changed = await self.queue.changed_since(since, limit=FEED_LIMIT)
+            named = await self.queue.get_many(sorted(notified - {j.id for j in changed}))
+        except BaseException:
+            self._notified |= notified  # read them next time
+            raise
         self._saturated = len(changed) >= FEED_LIMIT
-        fresh = [j for j in changed if self._seen.get(j.id) != j.updated_at]
+        fresh = [j for j in [*changed, *named] if self._seen.get(j.id) != j.updated_at]
         for job in changed:
             self._cursor = max(self._cursor, job.updated_at)
         for job in fresh:
@@ -65,3 +96,65 @@ class JobFeed:
         for job in jobs:
             self._seen[job.id] = job.updated_at
         return jobs
+
+    # ------------------------------------------------------------------ PostgreSQL LISTEN
+    def listen(self, wake: Callable[[], None]) -> None:
+        """PostgreSQL: LISTEN for job changes on a dedicated connection and ``wake()`` on each (no-op on
+        SQLite). The connection is re-opened whenever it is lost; ``close()`` stops it."""
+        if self.queue.db.dialect != "postgresql" or self._listener is not None:
+            return
+        self._listener = asyncio.create_task(self._listen(wake), name="job-feed-listen")
+
+    async def close(self) -> None:
+        task, self._listener = self._listener, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _listen(self, wake: Callable[[], None]) -> None:
+        import asyncpg
+
+        u = make_url(self.queue.db.url)
+        backoff = 0.0
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(
+                    host=u.host or "127.0.0.1",
+                    port=u.port or 5432,
+                    user=u.username,
+                    password=u.password,
+                    database=u.database,
+                    timeout=10,
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+
+                def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
+                    self._notified.update(int(p) for p in payload.split(",") if p.isdigit())
+                    wake()
+
+                await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+                self.listening = True
+                backoff = 0.0
+                log.info("listening for job changes (PostgreSQL NOTIFY %s)", NOTIFY_CHANNEL)
+                wake()  # anything that happened while not listening: read the feed now
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), LISTEN_PING_SECONDS)
+                    if not lost.is_set():
+                        await asyncio.wait_for(conn.execute("SELECT 1"), 10)
+                log.warning("job-change listener: connection lost; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "job-change listener: %s (%s); polling meanwhile", type(exc).__name__, str(exc)[:200]
+                )
+            finally:
+                self.listening = False
+                if conn is not None:
+                    conn.terminate()
+            backoff = min(max(backoff * 2, 1.0), LISTEN_MAX_BACKOFF_SECONDS)
+            await asyncio.sleep(backoff)

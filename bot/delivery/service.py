@@ -63,6 +63,7 @@ class DeliveryService:
     def start(self) -> None:
         self.editor.start()
         self._main = asyncio.create_task(self._run(), name="delivery-loop")
+        self.feed.listen(self.wake)  # PostgreSQL: workers' NOTIFY wakes the loop at their commit
 
     async def close(self) -> None:
         tasks = [t for t in [self._main, *self._tasks.values()] if t is not None]
@@ -72,10 +73,11 @@ class DeliveryService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.feed.close()
         await self.editor.close()
 
     def wake(self) -> None:
-        """Look at the job feed now (this bot just submitted or cancelled something)."""
+        """Look at the job feed now (this bot submitted or cancelled something, or a NOTIFY came)."""
         self._wake.set()
 
     def track_status(self, job_id: int, shown: str | None = None) -> None:

@@ -1,0 +1,104 @@
+"""The bot's change feed on PostgreSQL: a completion whose commit lands late is still posted at once.
+
+A transaction stamps ``updated_at`` when its statement runs, but the bot sees it only at commit. Here
+a worker's ``complete`` holds its transaction open 5 s after stamping while another member's job
+moves the bot's feed cursor past that stamp plus the feed's 2 s overlap; the bot (polling only every
+30 s here, its sweep every 60 s) must post the video within 2 s of the commit: the NOTIFY sent at
+commit names the job. Runs when ``VIDEOBOT_TEST_POSTGRES_URL`` is set, else skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generator.encode import encode_mp4
+from videobot.db import Database
+from videobot.jobs import JobQueue, QueueConfig, ResultData
+
+from .conftest import register, unregister
+from .harness import BotHarness
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+HOLD_SECONDS = 5.0
+
+
+class SlowCommitDatabase(Database):
+    """Every transaction stays open ``HOLD_SECONDS`` after its last statement, then commits."""
+
+    held_at: float | None = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+            self.held_at = time.monotonic()
+            await asyncio.sleep(HOLD_SECONDS)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    async with BotHarness(
+        tmp_path_factory.mktemp("e2e-pg-feed"), db="postgresql", bot_env={"VIDEOBOT_POLL_SECONDS": "30"}
+    ) as harness:
+        register(harness)
+        try:
+            yield harness
+        finally:
+            unregister(harness)
+
+
+async def _queued(h: BotHarness, user_id: int, prompt: str) -> int:
+    interaction = await h.slash(user_id, "video", prompt=prompt)
+    await interaction.acknowledged(3)
+    text = await h.wait_for(lambda: (interaction.original or {}).get("content"), 30, "the answer")
+    assert text.startswith("Queued as job #"), text
+    return int(text.removeprefix("Queued as job #").split()[0].rstrip(".:,"))
+
+
+async def test_a_completion_committed_5_s_after_its_stamp_is_posted_within_2_s(h: BotHarness) -> None:
+    assert h.queue is not None
+    job_id = await _queued(h, h.member_id, "a slow disk")
+    claim = await h.queue.claim("fake-worker")
+    assert claim is not None and claim.job_id == job_id
+    frames = np.random.default_rng(1).integers(0, 255, (9, 64, 64, 3), dtype=np.uint8)
+    enc = await asyncio.to_thread(encode_mp4, frames, 8)
+    result = ResultData(
+        video=enc.data, poster=enc.poster, width=enc.width, height=enc.height,
+        num_frames=enc.num_frames, fps=enc.fps, duration_s=enc.duration_s, generation_seconds=1.0,
+    )  # fmt: skip
+    slow = SlowCommitDatabase(h.db_url)
+    try:
+        completing = asyncio.create_task(JobQueue(slow, QueueConfig()).complete(claim, result))
+        while slow.held_at is None:
+            await asyncio.sleep(0.01)
+        stamped = slow.held_at
+        await asyncio.sleep(2.5)
+        # Meanwhile another member's job changes: the bot reads its feed and its cursor passes the stamp + 2 s.
+        await _queued(h, h.other_id, "a quick one")
+        assert time.monotonic() - stamped < HOLD_SECONDS, "the other job came too late to move the cursor"
+        assert await completing == "succeeded"
+        committed = time.monotonic()
+    finally:
+        await slow.dispose()
+    name = f"videobot-{job_id}.mp4"
+    post = await h.wait_for(
+        lambda: next(
+            (m for m in h.messages() if m["attachments"] and m["attachments"][0]["filename"] == name), None
+        ),
+        30,
+        "the video post",
+    )
+    posted_after = time.monotonic() - committed
+    assert posted_after < 2.0, f"posted {posted_after:.1f} s after the commit"
+    job = await h.wait_job(job_id, "delivered", 10)
+    assert job.result_message_id == int(post["id"])
+    assert "listening for job changes" in h.bot.log(since_start=True)
