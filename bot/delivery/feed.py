@@ -32,6 +32,8 @@ FEED_LIMIT = 200
 #: Seconds between checks that the LISTEN connection is alive, and the longest wait to reconnect.
 LISTEN_PING_SECONDS = 15.0
 LISTEN_MAX_BACKOFF_SECONDS = 30.0
+#: How the LISTEN connection shows in ``pg_stat_activity``.
+LISTEN_APPLICATION_NAME = "videobot-feed"
 
 
 class JobFeed:
@@ -127,6 +129,7 @@ class JobFeed:
                     password=u.password,
                     database=u.database,
                     timeout=10,
+                    server_settings={"application_name": LISTEN_APPLICATION_NAME},
                 )
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())

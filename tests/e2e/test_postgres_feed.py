@@ -24,7 +24,7 @@ from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig, ResultData
 
 from .conftest import register, unregister
-from .harness import BotHarness
+from .harness import BotHarness, _pg_exec
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -102,3 +102,40 @@ async def test_a_completion_committed_5_s_after_its_stamp_is_posted_within_2_s(h
     job = await h.wait_job(job_id, "delivered", 10)
     assert job.result_message_id == int(post["id"])
     assert "listening for job changes" in h.bot.log(since_start=True)
+
+
+async def test_the_listener_reconnects_after_its_connection_is_killed(h: BotHarness) -> None:
+    assert h.queue is not None and h._pg_admin is not None
+    await _pg_exec(
+        h._pg_admin,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE application_name = 'videobot-feed' AND datname = '{h._pg_name}'",
+    )
+    await h.wait_for(
+        lambda: "connection lost; reconnecting" in h.bot.log(since_start=True), 10, "the loss noticed"
+    )
+    deadline = time.monotonic() + 15
+    while h.bot.log(since_start=True).count("listening for job changes") < 2:
+        assert time.monotonic() < deadline, h.bot.tail(20)
+        await asyncio.sleep(0.1)
+    job_id = await _queued(h, h.mod_id, "after the reconnect")
+    await asyncio.sleep(0.5)  # the bot's own wake-up for the submit is over
+    claims = [await h.queue.claim("fake-worker") for _ in range(2)]  # the first test's other job too
+    claim = next(c for c in claims if c is not None and c.job_id == job_id)
+    frames = np.random.default_rng(2).integers(0, 255, (9, 64, 64, 3), dtype=np.uint8)
+    enc = await asyncio.to_thread(encode_mp4, frames, 8)
+    result = ResultData(
+        video=enc.data, poster=enc.poster, width=enc.width, height=enc.height,
+        num_frames=enc.num_frames, fps=enc.fps, duration_s=enc.duration_s, generation_seconds=1.0,
+    )  # fmt: skip
+    assert await h.queue.complete(claim, result) == "succeeded"
+    committed = time.monotonic()
+    name = f"videobot-{job_id}.mp4"
+    await h.wait_for(
+        lambda: (
+            any(m["attachments"] and m["attachments"][0]["filename"] == name for m in h.messages()) or None
+        ),
+        30,
+        "the video post",
+    )
+    assert time.monotonic() - committed < 2.0  # woken by NOTIFY: the bot polls only every 30 s here
