@@ -77,8 +77,9 @@ def db_unreachable(exc: BaseException) -> bool:
     """
     if isinstance(exc, PoolTimeout | OSError):  # refused, reset, timed out
         return True
-    if not isinstance(exc, DBAPIError):
-        return False
+    if not isinstance(exc, DBAPIError):  # a driver error not wrapped by SQLAlchemy (e.g. while connecting)
+        sqlstate = getattr(exc, "sqlstate", None)
+        return bool(sqlstate) and str(sqlstate).startswith(_TRANSIENT_SQLSTATE)
     if exc.connection_invalidated:
         return True
     if isinstance(exc, DataError | IntegrityError | ProgrammingError):

@@ -425,3 +425,55 @@ async def test_database_unreachable_10_s_mid_run_the_render_is_stored_once_it_is
     await direct.dispose()
     assert kinds == ["charge"]
     assert any("heartbeat failed" in r.getMessage() for r in caplog.records)  # the outage was real
+
+
+async def test_only_connection_level_errors_count_as_the_database_being_unreachable(tmp_path: Path, db_url: str) -> None:
+    """Real errors from real databases: "database is locked" and a refused connection are an outage
+    (retried); a duplicate key, a missing table or bad data are bugs (not retried)."""
+    import sqlite3
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    from generator.worker import db_unreachable
+
+    path = tmp_path / "locks.db"
+    eng = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    with eng.begin() as c:
+        c.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(DBAPIError) as locked, eng.begin() as c:
+        c.exec_driver_sql("INSERT INTO t VALUES (1)")
+    locker.rollback()
+    assert "locked" in str(locked.value) and db_unreachable(locked.value)
+    with eng.begin() as c:
+        c.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with pytest.raises(DBAPIError) as duplicate, eng.begin() as c:
+        c.exec_driver_sql("INSERT INTO t VALUES (1)")
+    assert not db_unreachable(duplicate.value)
+    with pytest.raises(DBAPIError) as missing, eng.begin() as c:
+        c.exec_driver_sql("SELECT * FROM no_such_table")
+    assert not db_unreachable(missing.value)
+    eng.dispose()
+    assert db_unreachable(ConnectionRefusedError(111, "Connection refused"))
+    assert not db_unreachable(ValueError("a bug"))
+    # The same questions on the test's database (SQLite file, and PostgreSQL when configured).
+    db = Database(db_url)
+    try:
+        with pytest.raises(DBAPIError) as bad:
+            async with db.transaction() as session:
+                await session.execute(text("SELECT * FROM no_such_table"))
+        assert not db_unreachable(bad.value)
+        if db.dialect == "postgresql":
+            with pytest.raises(DBAPIError) as bad_data:
+                async with db.transaction() as session:
+                    await session.execute(text("SELECT CAST('x' AS INTEGER)"))
+            assert not db_unreachable(bad_data.value)
+            refused = Database(db_url.replace(":5432/", ":1/"))
+            with pytest.raises(Exception) as down:
+                await refused.ping()
+            await refused.dispose()
+            assert db_unreachable(down.value), repr(down.value)
+    finally:
+        await db.dispose()
