@@ -124,7 +124,8 @@ async def test_run_serves_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
 async def test_run_stops_with_the_bots_exit_status_when_discord_rejects_the_token(tmp_path: Path) -> None:
     """A fatal stop of the bot ends `videobot run` with its non-zero status, and its worker with it."""
     async with FakeDiscord(token="the-right-token") as fd:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DISCORD_", "DATABASE_URL"))}
+        strip = ("VIDEOBOT_", "DISCORD_", "DATABASE_URL")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(strip)}
         env.update(
             fd.env(),
             DISCORD_TOKEN="a-token-that-was-reset",
