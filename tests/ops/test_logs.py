@@ -147,3 +147,12 @@ def test_a_terminal_gets_text_and_a_pipe_gets_json(tmp_path: Path) -> None:
     assert piped and all(json.loads(line)["logger"] for line in piped.splitlines())
     forced = _db_upgrade_output(tmp_path, tty=True, log_format="JSON")
     assert all(json.loads(line) for line in forced.splitlines() if line)
+
+
+def test_retry_delays_double_up_to_a_minute_and_start_over_once_connected() -> None:
+    from bot.connection import Backoff
+
+    backoff = Backoff()
+    assert [backoff.delay() for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    backoff.reset()
+    assert backoff.delay() == 1
