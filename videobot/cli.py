@@ -40,7 +40,7 @@ def _setup(settings: Settings, process: str) -> None:
     from videobot.logs import setup_logging
 
     secrets = [settings.discord_token.get_secret_value()] if settings.discord_token else []
-    setup_logging(settings.log_level, secrets=secrets, process=process)
+    setup_logging(settings.log_level, secrets=secrets, process=process, log_format=settings.log_format)
 
 
 def cmd_db(args: argparse.Namespace) -> int:

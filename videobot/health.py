@@ -141,18 +141,22 @@ class QueueCollector(Collector):
 
 
 class HealthServer:
-    """aiohttp app with /healthz and /metrics. ``gateway_connected`` tells whether Discord is connected."""
+    """aiohttp app with /healthz and /metrics.
+
+    ``discord_problem`` returns None while Discord is connected, else why it is not
+    (``discord: not connected (cannot reach Discord: DNS lookup failed for discord.com, retrying)``).
+    """
 
     def __init__(
         self,
         db: Database,
         *,
-        gateway_connected: Callable[[], bool],
+        discord_problem: Callable[[], str | None],
         worker_stale_seconds: float = 60.0,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.db = db
-        self.gateway_connected = gateway_connected
+        self.discord_problem = discord_problem
         self.worker_stale_seconds = worker_stale_seconds
         self.registry = registry
         self.collector = QueueCollector()
@@ -168,8 +172,9 @@ class HealthServer:
 
     async def healthz(self, request: web.Request) -> web.Response:
         problems = []
-        if not self.gateway_connected():
-            problems.append("discord gateway not connected")
+        discord_problem = self.discord_problem()
+        if discord_problem:
+            problems.append(discord_problem)
         try:
             snap = await snapshot(self.db)
         except Exception as exc:  # any failure to read means the database is not usable

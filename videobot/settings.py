@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="VIDEOBOT_LOG_LEVEL"
     )
+    #: auto: readable text lines on a terminal, JSON lines otherwise (files, journald, collectors).
+    log_format: Literal["auto", "text", "json"] = Field(default="auto", alias="VIDEOBOT_LOG_FORMAT")
     health_host: str = Field(default="127.0.0.1", alias="VIDEOBOT_HEALTH_HOST")
     #: Port of /healthz and /metrics; 0 turns the HTTP endpoint off.
     health_port: int = Field(default=8080, ge=0, le=65535, alias="VIDEOBOT_HEALTH_PORT")
@@ -86,6 +88,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

@@ -80,7 +80,10 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
 
 async def test_healthz_and_metrics(db: Database) -> None:
     connected = {"ok": False}
-    server = HealthServer(db, gateway_connected=lambda: connected["ok"], worker_stale_seconds=30)
+    reason = "discord: not connected (cannot reach Discord: x, retrying)"
+    server = HealthServer(
+        db, discord_problem=lambda: None if connected["ok"] else reason, worker_stale_seconds=30
+    )
     port = await server.start("127.0.0.1", 0)
     q = JobQueue(db, QueueConfig(default_limit=5))
     try:
@@ -88,7 +91,7 @@ async def test_healthz_and_metrics(db: Database) -> None:
             async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
                 body = await r.json()
                 assert r.status == 503
-                assert "discord gateway not connected" in body["problems"]
+                assert reason in body["problems"]
                 assert any("no worker heartbeat" in p for p in body["problems"])
             connected["ok"] = True
             await q.worker_seen("gpu-1", ["tiny"], gpu_memory_bytes=123456)
