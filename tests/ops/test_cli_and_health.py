@@ -119,13 +119,18 @@ async def test_healthz_and_metrics(db: Database) -> None:
         await server.stop()
 
 
-def test_make_tiny_model_builds_a_diffusers_folder_that_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("family", "pipeline"),
+    [(None, "LTXConditionPipeline"), ("wan", "WanPipeline"), ("ltx2", "LTX2Pipeline")],
+)
+def test_make_tiny_model_builds_a_diffusers_folder_that_loads(tmp_path: Path, family, pipeline) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "tiny-model"
-    res = videobot(["make-tiny-model", str(target)], tmp_path, HF_HUB_OFFLINE="1")
+    args = ["make-tiny-model", str(target)] + (["--family", family] if family else [])
+    res = videobot(args, tmp_path, HF_HUB_OFFLINE="1")
     assert res.returncode == 0, res.stderr[-2000:]
     assert Path(res.stdout.strip()) == target
     index = (target / "model_index.json").read_text()
-    assert '"WanPipeline"' in index
+    assert f'"{pipeline}"' in index
     # The same loading path as a real checkpoint: DiffusionPipeline.from_pretrained on the folder.
     code = (
         "import sys; from diffusers import DiffusionPipeline; "
@@ -133,4 +138,10 @@ def test_make_tiny_model_builds_a_diffusers_folder_that_loads(tmp_path: Path) ->
     )
     out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert out.stdout.strip().endswith("WanPipeline"), out.stderr[-2000:]
+    assert out.stdout.strip().endswith(pipeline), out.stderr[-2000:]
+
+
+def test_make_tiny_model_refuses_an_unknown_family(tmp_path: Path) -> None:
+    res = videobot(["make-tiny-model", str(tmp_path / "m"), "--family", "sora"], tmp_path)
+    assert res.returncode == 2 and "invalid choice: 'sora'" in res.stderr
+    assert not (tmp_path / "m").exists()
