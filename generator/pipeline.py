@@ -268,6 +268,11 @@ class VideoPipeline:
             "frame_rate": params.fps,  # LTX uses it for its rotary embeddings
             **self.preset.extra_call_kwargs,
         }
+        if n > 1:
+            # diffusers 0.42 sizes these per prompt, not per video: a scalar breaks the VAE decode of a batch.
+            for key in ("decode_timestep", "decode_noise_scale"):
+                if isinstance(kwargs.get(key), (int, float)):
+                    kwargs[key] = [kwargs[key]] * n
         context = 0
         is_condition = type(pipe).__name__ == "LTXConditionPipeline"
         if params.verb == "image":
