@@ -36,8 +36,7 @@ from videobot.settings import Settings
 def bare(pipe: VideoPipeline, params_list: list) -> float:  # type: ignore[type-arg]
     t0 = time.perf_counter()
     for p in params_list:
-        frames = pipe.run(p)
-        encode_mp4(frames, p.fps)
+        encode_mp4(pipe.run(p).frames, p.fps)
     return (time.perf_counter() - t0) / len(params_list)
 
 

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,11 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
         seed=raw.get("seed"),
         duration_s=raw.get("duration_s"),
         aspect_ratio=raw.get("aspect_ratio"),
+        verb=raw.get("verb") or "text",
+        image=raw.get("image"),
+        source_video=raw.get("source_video"),
+        num_videos=raw.get("num_videos", 1),
+        audio=raw.get("audio"),
     )
 
 
@@ -103,9 +109,20 @@ class Worker:
     """Claims and runs jobs with one loaded pipeline until ``stop()``."""
 
     def __init__(
-        self, settings: Settings, queue: JobQueue, pipeline: Any, *, worker_id: str, models: list[str]
+        self,
+        settings: Settings,
+        queue: JobQueue,
+        pipeline: Any,
+        *,
+        worker_id: str,
+        models: list[str],
+        load_inputs: Callable[[GenerationParams], dict[str, Any]] | None = None,
     ) -> None:
+        from generator.inputs import load_inputs as load_inputs_from_files
+
         self.settings = settings
+        #: Fetches a job's image / source clip (run in a thread): ``params -> run() keyword arguments``.
+        self.load_inputs = load_inputs or load_inputs_from_files
         self.queue = queue
         self.pipeline = pipeline
         self.worker_id = worker_id
@@ -138,7 +155,9 @@ class Worker:
                         await self.queue.recover_stale()
                     if now - last_seen > self.settings.heartbeat_seconds:
                         last_seen = now
-                        await self.queue.worker_seen(self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes())
+                        await self.queue.worker_seen(
+                            self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes()
+                        )
                     claim = await self.queue.claim(self.worker_id, self.models)
                     backoff = 0.0
                 except DB_ERRORS as exc:
@@ -203,15 +222,19 @@ class Worker:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
             run.progress = (0, params.num_inference_steps)
-            frames = await asyncio.to_thread(self.pipeline.run, params, lambda k, n: self._on_step(run, k, n))
+            inputs = await asyncio.to_thread(self.load_inputs, params)
+            out = await asyncio.to_thread(
+                self.pipeline.run, params, lambda k, n: self._on_step(run, k, n), **inputs
+            )
             from generator.encode import encode_mp4
 
             enc = await asyncio.to_thread(
                 encode_mp4,
-                frames,
+                out.frames,
                 params.fps,
                 max_bytes=c.upload_limit_bytes,
                 tmp_dir=self.settings.data_dir / "tmp",
+                **out.audio_kwargs(encode_mp4),
             )
             elapsed = time.monotonic() - t0
             await db_retry(
@@ -307,7 +330,10 @@ class Worker:
             if now - last_beat >= self.settings.heartbeat_seconds:
                 try:
                     await self.queue.worker_seen(
-                        self.worker_id, self.models, current_job_id=run.claim.job_id, gpu_memory_bytes=gpu_memory_bytes()
+                        self.worker_id,
+                        self.models,
+                        current_job_id=run.claim.job_id,
+                        gpu_memory_bytes=gpu_memory_bytes(),
                     )
                 except Exception:
                     log.warning("job %s: could not record the worker heartbeat", run.claim.job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -129,7 +130,7 @@ def test_make_tiny_model_builds_a_diffusers_folder_that_loads(tmp_path: Path) ->
     assert res.returncode == 0, res.stderr[-2000:]
     assert Path(res.stdout.strip()) == target
     index = (target / "model_index.json").read_text()
-    assert '"WanPipeline"' in index
+    assert '"LTXConditionPipeline"' in index  # the default family: text, image and extend
     # The same loading path as a real checkpoint: DiffusionPipeline.from_pretrained on the folder.
     code = (
         "import sys; from diffusers import DiffusionPipeline; "
@@ -137,4 +138,20 @@ def test_make_tiny_model_builds_a_diffusers_folder_that_loads(tmp_path: Path) ->
     )
     out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert out.stdout.strip().endswith("WanPipeline"), out.stderr[-2000:]
+    assert out.stdout.strip().endswith("LTXConditionPipeline"), out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("family", "pipeline"), [("wan", "WanPipeline"), ("ltx2", "LTX2Pipeline")])
+def test_make_tiny_model_family_option(tmp_path: Path, family: str, pipeline: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    from videobot.cli import main
+
+    target = tmp_path / family
+    assert main(["make-tiny-model", str(target), "--family", family]) == 0
+    assert Path(capsys.readouterr().out.strip()) == target
+    assert json.loads((target / "model_index.json").read_text())["_class_name"] == pipeline
+
+
+def test_make_tiny_model_refuses_an_unknown_family(tmp_path: Path) -> None:
+    res = videobot(["make-tiny-model", str(tmp_path / "m"), "--family", "sora"], tmp_path)
+    assert res.returncode == 2 and "invalid choice: 'sora'" in res.stderr
+    assert not (tmp_path / "m").exists()
