@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             image=str(args.image) if args.image else None,
             source_video=str(args.extend) if args.extend else None,
         )
-        inputs = load_inputs(params)
+        inputs = load_inputs(params, allow_files=True)
         _quiet_library_progress_bars()
         pipeline = VideoPipeline.load(model, data_dir=args.data_dir)
         with tqdm(total=params.num_inference_steps, desc="Generating", unit="step", file=sys.stderr) as bar:

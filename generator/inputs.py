@@ -1,7 +1,8 @@
 """What a job's pipeline run needs besides its JSON parameters: the first-frame image, the clip to extend.
 
-``GenerationParams.image`` / ``source_video`` only name the input. Here they are file paths; the job queue
-will hand over bytes later (an uploaded PNG, the parent job's mp4), which the same decoders take.
+``GenerationParams.image`` / ``source_video`` only name the input. A job's inputs are stored with it in
+the database (``job_inputs``) and named ``db:image`` / ``db:video``: the worker, on any machine, gets the
+bytes from the queue. Only ``videobot generate`` (a local command) names files.
 """
 
 from __future__ import annotations
@@ -45,7 +46,22 @@ def decode_clip(data: bytes) -> np.ndarray:
     return frames
 
 
-def _read(ref: str, what: str) -> bytes:
+#: A reference to bytes stored with the job: ``db:image``, ``db:video``.
+DB_REF = "db:"
+
+
+def db_ref(kind: str) -> str:
+    return DB_REF + kind
+
+
+def _read(ref: str, what: str, blobs: dict[str, bytes] | None, allow_files: bool) -> bytes:
+    if ref.startswith(DB_REF):
+        data = (blobs or {}).get(ref[len(DB_REF) :])
+        if data is None:
+            raise InvalidParameters(f"The {what} is no longer available; please send it again.")
+        return data
+    if not allow_files:
+        raise InvalidParameters(f"The {what} is no longer available; please send it again.")
     path = Path(ref)
     try:
         if path.stat().st_size > MAX_INPUT_BYTES:
@@ -55,14 +71,19 @@ def _read(ref: str, what: str) -> bytes:
         raise InvalidParameters(f"The {what} is no longer available; please send it again.") from None
 
 
-def load_inputs(params: GenerationParams) -> dict[str, Any]:
-    """Keyword arguments for ``VideoPipeline.run`` (``image=`` / ``video=``) for the job's verb; empty for text."""
+def load_inputs(
+    params: GenerationParams, blobs: dict[str, bytes] | None = None, *, allow_files: bool = False
+) -> dict[str, Any]:
+    """Keyword arguments for ``VideoPipeline.run`` (``image=`` / ``video=``) for the job's verb; empty for text.
+
+    ``blobs`` are the job's stored inputs; file paths are read only with ``allow_files`` (the local CLI).
+    """
     if params.verb == "image":
         if not params.image:
             raise InvalidParameters("A video from an image needs the image.")
-        return {"image": decode_image(_read(params.image, "image"))}
+        return {"image": decode_image(_read(params.image, "image", blobs, allow_files))}
     if params.verb == "extend":
         if not params.source_video:
             raise InvalidParameters("Extending a clip needs the clip.")
-        return {"video": decode_clip(_read(params.source_video, "clip to extend"))}
+        return {"video": decode_clip(_read(params.source_video, "clip to extend", blobs, allow_files))}
     return {}

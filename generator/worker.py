@@ -116,13 +116,13 @@ class Worker:
         *,
         worker_id: str,
         models: list[str],
-        load_inputs: Callable[[GenerationParams], dict[str, Any]] | None = None,
+        load_inputs: Callable[[GenerationParams, dict[str, bytes]], dict[str, Any]] | None = None,
     ) -> None:
-        from generator.inputs import load_inputs as load_inputs_from_files
+        from generator.inputs import load_inputs as load_stored_inputs
 
         self.settings = settings
-        #: Fetches a job's image / source clip (run in a thread): ``params -> run() keyword arguments``.
-        self.load_inputs = load_inputs or load_inputs_from_files
+        #: Decodes a job's stored image / source clip (in a thread): ``(params, blobs) -> run() kwargs``.
+        self.load_inputs = load_inputs or load_stored_inputs
         self.queue = queue
         self.pipeline = pipeline
         self.worker_id = worker_id
@@ -222,7 +222,8 @@ class Worker:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
             run.progress = (0, params.num_inference_steps)
-            inputs = await asyncio.to_thread(self.load_inputs, params)
+            blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
+            inputs = await asyncio.to_thread(self.load_inputs, params, blobs)
             out = await asyncio.to_thread(
                 self.pipeline.run, params, lambda k, n: self._on_step(run, k, n), **inputs
             )

@@ -48,7 +48,7 @@ def pg_database_url() -> Iterator[str]:
     asyncio.run(_pg_exec(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-TABLES = ["job_results", "credit_ledger", "jobs", "member_quotas", "guild_configs", "role_limits", "mod_actions", "workers", "bot_lock"]
+TABLES = ["job_results", "credit_ledger", "jobs", "member_quotas", "guild_configs", "role_limits", "mod_actions", "workers", "bot_lock", "job_inputs"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -231,3 +231,19 @@ class BotLock(Base):
     acquired_at: Mapped[float] = mapped_column(Float)
     #: The holder renews this; a bot that stops renewing loses the lock when it passes.
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class JobInput(Base):
+    """What a job is made from besides its text: the first-frame image, the clip it extends.
+
+    Stored with the job so that a worker on another machine gets it; removed with the job's result.
+    """
+
+    __tablename__ = "job_inputs"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    #: "image" (PNG, normalised by ``videobot.images``) or "video" (the mp4 an extension continues).
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[float] = mapped_column(Float)

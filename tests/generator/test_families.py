@@ -14,8 +14,10 @@ import diffusers
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from generator.encode import encode_mp4, probe_mp4
+from generator.inputs import db_ref
 from generator.pipeline import VideoPipeline
 from generator.tiny import build_tiny_model
 from generator.worker import Worker
@@ -23,6 +25,7 @@ from videobot.db import Database
 from videobot.errors import InvalidParameters
 from videobot.jobs import JobQueue, QueueConfig, SubmitRequest
 from videobot.migrate import upgrade
+from videobot.models import LedgerEntry
 from videobot.presets import (
     PRESETS,
     REQUEST_VERBS,
@@ -301,23 +304,22 @@ async def test_job_of_each_family_and_verb_becomes_a_playable_video(
     db = Database(url)
     try:
         q = JobQueue(db, QueueConfig(lease_seconds=5))
+        # Inputs travel with the job in the database, as the bot stores them (no file paths).
         refs: dict[str, str] = {}
+        stored: dict[str, bytes] = {}
         src = None
         if verb == "image":
-            png = tmp_path / "first.png"
             buf = io.BytesIO()
             picture().save(buf, format="PNG")
-            png.write_bytes(buf.getvalue())
-            refs["image"] = str(png)
+            stored["image"], refs["image"] = buf.getvalue(), db_ref("image")
         elif verb == "extend":
-            clip = tmp_path / "clip.mp4"
-            clip.write_bytes(encode_mp4(source_clip(name), vp.preset.fps).data)
-            refs["source_video"] = str(clip)
-            src = probe_mp4(clip.read_bytes(), decode=True)["frames"]
+            clip = encode_mp4(source_clip(name), vp.preset.fps).data
+            stored["video"], refs["source_video"] = clip, db_ref("video")
+            src = probe_mp4(clip, decode=True)["frames"]
         params = plan(vp.preset, "a fox running through snow", seed=7, verb=verb, aspect_ratio="16:9", **refs)
         sub = await q.submit(
             SubmitRequest(idempotency_key=f"{name}-{verb}", guild_id=1, channel_id=2, user_id=1, model=name,
-                          params=params.to_dict())
+                          params=params.to_dict(), inputs=stored)
         )  # fmt: skip
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None, VIDEOBOT_DATA_DIR=str(tmp_path / "data"), DATABASE_URL=url, VIDEOBOT_MODEL=name,
@@ -362,7 +364,9 @@ async def test_a_job_whose_image_is_gone_fails_cleanly_and_is_refunded(
     db = Database(url)
     try:
         q = JobQueue(db, QueueConfig(lease_seconds=5))
-        params = plan(vp.preset, "a fox", seed=1, verb="image", image=str(tmp_path / "deleted.png"))
+        # An image named by path (never written by the bot) or missing from the database: refused, refunded.
+        params = plan(vp.preset, "a fox", seed=1, verb="image", image=str(tmp_path / "first.png"))
+        (tmp_path / "first.png").write_bytes(b"not read: workers take inputs from the database only")
         sub = await q.submit(
             SubmitRequest(idempotency_key="gone", guild_id=1, channel_id=2, user_id=1, model="tiny",
                           params=params.to_dict())
@@ -383,5 +387,12 @@ async def test_a_job_whose_image_is_gone_fails_cleanly_and_is_refunded(
             await asyncio.wait_for(task, 30)
         assert job is not None and job.status == "failed"
         assert "no longer available" in (job.error_message or "")
+        async with db.sessionmaker() as s:
+            kinds = (
+                (await s.execute(select(LedgerEntry.kind).where(LedgerEntry.job_id == job.id)))
+                .scalars()
+                .all()
+            )
+        assert sorted(kinds) == ["charge", "refund"]
     finally:
         await db.dispose()
