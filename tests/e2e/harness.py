@@ -144,11 +144,14 @@ class BotHarness:
         common_env: dict[str, str] | None = None,
         extra_members: int = 0,
         fake_options: dict[str, Any] | None = None,
+        pg_admin_url: str | None = None,
     ) -> None:
         self.tmp_path = Path(tmp_path)
         self.data_dir = self.tmp_path / "data"
         self.want_worker = worker
         self.db_kind = db
+        #: The PostgreSQL server to create the test database on (default: ``VIDEOBOT_TEST_POSTGRES_URL``).
+        self.pg_admin_url = pg_admin_url
         self.bot_env = dict(bot_env or {})
         self.worker_env = dict(worker_env or {})
         self.common_env = dict(common_env or {})
@@ -220,7 +223,7 @@ class BotHarness:
         if self.db_kind == "sqlite":
             url = f"sqlite+aiosqlite:///{self.data_dir / 'videobot.db'}"
         elif self.db_kind == "postgresql":
-            admin = os.environ.get(PG_ENV)
+            admin = self.pg_admin_url or os.environ.get(PG_ENV)
             if not admin:
                 import pytest
 
