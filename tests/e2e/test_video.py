@@ -86,7 +86,13 @@ async def test_video_is_acknowledged_then_posted_as_playable_mp4(h: BotHarness) 
     status = fd.message(job.status_message_id)
     assert not status["ephemeral"] and f"<@{h.member_id}>" in status["content"]
     assert status["allowed_mentions"] == {"parse": []} and status["mentions"] == []
-    assert "✅ done" in status["content"] and post["id"] in status["content"]
+    # The status message gets its final text just after the post (a separate edit): wait for it.
+    status = await h.wait_for(
+        lambda: (m := fd.message(job.status_message_id)) and "✅ done" in m["content"] and m,
+        15,
+        "final status",
+    )
+    assert post["id"] in status["content"]
 
     # The result: an H.264 mp4 attachment named by the job id only, decodable.
     [attachment] = post["attachments"]
