@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,11 +10,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import update
 
 from videobot.db import Database
 from videobot.health import HealthServer
 from videobot.jobs import JobQueue, QueueConfig, ResultData, SubmitRequest
 from videobot.migrate import head_revision
+from videobot.models import Job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,3 +137,68 @@ def test_make_tiny_model_builds_a_diffusers_folder_that_loads(tmp_path: Path) ->
     out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.stdout.strip().endswith("WanPipeline"), out.stderr[-2000:]
+
+
+async def test_healthz_answers_while_a_writer_holds_the_database(db_url: str) -> None:
+    """A long write (the SQLite write lock) does not hold up /healthz: it reads beside it."""
+    writer_db, health_db = Database(db_url), Database(db_url)
+    server = HealthServer(health_db, gateway_connected=lambda: True, worker_stale_seconds=30)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        await JobQueue(writer_db, QueueConfig()).worker_seen("gpu-1", ["tiny"])
+        holding, answered = asyncio.Event(), asyncio.Event()
+        state = {"writer_committed": False}
+
+        async def writer() -> None:
+            async with writer_db.transaction() as s:
+                await s.execute(update(Job).values(progress_step=1))  # takes the write lock
+                holding.set()
+                try:
+                    await asyncio.wait_for(answered.wait(), 2.0)
+                except TimeoutError:
+                    pass
+            state["writer_committed"] = True
+
+        task = asyncio.create_task(writer())
+        await holding.wait()
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    status, body = r.status, await r.json()
+            committed_first = state["writer_committed"]
+        finally:
+            answered.set()
+            await task
+        assert not committed_first, "/healthz waited for the writer"
+        assert (status, body) == (200, {"ok": True, "workers": 1})
+    finally:
+        await server.stop()
+        await writer_db.dispose()
+        await health_db.dispose()
+
+
+async def test_healthz_is_503_with_the_reason_when_the_database_does_not_answer() -> None:
+    """A database server that accepts the connection and then says nothing: 503 within the time limit."""
+    silent: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)  # keep the connection open, never answer
+
+    hung = await asyncio.start_server(accept, "127.0.0.1", 0)
+    hung_port = hung.sockets[0].getsockname()[1]
+    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{hung_port}/nothing")
+    server = HealthServer(db, gateway_connected=lambda: True, db_timeout_seconds=0.5)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                status, body = r.status, await r.json()
+        assert status == 503
+        assert body["problems"] == ["database did not answer within 0.5 s"]
+    finally:
+        await server.stop()
+        for w in silent:
+            w.close()
+        hung.close()
+        await hung.wait_closed()
+        await db.dispose()
