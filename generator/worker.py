@@ -138,7 +138,9 @@ class Worker:
                         await self.queue.recover_stale()
                     if now - last_seen > self.settings.heartbeat_seconds:
                         last_seen = now
-                        await self.queue.worker_seen(self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes())
+                        await self.queue.worker_seen(
+                            self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes()
+                        )
                     claim = await self.queue.claim(self.worker_id, self.models)
                     backoff = 0.0
                 except DB_ERRORS as exc:
@@ -307,7 +309,10 @@ class Worker:
             if now - last_beat >= self.settings.heartbeat_seconds:
                 try:
                     await self.queue.worker_seen(
-                        self.worker_id, self.models, current_job_id=run.claim.job_id, gpu_memory_bytes=gpu_memory_bytes()
+                        self.worker_id,
+                        self.models,
+                        current_job_id=run.claim.job_id,
+                        gpu_memory_bytes=gpu_memory_bytes(),
                     )
                 except Exception:
                     log.warning("job %s: could not record the worker heartbeat", run.claim.job_id)

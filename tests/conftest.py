@@ -26,7 +26,11 @@ async def _pg_exec(url: str, sql: str) -> None:
 
     u = make_url(url)
     conn = await asyncpg.connect(
-        host=u.host or "127.0.0.1", port=u.port or 5432, user=u.username or "postgres", password=u.password, database=u.database
+        host=u.host or "127.0.0.1",
+        port=u.port or 5432,
+        user=u.username or "postgres",
+        password=u.password,
+        database=u.database,
     )
     try:
         await conn.execute(sql)
@@ -48,7 +52,16 @@ def pg_database_url() -> Iterator[str]:
     asyncio.run(_pg_exec(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-TABLES = ["job_results", "credit_ledger", "jobs", "member_quotas", "guild_configs", "role_limits", "mod_actions", "workers"]
+TABLES = [
+    "job_results",
+    "credit_ledger",
+    "jobs",
+    "member_quotas",
+    "guild_configs",
+    "role_limits",
+    "mod_actions",
+    "workers",
+]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

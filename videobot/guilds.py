@@ -397,9 +397,7 @@ async def remove_block(
     removed = [e for e in current if _same_entry(entry, e)]
     row.blocklist = kept
     _touch(row)
-    await audit(
-        session, guild_id, actor_id, "config.block_remove", None, {"patterns": removed}, reason
-    )
+    await audit(session, guild_id, actor_id, "config.block_remove", None, {"patterns": removed}, reason)
     return True
 
 

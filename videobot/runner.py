@@ -138,7 +138,9 @@ class WorkerSupervisor:
             try:
                 proc.wait(timeout=grace + 15)
             except subprocess.TimeoutExpired:
-                log.error("worker did not stop in time; killing it (its job returns to the queue when the lease expires)")
+                log.error(
+                    "worker did not stop in time; killing it (its job returns to the queue when the lease expires)"
+                )
                 proc.kill()
                 proc.wait()
         self._thread.join(timeout=5)

@@ -77,7 +77,9 @@ async def test_concurrent_submits_never_overspend(db: Database) -> None:
 
 async def test_same_idempotency_key_is_one_job_one_charge(db: Database) -> None:
     q = JobQueue(db, QueueConfig(default_limit=5))
-    a, b = await asyncio.gather(q.submit(req(8, idempotency_key="interaction-1")), q.submit(req(8, idempotency_key="interaction-1")))
+    a, b = await asyncio.gather(
+        q.submit(req(8, idempotency_key="interaction-1")), q.submit(req(8, idempotency_key="interaction-1"))
+    )
     c = await q.submit(req(8, idempotency_key="interaction-1"))
     assert a.job.id == b.job.id == c.job.id
     assert sorted([a.created, b.created, c.created]) == [False, False, True]
@@ -162,7 +164,10 @@ async def test_refund_exactly_once_under_races(db: Database) -> None:
     c = await q.claim("w")
     assert c is not None and c.job_id == job2.id
     results = await asyncio.gather(
-        q.fail(c, "bad", code="x"), q.fail(c, "bad", code="x"), q.complete(c, result()), q.cancel(job2.id, user_id=14),
+        q.fail(c, "bad", code="x"),
+        q.fail(c, "bad", code="x"),
+        q.complete(c, result()),
+        q.cancel(job2.id, user_id=14),
         return_exceptions=True,
     )
     final = await q.get(job2.id)

@@ -37,8 +37,14 @@ async def test_four_worker_processes_claim_each_job_exactly_once(db: Database) -
         )
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.core.claimer", db.url, f"proc-{n}",
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "tests.core.claimer",
+            db.url,
+            f"proc-{n}",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for n in range(4)
     ]

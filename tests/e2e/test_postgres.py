@@ -92,10 +92,18 @@ async def test_server_restart_mid_job_bot_and_worker_reconnect(h: BotHarness) ->
     assert text.startswith("Queued as job #"), text  # acknowledged before the job exists: wait for it
     [job] = await h.jobs(h.mod_id)
     await h.wait_job(job.id, "running", 60)
-    restart = await asyncio.create_subprocess_exec("pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart")
+    restart = await asyncio.create_subprocess_exec(
+        "pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"
+    )
     assert await asyncio.wait_for(restart.wait(), 120) == 0
     job = await h.wait_job(job.id, "delivered", 120)
-    posts = [m for m in h.messages() if m["attachments"] and m["attachments"][0]["filename"] == f"videobot-{job.id}.mp4"]
+    posts = [
+        m
+        for m in h.messages()
+        if m["attachments"] and m["attachments"][0]["filename"] == f"videobot-{job.id}.mp4"
+    ]
     assert len(posts) == 1
-    assert [(e.kind, e.job_id) for e in await h.ledger(h.mod_id) if e.job_id == job.id] == [("charge", job.id)]
+    assert [(e.kind, e.job_id) for e in await h.ledger(h.mod_id) if e.job_id == job.id] == [
+        ("charge", job.id)
+    ]
     assert h.bot.running and h.worker.running

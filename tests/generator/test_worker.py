@@ -39,8 +39,15 @@ async def qdb(tmp_path: Path, tiny_model_dir: Path):  # type: ignore[no-untyped-
 
 
 def settings_for(data: Path, url: str, **kw) -> Settings:  # type: ignore[no-untyped-def]
-    base = dict(VIDEOBOT_DATA_DIR=str(data), DATABASE_URL=url, VIDEOBOT_MODEL="tiny", VIDEOBOT_POLL_SECONDS=0.05,
-                VIDEOBOT_HEARTBEAT_SECONDS=0.5, VIDEOBOT_LEASE_SECONDS=5, VIDEOBOT_SHUTDOWN_GRACE_SECONDS=1)
+    base = dict(
+        VIDEOBOT_DATA_DIR=str(data),
+        DATABASE_URL=url,
+        VIDEOBOT_MODEL="tiny",
+        VIDEOBOT_POLL_SECONDS=0.05,
+        VIDEOBOT_HEARTBEAT_SECONDS=0.5,
+        VIDEOBOT_LEASE_SECONDS=5,
+        VIDEOBOT_SHUTDOWN_GRACE_SECONDS=1,
+    )
     base.update({k: v for k, v in kw.items()})
     return Settings(_env_file=None, **base)  # type: ignore[arg-type, call-arg]
 
@@ -53,7 +60,11 @@ async def submit(q: JobQueue, user: int = 1, *, steps: int | None = None, seed: 
     if steps:
         p["num_inference_steps"] = steps
     p.update(params)
-    sub = await q.submit(SubmitRequest(idempotency_key=f"t{next(_n)}", guild_id=1, channel_id=2, user_id=user, model="tiny", params=p))
+    sub = await q.submit(
+        SubmitRequest(
+            idempotency_key=f"t{next(_n)}", guild_id=1, channel_id=2, user_id=user, model="tiny", params=p
+        )
+    )
     return sub.job.id
 
 
@@ -75,7 +86,11 @@ async def run_until(worker: Worker, q: JobQueue, job_id: int, statuses: set[str]
 
 async def refunds(db: Database, job_id: int) -> int:
     async with db.sessionmaker() as s:
-        rows = (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id, LedgerEntry.kind == "refund"))).all()
+        rows = (
+            await s.execute(
+                select(LedgerEntry).where(LedgerEntry.job_id == job_id, LedgerEntry.kind == "refund")
+            )
+        ).all()
     return len(rows)
 
 
@@ -91,7 +106,11 @@ async def test_job_becomes_a_playable_h264_video(qdb, tiny_pipeline) -> None:  #
     info = probe_mp4(result.video)
     params = plan(TINY, "a fox running through snow", seed=7)
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["faststart"]
-    assert (info["width"], info["height"], info["num_frames"]) == (params.width, params.height, params.num_frames)
+    assert (info["width"], info["height"], info["num_frames"]) == (
+        params.width,
+        params.height,
+        params.num_frames,
+    )
     assert round(float(info["fps"])) == params.fps
     assert result.poster and result.poster[:2] == b"\xff\xd8"  # a JPEG poster for embeds
     job = await q.get(job_id)
@@ -192,17 +211,30 @@ async def test_invalid_parameters_rejected_before_gpu_work_without_retry(qdb, ti
 def _worker_env(data: Path, url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DATABASE_URL", "DISCORD_"))}
     env.update(
-        VIDEOBOT_DATA_DIR=str(data), DATABASE_URL=url, VIDEOBOT_MODEL="tiny", VIDEOBOT_POLL_SECONDS="0.1",
-        VIDEOBOT_HEARTBEAT_SECONDS="0.5", VIDEOBOT_LEASE_SECONDS="3", VIDEOBOT_HEALTH_PORT="0",
-        HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra,
+        VIDEOBOT_DATA_DIR=str(data),
+        DATABASE_URL=url,
+        VIDEOBOT_MODEL="tiny",
+        VIDEOBOT_POLL_SECONDS="0.1",
+        VIDEOBOT_HEARTBEAT_SECONDS="0.5",
+        VIDEOBOT_LEASE_SECONDS="3",
+        VIDEOBOT_HEALTH_PORT="0",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        **extra,
     )
     return env
 
 
 async def _start_worker(data: Path, url: str, log: Path, **extra: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "videobot.cli", "worker", cwd=ROOT, env=_worker_env(data, url, **extra),
-        stdout=log.open("ab"), stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "videobot.cli",
+        "worker",
+        cwd=ROOT,
+        env=_worker_env(data, url, **extra),
+        stdout=log.open("ab"),
+        stderr=asyncio.subprocess.STDOUT,
     )
 
 
@@ -231,7 +263,9 @@ async def test_sigterm_mid_job_hands_it_back_and_exits_cleanly(qdb, tmp_path: Pa
     q = JobQueue(db)
     job_id = await submit(q, steps=30)
     log = tmp_path / "worker.log"
-    proc = await _start_worker(data, db.url, log, VIDEOBOT_TEST_STEP_DELAY="0.3", VIDEOBOT_SHUTDOWN_GRACE_SECONDS="0.5")
+    proc = await _start_worker(
+        data, db.url, log, VIDEOBOT_TEST_STEP_DELAY="0.3", VIDEOBOT_SHUTDOWN_GRACE_SECONDS="0.5"
+    )
     await _wait_running_step(q, job_id)
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 30) == 0, log.read_text()[-3000:]
@@ -245,7 +279,10 @@ async def test_sigterm_mid_job_hands_it_back_and_exits_cleanly(qdb, tmp_path: Pa
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
     async with db.sessionmaker() as s:
-        kinds = [r.kind for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()]
+        kinds = [
+            r.kind
+            for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()
+        ]
     assert kinds == ["charge"]
 
 
@@ -262,13 +299,18 @@ async def test_kill_9_mid_job_is_finished_by_another_worker_after_the_lease(qdb,
     assert first is not None and first.status == "running" and first.attempts == 1
     rescuer = await _start_worker(data, db.url, log)
     try:
-        assert await _wait_status(q, job_id, {"succeeded", "failed"}, 120) == "succeeded", log.read_text()[-3000:]
+        assert await _wait_status(q, job_id, {"succeeded", "failed"}, 120) == "succeeded", log.read_text()[
+            -3000:
+        ]
     finally:
         rescuer.send_signal(signal.SIGTERM)
         await asyncio.wait_for(rescuer.wait(), 30)
     job = await q.get(job_id)
     assert job is not None and job.attempts == 2
     async with db.sessionmaker() as s:
-        kinds = [r.kind for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()]
+        kinds = [
+            r.kind
+            for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()
+        ]
     assert kinds == ["charge"]
     assert probe_mp4((await q.get_result(job_id)).video)["codec"] == "h264"  # type: ignore[union-attr]

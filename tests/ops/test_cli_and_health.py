@@ -22,10 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def videobot(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DATABASE_URL", "DISCORD_"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DATABASE_URL", "DISCORD_"))
+    }
     clean.update({"VIDEOBOT_DATA_DIR": str(tmp_path / "data"), "VIDEOBOT_HEALTH_PORT": "0", **env})
     return subprocess.run(
-        [sys.executable, "-m", "videobot.cli", *args], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "videobot.cli", *args],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -34,11 +41,19 @@ def videobot(args: list[str], tmp_path: Path, **env: str) -> subprocess.Complete
     [
         (["run"], {}, "DISCORD_TOKEN is not set"),
         (["bot"], {}, "discord.com/developers/applications"),
-        (["run"], {"DISCORD_TOKEN": "x", "DATABASE_URL": "postgresql+asyncpg://u@127.0.0.1:1/nope"}, "Cannot reach the database"),
+        (
+            ["run"],
+            {"DISCORD_TOKEN": "x", "DATABASE_URL": "postgresql+asyncpg://u@127.0.0.1:1/nope"},
+            "Cannot reach the database",
+        ),
         (["worker"], {"DATABASE_URL": "mysql://x"}, "DATABASE_URL: use sqlite+aiosqlite"),
         (["worker"], {"VIDEOBOT_LEASE_SECONDS": "soon"}, "VIDEOBOT_LEASE_SECONDS"),
         (["worker"], {}, "Run `videobot db upgrade`"),
-        (["run"], {"DISCORD_TOKEN": "x", "VIDEOBOT_DATA_DIR": "/proc/videobot"}, "VIDEOBOT_DATA_DIR=/proc/videobot is not writable"),
+        (
+            ["run"],
+            {"DISCORD_TOKEN": "x", "VIDEOBOT_DATA_DIR": "/proc/videobot"},
+            "VIDEOBOT_DATA_DIR=/proc/videobot is not writable",
+        ),
     ],
 )
 def test_misconfiguration_gives_a_clear_message_not_a_traceback(args, env, expect, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -97,10 +112,19 @@ async def test_healthz_and_metrics(db: Database) -> None:
             async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
                 assert r.status == 200 and (await r.json())["workers"] == 1
             for i in range(3):
-                await q.submit(SubmitRequest(idempotency_key=f"m{i}", guild_id=1, channel_id=1, user_id=i, model="tiny", params={}))
+                await q.submit(
+                    SubmitRequest(
+                        idempotency_key=f"m{i}", guild_id=1, channel_id=1, user_id=i, model="tiny", params={}
+                    )
+                )
             c = await q.claim("gpu-1")
             assert c is not None
-            await q.complete(c, ResultData(video=b"v", width=2, height=2, num_frames=1, fps=1, duration_s=1, generation_seconds=4.2))
+            await q.complete(
+                c,
+                ResultData(
+                    video=b"v", width=2, height=2, num_frames=1, fps=1, duration_s=1, generation_seconds=4.2
+                ),
+            )
             c = await q.claim("gpu-1")
             assert c is not None
             await q.fail(c, "nope", code="x")
@@ -134,8 +158,13 @@ def test_make_tiny_model_builds_a_diffusers_folder_that_loads(tmp_path: Path) ->
         "import sys; from diffusers import DiffusionPipeline; "
         "p = DiffusionPipeline.from_pretrained(sys.argv[1]); print(type(p).__name__)"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.stdout.strip().endswith("WanPipeline"), out.stderr[-2000:]
 
 
