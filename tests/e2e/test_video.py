@@ -15,8 +15,7 @@ from videobot.jobs import SubmitRequest
 from videobot.models import Job, MemberQuota
 from videobot.presets import PRESETS, plan
 
-from .conftest import assert_schema_clean, register, unregister
-from .harness import BotHarness
+from .harness import BotHarness, assert_schema_clean, register, unregister
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
