@@ -1,6 +1,7 @@
 """Shared fixtures and hooks for every test package.
 
-- Databases: a real temporary SQLite file, and the real PostgreSQL server when configured.
+- Databases: a real temporary SQLite file, and the real PostgreSQL server when configured; with
+  ``clocked_db`` the database clock is a ``FakeClock`` the test moves (no sleeping in tests).
 - The tiny random Wan model, built once per session (no network: it loads from disk alone).
 - End-to-end tests (``-m e2e``): everything under tests/e2e/ and tests/faults/ carries the mark;
   when one fails, the tail of every running harness's process logs is printed.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.helpers import PG_ENV, PG_SKIP, TABLES, pg_exec
+from tests.helpers import PG_ENV, PG_SKIP, TABLES, FakeClock, pg_exec
 from videobot.db import Database
 from videobot.migrate import upgrade
 
@@ -95,6 +97,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Database]:
     database = Database(db_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A stopped clock, started at the real time; the test moves it with ``clock.advance(seconds)``."""
+    return FakeClock(time.time())
+
+
+@pytest.fixture
+async def clocked_db(db_url: str, clock: FakeClock) -> AsyncIterator[Database]:
+    """Like ``db``, but the database clock (``db_now()``: leases, quota windows) is ``clock``."""
+    database = Database(db_url, clock=clock)
     yield database
     await database.dispose()
 
