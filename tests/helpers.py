@@ -50,3 +50,11 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def at(seconds: float) -> object:
+    """Compares equal to a Unix time within a millisecond (``pytest.approx``'s relative default
+    would allow half an hour at today's timestamps)."""
+    import pytest
+
+    return pytest.approx(seconds, abs=1e-3)

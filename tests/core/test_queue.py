@@ -8,7 +8,7 @@ import itertools
 import pytest
 from sqlalchemy import select, update
 
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, at
 from videobot import quota
 from videobot.db import Database
 from videobot.errors import LeaseLost, QuotaExceeded, TooManyQueued
@@ -132,12 +132,12 @@ async def test_heartbeat_extends_lease_and_reports_progress(clocked_db: Database
     q = JobQueue(db, QueueConfig(lease_seconds=30))
     job = (await q.submit(req(12))).job
     c = await q.claim("w")
-    assert c is not None and c.lease_expires_at == pytest.approx(clock.now + 30)
+    assert c is not None and c.lease_expires_at == at(clock.now + 30)
     for step in range(1, 4):
         clock.advance(20)
         beat = await q.heartbeat(c, (step, 3))
         assert not beat.cancel_requested
-        assert beat.lease_expires_at == pytest.approx(clock.now + 30)  # renewed from now
+        assert beat.lease_expires_at == at(clock.now + 30)  # renewed from now
         assert await q.recover_stale() == ([], [])
     # 60 s after the claim, twice the lease: never expired, because it was renewed.
     row = await q.get(job.id)
@@ -286,10 +286,10 @@ async def test_rolling_window_edges(clocked_db: Database, clock: FakeClock) -> N
     with pytest.raises(QuotaExceeded) as exc:
         await q.submit(req(31))
     st = await balance(db, 31, cfg)
-    assert (st.balance, st.used, st.now) == (0, 2, pytest.approx(t0 + 600))
+    assert (st.balance, st.used, st.now) == (0, 2, at(t0 + 600))
     # The first charge leaves the window first: at t0 + window, and the refusal said so.
-    assert st.next_credit_at == pytest.approx(t0 + window)
-    assert exc.value.retry_at == pytest.approx(t0 + window)
+    assert st.next_credit_at == at(t0 + window)
+    assert exc.value.retry_at == at(t0 + window)
     clock.advance(window - 600 - 1)  # one second before the first charge leaves the window
     st = await balance(db, 31, cfg)
     assert (st.balance, st.used) == (0, 2)
@@ -298,7 +298,7 @@ async def test_rolling_window_edges(clocked_db: Database, clock: FakeClock) -> N
     clock.advance(2)  # one second after: the first charge left, the second is still inside
     st = await balance(db, 31, cfg)
     assert (st.balance, st.used) == (1, 1)
-    assert st.next_credit_at == pytest.approx(t0 + 600 + window)
+    assert st.next_credit_at == at(t0 + 600 + window)
     await q.submit(req(31))
     with pytest.raises(QuotaExceeded):
         await q.submit(req(31))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -15,11 +16,12 @@ import torch
 from sqlalchemy import select
 
 from generator.encode import probe_mp4
-from generator.worker import Worker
+from generator.worker import Worker, _Running
+from tests.helpers import FakeClock, at
 from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig, SubmitRequest
 from videobot.migrate import upgrade
-from videobot.models import LedgerEntry
+from videobot.models import LedgerEntry, WorkerHeartbeat
 from videobot.presets import PRESETS, plan
 from videobot.settings import Settings
 
@@ -314,3 +316,73 @@ async def test_kill_9_mid_job_is_finished_by_another_worker_after_the_lease(qdb,
         ]
     assert kinds == ["charge"]
     assert probe_mp4((await q.get_result(job_id)).video)["codec"] == "h264"  # type: ignore[union-attr]
+
+
+class SteppedSleep:
+    """The worker's ``sleep``: returns when the test calls ``tick()``, having moved the clock by the delay."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._go = asyncio.Event()
+        self._asleep = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self._asleep.set()
+        await self._go.wait()
+        self._go.clear()
+        self.clock.advance(seconds)
+
+    async def tick(self, n: int = 1) -> None:
+        """Let the sleeper wake ``n`` times; returns once it is asleep again."""
+        for _ in range(n):
+            await asyncio.wait_for(self._asleep.wait(), 30)
+            self._asleep.clear()
+            self._go.set()
+        await asyncio.wait_for(self._asleep.wait(), 30)
+
+
+async def test_heartbeats_renew_the_lease_and_the_worker_row_on_time(
+    clocked_db, clock, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """One clock drives the worker's timing and the database's: the lease and /healthz's row, step by step."""
+    db = clocked_db
+    q = JobQueue(db, QueueConfig(lease_seconds=30))
+    job_id = await submit(q)
+    claim = await q.claim("w1", ["tiny"])
+    assert claim is not None and claim.job_id == job_id
+    settings = settings_for(tmp_path, db.url, VIDEOBOT_HEARTBEAT_SECONDS=10, VIDEOBOT_LEASE_SECONDS=30)
+    sleep = SteppedSleep(clock)
+    worker = Worker(settings, q, None, worker_id="w1", models=["tiny"], monotonic=clock, sleep=sleep)
+    await q.worker_seen("w1", ["tiny"])  # as run() does when it starts
+
+    async def lease_and_seen() -> tuple[float, float]:
+        job = await q.get(job_id)
+        async with db.sessionmaker() as s:
+            seen = (await s.execute(select(WorkerHeartbeat.seen_at))).scalar_one()
+        assert job is not None
+        return job.lease_expires_at, seen  # type: ignore[return-value]
+
+    run = _Running(claim)
+    beats = asyncio.create_task(worker._heartbeats(run))
+    try:
+        t0 = clock.now
+        # No progress: nothing is written before the heartbeat interval, then lease and row are renewed.
+        await sleep.tick(9)
+        assert await lease_and_seen() == (at(t0 + 30), at(t0))
+        await sleep.tick()
+        assert await lease_and_seen() == (at(t0 + 40), at(t0 + 10))
+        # Progress every second for 25 s: written (and the lease renewed) each second, and the
+        # worker's row still refreshed every 10 s.
+        for step in range(1, 26):
+            run.progress = (step, 100)
+            await sleep.tick()
+            job = await q.get(job_id)
+            assert job is not None and (job.progress_step, job.progress_total) == (step, 100)
+            assert job.lease_expires_at == at(clock.now + 30)
+        assert clock.now == at(t0 + 35)
+        assert (await lease_and_seen())[1] == at(t0 + 30)
+        assert not beats.done()
+    finally:
+        beats.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beats

@@ -231,3 +231,27 @@ async def test_healthz_is_503_with_the_reason_when_the_database_does_not_answer(
         hung.close()
         await hung.wait_closed()
         await db.dispose()
+
+
+async def test_healthz_turns_503_when_the_last_worker_heartbeat_is_too_old(
+    clocked_db: Database, clock
+) -> None:  # type: ignore[no-untyped-def]
+    server = HealthServer(clocked_db, gateway_connected=lambda: True, worker_stale_seconds=30)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        await JobQueue(clocked_db, QueueConfig()).worker_seen("gpu-1", ["tiny"])
+        async with aiohttp.ClientSession() as http:
+
+            async def healthz() -> tuple[int, dict]:  # type: ignore[type-arg]
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    return r.status, await r.json()
+
+            clock.advance(30)
+            assert await healthz() == (200, {"ok": True, "workers": 1})
+            clock.advance(0.5)
+            assert await healthz() == (
+                503,
+                {"ok": False, "problems": ["no worker heartbeat in the last 30 s"]},
+            )
+    finally:
+        await server.stop()
