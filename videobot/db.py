@@ -1,14 +1,15 @@
 """Engine and session factory, with the SQLite settings a multi-process queue needs.
 
-Two kinds of transaction, both on one engine and one connection pool:
+Two kinds of transaction:
 
 - ``Database.transaction()`` writes. On SQLite it starts with ``BEGIN IMMEDIATE``, so a
   read-then-write transaction never has to upgrade its lock (that upgrade is what produces
   "database is locked" even with a busy timeout; see shared/NOTES.md).
 - ``Database.sessionmaker()`` reads. A deferred ``BEGIN`` under WAL reads the last committed state
   beside a writer instead of queueing behind it (``/healthz``, ``/queue``, the change feed). It is
-  read-only (SQLite ``PRAGMA query_only``, PostgreSQL ``READ ONLY``): a write in a read session
-  fails at once instead of attempting the lock upgrade above.
+  read-only (SQLite: connections of their own with ``PRAGMA query_only``; PostgreSQL: ``READ
+  ONLY`` transactions on the writer's pool): a write in a read session fails at once instead of
+  attempting the lock upgrade above.
 
 SQLite: WAL journal, ``busy_timeout``, foreign keys on. PostgreSQL (asyncpg): claims use
 ``FOR UPDATE SKIP LOCKED``.
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-#: Execution option of the read engine: its transactions are deferred and read-only.
-READ_ONLY = "videobot_read_only"
 #: Where an injected clock (tests) puts its time for PostgreSQL statements to read.
 _PG_CLOCK_SETTING = "videobot.now"
 
@@ -90,14 +89,19 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def create_engine(
-    url: str, *, echo: bool = False, pool_size: int = 5, clock: Callable[[], float] | None = None
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 5,
+    clock: Callable[[], float] | None = None,
+    read_only: bool = False,
 ) -> AsyncEngine:
     """Create the async engine for ``url`` with the right per-dialect connection setup.
 
-    Its transactions write (``BEGIN IMMEDIATE`` on SQLite); ``read_engine()`` gives the read-only
-    view of the same pool. ``clock`` (tests only) replaces the database clock ``db_now()``: a
-    callable returning Unix seconds, read at each transaction's start on PostgreSQL and at each
-    use on SQLite.
+    Its transactions write (``BEGIN IMMEDIATE`` on SQLite); ``read_engine()`` gives one for reads.
+    ``read_only`` (SQLite): connections opened with ``PRAGMA query_only`` and deferred ``BEGIN``.
+    ``clock`` (tests only) replaces the database clock ``db_now()``: a callable returning Unix
+    seconds, read at each transaction's start on PostgreSQL and at each use on SQLite.
     """
     if is_sqlite(url):
         path = sqlite_path(url)
@@ -108,7 +112,7 @@ def create_engine(
             echo=echo,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
-        _setup_sqlite(engine, clock)
+        _setup_sqlite(engine, clock, read_only=read_only)
     else:
         engine = create_async_engine(
             url,
@@ -125,15 +129,21 @@ def create_engine(
     return engine
 
 
-def read_engine(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine and pool, for reads: deferred, read-only transactions."""
-    options: dict[str, object] = {READ_ONLY: True}
-    if engine.dialect.name == "postgresql":
-        options["postgresql_readonly"] = True
-    return engine.execution_options(**options)
+def read_engine(engine: AsyncEngine, url: str, *, clock: Callable[[], float] | None = None) -> AsyncEngine:
+    """The engine for reads beside ``engine`` (the writer for ``url``): read-only transactions.
+
+    SQLite: its own small pool of ``query_only`` connections with deferred ``BEGIN``, so that a
+    connection never switches between reading and writing. PostgreSQL: the writer's pool, with
+    ``READ ONLY`` transactions (no extra connections on the server).
+    """
+    if engine.dialect.name == "sqlite":
+        if sqlite_path(url) is None:
+            return engine  # an in-memory database exists only on the writer's connection
+        return create_engine(url, echo=bool(engine.echo), clock=clock, read_only=True)
+    return engine.execution_options(postgresql_readonly=True)
 
 
-def _setup_sqlite(engine: AsyncEngine, clock: Callable[[], float] | None) -> None:
+def _setup_sqlite(engine: AsyncEngine, clock: Callable[[], float] | None, *, read_only: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         # Take transaction control away from the driver so we can emit BEGIN IMMEDIATE ourselves.
@@ -143,17 +153,14 @@ def _setup_sqlite(engine: AsyncEngine, clock: Callable[[], float] | None) -> Non
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        if read_only:
+            cur.execute("PRAGMA query_only=ON")
         cur.close()
         if clock is not None:
             dbapi_conn.create_function("videobot_now", 0, clock)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        read_only = bool(conn.get_execution_options().get(READ_ONLY, False))
-        # query_only belongs to the pooled connection, which serves reads and writes in turn.
-        if conn.info.get("query_only") is not read_only:
-            conn.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
-            conn.info["query_only"] = read_only
         # A read takes no lock until it reads, and under WAL never waits for a writer.
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
@@ -178,7 +185,7 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, clock: Callable[[], float] | None = None) -> None:
         self.url = url
         self.engine = create_engine(url, echo=echo, clock=clock)
-        self.reader = read_engine(self.engine)
+        self.reader = read_engine(self.engine, url, clock=clock)
         #: Read-only sessions (deferred transactions: on SQLite they run beside a writer).
         self.sessionmaker = create_sessionmaker(self.reader)
         self._writer = create_sessionmaker(self.engine)
@@ -199,3 +206,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.reader.sync_engine.pool is not self.engine.sync_engine.pool:
+            await self.reader.dispose()
