@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,12 +117,17 @@ class Worker:
         worker_id: str,
         models: list[str],
         load_inputs: Callable[[GenerationParams, dict[str, bytes]], dict[str, Any]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``monotonic`` and ``sleep`` time the heartbeats (a test passes a clock it moves)."""
         from generator.inputs import load_inputs as load_stored_inputs
 
         self.settings = settings
         #: Decodes a job's stored image / source clip (in a thread): ``(params, blobs) -> run() kwargs``.
         self.load_inputs = load_inputs or load_stored_inputs
+        self.monotonic = monotonic
+        self.sleep = sleep
         self.queue = queue
         self.pipeline = pipeline
         self.worker_id = worker_id
@@ -144,12 +149,12 @@ class Worker:
         (self.settings.data_dir / "tmp").mkdir(parents=True, exist_ok=True)
         await db_retry(self.queue.worker_seen, self.worker_id, self.models)
         last_recover = 0.0
-        last_seen = time.monotonic()
+        last_seen = self.monotonic()
         backoff = 0.0
         try:
             while not self.stopping.is_set():
                 try:
-                    now = time.monotonic()
+                    now = self.monotonic()
                     if now - last_recover > min(self.settings.lease_seconds / 4, 15.0):
                         last_recover = now
                         await self.queue.recover_stale()
@@ -310,13 +315,19 @@ class Worker:
             raise JobCancelled()
 
     async def _heartbeats(self, run: _Running) -> None:
-        """Renew the lease every heartbeat interval; write progress about once a second when it moved."""
-        last_beat = time.monotonic()
+        """Renew the lease every heartbeat interval; write progress about once a second when it moved.
+
+        The worker's own heartbeat (``/healthz``) is written every heartbeat interval too, timed
+        apart from the lease renewals: progress that moves every second renews the lease every
+        second, and must not keep the worker's row from being refreshed.
+        """
+        every = self.settings.heartbeat_seconds
+        last_beat = last_seen = self.monotonic()
         while True:
-            await asyncio.sleep(PROGRESS_INTERVAL)
-            now = time.monotonic()
+            await self.sleep(PROGRESS_INTERVAL)
+            now = self.monotonic()
             moved = run.progress != run.written
-            if not moved and now - last_beat < self.settings.heartbeat_seconds:
+            if not moved and now - last_beat < every:
                 continue
             progress = run.progress if moved else None
             try:
@@ -328,7 +339,10 @@ class Worker:
             except Exception:
                 log.exception("job %s: heartbeat failed; will retry", run.claim.job_id)
                 continue
-            if now - last_beat >= self.settings.heartbeat_seconds:
+            last_beat = now
+            if progress is not None:
+                run.written = progress
+            if now - last_seen >= every:
                 try:
                     await self.queue.worker_seen(
                         self.worker_id,
@@ -336,11 +350,9 @@ class Worker:
                         current_job_id=run.claim.job_id,
                         gpu_memory_bytes=gpu_memory_bytes(),
                     )
+                    last_seen = now
                 except Exception:
                     log.warning("job %s: could not record the worker heartbeat", run.claim.job_id)
-            last_beat = now
-            if progress is not None:
-                run.written = progress
             if beat.cancel_requested:
                 run.cancel.set()
 

@@ -1,12 +1,16 @@
 """``/healthz`` and ``/metrics`` (Prometheus) on a local HTTP port, served by the bot process.
 
-Queue-wide figures (jobs by status, queue depth, credits, generation time, workers' GPU memory)
-are read from the database at scrape time, so they cover every worker of a fleet; in-process
-figures (acknowledgement latency) come from this process's own metrics.
+``/healthz`` is cheap, so a monitor may poll it often: a ``SELECT 1`` ping and one look at the
+newest worker heartbeat, each a read (it never waits behind a writer) under a time limit.
+
+``/metrics``: queue-wide figures (jobs by status, queue depth, credits, generation time, workers'
+GPU memory) are read from the database at scrape time, so they cover every worker of a fleet;
+in-process figures (acknowledgement latency) come from this process's own metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +27,9 @@ from videobot.db import Database, db_now
 from videobot.models import Job, JobStatus, LedgerEntry, LedgerKind, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
+
+#: Each database step of /healthz (the ping, the heartbeat lookup) must answer within this.
+HEALTH_DB_TIMEOUT_SECONDS = 2.0
 
 GENERATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
 
@@ -96,6 +103,17 @@ async def snapshot(db: Database) -> QueueSnapshot:
     )
 
 
+async def fresh_workers(db: Database, stale_seconds: float) -> int:
+    """How many workers sent a heartbeat in the last ``stale_seconds`` (database clock).
+
+    The workers table holds one row per worker process (a stopping worker deletes its own), so
+    this reads a handful of rows, not the jobs table.
+    """
+    async with db.sessionmaker() as s:
+        stmt = select(func.count()).where(WorkerHeartbeat.seen_at >= db_now() - stale_seconds)
+        return int((await s.execute(stmt)).scalar_one())
+
+
 class QueueCollector(Collector):
     """Exports the database's view of the queue; filled by ``refresh()`` just before each scrape."""
 
@@ -153,11 +171,13 @@ class HealthServer:
         *,
         discord_problem: Callable[[], str | None],
         worker_stale_seconds: float = 60.0,
+        db_timeout_seconds: float = HEALTH_DB_TIMEOUT_SECONDS,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.db = db
         self.discord_problem = discord_problem
         self.worker_stale_seconds = worker_stale_seconds
+        self.db_timeout_seconds = db_timeout_seconds
         self.registry = registry
         self.collector = QueueCollector()
         registry.register(self.collector)
@@ -175,17 +195,28 @@ class HealthServer:
         discord_problem = self.discord_problem()
         if discord_problem:
             problems.append(discord_problem)
+        limit = self.db_timeout_seconds
+        workers = 0
         try:
-            snap = await snapshot(self.db)
+            await asyncio.wait_for(self.db.ping(), limit)
+        except TimeoutError:
+            problems.append(f"database did not answer within {limit:g} s")
         except Exception as exc:  # any failure to read means the database is not usable
             problems.append(f"database unreachable ({type(exc).__name__})")
         else:
-            fresh = [w for w, age, _ in snap.workers if age <= self.worker_stale_seconds]
-            if not fresh:
-                problems.append(f"no worker heartbeat in the last {self.worker_stale_seconds:.0f} s")
+            try:
+                workers = await asyncio.wait_for(fresh_workers(self.db, self.worker_stale_seconds), limit)
+            except TimeoutError:
+                problems.append(f"worker heartbeat lookup did not answer within {limit:g} s")
+            except Exception as exc:
+                problems.append(f"worker heartbeat lookup failed ({type(exc).__name__})")
+            else:
+                if not workers:
+                    problems.append(f"no worker heartbeat in the last {self.worker_stale_seconds:.0f} s")
         if problems:
+            log.debug("/healthz: %s", "; ".join(problems))
             return web.json_response({"ok": False, "problems": problems}, status=503)
-        return web.json_response({"ok": True, "workers": len(fresh), "queue_depth": snap.queue_depth})
+        return web.json_response({"ok": True, "workers": workers})
 
     async def metrics(self, request: web.Request) -> web.Response:
         try:

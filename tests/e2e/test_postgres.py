@@ -13,10 +13,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.engine import make_url
 
+from tests.helpers import pg_exec
 from tests.pgcluster import PrivatePostgres
 
-from .conftest import assert_schema_clean, register, unregister
-from .harness import BotHarness, _pg_exec
+from .harness import BotHarness, assert_schema_clean, register, unregister
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -50,8 +50,8 @@ async def test_database_outage_is_a_polite_retry_later_and_charges_nothing(h: Bo
     used = await h.balance_used(h.other_id)
     await h.stop_worker()  # it would only retry in a loop meanwhile
     # Refuse new connections to the bot's database and drop the open ones.
-    await _pg_exec(h._pg_admin, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-    await _pg_exec(
+    await pg_exec(h._pg_admin, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+    await pg_exec(
         h._pg_admin,
         f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()",
     )
@@ -69,7 +69,7 @@ async def test_database_outage_is_a_polite_retry_later_and_charges_nothing(h: Bo
         # The owner finds the reference in the log, with the traceback.
         assert f"ref {ref[1]}" in h.bot.log(since_start=True)
     finally:
-        await _pg_exec(h._pg_admin, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        await pg_exec(h._pg_admin, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
     assert await h.balance_used(h.other_id) == used
     # Once the database is back, the same member is served normally.
     interaction = await h.slash(h.other_id, "video", prompt="a calm sea")

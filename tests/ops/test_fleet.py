@@ -30,16 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> str:
-    """The session's PostgreSQL test database, emptied (skips without VIDEOBOT_TEST_POSTGRES_URL)."""
-    from tests.conftest import TABLES, _pg_exec
-
-    url = request.getfixturevalue("pg_database_url")
-    asyncio.run(_pg_exec(url, "TRUNCATE " + ", ".join(TABLES) + " RESTART IDENTITY CASCADE"))
-    return url
-
-
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from generator.tiny import build_tiny_model

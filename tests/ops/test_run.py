@@ -62,7 +62,9 @@ async def test_run_serves_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
         guild = fd.add_guild("Run Test")
         channel = fd.add_channel(guild.id, "videos")
         alice = fd.add_member(guild.id, name="alice")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DISCORD_", "DATABASE_URL"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DISCORD_", "DATABASE_URL"))
+        }
         env.update(
             fd.env(),
             VIDEOBOT_DATA_DIR=str(tmp_path / "data"),  # empty: `run` must create and migrate the database
@@ -98,7 +100,10 @@ async def test_run_serves_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
                 i = await fd.slash(guild.id, channel, alice, "video", options={"prompt": f"a fox, take {n}"})
                 await i.acknowledged(3)
                 await wait_until(
-                    lambda: sum(1 for m in fd.messages(channel) if m.get("attachments") and not m.get("deleted")) >= n,
+                    lambda: (
+                        sum(1 for m in fd.messages(channel) if m.get("attachments") and not m.get("deleted"))
+                        >= n
+                    ),
                     90,
                     f"video {n}",
                 )
@@ -106,7 +111,9 @@ async def test_run_serves_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
             await video_posted(1)
             [worker] = worker_children(proc.pid)
             worker.kill()
-            await wait_until(lambda: [w for w in worker_children(proc.pid) if w.pid != worker.pid], 60, "a new worker")
+            await wait_until(
+                lambda: [w for w in worker_children(proc.pid) if w.pid != worker.pid], 60, "a new worker"
+            )
             assert "worker process exited with code -9; restarting" in log_path.read_text()
             await video_posted(2)
 
