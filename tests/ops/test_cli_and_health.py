@@ -102,7 +102,8 @@ async def test_healthz_and_metrics(db: Database) -> None:
                 await q.submit(SubmitRequest(idempotency_key=f"m{i}", guild_id=1, channel_id=1, user_id=i, model="tiny", params={}))
             c = await q.claim("gpu-1")
             assert c is not None
-            await q.complete(c, ResultData(video=b"v", width=2, height=2, num_frames=1, fps=1, duration_s=1, generation_seconds=4.2))
+            await q.complete(c, ResultData(video=b"v", width=2, height=2, num_frames=1, fps=1, duration_s=1, generation_seconds=4.2,
+                                               seconds_per_step=0.75, peak_gpu_bytes=7_000_000_000))
             c = await q.claim("gpu-1")
             assert c is not None
             await q.fail(c, "nope", code="x")
@@ -119,6 +120,11 @@ async def test_healthz_and_metrics(db: Database) -> None:
             assert 'videobot_generation_seconds_bucket{le="5.0"} 1.0' in lines
             assert 'videobot_generation_seconds_bucket{le="1.0"} 0.0' in lines
             assert 'videobot_worker_gpu_memory_bytes{worker="gpu-1"} 123456.0' in lines
+            assert 'videobot_step_seconds_bucket{le="0.5"} 0.0' in lines
+            assert 'videobot_step_seconds_bucket{le="1.0"} 1.0' in lines
+            assert "videobot_step_seconds_sum 0.75" in lines
+            assert 'videobot_last_job_seconds_per_step{model="tiny"} 0.75' in lines
+            assert 'videobot_last_job_peak_gpu_bytes{model="tiny"} 7e+09' in lines
             assert any(line.startswith("videobot_ack_latency_seconds_bucket") for line in lines)
     finally:
         await server.stop()
