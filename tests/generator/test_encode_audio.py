@@ -128,3 +128,87 @@ def test_bad_audio_is_refused_clearly():
         encode_mp4(frames, 8, audio=tone(1.0))
     with pytest.raises(ValueError, match="channels"):
         encode_mp4(frames, 8, audio=np.zeros((6, 1000), np.float32), audio_sample_rate=SR)
+
+
+_PAGE = """<!doctype html><video id="v" playsinline></video><script>
+(async () => {
+  const v = document.getElementById("v");
+  let r;
+  try {
+    v.src = "clip.mp4";
+    await new Promise((ok, bad) => { v.onloadedmetadata = ok; v.onerror = () => bad(v.error && v.error.message); });
+    await v.play();
+    await new Promise(ok => { v.onended = ok; setTimeout(ok, 15000); });
+    r = {duration: v.duration, ended: v.ended, audio: v.webkitAudioDecodedByteCount,
+         frames: v.getVideoPlaybackQuality().totalVideoFrames};
+  } catch (e) { r = {error: String(e)}; }
+  await fetch("/result?" + encodeURIComponent(JSON.stringify(r)));
+})();
+</script>"""
+
+
+def test_plays_to_the_end_with_sound_in_headless_chromium(tmp_path):
+    """What Discord's desktop client (Chromium) does with the file: plays picture and sound to the end."""
+    import functools
+    import http.server
+    import json
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import threading
+    import urllib.parse
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium here (apt-get install -y chromium to run this check)")
+    n, fps = 73, 23.976
+    (tmp_path / "clip.mp4").write_bytes(
+        encode_mp4(smooth_clip(n, 96, 160), fps, audio=tone(n / fps), audio_sample_rate=SR).data
+    )
+    (tmp_path / "index.html").write_text(_PAGE)
+    results: list[dict] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path.startswith("/result?"):
+                results.append(json.loads(urllib.parse.unquote(self.path.split("?", 1)[1])))
+                self.send_response(204)
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"]
+    proc = subprocess.Popen(
+        [
+            browser,
+            *args,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"http://127.0.0.1:{server.server_port}/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the renderer and GPU helpers go with it
+    )
+    try:
+        for _ in range(600):
+            if results or proc.poll() is not None:
+                break
+            threading.Event().wait(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        server.shutdown()
+    assert results, "chromium reported nothing within 60 s"
+    [r] = results
+    assert "error" not in r, r
+    assert r["ended"] and r["duration"] == pytest.approx(n / fps, abs=1 / fps)
+    assert r["frames"] == n and r["audio"] > 0  # decoded every frame and some sound
