@@ -47,6 +47,8 @@ class SpeedOptions:
     step_cache: str = "off"
     compile: str = "off"
     vae_slicing: bool = False
+    #: Applied with the memory options (generator/pipeline.py); only checked here, so it is never ignored.
+    vae_tiling: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> SpeedOptions:
@@ -55,6 +57,7 @@ class SpeedOptions:
             step_cache=settings.step_cache,
             compile=settings.compile,
             vae_slicing=settings.vae_slicing,
+            vae_tiling=settings.vae_tiling,
         )
 
     @property
@@ -173,6 +176,11 @@ def apply_speed_options(pipe: Any, family: str, options: SpeedOptions) -> list[s
         raise SpeedOptionError(
             f"VIDEOBOT_COMPILE=regional is not supported by the {family} family: its transformer declares no "
             "repeated blocks to compile. Set VIDEOBOT_COMPILE=off."
+        )
+    if options.vae_tiling and not hasattr(getattr(pipe, "vae", None), "enable_tiling"):
+        raise SpeedOptionError(
+            f"VIDEOBOT_VAE_TILING=true is not supported by the {family} family: its VAE cannot decode in tiles. "
+            "Set VIDEOBOT_VAE_TILING=false."
         )
     if options.vae_slicing and not hasattr(getattr(pipe, "vae", None), "enable_slicing"):
         raise SpeedOptionError(

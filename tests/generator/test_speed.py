@@ -160,6 +160,17 @@ def test_auto_attention_falls_back_to_native_without_flash_on_cuda(tiny_model_di
     assert "attention backend auto -> native" in notes
 
 
+def test_vae_options_on_a_vae_without_them_stop_start_up(tiny_model_dir: Path) -> None:
+    pipe = load(tiny_model_dir)
+    pipe.vae = torch.nn.Identity()  # stands for a family whose VAE decodes only whole
+    for options, setting in (
+        (SpeedOptions(vae_tiling=True), "VIDEOBOT_VAE_TILING=true"),
+        (SpeedOptions(vae_slicing=True), "VIDEOBOT_VAE_SLICING=true"),
+    ):
+        with pytest.raises(SpeedOptionError, match=f"{setting} is not supported by the wan family"):
+            apply_speed_options(pipe, "wan", options)
+
+
 def test_a_failing_warm_up_names_the_settings() -> None:
     def boom() -> None:
         raise IndexError("list index out of range")
