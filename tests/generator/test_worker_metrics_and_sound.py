@@ -3,9 +3,9 @@ returns sound gets it in the posted mp4."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -49,7 +49,7 @@ async def test_seconds_per_step_reaches_the_log_the_job_row_and_metrics(qdb, tin
     line = next(r.getMessage() for r in caplog.records if f"job {job_id} done in" in r.getMessage())
     assert f"{job.seconds_per_step:.3f} s/step over 4 steps" in line and "peak GPU memory n/a" in line
 
-    server = HealthServer(db, gateway_connected=lambda: True)
+    server = HealthServer(db, discord_problem=lambda: None)
     port = await server.start("127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
@@ -62,13 +62,6 @@ async def test_seconds_per_step_reaches_the_log_the_job_row_and_metrics(qdb, tin
     assert 'videobot_step_seconds_bucket{le="+Inf"} 1.0' in lines
 
 
-@dataclass
-class RunOutput:
-    frames: np.ndarray
-    audio: np.ndarray | None
-    audio_sample_rate: int | None
-
-
 async def test_a_run_with_sound_is_posted_with_sound(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
     db, data = qdb
     s = settings_for(data, db.url)
@@ -77,10 +70,11 @@ async def test_a_run_with_sound_is_posted_with_sound(qdb, tiny_pipeline) -> None
     real_run = tiny_pipeline.run
     sr = 24_000
 
-    def run_with_sound(params, on_step=None):  # type: ignore[no-untyped-def]
-        frames = real_run(params, on_step)
-        t = np.arange(int(len(frames) / params.fps * sr)) / sr
-        return RunOutput(frames, np.stack([np.sin(2 * np.pi * 440 * t)] * 2)[None] * 0.5, sr)
+    def run_with_sound(params, on_step=None, **inputs):  # type: ignore[no-untyped-def]
+        out = real_run(params, on_step, **inputs)
+        t = np.arange(int(len(out.frames) / params.fps * sr)) / sr
+        wave = (0.5 * np.stack([np.sin(2 * np.pi * 440 * t)] * 2)).astype(np.float32)
+        return dataclasses.replace(out, audio=wave, audio_sample_rate=sr)
 
     tiny_pipeline.run = run_with_sound
     try:
