@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,9 @@ COMPILE_MODES = ("off", "regional")
 #: Families whose transformer blocks diffusers 0.42 has not registered for FirstBlockCache / MagCache
 #: (they raise "not registered"; read in diffusers/hooks/_helpers.py and tried, see NOTES.md).
 _UNREGISTERED_BLOCKS = frozenset({"ltx2", "hunyuan15", "hunyuanvideo15", "skyreels", "skyreels2"})
+#: Families where PyramidAttentionBroadcast runs into a shape mismatch at its first reused step (LTX-2's
+#: audio-video attention; tried on the tiny LTX-2 model).
+_PAB_BREAKS = frozenset({"ltx2"})
 #: Families whose transformer has no ``_repeated_blocks``, so ``compile_repeated_blocks`` cannot work.
 _NO_REPEATED_BLOCKS = frozenset({"cogvideox", "mochi", "allegro"})
 _CACHE_NAMES = {
@@ -84,13 +87,15 @@ def _set_attention(pipe: Any, family: str, backend: str, notes: list[str]) -> No
     import torch
 
     transformer = pipe.transformer
+    others = _transformers(pipe)
     if backend == "auto":
         cuda = transformer.device.type == "cuda" and transformer.dtype in (torch.bfloat16, torch.float16)
         # flash is exact attention in fewer memory passes; sage (int8 Q/K) is never chosen for you.
         backend = "flash" if cuda and _installed_backend("flash") else "native"
         notes.append(f"attention backend auto -> {backend}")
     if backend == "native":
-        transformer.set_attention_backend("native")
+        for t in others:
+            t.set_attention_backend("native")
         notes.append("attention: native (PyTorch scaled_dot_product_attention)")
         return
     package = {"flash": "flash-attn", "sage": "sageattention"}[backend]
@@ -105,11 +110,12 @@ def _set_attention(pipe: Any, family: str, backend: str, notes: list[str]) -> No
             f"(it is on {transformer.device.type} in {str(transformer.dtype).removeprefix('torch.')}): set "
             "VIDEOBOT_ATTENTION_BACKEND=native, or VIDEOBOT_DTYPE=bfloat16."
         )
-    transformer.set_attention_backend(backend)
+    for t in others:
+        t.set_attention_backend(backend)
     notes.append(f"attention: {backend}")
 
 
-def _cache_config(pipe: Any, family: str, cache: str) -> Any:
+def _cache_config(pipe: Any, family: str, cache: str, pipes: Sequence[Any] = ()) -> Any:
     from diffusers.hooks import (
         FirstBlockCacheConfig,
         PyramidAttentionBroadcastConfig,
@@ -139,23 +145,36 @@ def _cache_config(pipe: Any, family: str, cache: str) -> Any:
             cache_interval=5, disable_cache_before_step=3, max_order=1, cache_identifiers=[_ATTENTION_MODULES]
         )
     if cache == "pab":
+        if family in _PAB_BREAKS:
+            raise SpeedOptionError(
+                f"{setting} is not supported by the {family} family: PyramidAttentionBroadcast fails on its "
+                "audio-video attention. Use VIDEOBOT_STEP_CACHE=taylorseer or off."
+            )
         if not hasattr(type(pipe), "current_timestep"):
             raise SpeedOptionError(
                 f"{setting} is not supported by the {family} family: its pipeline does not expose the current "
                 "timestep that PyramidAttentionBroadcast follows. Use VIDEOBOT_STEP_CACHE=first_block or off."
             )
+        running = [pipe, *(p for p in pipes if p is not pipe)]
         return PyramidAttentionBroadcastConfig(
             spatial_attention_block_skip_range=2,
             spatial_attention_timestep_skip_range=(100, 800),
-            current_timestep_callback=lambda: pipe.current_timestep,
+            # The verbs' pipelines share this transformer (from_pipe): follow whichever one is running.
+            current_timestep_callback=lambda: next(
+                (p.current_timestep for p in running if p.current_timestep is not None), None
+            ),
         )
     raise SpeedOptionError(f"Unknown {setting}: use one of {', '.join(STEP_CACHES)}.")
 
 
-def apply_speed_options(pipe: Any, family: str, options: SpeedOptions) -> list[str]:
+def apply_speed_options(
+    pipe: Any, family: str, options: SpeedOptions, *, pipes: Sequence[Any] = ()
+) -> list[str]:
     """Apply ``options`` to a loaded pipeline (after the memory options); returns what was applied, in words.
 
-    Raises ``SpeedOptionError`` naming the setting when the family or this installation does not support one.
+    ``pipes`` are the other pipelines built on ``pipe``'s modules (one per verb, ``from_pipe``); every
+    transformer (``transformer`` and Wan 2.2 A14B's ``transformer_2``) gets the options. Raises
+    ``SpeedOptionError`` naming the setting when the family or this installation does not support one.
     """
     notes: list[str] = []
     transformer = getattr(pipe, "transformer", None)
@@ -172,7 +191,9 @@ def apply_speed_options(pipe: Any, family: str, options: SpeedOptions) -> list[s
         raise SpeedOptionError(
             f"Unknown VIDEOBOT_COMPILE={options.compile}: use one of {', '.join(COMPILE_MODES)}."
         )
-    if options.compile == "regional" and (family in _NO_REPEATED_BLOCKS or not _repeated_blocks(transformer)):
+    if options.compile == "regional" and (
+        family in _NO_REPEATED_BLOCKS or not all(_repeated_blocks(t) for t in _transformers(pipe))
+    ):
         raise SpeedOptionError(
             f"VIDEOBOT_COMPILE=regional is not supported by the {family} family: its transformer declares no "
             "repeated blocks to compile. Set VIDEOBOT_COMPILE=off."
@@ -190,21 +211,9 @@ def apply_speed_options(pipe: Any, family: str, options: SpeedOptions) -> list[s
 
     _set_attention(pipe, family, options.attention_backend, notes)
     if options.step_cache != "off":
-        config = _cache_config(pipe, family, options.step_cache)
-        before = _hook_count(transformer)
-        try:
-            transformer.enable_cache(config)
-        except (ValueError, TypeError) as exc:  # e.g. "Model class ... not registered"
-            raise SpeedOptionError(
-                f"VIDEOBOT_STEP_CACHE={options.step_cache} is not supported by the {family} family: {exc}. "
-                "Use VIDEOBOT_STEP_CACHE=off."
-            ) from exc
-        if _hook_count(transformer) <= before:  # diffusers found no module to hook: it would do nothing
-            transformer.disable_cache()
-            raise SpeedOptionError(
-                f"VIDEOBOT_STEP_CACHE={options.step_cache} is not supported by the {family} family: "
-                f"{_CACHE_NAMES[options.step_cache]} found no block of its transformer to cache. "
-                "Use VIDEOBOT_STEP_CACHE=off."
+        for t in _transformers(pipe):
+            _enable_cache(
+                t, _cache_config(pipe, family, options.step_cache, pipes), family, options.step_cache
             )
         notes.append(f"step cache: {_CACHE_NAMES[options.step_cache]}")
     if options.vae_slicing:
@@ -213,11 +222,40 @@ def apply_speed_options(pipe: Any, family: str, options: SpeedOptions) -> list[s
     if options.compile == "regional":
         # dynamic=True: one compile serves every size and length, so the warm-up at load covers all jobs. A
         # step cache's hooks break the graph, so fullgraph only without one.
-        transformer.compile_repeated_blocks(fullgraph=options.step_cache == "off", dynamic=True)
+        for t in _transformers(pipe):
+            t.compile_repeated_blocks(fullgraph=options.step_cache == "off", dynamic=True)
         notes.append(f"regional compile of {', '.join(_repeated_blocks(transformer))}")
     for note in notes:
         log.info("speed: %s", note)
     return notes
+
+
+def _enable_cache(transformer: Any, config: Any, family: str, cache: str) -> None:
+    before = _hook_count(transformer)
+    try:
+        transformer.enable_cache(config)
+    except (ValueError, TypeError) as exc:  # e.g. "Model class ... not registered"
+        raise SpeedOptionError(
+            f"VIDEOBOT_STEP_CACHE={cache} is not supported by the {family} family: {exc}. Use VIDEOBOT_STEP_CACHE=off."
+        ) from exc
+    except IndexError as exc:  # FirstBlockCache pops a leader block and needs another after it
+        raise SpeedOptionError(
+            f"VIDEOBOT_STEP_CACHE={cache} is not supported by this {family} model: its transformer has too few "
+            "blocks to cache. Use VIDEOBOT_STEP_CACHE=off."
+        ) from exc
+    if _hook_count(transformer) <= before:  # diffusers found no module to hook: it would do nothing
+        transformer.disable_cache()
+        raise SpeedOptionError(
+            f"VIDEOBOT_STEP_CACHE={cache} is not supported by the {family} family: {_CACHE_NAMES[cache]} found "
+            "no block of its transformer to cache. Use VIDEOBOT_STEP_CACHE=off."
+        )
+
+
+def _transformers(pipe: Any) -> list[Any]:
+    """The denoisers of ``pipe``: ``transformer``, plus ``transformer_2`` on Wan 2.2 A14B."""
+    return [
+        t for t in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if t is not None
+    ]
 
 
 def _hook_count(module: Any) -> int:
@@ -232,9 +270,9 @@ def _repeated_blocks(transformer: Any) -> list[str]:
 def reset_step_cache(pipe: Any) -> None:
     """Forget a step cache's state: a run stopped by an exception (cancel, shutdown, OOM) skips the reset
     diffusers does at the end of ``__call__``, and the next run must not reuse its residuals."""
-    transformer = getattr(pipe, "transformer", None)
-    if transformer is not None and getattr(transformer, "is_cache_enabled", False):
-        transformer._reset_stateful_cache()
+    for transformer in _transformers(pipe):
+        if getattr(transformer, "is_cache_enabled", False):
+            transformer._reset_stateful_cache()
 
 
 def warm_up(pipeline_callable: Callable[[], Any], options: SpeedOptions | None = None) -> float:

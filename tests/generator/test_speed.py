@@ -195,3 +195,37 @@ def test_regional_compile_wraps_the_repeated_blocks(tiny_model_dir: Path) -> Non
     eager = generate(load(tiny_model_dir), steps=2)
     warm_up(lambda: generate(pipe, steps=2), SpeedOptions(compile="regional"))
     np.testing.assert_allclose(generate(pipe, steps=2), eager, atol=1e-4)
+
+
+#: What each tiny family refuses. LTX-2: FirstBlockCache is not registered for its blocks, PAB breaks on its
+#: audio-video attention. The tiny LTX and CogVideoX have a single block, too few for FirstBlockCache (the real
+#: models have dozens, so this one is the tiny model's, not the family's).
+REFUSED = {
+    ("ltx2", "first_block"): "diffusers has not registered",
+    ("ltx2", "pab"): "audio-video attention",
+    ("ltx", "first_block"): "too few blocks",
+    ("cogvideox", "first_block"): "too few blocks",
+}
+
+
+@pytest.mark.parametrize("family", ["wan", "wan22", "ltx", "ltx2", "cogvideox"])
+def test_each_family_runs_with_each_cache_it_accepts_and_refuses_the_others(
+    family: str, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from generator.pipeline import VideoPipeline
+    from videobot.presets import plan
+
+    for cache in ("first_block", "taylorseer", "pab"):
+        vp = VideoPipeline.load(f"tiny-{family}", data_dir=tmp_path, device="cpu")
+        options = SpeedOptions(step_cache=cache)
+        if (family, cache) in REFUSED:
+            with pytest.raises(SpeedOptionError, match=REFUSED[family, cache]) as err:
+                apply_speed_options(vp.pipe, family, options, pipes=list(vp.pipes.values()))
+            assert f"VIDEOBOT_STEP_CACHE={cache} is not supported by" in str(err.value)
+            continue
+        apply_speed_options(vp.pipe, family, options, pipes=list(vp.pipes.values()))
+        params = dataclasses.replace(plan(vp.preset, "a cat surfing a wave", seed=3), num_inference_steps=6)
+        out = vp.run(params)  # six steps: past every cache's warm-up steps, so cached steps really run
+        assert out.frames.shape == (params.num_frames, params.height, params.width, 3), (family, cache)
