@@ -13,10 +13,18 @@ from generator.speed import SpeedOptionError, SpeedOptions, apply_speed_options,
 from videobot.settings import Settings
 
 
-def load(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Wan model (two blocks: enough for FirstBlockCache's leader and a follower)."""
+    from generator.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("speed") / "tiny-wan", "wan")
+
+
+def load(model_dir: Path):  # type: ignore[no-untyped-def]
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    pipe = DiffusionPipeline.from_pretrained(str(model_dir), dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -60,10 +68,10 @@ def test_settings_build_the_options_with_safe_defaults() -> None:
     )
 
 
-def test_native_attention_and_vae_slicing_reach_the_model(tiny_model_dir: Path) -> None:
+def test_native_attention_and_vae_slicing_reach_the_model(tiny_wan_dir: Path) -> None:
     from diffusers.models.attention_dispatch import AttentionBackendName
 
-    pipe = load(tiny_model_dir)
+    pipe = load(tiny_wan_dir)
     notes = apply_speed_options(pipe, "wan", SpeedOptions(attention_backend="native", vae_slicing=True))
     backends = {
         m.processor._attention_backend
@@ -85,9 +93,9 @@ def test_native_attention_and_vae_slicing_reach_the_model(tiny_model_dir: Path) 
     ],
 )
 def test_a_step_cache_registers_its_hooks_on_the_transformer(
-    tiny_model_dir: Path, cache: str, hook: str
+    tiny_wan_dir: Path, cache: str, hook: str
 ) -> None:
-    pipe = load(tiny_model_dir)
+    pipe = load(tiny_wan_dir)
     assert not hooks_on(pipe.transformer) - {"cache_context"}
     apply_speed_options(pipe, "wan", SpeedOptions(step_cache=cache))
     assert pipe.transformer.is_cache_enabled and hook in hooks_on(pipe.transformer)
@@ -95,10 +103,10 @@ def test_a_step_cache_registers_its_hooks_on_the_transformer(
     assert out.shape == (9, 32, 48, 3) and np.isfinite(out).all()
 
 
-def test_a_cancelled_run_leaves_no_cache_state_behind_once_reset(tiny_model_dir: Path) -> None:
+def test_a_cancelled_run_leaves_no_cache_state_behind_once_reset(tiny_wan_dir: Path) -> None:
     """A job cancelled mid-run skips diffusers' end-of-call reset: the next job (another size) crashes on the
     first-block cache's stale residual unless ``reset_step_cache`` runs first."""
-    pipe = load(tiny_model_dir)
+    pipe = load(tiny_wan_dir)
     apply_speed_options(pipe, "wan", SpeedOptions(step_cache="first_block"))
     reference = generate(pipe)
 
@@ -144,24 +152,24 @@ def test_a_cancelled_run_leaves_no_cache_state_behind_once_reset(tiny_model_dir:
     ],
 )
 def test_an_unsupported_option_stops_start_up_naming_the_setting(
-    tiny_model_dir: Path, family: str, options: SpeedOptions, setting: str
+    tiny_wan_dir: Path, family: str, options: SpeedOptions, setting: str
 ) -> None:
-    pipe = load(tiny_model_dir)
+    pipe = load(tiny_wan_dir)
     with pytest.raises(SpeedOptionError) as err:
         apply_speed_options(pipe, family, options)
     assert setting in str(err.value)
     assert isinstance(err.value, ValueError)
 
 
-def test_auto_attention_falls_back_to_native_without_flash_on_cuda(tiny_model_dir: Path) -> None:
+def test_auto_attention_falls_back_to_native_without_flash_on_cuda(tiny_wan_dir: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: auto may pick flash")
-    notes = apply_speed_options(load(tiny_model_dir), "wan", SpeedOptions(attention_backend="auto"))
+    notes = apply_speed_options(load(tiny_wan_dir), "wan", SpeedOptions(attention_backend="auto"))
     assert "attention backend auto -> native" in notes
 
 
-def test_vae_options_on_a_vae_without_them_stop_start_up(tiny_model_dir: Path) -> None:
-    pipe = load(tiny_model_dir)
+def test_vae_options_on_a_vae_without_them_stop_start_up(tiny_wan_dir: Path) -> None:
+    pipe = load(tiny_wan_dir)
     pipe.vae = torch.nn.Identity()  # stands for a family whose VAE decodes only whole
     for options, setting in (
         (SpeedOptions(vae_tiling=True), "VIDEOBOT_VAE_TILING=true"),
@@ -181,8 +189,8 @@ def test_a_failing_warm_up_names_the_settings() -> None:
     assert warm_up(lambda: None, SpeedOptions(compile="regional")) >= 0
 
 
-def test_regional_compile_wraps_the_repeated_blocks(tiny_model_dir: Path) -> None:
-    pipe = load(tiny_model_dir)
+def test_regional_compile_wraps_the_repeated_blocks(tiny_wan_dir: Path) -> None:
+    pipe = load(tiny_wan_dir)
     notes = apply_speed_options(pipe, "wan", SpeedOptions(compile="regional"))
     assert "regional compile of WanTransformerBlock" in notes
     compiled = [b for b in pipe.transformer.blocks if getattr(b, "_compiled_call_impl", None) is not None]
@@ -192,7 +200,7 @@ def test_regional_compile_wraps_the_repeated_blocks(tiny_model_dir: Path) -> Non
             "running the compiled model needs an inductor C++ build: ~2 min on this 2-core CPU (measured once: "
             "works, output within 1.2e-7 of eager). Set VIDEOBOT_TEST_CPU_COMPILE=1 to run it."
         )
-    eager = generate(load(tiny_model_dir), steps=2)
+    eager = generate(load(tiny_wan_dir), steps=2)
     warm_up(lambda: generate(pipe, steps=2), SpeedOptions(compile="regional"))
     np.testing.assert_allclose(generate(pipe, steps=2), eager, atol=1e-4)
 
