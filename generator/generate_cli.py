@@ -104,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
     size = result.size_bytes
     size_text = f"{size / 1024 / 1024:.2f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB"
+    sound = ", with sound" if result.has_audio else ""
     print(
         f"Wrote {args.output} ({size_text}, {result.num_frames} frames, "
-        f"{result.width}x{result.height} @ {result.fps} fps, {result.duration_s:.1f} s) with {model}, "
+        f"{result.width}x{result.height} @ {result.fps:g} fps, {result.duration_s:.1f} s{sound}) with {model}, "
         f"seed {params.seed}"
     )
     if result.notes:

@@ -3,6 +3,7 @@ progress, cancel and OOM handling."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import inspect
 import logging
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from generator.encode import frames_to_uint8
+from generator.speed import SpeedOptionError, SpeedOptions, apply_speed_options, reset_step_cache, warm_up
 from videobot.errors import GenerationOOM, InvalidParameters
 from videobot.presets import (
     DEFAULT_GPU_PRESET,
@@ -25,6 +27,7 @@ from videobot.presets import (
     Preset,
     check_verb,
     clean_prompt,
+    plan,
     resolve_preset,
     tiny_family,
 )
@@ -134,6 +137,7 @@ class VideoPipeline:
         offload: str = "none",
         vae_tiling: bool = False,
         layerwise_fp8: bool = False,
+        speed: SpeedOptions | None = None,
     ) -> VideoPipeline:
         """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options.
 
@@ -203,7 +207,16 @@ class VideoPipeline:
             pipes[verb] = pipe_cls.from_pipe(pipe, dtype=torch_dtype)
             _restore_dtypes(pipe, saved)
         _apply_memory_options(pipe, dev, torch_dtype, offload, vae_tiling, layerwise_fp8)
-        return cls(pipe, preset, dev, torch_dtype, pipes)
+        speed = speed or SpeedOptions(vae_tiling=vae_tiling)
+        try:
+            apply_speed_options(pipe, preset.family, speed, pipes=list(pipes.values()))
+            loaded = cls(pipe, preset, dev, torch_dtype, pipes)
+            if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
+                warm = dataclasses.replace(plan(preset, "warm-up", seed=0), num_inference_steps=2)
+                warm_up(lambda: loaded.run(warm), speed)
+        except SpeedOptionError as exc:
+            raise ModelLoadError(str(exc)) from None
+        return loaded
 
     def check_inputs(self, params: GenerationParams) -> None:
         """Validate ``params`` against the preset before any GPU work; raises ``InvalidParameters``."""
@@ -329,6 +342,8 @@ class VideoPipeline:
         pipe, kwargs, context = self.call_kwargs(params, image=image, video=video)
         kwargs["callback_on_step_end"] = callback
         out_of_memory = False
+        # A cancelled run skipped diffusers' own end-of-call reset: drop its cached residuals.
+        reset_step_cache(pipe)
         try:
             with torch.inference_mode():
                 output = pipe(**kwargs)

@@ -67,10 +67,18 @@ class _Abort(Exception):
 
 
 def gpu_memory_bytes() -> int | None:
-    """Peak GPU memory this process allocated, when it has a GPU."""
+    """Peak GPU memory this process allocated since the current job started, when it has a GPU."""
     import torch
 
     return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+
+
+def reset_gpu_peak() -> None:
+    """Start a job's peak GPU memory count from what is allocated now (the loaded model)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
 
 
 def default_worker_id() -> str:
@@ -84,6 +92,16 @@ class _Running:
     written: tuple[int, int] = (0, 0)
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
+    first_step: tuple[int, float] | None = None  # (step, monotonic time) of the first step callback
+    last_step: tuple[int, float] | None = None
+
+    def seconds_per_step(self, run_started: float) -> float | None:
+        """Mean seconds per denoising step, timed between step callbacks (text encoding and VAE decode left
+        out); with a single step, from the start of the run."""
+        if self.first_step is None or self.last_step is None:
+            return None
+        (k0, t0), (k1, t1) = self.first_step, self.last_step
+        return (t1 - t0) / (k1 - k0) if k1 > k0 else (t1 - run_started) / max(k1, 1)
 
 
 def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
@@ -229,6 +247,8 @@ class Worker:
             run.progress = (0, params.num_inference_steps)
             blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
             inputs = await asyncio.to_thread(self.load_inputs, params, blobs)
+            reset_gpu_peak()
+            run_started = time.monotonic()
             out = await asyncio.to_thread(
                 self.pipeline.run, params, lambda k, n: self._on_step(run, k, n), **inputs
             )
@@ -243,6 +263,8 @@ class Worker:
                 **out.audio_kwargs(encode_mp4),
             )
             elapsed = time.monotonic() - t0
+            per_step = run.seconds_per_step(run_started)
+            peak = gpu_memory_bytes()
             await db_retry(
                 q.complete,
                 c,
@@ -256,14 +278,20 @@ class Worker:
                     duration_s=enc.duration_s,
                     encode_notes=enc.notes or None,
                     generation_seconds=elapsed,
+                    seconds_per_step=per_step,
+                    peak_gpu_bytes=peak,
                 ),
             )
             self.jobs_done += 1
             log.info(
-                "job %s done in %.2f s (%d bytes, %s)",
+                "job %s done in %.2f s (%s s/step over %d steps, peak GPU memory %s; %d bytes%s, %s)",
                 c.job_id,
                 elapsed,
+                f"{per_step:.3f}" if per_step is not None else "?",
+                params.num_inference_steps,
+                f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (no GPU)",
                 enc.size_bytes,
+                " with sound" if enc.has_audio else "",
                 enc.notes or "first encode fit",
             )
         except JobCancelled:
@@ -301,6 +329,10 @@ class Worker:
 
     def _on_step(self, run: _Running, step: int, total: int) -> None:
         """Called from the pipeline thread after every denoising step."""
+        now = time.monotonic()
+        if run.first_step is None:
+            run.first_step = (step, now)
+        run.last_step = (step, now)
         run.progress = (step, total)
         if self.settings.test_step_delay:
             time.sleep(self.settings.test_step_delay)
@@ -359,6 +391,7 @@ class Worker:
 
 def load_pipeline(settings: Settings) -> Any:
     from generator.pipeline import VideoPipeline
+    from generator.speed import SpeedOptions
 
     return VideoPipeline.load(
         settings.model,
@@ -368,6 +401,7 @@ def load_pipeline(settings: Settings) -> Any:
         offload=settings.offload,
         vae_tiling=settings.vae_tiling,
         layerwise_fp8=settings.layerwise_fp8,
+        speed=SpeedOptions.from_settings(settings),
     )
 
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiohttp import web
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 HEALTH_DB_TIMEOUT_SECONDS = 2.0
 
 GENERATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
+STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 #: In-process metrics, registered on the registry the bot's health server exports.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -58,6 +59,11 @@ class QueueSnapshot:
     generation_count: int
     generation_sum: float
     workers: list[tuple[str, float, int | None]]  # (worker id, seconds since seen, gpu bytes)
+    step_buckets: list[tuple[float, int]] = field(default_factory=list)
+    step_count: int = 0
+    step_sum: float = 0.0
+    #: model -> (seconds per step, peak GPU bytes) of its most recently finished job
+    last_job: dict[str, tuple[float | None, int | None]] = field(default_factory=dict)
 
 
 async def snapshot(db: Database) -> QueueSnapshot:
@@ -82,6 +88,30 @@ async def snapshot(db: Database) -> QueueSnapshot:
                 select(func.count(), func.coalesce(func.sum(Job.generation_seconds), 0.0), *cols).where(done)
             )
         ).one()
+        timed = Job.seconds_per_step.is_not(None)
+        step_cols = [
+            func.coalesce(func.sum(case((Job.seconds_per_step <= b, 1), else_=0)), 0) for b in STEP_BUCKETS
+        ]
+        steps = (
+            await s.execute(
+                select(func.count(), func.coalesce(func.sum(Job.seconds_per_step), 0.0), *step_cols).where(
+                    timed
+                )
+            )
+        ).one()
+        latest = (
+            select(Job.model, func.max(Job.finished_at).label("finished_at"))
+            .where(timed | Job.peak_gpu_bytes.is_not(None))
+            .group_by(Job.model)
+            .subquery()
+        )
+        last_job = (
+            await s.execute(
+                select(Job.model, Job.seconds_per_step, Job.peak_gpu_bytes).join(
+                    latest, (Job.model == latest.c.model) & (Job.finished_at == latest.c.finished_at)
+                )
+            )
+        ).all()
         workers = (
             await s.execute(
                 select(
@@ -100,6 +130,10 @@ async def snapshot(db: Database) -> QueueSnapshot:
         generation_count=int(row[0]),
         generation_sum=float(row[1]),
         workers=[(w, float(age), gpu) for w, age, gpu in workers],
+        step_buckets=[(b, int(n)) for b, n in zip(STEP_BUCKETS, steps[2:], strict=True)],
+        step_count=int(steps[0]),
+        step_sum=float(steps[1]),
+        last_job={m: (sps, peak) for m, sps, peak in last_job},
     )
 
 
@@ -156,6 +190,30 @@ class QueueCollector(Collector):
                 gpu.add_metric([worker], mem)
         yield seen
         yield gpu
+        steps = HistogramMetricFamily(
+            "videobot_step_seconds", "Mean seconds per denoising step of each finished job"
+        )
+        steps.add_metric(
+            [], [(str(b), n) for b, n in snap.step_buckets] + [("+Inf", snap.step_count)], snap.step_sum
+        )
+        yield steps
+        last_sps = GaugeMetricFamily(
+            "videobot_last_job_seconds_per_step",
+            "Mean seconds per denoising step of the latest finished job, per model",
+            labels=["model"],
+        )
+        last_peak = GaugeMetricFamily(
+            "videobot_last_job_peak_gpu_bytes",
+            "Peak GPU memory allocated by the latest finished job, per model",
+            labels=["model"],
+        )
+        for model, (sps, peak) in sorted(snap.last_job.items()):
+            if sps is not None:
+                last_sps.add_metric([model], sps)
+            if peak is not None:
+                last_peak.add_metric([model], peak)
+        yield last_sps
+        yield last_peak
 
 
 class HealthServer:

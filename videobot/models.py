@@ -86,6 +86,9 @@ class Job(Base):
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)
     notified_at: Mapped[float | None] = mapped_column(Float)
     generation_seconds: Mapped[float | None] = mapped_column(Float)
+    #: Mean seconds per denoising step and peak GPU memory of the run that produced the result.
+    seconds_per_step: Mapped[float | None] = mapped_column(Float)
+    peak_gpu_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[float] = mapped_column(Float)
     queued_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float)

@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     offload: Literal["none", "model", "sequential", "group"] = Field(default="none", alias="VIDEOBOT_OFFLOAD")
     vae_tiling: bool = Field(default=False, alias="VIDEOBOT_VAE_TILING")
     layerwise_fp8: bool = Field(default=False, alias="VIDEOBOT_FP8")
+    #: Speed options (generator/speed.py); an option the model does not support stops start-up.
+    attention_backend: Literal["native", "flash", "sage", "auto"] = Field(
+        default="native", alias="VIDEOBOT_ATTENTION_BACKEND"
+    )
+    step_cache: Literal["off", "first_block", "mag", "taylorseer", "pab"] = Field(
+        default="off", alias="VIDEOBOT_STEP_CACHE"
+    )
+    compile: Literal["off", "regional"] = Field(default="off", alias="VIDEOBOT_COMPILE")
+    vae_slicing: bool = Field(default=False, alias="VIDEOBOT_VAE_SLICING")
     worker_id: str | None = Field(default=None, alias="VIDEOBOT_WORKER_ID")
     lease_seconds: float = Field(default=60.0, gt=1, alias="VIDEOBOT_LEASE_SECONDS")
     heartbeat_seconds: float = Field(default=10.0, gt=0, alias="VIDEOBOT_HEARTBEAT_SECONDS")

@@ -127,7 +127,15 @@ async def test_healthz_and_metrics(db: Database) -> None:
             await q.complete(
                 c,
                 ResultData(
-                    video=b"v", width=2, height=2, num_frames=1, fps=1, duration_s=1, generation_seconds=4.2
+                    video=b"v",
+                    width=2,
+                    height=2,
+                    num_frames=1,
+                    fps=1,
+                    duration_s=1,
+                    generation_seconds=4.2,
+                    seconds_per_step=0.75,
+                    peak_gpu_bytes=7_000_000_000,
                 ),
             )
             c = await q.claim("gpu-1")
@@ -146,6 +154,11 @@ async def test_healthz_and_metrics(db: Database) -> None:
             assert 'videobot_generation_seconds_bucket{le="5.0"} 1.0' in lines
             assert 'videobot_generation_seconds_bucket{le="1.0"} 0.0' in lines
             assert 'videobot_worker_gpu_memory_bytes{worker="gpu-1"} 123456.0' in lines
+            assert 'videobot_step_seconds_bucket{le="0.5"} 0.0' in lines
+            assert 'videobot_step_seconds_bucket{le="1.0"} 1.0' in lines
+            assert "videobot_step_seconds_sum 0.75" in lines
+            assert 'videobot_last_job_seconds_per_step{model="tiny"} 0.75' in lines
+            assert 'videobot_last_job_peak_gpu_bytes{model="tiny"} 7e+09' in lines
             assert any(line.startswith("videobot_ack_latency_seconds_bucket") for line in lines)
     finally:
         await server.stop()

@@ -93,6 +93,8 @@ class ResultData:
     content_type: str = "video/mp4"
     encode_notes: str | None = None
     generation_seconds: float | None = None
+    seconds_per_step: float | None = None
+    peak_gpu_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,8 @@ class Transitions(Queries):
                     finished_at=db_now(),
                     progress_step=Job.progress_total,
                     generation_seconds=result.generation_seconds,
+                    seconds_per_step=result.seconds_per_step,
+                    peak_gpu_bytes=result.peak_gpu_bytes,
                 )
             )
             if res.rowcount != 1:
