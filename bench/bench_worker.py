@@ -36,19 +36,35 @@ from videobot.settings import Settings
 def bare(pipe: VideoPipeline, params_list: list) -> float:  # type: ignore[type-arg]
     t0 = time.perf_counter()
     for p in params_list:
-        frames = pipe.run(p)
-        encode_mp4(frames, p.fps)
+        encode_mp4(pipe.run(p).frames, p.fps)
     return (time.perf_counter() - t0) / len(params_list)
 
 
-async def through_worker(pipe: VideoPipeline, params_list: list, data: Path, tag: str) -> tuple[float, list[float]]:  # type: ignore[type-arg]
+async def through_worker(
+    pipe: VideoPipeline, params_list: list, data: Path, tag: str
+) -> tuple[float, list[float]]:  # type: ignore[type-arg]
     url = f"sqlite+aiosqlite:///{data / f'bench-{tag}.db'}"
     upgrade(url)
     db = Database(url)
     q = JobQueue(db, QueueConfig(default_limit=10**6, max_queued_per_user=10**6))
     for i, p in enumerate(params_list):
-        await q.submit(SubmitRequest(idempotency_key=f"{tag}-{i}", guild_id=1, channel_id=1, user_id=1, model="tiny", params=p.to_dict()))
-    settings = Settings(_env_file=None, VIDEOBOT_DATA_DIR=str(data), DATABASE_URL=url, VIDEOBOT_MODEL="tiny", VIDEOBOT_POLL_SECONDS=0.05)  # type: ignore[call-arg]
+        await q.submit(
+            SubmitRequest(
+                idempotency_key=f"{tag}-{i}",
+                guild_id=1,
+                channel_id=1,
+                user_id=1,
+                model="tiny",
+                params=p.to_dict(),
+            )
+        )
+    settings = Settings(
+        _env_file=None,
+        VIDEOBOT_DATA_DIR=str(data),
+        DATABASE_URL=url,
+        VIDEOBOT_MODEL="tiny",
+        VIDEOBOT_POLL_SECONDS=0.05,
+    )  # type: ignore[call-arg]
     worker = Worker(settings, q, pipe, worker_id="bench", models=["tiny"])
     t0 = time.perf_counter()
     task = asyncio.create_task(worker.run())
@@ -90,15 +106,21 @@ async def main() -> None:
     ma, mb = statistics.median(a), statistics.median(b)
     ratios = [y / x for x, y in zip(a, b, strict=True)]
     print(f"jobs={args.jobs} rounds={args.rounds} steps={args.steps}")
-    print(f"bare pipe()+encode per job: {ma * 1000:.1f} ms (rounds: {', '.join(f'{x * 1000:.1f}' for x in a)})")
-    print(f"worker per job:             {mb * 1000:.1f} ms (rounds: {', '.join(f'{x * 1000:.1f}' for x in b)})")
+    print(
+        f"bare pipe()+encode per job: {ma * 1000:.1f} ms (rounds: {', '.join(f'{x * 1000:.1f}' for x in a)})"
+    )
+    print(
+        f"worker per job:             {mb * 1000:.1f} ms (rounds: {', '.join(f'{x * 1000:.1f}' for x in b)})"
+    )
     print(f"ratio worker / bare per round: {', '.join(f'{r:.3f}' for r in ratios)}")
     print(
         f"ratio min / median / max:   {min(ratios):.3f} / {statistics.median(ratios):.3f} / {max(ratios):.3f}"
         "  (goal <= 1.05 in every round)"
     )
     gs = sorted(all_gaps)
-    print(f"idle gap between jobs:      median {statistics.median(gs) * 1000:.1f} ms, p95 {gs[int(0.95 * (len(gs) - 1))] * 1000:.1f} ms, max {gs[-1] * 1000:.1f} ms  (goal < 50 ms)")
+    print(
+        f"idle gap between jobs:      median {statistics.median(gs) * 1000:.1f} ms, p95 {gs[int(0.95 * (len(gs) - 1))] * 1000:.1f} ms, max {gs[-1] * 1000:.1f} ms  (goal < 50 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -201,8 +201,10 @@ class Chaos:
                 job = await self.held_job(i)
                 if job is not None:
                     return i, job
-            if time.monotonic() > deadline:
-                return (ready[0], None) if ready else None
+            if time.monotonic() > deadline and ready:
+                return ready[0], None
+            if time.monotonic() > deadline + 60:  # every worker still restarting (a slow, loaded machine)
+                return None
             await asyncio.sleep(0.1)
 
     async def kill_worker(self) -> None:

@@ -19,16 +19,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
 from bot import errors as bot_errors
+from bot.connection import DiscordLink
+from bot.connection import describe as describe_discord_problem
 from bot.delivery import DeliveryService
 from bot.endpoints import use_endpoints
 from videobot.botlock import AnotherBotRunning, BotLock
 from videobot.db import Database
 from videobot.health import HealthServer
 from videobot.jobs import JobQueue, QueueConfig
+from videobot.logs import describe_error
 from videobot.maintenance import Maintenance, MaintenanceConfig
 from videobot.settings import Settings
 
@@ -80,7 +84,8 @@ class VideoBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         for ext in CORE_EXTENSIONS:
-            await self.load_extension(ext)
+            if ext not in self.extensions:  # a login retried after setup_hook began
+                await self.load_extension(ext)
         await self.sync_commands_if_changed()
         self.delivery.start()
 
@@ -135,6 +140,11 @@ class VideoBot(commands.Bot):
                 # Keep serving with the commands Discord already has; the next start tries again.
                 log.error("syncing commands to %s failed (%s/%s): %s", key, exc.status, exc.code, exc)
                 continue
+            except (OSError, aiohttp.ClientError) as exc:  # the network dropped right after login
+                log.error(
+                    "syncing commands to %s failed (%s); the next start tries again", key, describe_error(exc)
+                )
+                continue
             state[key] = digest
             synced.append(key)
             log.info("synced %d command(s) to %s", len(payloads), key)
@@ -174,13 +184,13 @@ async def run_bot(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    link = DiscordLink(bot)
+    link.install()
     health: HealthServer | None = None
     if settings.health_port:
         health = HealthServer(
             db,
-            gateway_connected=lambda: (
-                bot.is_ready() and not bot.is_closed() and bot.ws is not None and bot.ws.open
-            ),
+            discord_problem=link.health_problem,
             worker_stale_seconds=max(60.0, settings.lease_seconds),
         )
         try:
@@ -192,7 +202,9 @@ async def run_bot(settings: Settings) -> int:
                 file=sys.stderr,
             )
             await health.stop()
+            await lock.release()
             await db.dispose()
+            link.uninstall()
             return 2
     maintenance = Maintenance(
         queue,
@@ -205,7 +217,7 @@ async def run_bot(settings: Settings) -> int:
         on_change=bot.delivery.wake,
     )
     keeper = asyncio.create_task(maintenance.run(), name="maintenance")
-    runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()), name="discord-client")
+    runner = asyncio.create_task(link.run(settings.discord_token.get_secret_value()), name="discord-client")
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     code = 0
     try:
@@ -214,21 +226,7 @@ async def run_bot(settings: Settings) -> int:
             print(f"videobot: stopped: {maintenance.lock_lost}", file=sys.stderr)
             code = 2
         elif runner in done:
-            exc = runner.exception()
-            if isinstance(exc, discord.LoginFailure):
-                print(f"videobot: {TOKEN_REJECTED}", file=sys.stderr)
-                code = 2
-            elif isinstance(exc, discord.PrivilegedIntentsRequired):
-                print(
-                    "videobot: Discord refused the gateway intents; videobot needs no privileged ones.",
-                    file=sys.stderr,
-                )
-                code = 2
-            elif exc is not None:
-                log.error("the Discord client stopped: %s", type(exc).__name__, exc_info=exc)
-                code = 1
-            else:
-                log.info("the Discord client stopped")
+            code = _fatal_stop(runner.exception())
         else:
             log.info("shutting down")
     finally:
@@ -247,8 +245,32 @@ async def run_bot(settings: Settings) -> int:
         await db.dispose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    log.info("videobot stopped")
+        link.uninstall()
+    log.info("videobot stopped (exit status %d)", code)
     return code
+
+
+def _fatal_stop(exc: BaseException | None) -> int:
+    """The Discord client stopped without being asked to: say why; the exit status is never 0."""
+    if isinstance(exc, discord.LoginFailure) or (
+        isinstance(exc, discord.ConnectionClosed) and exc.code == 4004
+    ):
+        # 4004: the token was reset while the bot was running.
+        print(f"videobot: {TOKEN_REJECTED}", file=sys.stderr)
+        return 2
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        print(
+            "videobot: Discord refused the gateway intents; videobot needs no privileged ones.",
+            file=sys.stderr,
+        )
+        return 2
+    if exc is None:
+        log.error("the Discord client stopped unexpectedly")
+    elif isinstance(exc, discord.HTTPException | discord.ConnectionClosed):
+        log.error("the Discord client stopped: %s", describe_discord_problem(exc))
+    else:  # a bug: keep the traceback
+        log.error("the Discord client stopped: %s", type(exc).__name__, exc_info=exc)
+    return 1
 
 
 def main(settings: Settings) -> int:

@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="videobot generate", description="Generate one video from a text prompt."
+        prog="videobot generate",
+        description="Generate one video from a text prompt, a first image (--image) or a clip to extend (--extend).",
     )
     p.add_argument("prompt", help="what the video should show")
     p.add_argument("-o", "--output", type=Path, default=Path("video.mp4"), help="mp4 file to write")
@@ -21,7 +22,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="0..4294967295 (default: random)")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: the model's default)")
     p.add_argument("--aspect-ratio", default=None, choices=["16:9", "9:16", "1:1"])
-    p.add_argument("--negative-prompt", default="", help="what to avoid")
+    p.add_argument("--negative-prompt", default="", help="what to avoid (default: the model's own)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--image", type=Path, default=None, help="start the video from this picture (PNG/JPEG)")
+    src.add_argument(
+        "--extend",
+        type=Path,
+        default=None,
+        help="continue this mp4 clip (the output holds the clip and its sequel)",
+    )
     p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="largest file to write")
     p.add_argument(
         "--data-dir", type=Path, default=Path("data"), help="where the built-in tiny model is kept"
@@ -57,12 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from generator.encode import EncodeError, StorageError, encode_mp4
+    from generator.inputs import load_inputs
     from generator.pipeline import ModelLoadError, VideoPipeline, resolve_auto_model
     from videobot.errors import GenerationOOM, InvalidParameters
     from videobot.presets import plan, resolve_preset
 
     try:
         model = resolve_auto_model(args.model)
+        verb = "image" if args.image else "extend" if args.extend else "text"
         params = plan(
             resolve_preset(model),
             args.prompt,
@@ -70,12 +81,16 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             duration_s=args.duration,
             aspect_ratio=args.aspect_ratio,
+            verb=verb,
+            image=str(args.image) if args.image else None,
+            source_video=str(args.extend) if args.extend else None,
         )
+        inputs = load_inputs(params, allow_files=True)
         _quiet_library_progress_bars()
         pipeline = VideoPipeline.load(model, data_dir=args.data_dir)
         with tqdm(total=params.num_inference_steps, desc="Generating", unit="step", file=sys.stderr) as bar:
-            frames = pipeline.run(params, on_step=lambda step, total: bar.update(step - bar.n))
-        result = encode_mp4(frames, params.fps, max_bytes=args.max_bytes)
+            out = pipeline.run(params, on_step=lambda step, total: bar.update(step - bar.n), **inputs)
+        result = encode_mp4(out.frames, params.fps, max_bytes=args.max_bytes, **out.audio_kwargs(encode_mp4))
         _write_atomic(args.output, result.data)
     except (InvalidParameters, EncodeError, ModelLoadError, GenerationOOM, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -89,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
     size = result.size_bytes
     size_text = f"{size / 1024 / 1024:.2f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB"
+    sound = ", with sound" if result.has_audio else ""
     print(
         f"Wrote {args.output} ({size_text}, {result.num_frames} frames, "
-        f"{result.width}x{result.height} @ {result.fps} fps, {result.duration_s:.1f} s) with {model}, "
+        f"{result.width}x{result.height} @ {result.fps:g} fps, {result.duration_s:.1f} s{sound}) with {model}, "
         f"seed {params.seed}"
     )
     if result.notes:

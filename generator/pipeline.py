@@ -1,12 +1,15 @@
-"""Load a diffusers text-to-video pipeline once and run it with validation, progress, cancel and OOM handling."""
+"""Load a checkpoint's diffusers pipelines once and run them (text, image, extend) with validation,
+progress, cancel and OOM handling."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import inspect
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +17,20 @@ import numpy as np
 import torch
 
 from generator.encode import frames_to_uint8
+from generator.speed import SpeedOptionError, SpeedOptions, apply_speed_options, reset_step_cache, warm_up
 from videobot.errors import GenerationOOM, InvalidParameters
-from videobot.presets import DEFAULT_GPU_PRESET, GenerationParams, Preset, clean_prompt, resolve_preset
+from videobot.presets import (
+    DEFAULT_GPU_PRESET,
+    MAX_VIDEOS,
+    REQUEST_VERBS,
+    GenerationParams,
+    Preset,
+    check_verb,
+    clean_prompt,
+    plan,
+    resolve_preset,
+    tiny_family,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +79,52 @@ def _is_oom(exc: BaseException) -> bool:
     )
 
 
-class VideoPipeline:
-    """A loaded diffusers pipeline plus the preset it is run with."""
+@dataclass(frozen=True)
+class RunOutput:
+    """What one run made: the video (uint8 F x H x W x 3), its variations, and a soundtrack if any."""
 
-    def __init__(self, pipe: Any, preset: Preset, device: torch.device, dtype: torch.dtype) -> None:
+    frames: np.ndarray  # the first (or only) video; for ``extend``: the source followed by the new frames
+    variations: tuple[np.ndarray, ...] = ()  # every video of the batch, ``frames`` first
+    audio: np.ndarray | None = None  # float32 [channels, samples] in [-1, 1]
+    audio_sample_rate: int | None = None
+
+    def audio_kwargs(self, encode: Callable[..., Any]) -> dict[str, Any]:
+        """``audio=`` / ``audio_sample_rate=`` for ``encode`` when there is a soundtrack and it takes one."""
+        if self.audio is None:
+            return {}
+        accepted = inspect.signature(encode).parameters
+        if "audio" not in accepted or "audio_sample_rate" not in accepted:
+            log.warning("the mp4 encoder cannot mux audio yet: the soundtrack is dropped")
+            return {}
+        return {"audio": self.audio, "audio_sample_rate": self.audio_sample_rate}
+
+
+class VideoPipeline:
+    """Loaded diffusers pipelines for one checkpoint (one per verb, sharing components) plus their preset."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        preset: Preset,
+        device: torch.device,
+        dtype: torch.dtype,
+        pipes: dict[str, Any] | None = None,
+    ) -> None:
         self.pipe = pipe
         self.preset = preset
         self.device = device
         self.dtype = dtype
-        pipe.set_progress_bar_config(disable=True)  # progress goes through on_step instead
-        self._call_params = set(inspect.signature(pipe.__call__).parameters)
+        #: verb -> pipeline; all built from ``pipe`` with ``from_pipe``, so they share its modules.
+        self.pipes: dict[str, Any] = pipes or {v: pipe for v in preset.verbs if v in REQUEST_VERBS}
+        self._call_params: dict[int, set[str]] = {}
+        for p in {id(p): p for p in (pipe, *self.pipes.values())}.values():
+            p.set_progress_bar_config(disable=True)  # progress goes through on_step instead
+            self._call_params[id(p)] = set(inspect.signature(p.__call__).parameters)
+
+    @property
+    def verbs(self) -> frozenset[str]:
+        """The request verbs this loaded model runs."""
+        return frozenset(self.pipes)
 
     @classmethod
     def load(
@@ -86,12 +137,21 @@ class VideoPipeline:
         offload: str = "none",
         vae_tiling: bool = False,
         layerwise_fp8: bool = False,
+        speed: SpeedOptions | None = None,
     ) -> VideoPipeline:
-        """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options."""
+        """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options.
+
+        ``auto`` also brings the chosen preset's recommended memory options when none were set.
+        """
         try:
             preset = resolve_preset(resolve_auto_model(model))
         except InvalidParameters as exc:
             raise ModelLoadError(str(exc)) from None
+        if model == "auto" and offload == "none" and not (vae_tiling or layerwise_fp8):
+            opts = preset.memory_options
+            offload = opts.get("offload", offload)
+            vae_tiling = bool(opts.get("vae_tiling", vae_tiling))
+            layerwise_fp8 = bool(opts.get("layerwise_fp8", layerwise_fp8))
         if offload not in OFFLOAD_MODES:
             raise ModelLoadError(f"Unknown offload mode `{offload}`: use one of {', '.join(OFFLOAD_MODES)}.")
         dev = _resolve_device(device, preset.name)
@@ -109,12 +169,14 @@ class VideoPipeline:
         else:
             raise ModelLoadError(f"Unknown dtype `{dtype}`: use auto, {', '.join(_DTYPES)}.")
 
+        import diffusers
         from diffusers import DiffusionPipeline
 
-        if preset.name == "tiny":
+        family = tiny_family(preset)
+        if family is not None:
             from generator.tiny import build_tiny_model
 
-            source = str(build_tiny_model(Path(data_dir) / "models" / "tiny"))
+            source = str(build_tiny_model(Path(data_dir) / "models" / preset.name, family))
             if dev.type == "cpu":
                 # Its tensors are tiny: extra intra-op threads only spin, and on a busy machine
                 # (CI, tests in parallel) that made runs 30x slower. Process-wide, fine for a worker.
@@ -129,14 +191,46 @@ class VideoPipeline:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(_download_hint(preset.name, source, exc)) from exc
 
+        _apply_preset_settings(pipe, preset, dev)
+        # One checkpoint, several pipelines: from_pipe reuses the loaded modules (no second copy).
+        pipes: dict[str, Any] = {}
+        for verb in sorted(v for v in preset.verbs if v in REQUEST_VERBS):
+            name = preset.pipeline_for(verb)
+            if name == type(pipe).__name__:
+                pipes[verb] = pipe
+                continue
+            pipe_cls = getattr(diffusers, name, None)
+            if pipe_cls is None:
+                raise ModelLoadError(f"Model `{preset.name}` wants `{name}`, which this diffusers lacks.")
+            # from_pipe casts every module to one dtype: put back the float32 VAE and kept-in-fp32 layers.
+            saved = _tensor_dtypes(pipe)
+            pipes[verb] = pipe_cls.from_pipe(pipe, dtype=torch_dtype)
+            _restore_dtypes(pipe, saved)
         _apply_memory_options(pipe, dev, torch_dtype, offload, vae_tiling, layerwise_fp8)
-        return cls(pipe, preset, dev, torch_dtype)
+        speed = speed or SpeedOptions(vae_tiling=vae_tiling)
+        try:
+            apply_speed_options(pipe, preset.family, speed, pipes=list(pipes.values()))
+            loaded = cls(pipe, preset, dev, torch_dtype, pipes)
+            if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
+                warm = dataclasses.replace(plan(preset, "warm-up", seed=0), num_inference_steps=2)
+                warm_up(lambda: loaded.run(warm), speed)
+        except SpeedOptionError as exc:
+            raise ModelLoadError(str(exc)) from None
+        return loaded
 
     def check_inputs(self, params: GenerationParams) -> None:
         """Validate ``params`` against the preset before any GPU work; raises ``InvalidParameters``."""
         p = self.preset
+        check_verb(p, params.verb)
+        if params.verb not in self.pipes:
+            raise InvalidParameters(f"The loaded model `{p.name}` has no pipeline for `{params.verb}`.")
         clean_prompt(params.prompt)
-        if not p.valid_frames(params.num_frames):
+        if params.verb == "extend":
+            if params.num_frames != p.extend_window:
+                raise InvalidParameters(
+                    f"An extension with `{p.name}` generates {p.extend_window} frames, not {params.num_frames}."
+                )
+        elif not p.valid_frames(params.num_frames):
             raise InvalidParameters(
                 f"{params.num_frames} frames is not valid for `{p.name}`: use {p.frame_rule}k+1 frames "
                 f"between {p.min_frames} and {p.max_frames}."
@@ -155,10 +249,89 @@ class VideoPipeline:
             raise InvalidParameters("The frame rate must be between 1 and 120 fps.")
         if not 0 <= params.seed <= 2**32 - 1:
             raise InvalidParameters(f"The seed must be a whole number from 0 to {2**32 - 1}.")
+        if not 1 <= params.num_videos <= min(MAX_VIDEOS, p.batch_cap):
+            raise InvalidParameters(
+                f"`{p.name}` makes at most {min(MAX_VIDEOS, p.batch_cap)} videos at once."
+            )
 
-    def run(self, params: GenerationParams, on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Generate frames as uint8 (F, H, W, 3); exceptions raised by ``on_step`` stop the loop at once."""
+    def call_kwargs(
+        self, params: GenerationParams, *, image: Any = None, video: np.ndarray | None = None
+    ) -> tuple[Any, dict[str, Any], int]:
+        """The pipeline for ``params.verb``, the keyword arguments it gets, and how many leading frames
+        of its output repeat the source clip (``extend``). Keywords the pipeline does not take are dropped."""
+        pipe = self.pipes[params.verb]
+        n = params.num_videos
+        # A CPU generator gives the same starting noise for a seed on any device and offload mode.
+        generator: Any = torch.Generator(device="cpu").manual_seed(params.seed)
+        if n > 1:
+            generator = [
+                torch.Generator(device="cpu").manual_seed((params.seed + i) % 2**32) for i in range(n)
+            ]
+        kwargs: dict[str, Any] = {
+            "prompt": params.prompt,
+            "negative_prompt": params.negative_prompt or self.preset.negative_prompt or None,
+            "num_frames": params.num_frames,
+            "width": params.width,
+            "height": params.height,
+            "num_inference_steps": params.num_inference_steps,
+            "guidance_scale": params.guidance_scale,
+            "num_videos_per_prompt": n,
+            "generator": generator,
+            "output_type": "np",
+            "frame_rate": params.fps,  # LTX uses it for its rotary embeddings
+            **self.preset.extra_call_kwargs,
+        }
+        if n > 1:
+            # diffusers 0.42 sizes these per prompt, not per video: a scalar breaks the VAE decode of a batch.
+            for key in ("decode_timestep", "decode_noise_scale"):
+                if isinstance(kwargs.get(key), (int, float)):
+                    kwargs[key] = [kwargs[key]] * n
+        context = 0
+        is_condition = type(pipe).__name__ == "LTXConditionPipeline"
+        if params.verb == "image":
+            picture = _fit_image(image, params.width, params.height)
+            if is_condition:
+                from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+                kwargs["conditions"] = [LTXVideoCondition(image=picture, frame_index=0, strength=1.0)]
+            else:
+                kwargs["image"] = picture
+        elif params.verb == "extend":
+            if not is_condition:
+                raise InvalidParameters(f"`{self.preset.name}` cannot extend clips.")
+            from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+            source = _fit_video(video, params.width, params.height)
+            rule = self.preset.frame_rule
+            context = min(self.preset.extend_context_frames, (len(source) - 1) // rule * rule + 1)
+            tail = [_to_pil(f) for f in source[len(source) - context :]]
+            kwargs["conditions"] = [LTXVideoCondition(video=tail, frame_index=0, strength=1.0)]
+            kwargs["num_frames"] = context + self.preset.extend_frames
+        accepted = self._call_params[id(pipe)]
+        dropped = sorted(k for k in self.preset.extra_call_kwargs if k not in accepted)
+        if dropped:
+            log.warning("%s does not take %s; the preset's value is not used", type(pipe).__name__, dropped)
+        return pipe, {k: v for k, v in kwargs.items() if k in accepted}, context
+
+    def run(
+        self,
+        params: GenerationParams,
+        on_step: Callable[[int, int], None] | None = None,
+        *,
+        image: Any = None,
+        video: np.ndarray | None = None,
+    ) -> RunOutput:
+        """Generate the video(s) of ``params``; exceptions raised by ``on_step`` stop the loop at once.
+
+        ``image`` (a PIL image) is the first frame for ``image``; ``video`` (frames F x H x W x 3, uint8 or
+        float in [0, 1]) is the clip that ``extend`` continues. The result of an extension starts with
+        every frame of ``video`` and adds ``preset.extend_frames`` frames.
+        """
         self.check_inputs(params)
+        if params.verb == "image" and image is None:
+            raise InvalidParameters("A video from an image needs the image.")
+        if params.verb == "extend" and (video is None or len(video) < 2):
+            raise InvalidParameters("Extending a clip needs the clip (at least two frames).")
         total = params.num_inference_steps
 
         def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -166,26 +339,14 @@ class VideoPipeline:
                 on_step(step + 1, total)
             return kwargs
 
-        # A CPU generator gives the same starting noise for a seed on any device and offload mode.
-        kwargs: dict[str, Any] = {
-            "prompt": params.prompt,
-            "negative_prompt": params.negative_prompt or None,
-            "num_frames": params.num_frames,
-            "width": params.width,
-            "height": params.height,
-            "num_inference_steps": total,
-            "guidance_scale": params.guidance_scale,
-            "generator": torch.Generator(device="cpu").manual_seed(params.seed),
-            "output_type": "np",
-            "callback_on_step_end": callback,
-            "frame_rate": params.fps,  # LTX uses it for its rotary embeddings
-            **self.preset.extra_call_kwargs,
-        }
-        kwargs = {k: v for k, v in kwargs.items() if k in self._call_params}
+        pipe, kwargs, context = self.call_kwargs(params, image=image, video=video)
+        kwargs["callback_on_step_end"] = callback
         out_of_memory = False
+        # A cancelled run skipped diffusers' own end-of-call reset: drop its cached residuals.
+        reset_step_cache(pipe)
         try:
             with torch.inference_mode():
-                frames = self.pipe(**kwargs).frames
+                output = pipe(**kwargs)
         except Exception as exc:
             if not _is_oom(exc):
                 raise
@@ -193,13 +354,95 @@ class VideoPipeline:
         if out_of_memory:  # outside the except block so the traceback no longer pins GPU tensors
             self._free_memory()
             raise GenerationOOM(OOM_MESSAGE)
-        return frames_to_uint8(frames[0])
+        videos = [frames_to_uint8(v) for v in output.frames]
+        if params.verb == "extend":
+            source = _fit_video(video, params.width, params.height)
+            videos = [np.concatenate([source, v[context:]]) for v in videos]
+        audio, rate = None, None
+        waveform = getattr(output, "audio", None)
+        if params.audio and waveform is not None and hasattr(pipe, "vocoder"):
+            audio = np.asarray(waveform[0].float().cpu().numpy(), dtype=np.float32)
+            rate = int(pipe.vocoder.config.output_sampling_rate)
+        return RunOutput(frames=videos[0], variations=tuple(videos), audio=audio, audio_sample_rate=rate)
 
     def _free_memory(self) -> None:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         log.warning("out of GPU memory; freed the cache")
+
+
+def _to_pil(frame: np.ndarray) -> Any:
+    from PIL import Image
+
+    return Image.fromarray(frame)
+
+
+def _fit_image(image: Any, width: int, height: int) -> Any:
+    """``image`` (PIL, or encoded bytes) as an RGB picture of exactly ``width`` x ``height`` (centre crop)."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    if isinstance(image, (bytes, bytearray)):
+        image = Image.open(io.BytesIO(image))
+    if not isinstance(image, Image.Image):
+        raise InvalidParameters("The input image could not be read.")
+    return ImageOps.fit(image.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
+
+
+def _fit_video(video: Any, width: int, height: int) -> np.ndarray:
+    """Frames (F x H x W x 3, uint8 or float in [0, 1]) as uint8 at ``width`` x ``height``."""
+    frames = np.asarray(video)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InvalidParameters("The clip to extend could not be read.")
+    if frames.dtype != np.uint8:
+        frames = frames_to_uint8(frames)
+    if frames.shape[1:3] == (height, width):
+        return frames
+    return np.stack([np.asarray(_fit_image(_to_pil(f), width, height)) for f in frames])
+
+
+def _modules(pipe: Any) -> dict[str, torch.nn.Module]:
+    return {k: m for k, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
+
+
+def _tensor_dtypes(pipe: Any) -> dict[tuple[str, str], torch.dtype]:
+    return {
+        (name, key): t.dtype
+        for name, module in _modules(pipe).items()
+        for key, t in (*module.named_parameters(), *module.named_buffers())
+    }
+
+
+def _restore_dtypes(pipe: Any, saved: dict[tuple[str, str], torch.dtype]) -> None:
+    for name, module in _modules(pipe).items():
+        for key, t in (*module.named_parameters(), *module.named_buffers()):
+            want = saved.get((name, key))
+            if want is not None and t.dtype != want:
+                t.data = t.data.to(want)
+
+
+def _apply_preset_settings(pipe: Any, preset: Preset, dev: torch.device) -> None:
+    """Scheduler shift, pipeline config flags and component dtypes from the preset; refuse silent no-ops."""
+    if preset.scheduler:
+        unknown = sorted(k for k in preset.scheduler if k not in pipe.scheduler.config)
+        if unknown:
+            raise ModelLoadError(
+                f"`{preset.name}`: the scheduler {type(pipe.scheduler).__name__} has no setting {unknown}."
+            )
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **preset.scheduler)
+    if preset.pipeline_config:
+        init = set(inspect.signature(type(pipe).__init__).parameters)
+        unknown = sorted(k for k in preset.pipeline_config if k not in init)
+        if unknown:
+            raise ModelLoadError(f"`{preset.name}`: {type(pipe).__name__} has no setting {unknown}.")
+        pipe.register_to_config(**preset.pipeline_config)
+    if dev.type == "cuda":  # on the CPU everything runs in float32 anyway
+        for name, dtype_name in preset.component_dtypes.items():
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.to(dtype=_DTYPES[dtype_name])
 
 
 def _apply_memory_options(

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,10 +116,18 @@ class _Abort(Exception):
 
 
 def gpu_memory_bytes() -> int | None:
-    """Peak GPU memory this process allocated, when it has a GPU."""
+    """Peak GPU memory this process allocated since the current job started, when it has a GPU."""
     import torch
 
     return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+
+
+def reset_gpu_peak() -> None:
+    """Start a job's peak GPU memory count from what is allocated now (the loaded model)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
 
 
 def default_worker_id() -> str:
@@ -132,6 +141,16 @@ class _Running:
     written: tuple[int, int] = (0, 0)
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
+    first_step: tuple[int, float] | None = None  # (step, monotonic time) of the first step callback
+    last_step: tuple[int, float] | None = None
+
+    def seconds_per_step(self, run_started: float) -> float | None:
+        """Mean seconds per denoising step, timed between step callbacks (text encoding and VAE decode left
+        out); with a single step, from the start of the run."""
+        if self.first_step is None or self.last_step is None:
+            return None
+        (k0, t0), (k1, t1) = self.first_step, self.last_step
+        return (t1 - t0) / (k1 - k0) if k1 > k0 else (t1 - run_started) / max(k1, 1)
 
 
 def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
@@ -145,6 +164,11 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
         seed=raw.get("seed"),
         duration_s=raw.get("duration_s"),
         aspect_ratio=raw.get("aspect_ratio"),
+        verb=raw.get("verb") or "text",
+        image=raw.get("image"),
+        source_video=raw.get("source_video"),
+        num_videos=raw.get("num_videos", 1),
+        audio=raw.get("audio"),
     )
 
 
@@ -152,9 +176,25 @@ class Worker:
     """Claims and runs jobs with one loaded pipeline until ``stop()``."""
 
     def __init__(
-        self, settings: Settings, queue: JobQueue, pipeline: Any, *, worker_id: str, models: list[str]
+        self,
+        settings: Settings,
+        queue: JobQueue,
+        pipeline: Any,
+        *,
+        worker_id: str,
+        models: list[str],
+        load_inputs: Callable[[GenerationParams, dict[str, bytes]], dict[str, Any]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``monotonic`` and ``sleep`` time the heartbeats (a test passes a clock it moves)."""
+        from generator.inputs import load_inputs as load_stored_inputs
+
         self.settings = settings
+        #: Decodes a job's stored image / source clip (in a thread): ``(params, blobs) -> run() kwargs``.
+        self.load_inputs = load_inputs or load_stored_inputs
+        self.monotonic = monotonic
+        self.sleep = sleep
         self.queue = queue
         self.pipeline = pipeline
         self.worker_id = worker_id
@@ -176,12 +216,12 @@ class Worker:
         (self.settings.data_dir / "tmp").mkdir(parents=True, exist_ok=True)
         await db_retry(self.queue.worker_seen, self.worker_id, self.models)
         last_recover = 0.0
-        last_seen = time.monotonic()
+        last_seen = self.monotonic()
         backoff = 0.0
         try:
             while not self.stopping.is_set():
                 try:
-                    now = time.monotonic()
+                    now = self.monotonic()
                     if now - last_recover > min(self.settings.lease_seconds / 4, 15.0):
                         last_recover = now
                         await self.queue.recover_stale()
@@ -254,17 +294,26 @@ class Worker:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
             run.progress = (0, params.num_inference_steps)
-            frames = await asyncio.to_thread(self.pipeline.run, params, lambda k, n: self._on_step(run, k, n))
+            blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
+            inputs = await asyncio.to_thread(self.load_inputs, params, blobs)
+            reset_gpu_peak()
+            run_started = time.monotonic()
+            out = await asyncio.to_thread(
+                self.pipeline.run, params, lambda k, n: self._on_step(run, k, n), **inputs
+            )
             from generator.encode import encode_mp4
 
             enc = await asyncio.to_thread(
                 encode_mp4,
-                frames,
+                out.frames,
                 params.fps,
                 max_bytes=c.upload_limit_bytes,
                 tmp_dir=self.settings.data_dir / "tmp",
+                **out.audio_kwargs(encode_mp4),
             )
             elapsed = time.monotonic() - t0
+            per_step = run.seconds_per_step(run_started)
+            peak = gpu_memory_bytes()
             result = ResultData(
                 video=enc.data,
                 poster=enc.poster,
@@ -275,6 +324,8 @@ class Worker:
                 duration_s=enc.duration_s,
                 encode_notes=enc.notes or None,
                 generation_seconds=elapsed,
+                seconds_per_step=per_step,
+                peak_gpu_bytes=peak,
             )
         except JobCancelled:
             await self._settle(c, q.acknowledge_cancel, c)
@@ -315,10 +366,14 @@ class Worker:
             return
         self.jobs_done += 1
         log.info(
-            "job %s done in %.2f s (%d bytes, %s)",
+            "job %s done in %.2f s (%s s/step over %d steps, peak GPU memory %s; %d bytes%s, %s)",
             c.job_id,
             elapsed,
+            f"{per_step:.3f}" if per_step is not None else "?",
+            params.num_inference_steps,
+            f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (no GPU)",
             enc.size_bytes,
+            " with sound" if enc.has_audio else "",
             enc.notes or "first encode fit",
         )
 
@@ -335,6 +390,10 @@ class Worker:
 
     def _on_step(self, run: _Running, step: int, total: int) -> None:
         """Called from the pipeline thread after every denoising step."""
+        now = time.monotonic()
+        if run.first_step is None:
+            run.first_step = (step, now)
+        run.last_step = (step, now)
         run.progress = (step, total)
         if self.settings.test_step_delay:
             time.sleep(self.settings.test_step_delay)
@@ -347,11 +406,14 @@ class Worker:
         """Renew the lease every second, with progress when it moved; the answer carries the cancel flag.
 
         A failed heartbeat (database unreachable) is retried a second later; the render goes on. The
-        worker registry is written every heartbeat interval.
+        worker's own heartbeat (``/healthz``) is written every heartbeat interval, timed apart from the
+        lease renewals.
         """
-        last_seen = time.monotonic()
+        every = self.settings.heartbeat_seconds
+        last_seen = self.monotonic()
         while True:
-            await asyncio.sleep(PROGRESS_INTERVAL)
+            await self.sleep(PROGRESS_INTERVAL)
+            now = self.monotonic()
             progress = run.progress if run.progress != run.written else None
             try:
                 beat = await self.queue.heartbeat(run.claim, progress)
@@ -367,9 +429,7 @@ class Worker:
                 run.written = progress
             if beat.cancel_requested:
                 run.cancel.set()
-            now = time.monotonic()
-            if now - last_seen >= self.settings.heartbeat_seconds:
-                last_seen = now
+            if now - last_seen >= every:
                 try:
                     await self.queue.worker_seen(
                         self.worker_id,
@@ -377,12 +437,14 @@ class Worker:
                         current_job_id=run.claim.job_id,
                         gpu_memory_bytes=gpu_memory_bytes(),
                     )
+                    last_seen = now
                 except Exception:
                     log.warning("job %s: could not record the worker heartbeat", run.claim.job_id)
 
 
 def load_pipeline(settings: Settings) -> Any:
     from generator.pipeline import VideoPipeline
+    from generator.speed import SpeedOptions
 
     return VideoPipeline.load(
         settings.model,
@@ -392,6 +454,7 @@ def load_pipeline(settings: Settings) -> Any:
         offload=settings.offload,
         vae_tiling=settings.vae_tiling,
         layerwise_fp8=settings.layerwise_fp8,
+        speed=SpeedOptions.from_settings(settings),
     )
 
 

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from videobot import __version__
+from videobot.presets import TINY_DEFAULT_FAMILY, TINY_FAMILIES
 from videobot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("videobot")
@@ -22,7 +23,8 @@ commands:
   db upgrade          apply database migrations (done by `run` automatically)
   db current          show the database's migration revision
   generate PROMPT     make one video locally, no Discord and no database (check your GPU and model)
-  make-tiny-model DIR build the tiny random test model into DIR (offline)
+  make-tiny-model DIR [--family F]
+                     build a tiny random test model (wan, wan22, ltx, ltx2, cogvideox) into DIR (offline)
 
 Settings come from the environment and .env; see .env.example and the README.
 """
@@ -40,7 +42,7 @@ def _setup(settings: Settings, process: str) -> None:
     from videobot.logs import setup_logging
 
     secrets = [settings.discord_token.get_secret_value()] if settings.discord_token else []
-    setup_logging(settings.log_level, secrets=secrets, process=process)
+    setup_logging(settings.log_level, secrets=secrets, process=process, log_format=settings.log_format)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -114,12 +116,19 @@ def main(argv: list[str] | None = None) -> int:
             prog="videobot make-tiny-model", description="Build the tiny random test model (offline)."
         )
         parser.add_argument("dir", help="folder to write the diffusers model into")
+        parser.add_argument(
+            "--family",
+            choices=TINY_FAMILIES,
+            default=TINY_DEFAULT_FAMILY,
+            help=f"which model family's classes to use (default: {TINY_DEFAULT_FAMILY}, the one `tiny` uses); "
+            "VIDEOBOT_MODEL=tiny-FAMILY runs it",
+        )
         ns = parser.parse_args(argv[1:])
         from pathlib import Path
 
         from generator.tiny import build_tiny_model
 
-        print(build_tiny_model(Path(ns.dir)))
+        print(build_tiny_model(Path(ns.dir), ns.family))
         return 0
 
     parser = argparse.ArgumentParser(

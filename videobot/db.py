@@ -1,15 +1,24 @@
 """Engine and session factory, with the SQLite settings a multi-process queue needs.
 
-SQLite: WAL journal, ``busy_timeout``, foreign keys on, and ``BEGIN IMMEDIATE`` for every
-transaction, so that a read-then-write transaction never has to upgrade its lock (that upgrade
-is what produces "database is locked" even with a busy timeout; see shared/NOTES.md).
-PostgreSQL (asyncpg): plain transactions; claims use ``FOR UPDATE SKIP LOCKED``.
+Two kinds of transaction:
+
+- ``Database.transaction()`` writes. On SQLite it starts with ``BEGIN IMMEDIATE``, so a
+  read-then-write transaction never has to upgrade its lock (that upgrade is what produces
+  "database is locked" even with a busy timeout; see shared/NOTES.md).
+- ``Database.sessionmaker()`` reads. A deferred ``BEGIN`` under WAL reads the last committed state
+  beside a writer instead of queueing behind it (``/healthz``, ``/queue``, the change feed). It is
+  read-only (SQLite: connections of their own with ``PRAGMA query_only``; PostgreSQL: ``READ
+  ONLY`` transactions on the writer's pool): a write in a read session fails at once instead of
+  attempting the lock upgrade above.
+
+SQLite: WAL journal, ``busy_timeout``, foreign keys on. PostgreSQL (asyncpg): claims use
+``FOR UPDATE SKIP LOCKED``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,6 +33,9 @@ log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+#: Where an injected clock (tests) puts its time for PostgreSQL statements to read.
+_PG_CLOCK_SETTING = "videobot.now"
+
 
 class db_now(FunctionElement):  # noqa: N801 - reads like a SQL function
     """The database clock as Unix seconds (float): leases are measured on it, not on a worker's clock."""
@@ -32,13 +44,22 @@ class db_now(FunctionElement):  # noqa: N801 - reads like a SQL function
     inherit_cache = True
 
 
+def _clocked(compiler: object) -> bool:
+    """True when the statement is for an engine whose clock a test controls (see ``create_engine``)."""
+    return getattr(getattr(compiler, "dialect", None), "videobot_clock", None) is not None
+
+
 @compiles(db_now, "sqlite")
 def _db_now_sqlite(element: db_now, compiler: object, **kw: object) -> str:
+    if _clocked(compiler):
+        return "videobot_now()"
     return "((julianday('now') - 2440587.5) * 86400.0)"
 
 
 @compiles(db_now, "postgresql")
 def _db_now_pg(element: db_now, compiler: object, **kw: object) -> str:
+    if _clocked(compiler):
+        return f"current_setting('{_PG_CLOCK_SETTING}')::float8"
     return "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
 
@@ -67,8 +88,21 @@ def sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
-def create_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> AsyncEngine:
-    """Create the async engine for ``url`` with the right per-dialect connection setup."""
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 5,
+    clock: Callable[[], float] | None = None,
+    read_only: bool = False,
+) -> AsyncEngine:
+    """Create the async engine for ``url`` with the right per-dialect connection setup.
+
+    Its transactions write (``BEGIN IMMEDIATE`` on SQLite); ``read_engine()`` gives one for reads.
+    ``read_only`` (SQLite): connections opened with ``PRAGMA query_only`` and deferred ``BEGIN``.
+    ``clock`` (tests only) replaces the database clock ``db_now()``: a callable returning Unix
+    seconds, read at each transaction's start on PostgreSQL and at each use on SQLite.
+    """
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
@@ -78,19 +112,38 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> AsyncE
             echo=echo,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
-        _setup_sqlite(engine)
-        return engine
-    return create_async_engine(
-        url,
-        echo=echo,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-    )
+        _setup_sqlite(engine, clock, read_only=read_only)
+    else:
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+        if clock is not None:
+            _setup_pg_clock(engine, clock)
+    # Read by the db_now() compilers; each engine has its own dialect and statement cache.
+    engine.dialect.videobot_clock = clock  # type: ignore[attr-defined]
+    return engine
 
 
-def _setup_sqlite(engine: AsyncEngine) -> None:
+def read_engine(engine: AsyncEngine, url: str, *, clock: Callable[[], float] | None = None) -> AsyncEngine:
+    """The engine for reads beside ``engine`` (the writer for ``url``): read-only transactions.
+
+    SQLite: its own small pool of ``query_only`` connections with deferred ``BEGIN``, so that a
+    connection never switches between reading and writing. PostgreSQL: the writer's pool, with
+    ``READ ONLY`` transactions (no extra connections on the server).
+    """
+    if engine.dialect.name == "sqlite":
+        if sqlite_path(url) is None:
+            return engine  # an in-memory database exists only on the writer's connection
+        return create_engine(url, echo=bool(engine.echo), clock=clock, read_only=True)
+    return engine.execution_options(postgresql_readonly=True)
+
+
+def _setup_sqlite(engine: AsyncEngine, clock: Callable[[], float] | None, *, read_only: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         # Take transaction control away from the driver so we can emit BEGIN IMMEDIATE ourselves.
@@ -100,11 +153,22 @@ def _setup_sqlite(engine: AsyncEngine) -> None:
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        if read_only:
+            cur.execute("PRAGMA query_only=ON")
         cur.close()
+        if clock is not None:
+            dbapi_conn.create_function("videobot_now", 0, clock)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read takes no lock until it reads, and under WAL never waits for a writer.
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _setup_pg_clock(engine: AsyncEngine, clock: Callable[[], float]) -> None:
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql(f"SELECT set_config('{_PG_CLOCK_SETTING}', '{float(clock())!r}', true)")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -112,26 +176,35 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 class Database:
-    """The engine and session factory, built once at the entry point and passed down."""
+    """The engine and session factories, built once at the entry point and passed down.
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    ``transaction()`` for anything that writes; ``sessionmaker()`` for reads only (a write there
+    raises). ``clock`` is for tests: see ``create_engine``.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False, clock: Callable[[], float] | None = None) -> None:
         self.url = url
-        self.engine = create_engine(url, echo=echo)
-        self.sessionmaker = create_sessionmaker(self.engine)
+        self.engine = create_engine(url, echo=echo, clock=clock)
+        self.reader = read_engine(self.engine, url, clock=clock)
+        #: Read-only sessions (deferred transactions: on SQLite they run beside a writer).
+        self.sessionmaker = create_sessionmaker(self.reader)
+        self._writer = create_sessionmaker(self.engine)
         self.dialect = make_url(url).get_backend_name()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.sessionmaker() as session, session.begin():
+        """A write transaction: committed on success, rolled back on error."""
+        async with self._writer() as session, session.begin():
             yield session
 
     async def ping(self) -> None:
-        """Raise if the database cannot be reached."""
+        """Raise if the database cannot be reached (a read: it does not wait for a writer)."""
         from sqlalchemy import text
 
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.reader.sync_engine.pool is not self.engine.sync_engine.pool:
+            await self.reader.dispose()

@@ -86,6 +86,9 @@ class Job(Base):
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)
     notified_at: Mapped[float | None] = mapped_column(Float)
     generation_seconds: Mapped[float | None] = mapped_column(Float)
+    #: Mean seconds per denoising step and peak GPU memory of the run that produced the result.
+    seconds_per_step: Mapped[float | None] = mapped_column(Float)
+    peak_gpu_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[float] = mapped_column(Float)
     queued_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float)
@@ -231,3 +234,19 @@ class BotLock(Base):
     acquired_at: Mapped[float] = mapped_column(Float)
     #: The holder renews this; a bot that stops renewing loses the lock when it passes.
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class JobInput(Base):
+    """What a job is made from besides its text: the first-frame image, the clip it extends.
+
+    Stored with the job so that a worker on another machine gets it; removed with the job's result.
+    """
+
+    __tablename__ = "job_inputs"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    #: "image" (PNG, normalised by ``videobot.images``) or "video" (the mp4 an extension continues).
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[float] = mapped_column(Float)

@@ -9,6 +9,7 @@ from typing import Any
 
 from videobot.errors import InvalidParameters
 from videobot.presets import ASPECT_RATIOS, MAX_SEED, Preset, clean_prompt, cost_weight, plan, resolve_preset
+from videobot.presets import offered_verbs as presets_offered_verbs
 from videobot.settings import Settings
 
 AUTO = "auto"
@@ -60,6 +61,19 @@ def check_model(settings: Settings, requested: str | None) -> QueueTarget:
     )
 
 
+def offered_verbs(settings: Settings) -> frozenset[str]:
+    """What members may ask of the configured model: ``text``, ``image``, ``extend``, ``audio``."""
+    return presets_offered_verbs((settings.model or AUTO).strip())
+
+
+def check_audio(settings: Settings, audio: bool | None) -> None:
+    """Sound asked of a model that makes silent videos is refused (rather than silently dropped)."""
+    if audio and "audio" not in offered_verbs(settings):
+        raise InvalidParameters(
+            "This server's model makes videos without sound. Leave the audio option empty (or off)."
+        )
+
+
 def build_params(
     target: QueueTarget,
     prompt: str,
@@ -68,6 +82,7 @@ def build_params(
     seed: int | None = None,
     duration: float | None = None,
     aspect_ratio: str | None = None,
+    audio: bool | None = None,
 ) -> dict[str, Any]:
     """Validate the request and return the job's parameters (JSON).
 
@@ -86,6 +101,7 @@ def build_params(
             seed=seed,
             duration_s=duration,
             aspect_ratio=aspect_ratio,
+            audio=audio,
         ).to_dict()
     if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
         raise InvalidParameters(
@@ -99,6 +115,7 @@ def build_params(
         "seed": secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
         "duration_s": duration,
         "aspect_ratio": aspect_ratio,
+        "audio": audio,
     }
 
 

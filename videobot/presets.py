@@ -10,7 +10,7 @@ import math
 import re
 import secrets
 import unicodedata
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,19 @@ MAX_SEED = 2**32 - 1
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 
 
+VERBS = ("text", "image", "extend", "audio")
+#: Verbs that make a video (``audio`` is a capability on top of them, not a request kind).
+REQUEST_VERBS = ("text", "image", "extend")
+
+
 @dataclass(frozen=True)
 class Preset:
-    """A model the worker can load, with the settings people run it at."""
+    """A model the worker can load, with the settings its model card gives and what it can do."""
 
     name: str
     repo_id: str
-    pipeline_class: str
-    family: str  # "wan" | "ltx" | "cogvideox"
+    pipeline_class: str  # the class the checkpoint loads as (model_index.json)
+    family: str  # "wan" | "wan22" | "ltx" | "ltx2" | "cogvideox"
     fps: int
     default_frames: int
     min_frames: int
@@ -40,11 +45,33 @@ class Preset:
     guidance: float
     default_dtype: str
     needs_gpu: bool
-    vram_gb: float
+    vram_gb: float  # GPU memory at the default size with ``memory_options``
     description: str
     default_aspect: str = "16:9"
     #: Extra keyword arguments for the pipeline call (passed only where the pipeline accepts them).
     extra_call_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: What it can do: a subset of ``VERBS``.
+    verbs: frozenset[str] = frozenset({"text"})
+    #: Pipeline class per verb; verbs not listed use ``pipeline_class``. All share one set of components.
+    pipelines: dict[str, str] = field(default_factory=dict)
+    #: Scheduler config overrides (e.g. Wan's ``flow_shift``), applied with ``Scheduler.from_config``.
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    #: Pipeline config values the checkpoint must carry (e.g. Wan 2.2 TI2V's ``expand_timesteps``).
+    pipeline_config: dict[str, Any] = field(default_factory=dict)
+    #: Used when the request has no negative prompt.
+    negative_prompt: str = ""
+    #: Component -> dtype on a GPU, overriding ``default_dtype`` (Wan's VAE in float32).
+    component_dtypes: dict[str, str] = field(default_factory=dict)
+    #: ``extend``: frames one extension adds, frames of the source's end it is conditioned on, and how
+    #: many times a clip may be extended.
+    extend_frames: int = 0
+    extend_context_frames: int = 0
+    max_extensions: int = 4
+    #: Most videos one batch may hold on the GPU (variations).
+    batch_cap: int = 1
+    #: Settings that make ``vram_gb`` true (VideoPipeline.load option -> value), and where the figure comes from.
+    memory_options: dict[str, Any] = field(default_factory=dict)
+    vram_source: str = "estimate"
 
     @property
     def min_duration_s(self) -> float:
@@ -62,12 +89,90 @@ class Preset:
         """Whether ``num_frames`` follows the frame rule and lies within the preset's range."""
         return self.min_frames <= num_frames <= self.max_frames and (num_frames - 1) % self.frame_rule == 0
 
+    def pipeline_for(self, verb: str) -> str:
+        """The diffusers pipeline class name that runs ``verb``."""
+        return self.pipelines.get(verb, self.pipeline_class)
+
+    @property
+    def extend_window(self) -> int:
+        """Frames the model generates for one extension: the source's last frames plus the new ones."""
+        return self.extend_context_frames + self.extend_frames
+
 
 _WAN_SIZES = {"16:9": (832, 480), "9:16": (480, 832), "1:1": (624, 624)}
+# Wan 2.2 TI2V-5B is a 720p model; its VAE compresses 16x and patches 2x, so sizes are multiples of 32.
+_WAN22_SIZES = {"16:9": (1280, 704), "9:16": (704, 1280), "1:1": (960, 960)}
 # LTX wants multiples of 32; 832x480 is the same pixel budget as its usual 768x512 but really 16:9.
 _LTX_SIZES = {"16:9": (832, 480), "9:16": (480, 832), "1:1": (640, 640)}
 # CogVideoX 1.0 was trained at 720x480 (3:2): offer that as "landscape" rather than an untrained 16:9 size.
 _COG_SIZES = {"16:9": (720, 480), "9:16": (480, 720), "1:1": (480, 480)}
+_TINY_SIZES = {"16:9": (48, 32), "9:16": (32, 48), "1:1": (32, 32)}
+_TINY_SIZES_32 = {"16:9": (64, 32), "9:16": (32, 64), "1:1": (32, 32)}
+
+# The negative prompts the model cards / diffusers docs use.
+WAN_NEGATIVE = (
+    "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
+    "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, "
+    "poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still "
+    "picture, messy background, three legs, many people in the background, walking backwards"
+)
+LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+
+_TEXT = frozenset({"text"})
+_TEXT_IMAGE = frozenset({"text", "image"})
+_TEXT_IMAGE_EXTEND = frozenset({"text", "image", "extend"})
+_LTX_COND = {
+    "text": "LTXConditionPipeline",
+    "image": "LTXConditionPipeline",
+    "extend": "LTXConditionPipeline",
+}
+_WAN22 = {"text": "WanPipeline", "image": "WanImageToVideoPipeline"}
+_LTX2 = {"text": "LTX2Pipeline", "image": "LTX2ImageToVideoPipeline"}
+# Lightricks' recommended settings for timestep-aware VAEs (0.9.1+).
+_LTX_DECODE = {"decode_timestep": 0.05, "decode_noise_scale": 0.025, "image_cond_noise_scale": 0.025}
+
+
+def _tiny(name: str, family: str, pipeline_class: str, description: str, **kw: Any) -> Preset:
+    base: dict[str, Any] = dict(
+        name=name,
+        repo_id="",
+        pipeline_class=pipeline_class,
+        family=family,
+        fps=8,
+        default_frames=9,
+        min_frames=5,
+        max_frames=17,
+        frame_rule=4,
+        size_multiple=16,
+        sizes=_TINY_SIZES,
+        steps=2,
+        guidance=5.0,
+        default_dtype="float32",
+        needs_gpu=False,
+        vram_gb=0.0,
+        description=description,
+        vram_source="CPU only",
+        batch_cap=4,
+    )
+    base.update(kw)
+    return Preset(**base)
+
+
+_TINY_LTX = dict(
+    frame_rule=8,
+    min_frames=9,
+    max_frames=25,
+    default_frames=9,
+    size_multiple=32,
+    sizes=_TINY_SIZES_32,
+    guidance=3.0,
+    verbs=_TEXT_IMAGE_EXTEND,
+    pipelines=_LTX_COND,
+    negative_prompt=LTX_NEGATIVE,
+    extend_frames=8,
+    extend_context_frames=9,
+    extra_call_kwargs=_LTX_DECODE,
+)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -89,7 +194,43 @@ PRESETS: dict[str, Preset] = {
             default_dtype="bfloat16",
             needs_gpu=True,
             vram_gb=8.2,
-            description="Wan 2.1 1.3B: good quality on an 8 GB+ GPU, 5 s at 832x480.",
+            description="Wan 2.1 1.3B: good quality on an 8 GB+ GPU, 5 s at 832x480. Text only.",
+            verbs=_TEXT,
+            pipelines={"text": "WanPipeline"},
+            scheduler={"flow_shift": 3.0},  # the card: 3.0 at 480p
+            negative_prompt=WAN_NEGATIVE,
+            component_dtypes={"vae": "float32"},
+            memory_options={"offload": "model"},
+            vram_source="model card (8.19 GB, with offload)",
+            batch_cap=2,
+        ),
+        Preset(
+            name="wan2.2-ti2v-5b",
+            repo_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+            pipeline_class="WanPipeline",
+            family="wan22",
+            fps=24,
+            default_frames=121,
+            min_frames=25,
+            max_frames=121,
+            frame_rule=4,
+            size_multiple=32,
+            sizes=_WAN22_SIZES,
+            steps=50,
+            guidance=5.0,
+            default_dtype="bfloat16",
+            needs_gpu=True,
+            vram_gb=24.0,
+            description="Wan 2.2 TI2V 5B: text or a first image to 5 s of 720p at 24 fps in one model.",
+            verbs=_TEXT_IMAGE,
+            pipelines=_WAN22,
+            scheduler={"flow_shift": 5.0},  # the card: 5.0 at 720p
+            pipeline_config={"expand_timesteps": True},
+            negative_prompt=WAN_NEGATIVE,
+            component_dtypes={"vae": "float32"},
+            # Its VAE decode jumps to ~26 GB at 1280x704x121 without tiling (diffusers issue 12097).
+            memory_options={"offload": "model", "vae_tiling": True},
+            vram_source="model card (24 GB with offload)",
         ),
         Preset(
             name="ltx-video",
@@ -107,8 +248,14 @@ PRESETS: dict[str, Preset] = {
             guidance=3.0,
             default_dtype="bfloat16",
             needs_gpu=True,
-            vram_gb=18.0,
-            description="LTX-Video: fast, 24 fps, up to ~10 s.",
+            vram_gb=10.0,
+            description="LTX-Video 2B (0.9.0): fast, 24 fps, up to ~10 s; text or a first image.",
+            verbs=_TEXT_IMAGE,
+            pipelines={"text": "LTXPipeline", "image": "LTXImageToVideoPipeline"},
+            negative_prompt=LTX_NEGATIVE,
+            memory_options={"offload": "group"},
+            vram_source="diffusers docs (~10 GB with group offload)",
+            batch_cap=2,
         ),
         Preset(
             name="ltx-video-distilled",
@@ -127,9 +274,66 @@ PRESETS: dict[str, Preset] = {
             default_dtype="bfloat16",
             needs_gpu=True,
             vram_gb=18.0,
-            description="LTX-Video 0.9.7 distilled: 8 steps, the quickest real model.",
-            # Lightricks' recommended settings for timestep-aware VAEs (0.9.1+).
-            extra_call_kwargs={"decode_timestep": 0.05, "decode_noise_scale": 0.025},
+            description="LTX-Video 0.9.7 13B distilled: 8 steps; text, a first image, or extend a clip.",
+            extra_call_kwargs=_LTX_DECODE,
+            verbs=_TEXT_IMAGE_EXTEND,
+            pipelines=_LTX_COND,
+            negative_prompt=LTX_NEGATIVE,
+            extend_frames=48,
+            extend_context_frames=25,
+            memory_options={"layerwise_fp8": True, "offload": "model"},
+            vram_source="estimate (13B in fp8 storage ~13 GB + activations; T5 offloaded)",
+        ),
+        Preset(
+            name="ltx-video-0.9.8-distilled",
+            repo_id="Lightricks/LTX-Video-0.9.8-13B-distilled",
+            pipeline_class="LTXConditionPipeline",
+            family="ltx",
+            fps=24,
+            default_frames=121,
+            min_frames=25,
+            max_frames=257,
+            frame_rule=8,
+            size_multiple=32,
+            sizes=_LTX_SIZES,
+            steps=8,
+            guidance=1.0,
+            default_dtype="bfloat16",
+            needs_gpu=True,
+            vram_gb=18.0,
+            description="LTX-Video 0.9.8 13B distilled: 8 steps; text, a first image, or extend a clip.",
+            extra_call_kwargs=_LTX_DECODE,
+            verbs=_TEXT_IMAGE_EXTEND,
+            pipelines=_LTX_COND,
+            negative_prompt=LTX_NEGATIVE,
+            extend_frames=48,
+            extend_context_frames=25,
+            memory_options={"layerwise_fp8": True, "offload": "model"},
+            vram_source="estimate (13B in fp8 storage ~13 GB + activations; T5 offloaded)",
+        ),
+        Preset(
+            name="ltx-2",
+            repo_id="Lightricks/LTX-2",
+            pipeline_class="LTX2Pipeline",
+            family="ltx2",
+            fps=24,
+            default_frames=121,
+            min_frames=25,
+            max_frames=257,
+            frame_rule=8,
+            size_multiple=32,
+            sizes=_LTX_SIZES,
+            steps=40,
+            guidance=4.0,
+            default_dtype="bfloat16",
+            needs_gpu=True,
+            vram_gb=32.0,
+            description="LTX-2 19B: video with sound, from text or a first image.",
+            verbs=frozenset({"text", "image", "audio"}),
+            pipelines=_LTX2,
+            negative_prompt=LTX_NEGATIVE,
+            memory_options={"layerwise_fp8": True, "offload": "model"},
+            vram_source="estimate (19B in fp8 storage ~19 GB + Gemma 3 offloaded; docs use sequential offload)",
         ),
         Preset(
             name="cogvideox-2b",
@@ -148,7 +352,9 @@ PRESETS: dict[str, Preset] = {
             default_dtype="float16",
             needs_gpu=True,
             vram_gb=12.5,
-            description="CogVideoX 2B: 6 s at 720x480, 8 fps.",
+            description="CogVideoX 2B: 6 s at 720x480, 8 fps. Text only.",
+            pipelines={"text": "CogVideoXPipeline"},
+            vram_source="model card (12.5 GB in diffusers, no offload)",
         ),
         Preset(
             name="cogvideox-5b",
@@ -167,39 +373,146 @@ PRESETS: dict[str, Preset] = {
             default_dtype="bfloat16",
             needs_gpu=True,
             vram_gb=20.7,
-            description="CogVideoX 5B: better than 2B, needs a 24 GB GPU (or CPU offload).",
+            description="CogVideoX 5B: better than 2B, needs a 24 GB GPU (or CPU offload). Text only.",
+            pipelines={"text": "CogVideoXPipeline"},
+            vram_source="model card (20.7 GB in diffusers, no offload)",
         ),
         Preset(
-            name="tiny",
-            repo_id="",
-            pipeline_class="WanPipeline",
-            family="wan",
+            name="cogvideox-5b-i2v",
+            repo_id="THUDM/CogVideoX-5b-I2V",
+            pipeline_class="CogVideoXImageToVideoPipeline",
+            family="cogvideox",
             fps=8,
-            default_frames=9,
-            min_frames=5,
-            max_frames=17,
+            default_frames=49,
+            min_frames=17,
+            max_frames=49,
             frame_rule=4,
             size_multiple=16,
-            sizes={"16:9": (48, 32), "9:16": (32, 48), "1:1": (32, 32)},
-            steps=2,
-            guidance=5.0,
-            default_dtype="float32",
-            needs_gpu=False,
-            vram_gb=0.0,
-            description="Built-in tiny random model for tests and CPU-only setups: abstract noise videos.",
+            sizes=_COG_SIZES,
+            steps=50,
+            guidance=6.0,
+            default_dtype="bfloat16",
+            needs_gpu=True,
+            vram_gb=20.7,
+            description="CogVideoX 5B I2V: animates a first image (no text-only videos), 6 s at 720x480.",
+            verbs=frozenset({"image"}),
+            pipelines={"image": "CogVideoXImageToVideoPipeline"},
+            vram_source="estimate (the CogVideoX-5b transformer; its card gives 20.7 GB)",
+        ),
+        _tiny(
+            "tiny",
+            "ltx",
+            "LTXConditionPipeline",
+            "Built-in tiny random model for tests and CPU-only setups: abstract noise videos; text, image, extend.",
+            **_TINY_LTX,
+        ),
+        _tiny(
+            "tiny-ltx",
+            "ltx",
+            "LTXConditionPipeline",
+            "Tiny random LTX-Video (condition pipeline).",
+            **_TINY_LTX,
+        ),
+        _tiny(
+            "tiny-wan",
+            "wan",
+            "WanPipeline",
+            "Tiny random Wan 2.1.",
+            pipelines={"text": "WanPipeline"},
+            scheduler={"flow_shift": 3.0},
+            negative_prompt=WAN_NEGATIVE,
+            component_dtypes={"vae": "float32"},
+        ),
+        _tiny(
+            "tiny-wan22",
+            "wan22",
+            "WanPipeline",
+            "Tiny random Wan 2.2 TI2V (text and image, expand_timesteps).",
+            size_multiple=32,
+            sizes=_TINY_SIZES_32,
+            verbs=_TEXT_IMAGE,
+            pipelines=_WAN22,
+            scheduler={"flow_shift": 5.0},
+            pipeline_config={"expand_timesteps": True},
+            negative_prompt=WAN_NEGATIVE,
+            component_dtypes={"vae": "float32"},
+        ),
+        _tiny(
+            "tiny-ltx2",
+            "ltx2",
+            "LTX2Pipeline",
+            "Tiny random LTX-2 (video and audio).",
+            frame_rule=8,
+            min_frames=9,
+            max_frames=25,
+            size_multiple=32,
+            sizes=_TINY_SIZES_32,
+            guidance=4.0,
+            verbs=frozenset({"text", "image", "audio"}),
+            pipelines=_LTX2,
+            negative_prompt=LTX_NEGATIVE,
+        ),
+        _tiny(
+            "tiny-cogvideox",
+            "cogvideox",
+            "CogVideoXPipeline",
+            "Tiny random CogVideoX.",
+            size_multiple=16,
+            guidance=6.0,
+            pipelines={"text": "CogVideoXPipeline"},
         ),
     )
 }
 
-DEFAULT_GPU_PRESET = "wan2.1-1.3b"
+#: The ``auto`` choice on a CUDA GPU: the best preset that does text, image and extend on a 24 GB card
+#: (with its ``memory_options``, which ``auto`` applies). See README "Models".
+DEFAULT_GPU_PRESET = "ltx-video-0.9.8-distilled"
+#: Costs are measured against this preset's default video, so quotas do not move when the default does.
+COST_REFERENCE_PRESET = "wan2.1-1.3b"
+#: ``tiny-<family>`` names the tiny model of each family; ``tiny`` is one of them.
+TINY_FAMILIES = ("wan", "wan22", "ltx", "ltx2", "cogvideox")
+TINY_DEFAULT_FAMILY = "ltx"
 
 # Presets a custom repo id or folder borrows its settings from.
-_FAMILY_BASE = {"wan": "wan2.1-1.3b", "ltx": "ltx-video", "cogvideox": "cogvideox-2b"}
+_FAMILY_BASE = {
+    "wan": "wan2.1-1.3b",
+    "wan22": "wan2.2-ti2v-5b",
+    "ltx": "ltx-video",
+    "ltx2": "ltx-2",
+    "cogvideox": "cogvideox-2b",
+}
+
+
+def tiny_family(preset: Preset) -> str | None:
+    """The tiny family a built-in tiny preset is made of, or ``None`` for a real model."""
+    if preset.name == "tiny":
+        return TINY_DEFAULT_FAMILY
+    if preset.name.startswith("tiny-") and preset.name[5:] in TINY_FAMILIES and not preset.repo_id:
+        return preset.name[5:]
+    return None
+
+
+def offered_verbs(model_setting: str, presets: dict[str, Preset] = PRESETS) -> frozenset[str]:
+    """The verbs a worker configured with ``model_setting`` (VIDEOBOT_MODEL) can run; empty if unknown.
+
+    ``auto`` resolves to the GPU default or ``tiny`` depending on the worker's machine, so it offers what
+    both offer.
+    """
+    if (model_setting or "").strip() == "auto":
+        return presets[DEFAULT_GPU_PRESET].verbs & presets["tiny"].verbs
+    try:
+        return resolve_preset(model_setting, presets).verbs
+    except InvalidParameters:
+        return frozenset()
 
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Everything the worker needs to generate one video; stored as JSON in the job row."""
+    """Everything the worker needs to generate one video; stored as JSON in the job row.
+
+    Fields after ``guidance_scale`` came later and have defaults, so older job rows still load. The input
+    image or clip itself is not in here: ``image`` / ``source_video`` only name where the worker finds it.
+    """
 
     prompt: str
     negative_prompt: str
@@ -210,6 +523,11 @@ class GenerationParams:
     fps: int
     num_inference_steps: int
     guidance_scale: float
+    verb: str = "text"  # "text" | "image" | "extend"
+    image: str | None = None  # reference to the first-frame image (a file path for now)
+    source_video: str | None = None  # reference to the clip to extend (a file path for now)
+    num_videos: int = 1  # variations, 1..MAX_VIDEOS
+    audio: bool = False  # also make a soundtrack (presets with "audio")
 
     @property
     def duration_s(self) -> float:
@@ -220,12 +538,24 @@ class GenerationParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
-        """Rebuild from ``to_dict()`` output (unknown keys are ignored, missing ones raise ``KeyError``)."""
+        """Rebuild from ``to_dict()`` output (unknown keys are ignored; missing required ones raise ``KeyError``)."""
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
+            if f.name not in data and f.default is not MISSING:
+                continue
             value = data[f.name]
-            kwargs[f.name] = {"str": str, "int": int, "float": float}[str(f.type)](value)
+            kind = str(f.type)
+            if value is None and "None" in kind:
+                kwargs[f.name] = None
+            elif kind == "bool":
+                kwargs[f.name] = bool(value)
+            else:
+                conv = {"str": str, "int": int, "float": float, "str | None": str}[kind]
+                kwargs[f.name] = conv(value)
         return cls(**kwargs)
+
+
+MAX_VIDEOS = 4
 
 
 def _fmt_s(seconds: float) -> str:
@@ -272,6 +602,20 @@ def frames_for_duration(preset: Preset, duration_s: float) -> int:
     return max(preset.min_frames, min(preset.max_frames, frames))
 
 
+def check_verb(preset: Preset, verb: str) -> None:
+    """Raise ``InvalidParameters`` unless ``preset`` can run ``verb`` (says what it can do instead)."""
+    if verb not in REQUEST_VERBS:
+        raise InvalidParameters(f"Unknown kind of video `{verb}`: use one of {', '.join(REQUEST_VERBS)}.")
+    if verb not in preset.verbs:
+        offered = ", ".join(v for v in REQUEST_VERBS if v in preset.verbs) or "nothing"
+        what = {
+            "text": "videos from text alone",
+            "image": "videos from an image",
+            "extend": "clip extensions",
+        }
+        raise InvalidParameters(f"The model `{preset.name}` cannot make {what[verb]}; it offers: {offered}.")
+
+
 def plan(
     preset: Preset,
     prompt: str,
@@ -280,15 +624,33 @@ def plan(
     seed: int | None = None,
     duration_s: float | None = None,
     aspect_ratio: str | None = None,
+    verb: str | None = None,
+    image: str | None = None,
+    source_video: str | None = None,
+    num_videos: int = 1,
+    audio: bool | None = None,
 ) -> GenerationParams:
-    """Validate a user's request and map it onto the preset's valid frames, size and defaults."""
+    """Validate a user's request and map it onto the preset's valid frames, size and defaults.
+
+    ``extend`` ignores ``duration_s``: the model generates ``preset.extend_window`` frames, of which the
+    first ``extend_context_frames`` repeat the source's end. ``verb=None`` means ``text`` (``image`` for an
+    image-only model); ``audio=None`` means "if the model can".
+    """
+    if verb is None:
+        verb = "text" if "text" in preset.verbs or "image" not in preset.verbs else "image"
+    check_verb(preset, verb)
     prompt = clean_prompt(prompt)
     negative_prompt = clean_prompt(negative_prompt or "", what="negative prompt", allow_empty=True)
     if seed is None:
         seed = secrets.randbelow(MAX_SEED + 1)
     elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InvalidParameters(f"The seed must be a whole number from 0 to {MAX_SEED}.")
-    num_frames = preset.default_frames if duration_s is None else frames_for_duration(preset, duration_s)
+    if isinstance(num_videos, bool) or not isinstance(num_videos, int) or not 1 <= num_videos <= MAX_VIDEOS:
+        raise InvalidParameters(f"The number of videos must be from 1 to {MAX_VIDEOS}.")
+    if verb == "extend":
+        num_frames = preset.extend_window
+    else:
+        num_frames = preset.default_frames if duration_s is None else frames_for_duration(preset, duration_s)
     aspect = preset.default_aspect if aspect_ratio is None else aspect_ratio.strip()
     if aspect not in preset.sizes:
         raise InvalidParameters(
@@ -305,6 +667,11 @@ def plan(
         fps=preset.fps,
         num_inference_steps=preset.steps,
         guidance_scale=preset.guidance,
+        verb=verb,
+        image=image if verb == "image" else None,
+        source_video=source_video if verb == "extend" else None,
+        num_videos=num_videos,
+        audio=("audio" in preset.verbs) if audio is None else bool(audio and "audio" in preset.verbs),
     )
 
 
@@ -315,8 +682,12 @@ def _family_from_text(text: str) -> str | None:
     t = text.lower()
     if "cogvideo" in t:
         return "cogvideox"
+    if "ltx2" in t or "ltx-2" in t:
+        return "ltx2"
     if "ltx" in t:
         return "ltx"
+    if "wan2.2" in t and "ti2v" in t:
+        return "wan22"
     if "wan" in t:
         return "wan"
     return None
@@ -350,19 +721,33 @@ def resolve_preset(model: str, presets: dict[str, Preset] = PRESETS) -> Preset:
     if family is None:
         raise _unknown_model(model, "cannot tell whether it is a Wan, LTX-Video or CogVideoX model")
     base = presets.get(_FAMILY_BASE[family]) or PRESETS[_FAMILY_BASE[family]]
+    pipeline_class = pipeline_class or base.pipeline_class
+    verbs, pipelines = base.verbs, base.pipelines
+    if pipeline_class == "LTXConditionPipeline":
+        verbs, pipelines = (
+            PRESETS["ltx-video-0.9.8-distilled"].verbs,
+            PRESETS["ltx-video-0.9.8-distilled"].pipelines,
+        )
+    elif pipeline_class not in base.pipelines.values():
+        # Unknown to the family preset (an I2V-only checkpoint, say): offer only what its class does.
+        verb = "image" if "ImageToVideo" in pipeline_class else "text"
+        verbs, pipelines = frozenset({verb}), {verb: pipeline_class}
     return replace(
         base,
         name=model,
         repo_id=model,
-        pipeline_class=pipeline_class or base.pipeline_class,
+        pipeline_class=pipeline_class,
         description=f"Custom {family} model {model} (settings of {base.name}).",
         extra_call_kwargs={},
+        verbs=verbs,
+        pipelines=pipelines,
     )
 
 
 def cost_weight(params: GenerationParams, preset: Preset | None = None) -> float:
-    """Frames x pixels x steps relative to ``preset``'s default plan (default: the default GPU preset)."""
-    ref = preset or PRESETS[DEFAULT_GPU_PRESET]
+    """Frames x pixels x steps relative to ``preset``'s default plan (default: ``COST_REFERENCE_PRESET``)."""
+    ref = preset or PRESETS[COST_REFERENCE_PRESET]
     ref_w, ref_h = ref.sizes[ref.default_aspect]
     ref_work = ref.default_frames * ref_w * ref_h * ref.steps
-    return params.num_frames * params.width * params.height * params.num_inference_steps / ref_work
+    work = params.num_frames * params.width * params.height * params.num_inference_steps * params.num_videos
+    return work / ref_work

@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     offload: Literal["none", "model", "sequential", "group"] = Field(default="none", alias="VIDEOBOT_OFFLOAD")
     vae_tiling: bool = Field(default=False, alias="VIDEOBOT_VAE_TILING")
     layerwise_fp8: bool = Field(default=False, alias="VIDEOBOT_FP8")
+    #: Speed options (generator/speed.py); an option the model does not support stops start-up.
+    attention_backend: Literal["native", "flash", "sage", "auto"] = Field(
+        default="native", alias="VIDEOBOT_ATTENTION_BACKEND"
+    )
+    step_cache: Literal["off", "first_block", "mag", "taylorseer", "pab"] = Field(
+        default="off", alias="VIDEOBOT_STEP_CACHE"
+    )
+    compile: Literal["off", "regional"] = Field(default="off", alias="VIDEOBOT_COMPILE")
+    vae_slicing: bool = Field(default=False, alias="VIDEOBOT_VAE_SLICING")
     worker_id: str | None = Field(default=None, alias="VIDEOBOT_WORKER_ID")
     lease_seconds: float = Field(default=60.0, gt=1, alias="VIDEOBOT_LEASE_SECONDS")
     heartbeat_seconds: float = Field(default=10.0, gt=0, alias="VIDEOBOT_HEARTBEAT_SECONDS")
@@ -69,6 +78,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="VIDEOBOT_LOG_LEVEL"
     )
+    #: auto: readable text lines on a terminal, JSON lines otherwise (files, journald, collectors).
+    log_format: Literal["auto", "text", "json"] = Field(default="auto", alias="VIDEOBOT_LOG_FORMAT")
     health_host: str = Field(default="127.0.0.1", alias="VIDEOBOT_HEALTH_HOST")
     #: Port of /healthz and /metrics; 0 turns the HTTP endpoint off.
     health_port: int = Field(default=8080, ge=0, le=65535, alias="VIDEOBOT_HEALTH_PORT")
@@ -86,6 +97,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

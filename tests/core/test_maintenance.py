@@ -89,7 +89,9 @@ async def test_jobs_that_wait_too_long_are_cancelled_refunded_once(db: Database)
     assert "waited more than 60 minutes" in (job.error_message or "")
     assert (await q.get(fresh.id)).status == "queued"  # type: ignore[union-attr]
     async with db.sessionmaker() as s:
-        kinds = (await s.execute(select(LedgerEntry.kind).where(LedgerEntry.job_id == old.id))).scalars().all()
+        kinds = (
+            (await s.execute(select(LedgerEntry.kind).where(LedgerEntry.job_id == old.id))).scalars().all()
+        )
     assert sorted(kinds) == ["charge", "refund"]
     assert woken == [1]
     await lock.release()
@@ -109,5 +111,7 @@ async def test_a_video_never_posted_within_retention_is_refunded_and_removed(db:
     assert done is not None and done.status == "undeliverable"
     async with db.sessionmaker() as s:
         assert await s.get(JobResult, job.id) is None
-        kinds = (await s.execute(select(LedgerEntry.kind).where(LedgerEntry.job_id == job.id))).scalars().all()
+        kinds = (
+            (await s.execute(select(LedgerEntry.kind).where(LedgerEntry.job_id == job.id))).scalars().all()
+        )
     assert sorted(kinds) == ["charge", "refund"]

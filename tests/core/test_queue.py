@@ -8,6 +8,7 @@ import itertools
 import pytest
 from sqlalchemy import select, update
 
+from tests.helpers import FakeClock, at
 from videobot import quota
 from videobot.db import Database
 from videobot.errors import LeaseLost, QuotaExceeded, TooManyQueued
@@ -77,7 +78,9 @@ async def test_concurrent_submits_never_overspend(db: Database) -> None:
 
 async def test_same_idempotency_key_is_one_job_one_charge(db: Database) -> None:
     q = JobQueue(db, QueueConfig(default_limit=5))
-    a, b = await asyncio.gather(q.submit(req(8, idempotency_key="interaction-1")), q.submit(req(8, idempotency_key="interaction-1")))
+    a, b = await asyncio.gather(
+        q.submit(req(8, idempotency_key="interaction-1")), q.submit(req(8, idempotency_key="interaction-1"))
+    )
     c = await q.submit(req(8, idempotency_key="interaction-1"))
     assert a.job.id == b.job.id == c.job.id
     assert sorted([a.created, b.created, c.created]) == [False, False, True]
@@ -95,12 +98,15 @@ async def test_per_user_queue_cap(db: Database) -> None:
     await q.submit(req(10))  # another member is not affected
 
 
-async def test_fencing_rejects_stale_owner_and_attempt(db: Database) -> None:
-    q = JobQueue(db, QueueConfig(lease_seconds=0.2, max_attempts=3))
+async def test_fencing_rejects_stale_owner_and_attempt(clocked_db: Database, clock: FakeClock) -> None:
+    db = clocked_db
+    q = JobQueue(db, QueueConfig(lease_seconds=30, max_attempts=3))
     job = (await q.submit(req(11))).job
     first = await q.claim("worker-a")
     assert first is not None and first.job_id == job.id and first.attempt == 1
-    await asyncio.sleep(0.3)
+    clock.advance(29)
+    assert await q.recover_stale() == ([], [])  # the lease still runs
+    clock.advance(2)
     assert await q.recover_stale() == ([job.id], [])
     second = await q.claim("worker-b")
     assert second is not None and second.attempt == 2
@@ -121,27 +127,34 @@ async def test_fencing_rejects_stale_owner_and_attempt(db: Database) -> None:
     assert (await q.get_result(job.id)).video == b"\x00mp4"  # type: ignore[union-attr]
 
 
-async def test_heartbeat_extends_lease_and_reports_progress(db: Database) -> None:
-    q = JobQueue(db, QueueConfig(lease_seconds=0.5))
+async def test_heartbeat_extends_lease_and_reports_progress(clocked_db: Database, clock: FakeClock) -> None:
+    db = clocked_db
+    q = JobQueue(db, QueueConfig(lease_seconds=30))
     job = (await q.submit(req(12))).job
     c = await q.claim("w")
-    assert c is not None
+    assert c is not None and c.lease_expires_at == at(clock.now + 30)
     for step in range(1, 4):
-        await asyncio.sleep(0.25)
+        clock.advance(20)
         beat = await q.heartbeat(c, (step, 3))
         assert not beat.cancel_requested
-    assert await q.recover_stale() == ([], [])  # never expired: 0.75 s > lease, but renewed
+        assert beat.lease_expires_at == at(clock.now + 30)  # renewed from now
+        assert await q.recover_stale() == ([], [])
+    # 60 s after the claim, twice the lease: never expired, because it was renewed.
     row = await q.get(job.id)
     assert row is not None and (row.progress_step, row.progress_total, row.status) == (3, 3, "running")
+    # No heartbeat for longer than the lease: the job goes back to the queue.
+    clock.advance(31)
+    assert await q.recover_stale() == ([job.id], [])
 
 
-async def test_max_attempts_then_failed_with_one_refund(db: Database) -> None:
-    q = JobQueue(db, QueueConfig(lease_seconds=0.1, max_attempts=3, default_limit=2))
+async def test_max_attempts_then_failed_with_one_refund(clocked_db: Database, clock: FakeClock) -> None:
+    db = clocked_db
+    q = JobQueue(db, QueueConfig(lease_seconds=30, max_attempts=3, default_limit=2))
     job = (await q.submit(req(13))).job
     for attempt in range(1, 4):
         c = await q.claim(f"crashy-{attempt}")
         assert c is not None and c.attempt == attempt
-        await asyncio.sleep(0.15)  # the worker "dies": no heartbeat
+        clock.advance(31)  # the worker "dies": no heartbeat for longer than the lease
         requeued, failed = await q.recover_stale()
         assert (requeued, failed) == (([job.id], []) if attempt < 3 else ([], [job.id]))
     row = await q.get(job.id)
@@ -162,7 +175,10 @@ async def test_refund_exactly_once_under_races(db: Database) -> None:
     c = await q.claim("w")
     assert c is not None and c.job_id == job2.id
     results = await asyncio.gather(
-        q.fail(c, "bad", code="x"), q.fail(c, "bad", code="x"), q.complete(c, result()), q.cancel(job2.id, user_id=14),
+        q.fail(c, "bad", code="x"),
+        q.fail(c, "bad", code="x"),
+        q.complete(c, result()),
+        q.cancel(job2.id, user_id=14),
         return_exceptions=True,
     )
     final = await q.get(job2.id)
@@ -379,26 +395,36 @@ async def test_delivery_transitions(db: Database) -> None:
     assert await q.get_result(job.id) is None
 
 
-async def test_rolling_window_edges(db: Database) -> None:
-    window = 2.0
+async def test_rolling_window_edges(clocked_db: Database, clock: FakeClock) -> None:
+    db = clocked_db
+    window = 3600.0
     cfg = QueueConfig(default_limit=2, window_seconds=window, max_queued_per_user=10)
     q = JobQueue(db, cfg)
+    t0 = clock.now
     await q.submit(req(31))
-    await asyncio.sleep(0.8)
+    clock.advance(600)
     await q.submit(req(31))
     with pytest.raises(QuotaExceeded) as exc:
         await q.submit(req(31))
     st = await balance(db, 31, cfg)
-    assert st.balance == 0 and st.used == 2
-    assert exc.value.retry_at is not None and abs(exc.value.retry_at - st.next_credit_at) < 1e-6  # type: ignore[operator]
-    # The first charge (>= 0.8 s old) leaves the window first.
-    assert 0 < st.next_credit_at - st.now <= window - 0.8  # type: ignore[operator]
-    await asyncio.sleep(st.next_credit_at - st.now + 0.05)  # type: ignore[operator]
+    assert (st.balance, st.used, st.now) == (0, 2, at(t0 + 600))
+    # The first charge leaves the window first: at t0 + window, and the refusal said so.
+    assert st.next_credit_at == at(t0 + window)
+    assert exc.value.retry_at == at(t0 + window)
+    clock.advance(window - 600 - 1)  # one second before the first charge leaves the window
     st = await balance(db, 31, cfg)
-    assert st.balance == 1  # the first charge left the window; the second is still inside
+    assert (st.balance, st.used) == (0, 2)
+    with pytest.raises(QuotaExceeded):
+        await q.submit(req(31))
+    clock.advance(2)  # one second after: the first charge left, the second is still inside
+    st = await balance(db, 31, cfg)
+    assert (st.balance, st.used) == (1, 1)
+    assert st.next_credit_at == at(t0 + 600 + window)
     await q.submit(req(31))
     with pytest.raises(QuotaExceeded):
         await q.submit(req(31))
+    clock.advance(600)  # both earlier charges are out of the window; the third is in
+    assert (await balance(db, 31, cfg)).balance == 1
 
 
 async def test_limit_precedence_roles_override_grants_reset(db: Database) -> None:

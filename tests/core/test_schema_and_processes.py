@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +38,14 @@ async def test_four_worker_processes_claim_each_job_exactly_once(db: Database) -
         )
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.core.claimer", db.url, f"proc-{n}",
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "tests.core.claimer",
+            db.url,
+            f"proc-{n}",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for n in range(4)
     ]
@@ -56,19 +63,54 @@ async def test_four_worker_processes_claim_each_job_exactly_once(db: Database) -
     assert dict(statuses) == {"succeeded": 500}
 
 
-def test_bot_side_does_not_import_torch_or_diffusers() -> None:
-    code = (
-        "import sys, videobot.jobs, videobot.quota, videobot.settings, videobot.cli, videobot.presets, bot\n"
-        "bad = sorted(m for m in ('torch', 'diffusers', 'transformers', 'av', 'numpy') if m in sys.modules)\n"
-        "assert not bad, bad\n"
+# Imports every module of the given packages (pkgutil walks subpackages too), then prints what
+# got imported: the packages' own modules and any of the forbidden top-level packages.
+_IMPORT_ALL = """
+import importlib, json, pkgutil, sys
+packages, forbidden = sys.argv[1].split(","), sys.argv[2].split(",")
+for name in packages:
+    pkg = importlib.import_module(name)
+    for info in pkgutil.walk_packages(pkg.__path__, name + "."):
+        importlib.import_module(info.name)
+print(json.dumps({
+    "modules": sorted(m for m in sys.modules if m.split(".")[0] in packages),
+    "forbidden": sorted(m for m in forbidden if m in sys.modules),
+}))
+"""
+
+
+def import_everything(packages: list[str], forbidden: list[str]) -> dict[str, list[str]]:
+    """Import every module under ``packages`` in a fresh interpreter; which forbidden ones came along."""
+    res = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL, ",".join(packages), ",".join(forbidden)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.splitlines()[-1])
+
+
+def modules_under(*dirs: str) -> set[str]:
+    """Every module name a walk of these source folders must reach."""
+    names = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts) for d in dirs for p in (ROOT / d).rglob("*.py")
+    }
+    return {n.removesuffix(".__init__") for n in names}
+
+
+def test_bot_side_does_not_import_torch_or_diffusers() -> None:
+    got = import_everything(
+        ["bot", "videobot"], ["torch", "diffusers", "transformers", "accelerate", "av", "numpy"]
+    )
+    missing = modules_under("bot", "videobot") - set(got["modules"])
+    assert not missing, f"not imported: {sorted(missing)}"
+    assert got["forbidden"] == []
 
 
 def test_core_and_generator_do_not_import_discord() -> None:
-    code = (
-        "import sys, videobot.jobs, videobot.quota, videobot.settings, videobot.presets\n"
-        "import generator\n"
-        "assert 'discord' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    got = import_everything(["generator", "videobot"], ["discord"])
+    missing = modules_under("generator", "videobot") - set(got["modules"])
+    assert not missing, f"not imported: {sorted(missing)}"
+    assert got["forbidden"] == []

@@ -9,8 +9,8 @@ It creates a data dir and a migrated database (SQLite, or a fresh PostgreSQL dat
 guild, one channel and a few members, then ``python -m videobot.cli bot`` (and optionally
 ``videobot worker`` with the tiny model) with their logs in files. ``restart_bot()``,
 ``kill_bot()``, ``start_worker()``/``stop_worker()`` drive the processes; on exit everything is
-terminated, and ``dump_logs()`` prints the tail of each log (the e2e conftest calls it when a test
-fails).
+terminated, and ``dump_logs()`` prints the tail of each log (tests/conftest.py calls it for every
+harness in ``ACTIVE`` when a test fails: ``register()`` or ``shared_harness()`` put one there).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,12 @@ from sqlalchemy.engine import make_url
 
 from tests.fakediscord import FakeDiscord, Interaction
 from tests.fakediscord.world import MANAGE_GUILD
+from tests.helpers import PG_ENV, pg_exec
 from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig
 from videobot.migrate import upgrade
 from videobot.models import GuildConfig, Job, LedgerEntry
 
-PG_ENV = "VIDEOBOT_TEST_POSTGRES_URL"
 #: Marker lines the processes log once they can serve (bot: commands synced and gateway ready).
 BOT_READY = "videobot ready"
 WORKER_READY = "ready: model"
@@ -144,11 +144,14 @@ class BotHarness:
         common_env: dict[str, str] | None = None,
         extra_members: int = 0,
         fake_options: dict[str, Any] | None = None,
+        pg_admin_url: str | None = None,
     ) -> None:
         self.tmp_path = Path(tmp_path)
         self.data_dir = self.tmp_path / "data"
         self.want_worker = worker
         self.db_kind = db
+        #: The PostgreSQL server to create the test database on (default: ``VIDEOBOT_TEST_POSTGRES_URL``).
+        self.pg_admin_url = pg_admin_url
         self.bot_env = dict(bot_env or {})
         self.worker_env = dict(worker_env or {})
         self.common_env = dict(common_env or {})
@@ -213,20 +216,20 @@ class BotHarness:
         if self.db is not None:
             await self.db.dispose()
         if self._pg_name and self._pg_admin:
-            await _pg_exec(self._pg_admin, f'DROP DATABASE IF EXISTS "{self._pg_name}" WITH (FORCE)')
+            await pg_exec(self._pg_admin, f'DROP DATABASE IF EXISTS "{self._pg_name}" WITH (FORCE)')
             self._pg_name = None
 
     async def _make_database(self) -> str:
         if self.db_kind == "sqlite":
             url = f"sqlite+aiosqlite:///{self.data_dir / 'videobot.db'}"
         elif self.db_kind == "postgresql":
-            admin = os.environ.get(PG_ENV)
+            admin = self.pg_admin_url or os.environ.get(PG_ENV)
             if not admin:
                 import pytest
 
                 pytest.skip(f"PostgreSQL e2e tests need {PG_ENV}")
             name = f"videobot_e2e_{uuid.uuid4().hex[:10]}"
-            await _pg_exec(admin, f'CREATE DATABASE "{name}"')
+            await pg_exec(admin, f'CREATE DATABASE "{name}"')
             self._pg_admin, self._pg_name = admin, name
             url = make_url(admin).set(database=name).render_as_string(hide_password=False)
         else:
@@ -390,18 +393,39 @@ class BotHarness:
             row.updated_at = time.time()
 
 
-async def _pg_exec(url: str, sql: str) -> None:
-    import asyncpg
+# ------------------------------------------------------------------ harnesses in use
+#: Started harnesses whose logs print when a test fails (tests/conftest.py does the printing).
+ACTIVE: list[BotHarness] = []
 
-    u = make_url(url)
-    conn = await asyncpg.connect(
-        host=u.host or "127.0.0.1",
-        port=u.port or 5432,
-        user=u.username or "postgres",
-        password=u.password,
-        database=u.database,
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+
+def register(harness: BotHarness) -> BotHarness:
+    """Make a harness's logs print when a test that uses it fails."""
+    ACTIVE.append(harness)
+    return harness
+
+
+def unregister(harness: BotHarness) -> None:
+    if harness in ACTIVE:
+        ACTIVE.remove(harness)
+
+
+@contextlib.asynccontextmanager
+async def shared_harness(harness: BotHarness) -> AsyncIterator[BotHarness]:
+    """Start a harness for a module and print its logs when one of its tests fails."""
+    async with harness as h:
+        register(h)
+        try:
+            yield h
+        finally:
+            unregister(h)
+    problems = harness.fd.problems()
+    assert problems == [], problems
+
+
+def assert_schema_clean(harness: BotHarness) -> None:
+    """Every request body the bot sent matches Discord's OpenAPI description (when the file is present)."""
+    fd = harness.fd
+    assert fd.unknown_routes == [], f"the bot called routes the fake does not know: {fd.unknown_routes}"
+    assert fd.errors == [], f"the fake itself failed: {fd.errors}"
+    if fd.schema_validation:
+        assert fd.schema_errors == []

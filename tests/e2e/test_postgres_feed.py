@@ -20,11 +20,11 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generator.encode import encode_mp4
+from tests.helpers import pg_exec
 from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig, ResultData
 
-from .conftest import register, unregister
-from .harness import BotHarness, _pg_exec
+from .harness import BotHarness, register, unregister
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -38,7 +38,7 @@ class SlowCommitDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessionmaker() as session, session.begin():
+        async with self._writer() as session, session.begin():
             yield session
             self.held_at = time.monotonic()
             await asyncio.sleep(HOLD_SECONDS)
@@ -106,7 +106,7 @@ async def test_a_completion_committed_5_s_after_its_stamp_is_posted_within_2_s(h
 
 async def test_the_listener_reconnects_after_its_connection_is_killed(h: BotHarness) -> None:
     assert h.queue is not None and h._pg_admin is not None
-    await _pg_exec(
+    await pg_exec(
         h._pg_admin,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         f"WHERE application_name = 'videobot-feed' AND datname = '{h._pg_name}'",

@@ -14,8 +14,7 @@ from sqlalchemy import update
 
 from videobot.models import Job
 
-from .conftest import assert_schema_clean, register, unregister
-from .harness import BotHarness
+from .harness import BotHarness, assert_schema_clean, register, unregister
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

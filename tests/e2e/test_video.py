@@ -15,8 +15,7 @@ from videobot.jobs import SubmitRequest
 from videobot.models import Job, MemberQuota
 from videobot.presets import PRESETS, plan
 
-from .conftest import assert_schema_clean, register, unregister
-from .harness import BotHarness
+from .harness import BotHarness, assert_schema_clean, register, unregister
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -83,10 +82,16 @@ async def test_video_is_acknowledged_then_posted_as_playable_mp4(h: BotHarness) 
     # The ephemeral answer names the job; the public status message shows who asked, without pinging.
     note = interaction.original
     assert note["ephemeral"] and f"job #{job.id}" in note["content"] and "Queued" in note["content"]
-    status = fd.message(job.status_message_id)
+
+    # The status edit to "done" follows the post (the status editor runs on its own).
+    def status_done() -> dict | None:  # type: ignore[type-arg]
+        message = fd.message(job.status_message_id)
+        return message if "✅ done" in message["content"] else None
+
+    status = await h.wait_for(status_done, 10, "the status message to say done")
     assert not status["ephemeral"] and f"<@{h.member_id}>" in status["content"]
     assert status["allowed_mentions"] == {"parse": []} and status["mentions"] == []
-    assert "✅ done" in status["content"] and post["id"] in status["content"]
+    assert post["id"] in status["content"]
 
     # The result: an H.264 mp4 attachment named by the job id only, decodable.
     [attachment] = post["attachments"]

@@ -213,8 +213,9 @@ class FakeDiscord:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Listen on 127.0.0.1 on a free port."""
+    async def start(self, port: int = 0) -> None:
+        """Listen on 127.0.0.1 on ``port`` (0: a free one). After ``close()``, ``start(port)`` brings the
+        same fake back (world, messages and the gateway session kept): Discord going away and coming back."""
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}", self._cdn)
@@ -222,17 +223,24 @@ class FakeDiscord:
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"
 
     async def close(self) -> None:
-        """Close gateway sockets and stop listening."""
+        """Stop listening, then close gateway sockets (so a reconnect cannot slip in between)."""
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
 
     @property
     def api_base(self) -> str:

@@ -22,9 +22,9 @@ import pytest
 import pytest_asyncio
 
 from bot.cogs.generate._cog import RERUN_COOLDOWN_SECONDS
-from tests.e2e.harness import BotHarness
+from tests.e2e.harness import BotHarness, shared_harness
 
-from .conftest import answer, ledger_kinds, queue_video, result_posts, shared_harness
+from .helpers import answer, ledger_kinds, queue_video, result_posts
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from tests.e2e.harness import BotHarness
+from tests.e2e.harness import BotHarness, shared_harness
 
-from .conftest import answer, ledger_kinds, queue_video, result_posts, shared_harness, worker_paused
+from .helpers import answer, ledger_kinds, queue_video, result_posts, worker_paused
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +27,6 @@ from videobot.presets import PRESETS, plan
 from videobot.settings import Settings
 
 pytestmark = pytest.mark.asyncio
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny model loads from disk alone
 
 
 @pytest.fixture
@@ -49,13 +47,6 @@ async def setup(tmp_path: Path, tiny_model_dir: Path) -> AsyncIterator[tuple[Job
     queue = JobQueue(db, QueueConfig(lease_seconds=5, max_attempts=2))
     yield queue, Worker(settings, queue, pipeline, worker_id="w-disk", models=["tiny"]), data / "tmp"
     await db.dispose()
-
-
-@pytest.fixture
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from generator.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.getbasetemp() / "faults-tiny-model" / "tiny")
 
 
 class FullDisk:

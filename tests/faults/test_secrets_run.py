@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from tests.e2e.harness import BOT_READY, BotHarness
+from tests.e2e.harness import BOT_READY, BotHarness, shared_harness
 
-from .conftest import queue_video, result_posts, shared_harness
+from .helpers import queue_video, result_posts
 
 pytestmark = pytest.mark.asyncio
 

@@ -21,7 +21,7 @@ def test_generate_writes_a_playable_video(tiny_data_dir: Path, tiny_model_dir: P
     assert str(out) in printed and "seed 7" in printed
     info = probe_mp4(out.read_bytes())
     assert info["faststart"] and (info["codec"], info["pix_fmt"]) == ("h264", "yuv420p")
-    assert (info["width"], info["height"], info["num_frames"], info["fps"]) == (32, 48, 17, 8.0)
+    assert (info["width"], info["height"], info["num_frames"], info["fps"]) == (32, 64, 17, 8.0)
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
     # Same seed, same video.
@@ -35,7 +35,7 @@ def test_generate_writes_a_playable_video(tiny_data_dir: Path, tiny_model_dir: P
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--duration", "100"], "between 0.6 and 2.1 seconds"),
+        (["--duration", "100"], "between 1.1 and 3.1 seconds"),
         (["--seed", "-1"], "seed"),
         (["--model", "no-such-model"], "Unknown model"),
     ],
@@ -75,4 +75,4 @@ def test_module_entry_point_defaults_to_tiny_without_gpu(
     assert "Traceback" not in proc.stderr
     assert "Wrote" in proc.stdout
     info = probe_mp4(out.read_bytes())
-    assert (info["codec"], info["width"], info["height"], info["num_frames"]) == ("h264", 48, 32, 9)
+    assert (info["codec"], info["width"], info["height"], info["num_frames"]) == ("h264", 64, 32, 9)

@@ -27,12 +27,15 @@ def test_import_does_not_pull_in_torch():
 
 
 def test_required_presets_exist():
-    assert DEFAULT_GPU_PRESET == "wan2.1-1.3b"
-    for name in ("wan2.1-1.3b", "ltx-video", "ltx-video-distilled", "cogvideox-2b", "cogvideox-5b", "tiny"):
+    assert DEFAULT_GPU_PRESET == "ltx-video-0.9.8-distilled"
+    names = ("wan2.1-1.3b", "ltx-video", "ltx-video-distilled", "cogvideox-2b", "cogvideox-5b", "tiny")
+    names += ("wan2.2-ti2v-5b", "ltx-video-0.9.8-distilled", "cogvideox-5b-i2v", "ltx-2")
+    names += ("tiny-wan", "tiny-wan22", "tiny-ltx", "tiny-ltx2", "tiny-cogvideox")
+    for name in names:
         assert PRESETS[name].name == name
     assert PRESETS["wan2.1-1.3b"].repo_id == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
     assert not PRESETS["tiny"].needs_gpu
-    assert all(p.needs_gpu for n, p in PRESETS.items() if n != "tiny")
+    assert all(p.needs_gpu == (not n.startswith("tiny")) for n, p in PRESETS.items())
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -21,7 +21,7 @@ def _params(seed=0, **kw):
 
 def test_tiny_model_is_small_complete_and_reused(tiny_model_dir: Path):
     index = json.loads((tiny_model_dir / "model_index.json").read_text())
-    assert index["_class_name"] == "WanPipeline"
+    assert index["_class_name"] == "LTXConditionPipeline"
     size = sum(f.stat().st_size for f in tiny_model_dir.rglob("*") if f.is_file())
     assert size < 2_000_000
     before = (tiny_model_dir / "model_index.json").stat().st_mtime_ns
@@ -36,24 +36,24 @@ def test_an_incomplete_model_folder_is_rebuilt(tmp_path: Path):
     target.mkdir()
     (target / "model_index.json").write_text("{}")  # a crash left this behind: no completion marker
     build_tiny_model(target)
-    assert json.loads((target / "model_index.json").read_text())["_class_name"] == "WanPipeline"
+    assert json.loads((target / "model_index.json").read_text())["_class_name"] == "LTXConditionPipeline"
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]
 
 
 def test_generates_uint8_frames_with_progress(tiny_pipeline: VideoPipeline):
     steps = []
     start = time.perf_counter()
-    frames = tiny_pipeline.run(_params(aspect_ratio="16:9"), on_step=lambda s, t: steps.append((s, t)))
+    frames = tiny_pipeline.run(_params(aspect_ratio="16:9"), on_step=lambda s, t: steps.append((s, t))).frames
     assert time.perf_counter() - start < 10
-    assert frames.dtype == np.uint8 and frames.shape == (9, 32, 48, 3)
+    assert frames.dtype == np.uint8 and frames.shape == (9, 32, 64, 3)
     assert steps == [(1, 2), (2, 2)]
     assert frames.std() > 0  # not a blank video
 
 
 def test_same_seed_same_video_other_seed_different(tiny_pipeline: VideoPipeline):
-    a = tiny_pipeline.run(_params(seed=123))
-    b = tiny_pipeline.run(_params(seed=123))
-    c = tiny_pipeline.run(_params(seed=124))
+    a = tiny_pipeline.run(_params(seed=123)).frames
+    b = tiny_pipeline.run(_params(seed=123)).frames
+    c = tiny_pipeline.run(_params(seed=124)).frames
     np.testing.assert_array_equal(a, b)
     assert np.abs(a.astype(int) - c.astype(int)).max() > 0
 
@@ -74,7 +74,7 @@ def test_cancel_at_first_step_stops_before_decoding(tiny_pipeline: VideoPipeline
     assert calls == [1]
     assert decodes == []
     # Still usable, and this time the decoder does run.
-    assert tiny_pipeline.run(_params()).shape == (9, 32, 48, 3)
+    assert tiny_pipeline.run(_params()).frames.shape == (9, 32, 64, 3)
     assert decodes == [1]
 
 
@@ -91,8 +91,8 @@ def test_out_of_memory_becomes_a_polite_error_and_the_pipeline_recovers(
         tiny_pipeline.run(_params())
     assert "shorter duration" in str(err.value)
     monkeypatch.undo()
-    expected = tiny_pipeline.run(_params(seed=5))
-    assert expected.shape == (9, 32, 48, 3)
+    expected = tiny_pipeline.run(_params(seed=5)).frames
+    assert expected.shape == (9, 32, 64, 3)
 
 
 def test_other_errors_are_not_mistaken_for_oom(tiny_pipeline: VideoPipeline, monkeypatch):
@@ -107,9 +107,9 @@ def test_other_errors_are_not_mistaken_for_oom(tiny_pipeline: VideoPipeline, mon
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"num_frames": 10}, r"4k\+1"),
-        ({"num_frames": 33}, "between 5 and 17"),
-        ({"width": 40}, "multiple of 16"),
+        ({"num_frames": 10}, r"8k\+1"),
+        ({"num_frames": 33}, "between 9 and 25"),
+        ({"width": 40}, "multiple of 32"),
         ({"num_inference_steps": 0}, "steps"),
         ({"prompt": "  "}, "empty"),
     ],
@@ -130,13 +130,14 @@ def test_memory_options_load_and_generate(tiny_data_dir: Path, tiny_model_dir: P
     pipe = VideoPipeline.load("tiny", data_dir=tiny_data_dir, layerwise_fp8=True, vae_tiling=True)
     assert pipe.pipe.vae.use_tiling
     assert torch.float8_e4m3fn in {p.dtype for p in pipe.pipe.transformer.parameters()}
-    frames = pipe.run(_params())
-    assert frames.shape == (9, 32, 48, 3)
+    frames = pipe.run(_params()).frames
+    assert frames.shape == (9, 32, 64, 3)
 
 
 def test_loading_a_local_diffusers_folder(tiny_model_dir: Path, tiny_data_dir: Path):
     pipe = VideoPipeline.load(str(tiny_model_dir), data_dir=tiny_data_dir, device="cpu")
-    assert pipe.preset.family == "wan" and pipe.preset.name == str(tiny_model_dir)
+    assert pipe.preset.family == "ltx" and pipe.preset.name == str(tiny_model_dir)
+    assert pipe.verbs == {"text", "image", "extend"}  # an LTXConditionPipeline folder does all three
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU behaviour")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -15,11 +16,12 @@ import torch
 from sqlalchemy import select
 
 from generator.encode import probe_mp4
-from generator.worker import Worker
+from generator.worker import Worker, _Running
+from tests.helpers import FakeClock, at
 from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig, SubmitRequest
 from videobot.migrate import upgrade
-from videobot.models import JobResult, LedgerEntry
+from videobot.models import JobResult, LedgerEntry, WorkerHeartbeat
 from videobot.presets import PRESETS, plan
 from videobot.settings import Settings
 
@@ -39,8 +41,15 @@ async def qdb(tmp_path: Path, tiny_model_dir: Path):  # type: ignore[no-untyped-
 
 
 def settings_for(data: Path, url: str, **kw) -> Settings:  # type: ignore[no-untyped-def]
-    base = dict(VIDEOBOT_DATA_DIR=str(data), DATABASE_URL=url, VIDEOBOT_MODEL="tiny", VIDEOBOT_POLL_SECONDS=0.05,
-                VIDEOBOT_HEARTBEAT_SECONDS=0.5, VIDEOBOT_LEASE_SECONDS=5, VIDEOBOT_SHUTDOWN_GRACE_SECONDS=1)
+    base = dict(
+        VIDEOBOT_DATA_DIR=str(data),
+        DATABASE_URL=url,
+        VIDEOBOT_MODEL="tiny",
+        VIDEOBOT_POLL_SECONDS=0.05,
+        VIDEOBOT_HEARTBEAT_SECONDS=0.5,
+        VIDEOBOT_LEASE_SECONDS=5,
+        VIDEOBOT_SHUTDOWN_GRACE_SECONDS=1,
+    )
     base.update({k: v for k, v in kw.items()})
     return Settings(_env_file=None, **base)  # type: ignore[arg-type, call-arg]
 
@@ -53,7 +62,11 @@ async def submit(q: JobQueue, user: int = 1, *, steps: int | None = None, seed: 
     if steps:
         p["num_inference_steps"] = steps
     p.update(params)
-    sub = await q.submit(SubmitRequest(idempotency_key=f"t{next(_n)}", guild_id=1, channel_id=2, user_id=user, model="tiny", params=p))
+    sub = await q.submit(
+        SubmitRequest(
+            idempotency_key=f"t{next(_n)}", guild_id=1, channel_id=2, user_id=user, model="tiny", params=p
+        )
+    )
     return sub.job.id
 
 
@@ -75,7 +88,11 @@ async def run_until(worker: Worker, q: JobQueue, job_id: int, statuses: set[str]
 
 async def refunds(db: Database, job_id: int) -> int:
     async with db.sessionmaker() as s:
-        rows = (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id, LedgerEntry.kind == "refund"))).all()
+        rows = (
+            await s.execute(
+                select(LedgerEntry).where(LedgerEntry.job_id == job_id, LedgerEntry.kind == "refund")
+            )
+        ).all()
     return len(rows)
 
 
@@ -91,7 +108,11 @@ async def test_job_becomes_a_playable_h264_video(qdb, tiny_pipeline) -> None:  #
     info = probe_mp4(result.video)
     params = plan(TINY, "a fox running through snow", seed=7)
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["faststart"]
-    assert (info["width"], info["height"], info["num_frames"]) == (params.width, params.height, params.num_frames)
+    assert (info["width"], info["height"], info["num_frames"]) == (
+        params.width,
+        params.height,
+        params.num_frames,
+    )
     assert round(float(info["fps"])) == params.fps
     assert result.poster and result.poster[:2] == b"\xff\xd8"  # a JPEG poster for embeds
     job = await q.get(job_id)
@@ -274,17 +295,30 @@ async def test_invalid_parameters_rejected_before_gpu_work_without_retry(qdb, ti
 def _worker_env(data: Path, url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DATABASE_URL", "DISCORD_"))}
     env.update(
-        VIDEOBOT_DATA_DIR=str(data), DATABASE_URL=url, VIDEOBOT_MODEL="tiny", VIDEOBOT_POLL_SECONDS="0.1",
-        VIDEOBOT_HEARTBEAT_SECONDS="0.5", VIDEOBOT_LEASE_SECONDS="3", VIDEOBOT_HEALTH_PORT="0",
-        HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra,
+        VIDEOBOT_DATA_DIR=str(data),
+        DATABASE_URL=url,
+        VIDEOBOT_MODEL="tiny",
+        VIDEOBOT_POLL_SECONDS="0.1",
+        VIDEOBOT_HEARTBEAT_SECONDS="0.5",
+        VIDEOBOT_LEASE_SECONDS="3",
+        VIDEOBOT_HEALTH_PORT="0",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        **extra,
     )
     return env
 
 
 async def _start_worker(data: Path, url: str, log: Path, **extra: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "videobot.cli", "worker", cwd=ROOT, env=_worker_env(data, url, **extra),
-        stdout=log.open("ab"), stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "videobot.cli",
+        "worker",
+        cwd=ROOT,
+        env=_worker_env(data, url, **extra),
+        stdout=log.open("ab"),
+        stderr=asyncio.subprocess.STDOUT,
     )
 
 
@@ -313,7 +347,9 @@ async def test_sigterm_mid_job_hands_it_back_and_exits_cleanly(qdb, tmp_path: Pa
     q = JobQueue(db)
     job_id = await submit(q, steps=30)
     log = tmp_path / "worker.log"
-    proc = await _start_worker(data, db.url, log, VIDEOBOT_TEST_STEP_DELAY="0.3", VIDEOBOT_SHUTDOWN_GRACE_SECONDS="0.5")
+    proc = await _start_worker(
+        data, db.url, log, VIDEOBOT_TEST_STEP_DELAY="0.3", VIDEOBOT_SHUTDOWN_GRACE_SECONDS="0.5"
+    )
     await _wait_running_step(q, job_id)
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 30) == 0, log.read_text()[-3000:]
@@ -327,7 +363,10 @@ async def test_sigterm_mid_job_hands_it_back_and_exits_cleanly(qdb, tmp_path: Pa
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
     async with db.sessionmaker() as s:
-        kinds = [r.kind for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()]
+        kinds = [
+            r.kind
+            for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()
+        ]
     assert kinds == ["charge"]
 
 
@@ -344,35 +383,38 @@ async def test_kill_9_mid_job_is_finished_by_another_worker_after_the_lease(qdb,
     assert first is not None and first.status == "running" and first.attempts == 1
     rescuer = await _start_worker(data, db.url, log)
     try:
-        assert await _wait_status(q, job_id, {"succeeded", "failed"}, 120) == "succeeded", log.read_text()[-3000:]
+        assert await _wait_status(q, job_id, {"succeeded", "failed"}, 120) == "succeeded", log.read_text()[
+            -3000:
+        ]
     finally:
         rescuer.send_signal(signal.SIGTERM)
         await asyncio.wait_for(rescuer.wait(), 30)
     job = await q.get(job_id)
     assert job is not None and job.attempts == 2
     async with db.sessionmaker() as s:
-        kinds = [r.kind for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()]
+        kinds = [
+            r.kind
+            for r in (await s.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()
+        ]
     assert kinds == ["charge"]
     assert probe_mp4((await q.get_result(job_id)).video)["codec"] == "h264"  # type: ignore[union-attr]
 
 
 async def test_database_unreachable_10_s_mid_run_the_render_is_stored_once_it_is_back(
-    pg_database_url: str, tiny_data_dir: Path, tiny_model_dir: Path, tiny_pipeline, caplog
+    pg_url: str, tiny_data_dir: Path, tiny_model_dir: Path, tiny_pipeline, caplog
 ) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL behind a TCP proxy that is cut for 10 s while the job renders: the render goes on
     (no per-step database read), heartbeats fail and retry, and the finished video is stored once the
     database is back: one attempt, one render, one result, no refund."""
     from sqlalchemy.engine import make_url
 
-    from tests.conftest import TABLES, _pg_exec
     from tests.tcpproxy import CuttableProxy
 
-    await _pg_exec(pg_database_url, "TRUNCATE " + ", ".join(TABLES) + " RESTART IDENTITY CASCADE")
-    target = make_url(pg_database_url)
+    target = make_url(pg_url)
     proxy = CuttableProxy(target.host or "127.0.0.1", target.port or 5432)
     await proxy.start()
     url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    direct = Database(pg_database_url)  # the test's own view, not through the proxy
+    direct = Database(pg_url)  # the test's own view, not through the proxy
     db = Database(url)
     steps = 12
     s = settings_for(tiny_data_dir, url, VIDEOBOT_TEST_STEP_DELAY=0.5, VIDEOBOT_LEASE_SECONDS=30)
@@ -477,3 +519,74 @@ async def test_only_connection_level_errors_count_as_the_database_being_unreacha
             assert db_unreachable(down.value), repr(down.value)
     finally:
         await db.dispose()
+
+
+class SteppedSleep:
+    """The worker's ``sleep``: returns when the test calls ``tick()``, having moved the clock by the delay."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._go = asyncio.Event()
+        self._asleep = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self._asleep.set()
+        await self._go.wait()
+        self._go.clear()
+        self.clock.advance(seconds)
+
+    async def tick(self, n: int = 1) -> None:
+        """Let the sleeper wake ``n`` times; returns once it is asleep again."""
+        for _ in range(n):
+            await asyncio.wait_for(self._asleep.wait(), 30)
+            self._asleep.clear()
+            self._go.set()
+        await asyncio.wait_for(self._asleep.wait(), 30)
+
+
+async def test_heartbeats_renew_the_lease_and_the_worker_row_on_time(
+    clocked_db, clock, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """One clock drives the worker's timing and the database's: the lease and /healthz's row, step by step."""
+    db = clocked_db
+    q = JobQueue(db, QueueConfig(lease_seconds=30))
+    job_id = await submit(q)
+    claim = await q.claim("w1", ["tiny"])
+    assert claim is not None and claim.job_id == job_id
+    settings = settings_for(tmp_path, db.url, VIDEOBOT_HEARTBEAT_SECONDS=10, VIDEOBOT_LEASE_SECONDS=30)
+    sleep = SteppedSleep(clock)
+    worker = Worker(settings, q, None, worker_id="w1", models=["tiny"], monotonic=clock, sleep=sleep)
+    await q.worker_seen("w1", ["tiny"])  # as run() does when it starts
+
+    async def lease_and_seen() -> tuple[float, float]:
+        job = await q.get(job_id)
+        async with db.sessionmaker() as s:
+            seen = (await s.execute(select(WorkerHeartbeat.seen_at))).scalar_one()
+        assert job is not None
+        return job.lease_expires_at, seen  # type: ignore[return-value]
+
+    run = _Running(claim)
+    beats = asyncio.create_task(worker._heartbeats(run))
+    try:
+        t0 = clock.now
+        # No progress: the lease is renewed every second all the same (its answer carries the cancel
+        # flag); the worker's row only every heartbeat interval.
+        await sleep.tick(9)
+        assert await lease_and_seen() == (at(t0 + 39), at(t0))
+        await sleep.tick()
+        assert await lease_and_seen() == (at(t0 + 40), at(t0 + 10))
+        # Progress every second for 25 s: written (and the lease renewed) each second, and the
+        # worker's row still refreshed every 10 s.
+        for step in range(1, 26):
+            run.progress = (step, 100)
+            await sleep.tick()
+            job = await q.get(job_id)
+            assert job is not None and (job.progress_step, job.progress_total) == (step, 100)
+            assert job.lease_expires_at == at(clock.now + 30)
+        assert clock.now == at(t0 + 35)
+        assert (await lease_and_seen())[1] == at(t0 + 30)
+        assert not beats.done()
+    finally:
+        beats.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beats

@@ -16,8 +16,7 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from bot.checks import CONFIG_REFUSAL, QUOTA_REFUSAL
-from tests.e2e.conftest import assert_schema_clean, register, unregister
-from tests.e2e.harness import BotHarness
+from tests.e2e.harness import BotHarness, assert_schema_clean, register, unregister
 from tests.fakediscord.world import MANAGE_GUILD
 from videobot.guilds import PROMPT_REJECTED_MESSAGE
 from videobot.models import ModAction

@@ -9,33 +9,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from tests.pgcluster import PrivatePostgres
 from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig, SubmitRequest
+from videobot.migrate import upgrade
 from videobot.models import Job, LedgerEntry
 from videobot.presets import PRESETS, plan
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> str:
-    """The session's PostgreSQL test database, emptied (skips without VIDEOBOT_TEST_POSTGRES_URL)."""
-    from tests.conftest import TABLES, _pg_exec
-
-    url = request.getfixturevalue("pg_database_url")
-    asyncio.run(_pg_exec(url, "TRUNCATE " + ", ".join(TABLES) + " RESTART IDENTITY CASCADE"))
-    return url
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +42,25 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def start_worker(n: int, url: str, data: Path, logdir: Path, **extra: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DATABASE_URL", "DISCORD_"))}
     env.update(
-        DATABASE_URL=url, VIDEOBOT_DATA_DIR=str(data), VIDEOBOT_MODEL="tiny", VIDEOBOT_WORKER_ID=f"fleet-{n}",
-        VIDEOBOT_POLL_SECONDS="0.1", VIDEOBOT_HEARTBEAT_SECONDS="0.5", VIDEOBOT_LEASE_SECONDS="4",
-        VIDEOBOT_HEALTH_PORT="0", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra,
+        DATABASE_URL=url,
+        VIDEOBOT_DATA_DIR=str(data),
+        VIDEOBOT_MODEL="tiny",
+        VIDEOBOT_WORKER_ID=f"fleet-{n}",
+        VIDEOBOT_POLL_SECONDS="0.1",
+        VIDEOBOT_HEARTBEAT_SECONDS="0.5",
+        VIDEOBOT_LEASE_SECONDS="4",
+        VIDEOBOT_HEALTH_PORT="0",
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        **extra,
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "videobot.cli", "worker"], cwd=ROOT, env=env,
-        stdout=(logdir / f"worker-{n}.log").open("ab"), stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "videobot.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=(logdir / f"worker-{n}.log").open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -80,7 +84,11 @@ async def submit_many(db: Database, n: int, *, steps: int | None = None) -> list
         p = plan(PRESETS["tiny"], f"clip {i}", seed=i).to_dict()
         if steps:
             p["num_inference_steps"] = steps
-        sub = await q.submit(SubmitRequest(idempotency_key=f"fleet-{i}", guild_id=1, channel_id=1, user_id=i % 20, model="tiny", params=p))
+        sub = await q.submit(
+            SubmitRequest(
+                idempotency_key=f"fleet-{i}", guild_id=1, channel_id=1, user_id=i % 20, model="tiny", params=p
+            )
+        )
         ids.append(sub.job.id)
     return ids
 
@@ -112,17 +120,31 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 async def assert_each_once(db: Database, ids: list[int], logdir: Path) -> None:
     async with db.sessionmaker() as s:
         jobs = (await s.execute(select(Job))).scalars().all()
-        charges = (await s.execute(select(LedgerEntry.job_id, func.count()).where(LedgerEntry.kind == "charge").group_by(LedgerEntry.job_id))).all()
-        refunds = (await s.execute(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "refund"))).scalar_one()
-    assert {j.status for j in jobs} == {"succeeded"}, sorted((j.id, j.status, j.error_message) for j in jobs if j.status != "succeeded")[:5]
+        charges = (
+            await s.execute(
+                select(LedgerEntry.job_id, func.count())
+                .where(LedgerEntry.kind == "charge")
+                .group_by(LedgerEntry.job_id)
+            )
+        ).all()
+        refunds = (
+            await s.execute(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "refund"))
+        ).scalar_one()
+    assert {j.status for j in jobs} == {"succeeded"}, sorted(
+        (j.id, j.status, j.error_message) for j in jobs if j.status != "succeeded"
+    )[:5]
     assert len(jobs) == len(ids)
     assert all(n == 1 for _, n in charges) and len(charges) == len(ids)
     assert refunds == 0
     done = done_lines(logdir)
-    assert sorted(done) == sorted(ids), f"runs completed more than once: {sorted({i for i in done if done.count(i) > 1})}"
+    assert sorted(done) == sorted(ids), (
+        f"runs completed more than once: {sorted({i for i in done if done.count(i) > 1})}"
+    )
 
 
-async def test_four_workers_two_hundred_jobs_each_run_once(pg_url: str, tiny_data: Path, tmp_path: Path) -> None:
+async def test_four_workers_two_hundred_jobs_each_run_once(
+    pg_url: str, tiny_data: Path, tmp_path: Path
+) -> None:
     db = Database(pg_url)
     try:
         ids = await submit_many(db, 200)
@@ -134,37 +156,56 @@ async def test_four_workers_two_hundred_jobs_each_run_once(pg_url: str, tiny_dat
         assert counts == {"succeeded": 200}, counts
         await assert_each_once(db, ids, tmp_path)
         async with db.sessionmaker() as s:
-            per_worker = (await s.execute(select(Job.lease_owner).where(Job.id < 0))).all()  # leases are cleared
+            per_worker = (
+                await s.execute(select(Job.lease_owner).where(Job.id < 0))
+            ).all()  # leases are cleared
         assert per_worker == []
-        workers_that_worked = {log.name for log in tmp_path.glob("worker-*.log") if " done in " in log.read_text()}
+        workers_that_worked = {
+            log.name for log in tmp_path.glob("worker-*.log") if " done in " in log.read_text()
+        }
         assert len(workers_that_worked) >= 2
     finally:
         await db.dispose()
 
 
-async def test_killed_worker_and_postgres_restart_lose_nothing(pg_url: str, tiny_data: Path, tmp_path: Path) -> None:
-    cluster = sorted(os.listdir("/etc/postgresql"))[0] if os.path.isdir("/etc/postgresql") else None
-    if cluster is None or shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
-        pytest.skip("restarting PostgreSQL needs pg_ctlcluster as root (the local CI server)")
+@pytest.fixture
+def private_pg_url() -> Iterator[tuple[PrivatePostgres, str]]:
+    """A migrated database on a PostgreSQL server of the test's own (restarting it disturbs no other test)."""
+    ok, why = PrivatePostgres.available()
+    if not ok:
+        pytest.skip(why)
+    with PrivatePostgres() as pg:
+        upgrade(pg.url)
+        yield pg, pg.url
+
+
+async def test_killed_worker_and_postgres_restart_lose_nothing(
+    private_pg_url: tuple[PrivatePostgres, str], tiny_data: Path, tmp_path: Path
+) -> None:
+    pg, pg_url = private_pg_url
     db = Database(pg_url)
     try:
         ids = await submit_many(db, 40, steps=6)
-        procs = [start_worker(n, pg_url, tiny_data, tmp_path, VIDEOBOT_TEST_STEP_DELAY="0.25") for n in range(3)]
+        procs = [
+            start_worker(n, pg_url, tiny_data, tmp_path, VIDEOBOT_TEST_STEP_DELAY="0.25") for n in range(3)
+        ]
         try:
             # Kill one worker while it is in the middle of a job.
             deadline = time.monotonic() + 120
             victim_job = None
             while victim_job is None and time.monotonic() < deadline:
                 async with db.sessionmaker() as s:
-                    victim_job = (await s.execute(
-                        select(Job.id).where(Job.status == "running", Job.lease_owner == "fleet-0")
-                    )).scalar_one_or_none()
+                    victim_job = (
+                        await s.execute(
+                            select(Job.id).where(Job.status == "running", Job.lease_owner == "fleet-0")
+                        )
+                    ).scalar_one_or_none()
                 await asyncio.sleep(0.05)
             assert victim_job is not None, "worker 0 never ran a job"
             procs[0].kill()
             # Then restart the database server under everyone's feet.
             await asyncio.sleep(1.0)
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"], check=True, timeout=120)
+            await asyncio.to_thread(pg.restart)
             counts = await wait_all_finished(db, 40, 300)
         finally:
             stop_all(procs)

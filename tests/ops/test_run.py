@@ -62,7 +62,9 @@ async def test_run_serves_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
         guild = fd.add_guild("Run Test")
         channel = fd.add_channel(guild.id, "videos")
         alice = fd.add_member(guild.id, name="alice")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DISCORD_", "DATABASE_URL"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("VIDEOBOT_", "DISCORD_", "DATABASE_URL"))
+        }
         env.update(
             fd.env(),
             VIDEOBOT_DATA_DIR=str(tmp_path / "data"),  # empty: `run` must create and migrate the database
@@ -98,7 +100,10 @@ async def test_run_serves_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
                 i = await fd.slash(guild.id, channel, alice, "video", options={"prompt": f"a fox, take {n}"})
                 await i.acknowledged(3)
                 await wait_until(
-                    lambda: sum(1 for m in fd.messages(channel) if m.get("attachments") and not m.get("deleted")) >= n,
+                    lambda: (
+                        sum(1 for m in fd.messages(channel) if m.get("attachments") and not m.get("deleted"))
+                        >= n
+                    ),
                     90,
                     f"video {n}",
                 )
@@ -106,7 +111,9 @@ async def test_run_serves_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
             await video_posted(1)
             [worker] = worker_children(proc.pid)
             worker.kill()
-            await wait_until(lambda: [w for w in worker_children(proc.pid) if w.pid != worker.pid], 60, "a new worker")
+            await wait_until(
+                lambda: [w for w in worker_children(proc.pid) if w.pid != worker.pid], 60, "a new worker"
+            )
             assert "worker process exited with code -9; restarting" in log_path.read_text()
             await video_posted(2)
 
@@ -119,3 +126,49 @@ async def test_run_serves_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_run_stops_with_the_bots_exit_status_when_discord_rejects_the_token(tmp_path: Path) -> None:
+    """A fatal stop of the bot ends `videobot run` with its non-zero status, and its worker with it."""
+    async with FakeDiscord(token="the-right-token") as fd:
+        strip = ("VIDEOBOT_", "DISCORD_", "DATABASE_URL")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(strip)}
+        env.update(
+            fd.env(),
+            DISCORD_TOKEN="a-token-that-was-reset",
+            VIDEOBOT_DATA_DIR=str(tmp_path / "data"),
+            VIDEOBOT_HEALTH_PORT="0",
+            VIDEOBOT_MODEL="tiny",
+            HF_HUB_OFFLINE="1",
+            PYTHONUNBUFFERED="1",
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "videobot.cli",
+            "run",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 120)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = out.decode()
+    assert proc.returncode == 2, text[-3000:]
+    assert "Discord rejected DISCORD_TOKEN" in text and "Reset Token" in text
+    assert "Traceback" not in text and "a-token-that-was-reset" not in text
+    data_dir = str(tmp_path / "data")
+
+    def our_worker(p: psutil.Process) -> bool:
+        try:
+            return "worker" in p.cmdline() and p.environ().get("VIDEOBOT_DATA_DIR") == data_dir
+        except psutil.Error:
+            return False
+
+    # The supervisor stopped its worker before `run` exited (nothing left behind, reparented or not).
+    assert not [p for p in psutil.process_iter() if our_worker(p)]

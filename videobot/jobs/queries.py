@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from videobot import quota
 from videobot.db import Database
 from videobot.jobs.records import ACTIVE
-from videobot.models import Job, JobResult, JobStatus
+from videobot.models import Job, JobInput, JobResult, JobStatus
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,14 @@ class Queries:
     async def get_result(self, job_id: int) -> JobResult | None:
         async with self.db.sessionmaker() as s:
             return await s.get(JobResult, job_id)
+
+    async def get_inputs(self, job_id: int) -> dict[str, bytes]:
+        """A job's stored inputs by kind (``"image"``, ``"video"``); empty for a text-only job."""
+        async with self.db.sessionmaker() as s:
+            rows = (
+                await s.execute(select(JobInput.kind, JobInput.data).where(JobInput.job_id == job_id))
+            ).all()
+        return {kind: bytes(data) for kind, data in rows}
 
     async def by_result_message(self, message_id: int) -> Job | None:
         """The job whose result was posted as ``message_id`` (reactions and buttons on results)."""

@@ -49,6 +49,8 @@ class SubmitRequest:
     #: Seconds the interaction token stays valid (Discord: 15 minutes).
     interaction_ttl: float = 15 * 60
     reply_to_message_id: int | None = None
+    #: Stored with the job (``job_inputs``): ``{"image": png_bytes}``, ``{"video": mp4_bytes}``.
+    inputs: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class ResultData:
     content_type: str = "video/mp4"
     encode_notes: str | None = None
     generation_seconds: float | None = None
+    seconds_per_step: float | None = None
+    peak_gpu_bytes: int | None = None
 
 
 @dataclass(frozen=True)

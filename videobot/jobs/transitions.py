@@ -31,9 +31,11 @@ from videobot.jobs.records import (
     SubmitRequest,
     Submitted,
 )
-from videobot.models import Job, JobResult, JobStatus
+from videobot.models import Job, JobInput, JobResult, JobStatus
 
 log = logging.getLogger(__name__)
+
+INPUT_CONTENT_TYPES = {"image": "image/png", "video": "video/mp4"}
 
 
 class Transitions(Queries):
@@ -108,6 +110,16 @@ class Transitions(Queries):
                 )
                 s.add(job)
                 await s.flush()
+                for kind, data in req.inputs.items():
+                    s.add(
+                        JobInput(
+                            job_id=job.id,
+                            kind=kind,
+                            data=data,
+                            content_type=INPUT_CONTENT_TYPES.get(kind, "application/octet-stream"),
+                            created_at=st.now,
+                        )
+                    )
                 await quota.charge(s, req.guild_id, req.user_id, job.id, req.cost)
                 position = await self._position(s, job)
                 balance = st.balance - req.cost
@@ -282,6 +294,8 @@ class Transitions(Queries):
                         finished_at=db_now(),
                         progress_step=Job.progress_total,
                         generation_seconds=result.generation_seconds,
+                        seconds_per_step=result.seconds_per_step,
+                        peak_gpu_bytes=result.peak_gpu_bytes,
                     )
                 )
                 if res.rowcount != 1:  # the row is locked above; only a bug gets here
@@ -570,6 +584,11 @@ class Transitions(Queries):
                 Job.delivered_at < db_now() - retention_seconds,
             )
             res = await s.execute(JobResult.__table__.delete().where(JobResult.job_id.in_(old)))
+            # Inputs (images, clips to extend) of jobs that ended longer ago than the retention period.
+            ended = select(Job.id).where(
+                Job.status.in_(FINISHED), Job.finished_at < db_now() - retention_seconds
+            )
+            await s.execute(JobInput.__table__.delete().where(JobInput.job_id.in_(ended)))
         return res.rowcount or 0
 
     # ------------------------------------------------------------------ maintenance (run by the bot)
@@ -624,6 +643,7 @@ class Transitions(Queries):
                 await quota.refund(s, job_id, reason="undeliverable")
             if ids:
                 await s.execute(JobResult.__table__.delete().where(JobResult.job_id.in_(ids)))
+                await s.execute(JobInput.__table__.delete().where(JobInput.job_id.in_(ids)))
         for job_id in ids:
             log.warning("job %s: never posted within the retention period; refunded and removed", job_id)
         return ids

@@ -1,7 +1,4 @@
-"""Faults and bad input, end to end: the real bot and worker against the fake Discord (``-m e2e``).
-
-Each module shares one harness; a failing test prints the tail of every process log.
-"""
+"""Helpers for the fault tests: drive the real bot through the fake Discord and read what it did."""
 
 from __future__ import annotations
 
@@ -9,54 +6,11 @@ import contextlib
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.e2e.harness import BotHarness
 from videobot.models import LedgerEntry
-
-_ACTIVE: list[BotHarness] = []
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: end-to-end tests with the real bot and worker processes (slow)")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/faults/" in item.nodeid.replace("\\", "/"):
-            item.add_marker(pytest.mark.e2e)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report
-
-
-@pytest.fixture(autouse=True)
-def _dump_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        for harness in list(_ACTIVE):
-            harness.dump_logs()
-
-
-@contextlib.asynccontextmanager
-async def shared_harness(harness: BotHarness) -> AsyncIterator[BotHarness]:
-    """Start a harness for a module and print its logs when one of its tests fails."""
-    async with harness as h:
-        _ACTIVE.append(h)
-        try:
-            yield h
-        finally:
-            _ACTIVE.remove(h)
-    problems = harness.fd.problems()
-    assert problems == [], problems
 
 
 async def answer(h: BotHarness, interaction: Any, timeout: float = 20.0) -> str:
