@@ -90,6 +90,19 @@ def refusal(settings: Settings) -> str | None:
             f"VIDEOBOT_OFFLOAD={settings.offload} cannot be combined with VIDEOBOT_GPUS={n}: each GPU holds the "
             "whole model under context parallelism. Set VIDEOBOT_OFFLOAD=none or VIDEOBOT_GPUS=1."
         )
+    # Settings of the speed options (generator/speed.py), read with getattr so this works before they exist.
+    cache, compile_mode = getattr(settings, "step_cache", "off"), getattr(settings, "compile", "off")
+    if cache != "off":
+        # A step cache decides per rank whether to skip blocks; ranks that decide differently wait on each other.
+        return (
+            f"VIDEOBOT_STEP_CACHE={cache} cannot be combined with VIDEOBOT_GPUS={n}: each GPU would decide on its "
+            "own which steps to skip, and the GPUs must run every step together. Set VIDEOBOT_STEP_CACHE=off."
+        )
+    if compile_mode != "off":
+        return (
+            f"VIDEOBOT_COMPILE={compile_mode} cannot be combined with VIDEOBOT_GPUS={n}: diffusers does not compile "
+            "a model split with context parallelism. Set VIDEOBOT_COMPILE=off."
+        )
     if rank_device(settings.device, 0).type == "cuda" and torch.cuda.device_count() < n:
         return (
             f"VIDEOBOT_GPUS={n} but torch sees {torch.cuda.device_count()} CUDA GPU(s) "

@@ -15,14 +15,17 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
 import pytest
+import torch
 
 from generator.encode import encode_mp4, probe_mp4
 from videobot.jobs import JobQueue
 from videobot.presets import GenerationParams, plan
+from videobot.settings import Settings
 
 from .test_worker import TINY, _wait_running_step, _wait_status, _worker_env, submit
 from .test_worker import qdb as _qdb
@@ -191,3 +194,29 @@ async def test_a_family_without_context_parallelism_refuses_to_start(qdb, tmp_pa
     text = log.read_text()
     assert code == 3, text[-3000:]  # MODEL_LOAD_FAILED: `videobot run` stops instead of restarting it
     assert "VIDEOBOT_GPUS=2" in text and "cogvideox" in text and "VIDEOBOT_GPUS=1" in text
+
+
+def _settings(**env: str) -> Settings:
+    base = {"VIDEOBOT_MODEL": "tiny", "VIDEOBOT_DEVICE": "cpu", "VIDEOBOT_GPUS": "2"}
+    return Settings(_env_file=None, **{**base, **env})  # type: ignore[arg-type]
+
+
+def test_start_up_refusals_name_the_setting_to_change() -> None:
+    from generator.parallel import refusal
+
+    assert refusal(_settings()) is None
+    why = refusal(_settings(VIDEOBOT_MODEL="cogvideox-5b"))
+    assert why is not None and "cogvideox" in why and "VIDEOBOT_GPUS=1" in why
+    why = refusal(_settings(VIDEOBOT_OFFLOAD="model"))
+    assert why is not None and "VIDEOBOT_OFFLOAD=none" in why
+    why = (
+        refusal(_settings(VIDEOBOT_DEVICE="cuda", VIDEOBOT_GPUS="64"))
+        if not torch.cuda.is_available()
+        else None
+    )
+    assert why is None or ("CUDA GPU" in why and "VIDEOBOT_GPUS" in why)
+    # Speed options that would let the ranks drift apart (read with getattr: generator/speed.py's settings).
+    cached = SimpleNamespace(**_settings().model_dump(), step_cache="first_block", compile="off")
+    assert "VIDEOBOT_STEP_CACHE=off" in (refusal(cached) or "")  # type: ignore[arg-type]
+    compiled = SimpleNamespace(**_settings().model_dump(), step_cache="off", compile="regional")
+    assert "VIDEOBOT_COMPILE=off" in (refusal(compiled) or "")  # type: ignore[arg-type]
