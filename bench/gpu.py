@@ -61,6 +61,8 @@ class Arch:
     tiny_text_tokens: int = 16
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
     call_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Other modules of the pipeline: name -> (class, full-size config, tiny config).
+    components: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
 
 
 _WAN_TINY_T = dict(
@@ -169,6 +171,52 @@ ARCHS: dict[str, Arch] = {
             call_kwargs={"decode_timestep": 0.05, "decode_noise_scale": 0.025},
         ),
         Arch(
+            preset="ltx-2", family="ltx2", checkpoint="Lightricks/LTX-2 (19B, video + audio)", pipeline="LTX2Pipeline",
+            # diffusers' class defaults are LTX-2's configuration (48 layers, 32 x 128 video, 32 x 64 audio).
+            transformer=("LTX2VideoTransformer3DModel", dict(rope_type="split")),
+            vae=("AutoencoderKLLTX2Video", {}),
+            scheduler=("FlowMatchEulerDiscreteScheduler", dict(use_dynamic_shifting=True, base_shift=0.95,
+                                                               max_shift=2.05, shift_terminal=0.1)),
+            # Gemma-3-12B: every hidden state (48 layers + embeddings) of 3840 stacked, 1024 tokens.
+            text_tokens=1024, text_dim=3840 * 49, job=(121, 768, 512, 0, 0.0, 24),
+            tiny_transformer=dict(
+                in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2,
+                attention_head_dim=8, cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4,
+                audio_num_attention_heads=2, audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2,
+                qk_norm="rms_norm_across_heads", caption_channels=32, rope_double_precision=False, rope_type="split"),
+            tiny_vae=dict(
+                in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,),
+                decoder_block_out_channels=(8,), layers_per_block=(1,), decoder_layers_per_block=(1, 1),
+                spatio_temporal_scaling=(True,), decoder_spatio_temporal_scaling=(True,),
+                decoder_inject_noise=(False, False), downsample_type=("spatial",), upsample_residual=(False,),
+                upsample_factor=(1,), timestep_conditioning=False, patch_size=1, patch_size_t=1,
+                encoder_causal=True, decoder_causal=False),
+            tiny_job=(9, 32, 32), tiny_text_dim=32 * 3,
+            components={
+                "connectors": ("diffusers.pipelines.ltx2.connectors.LTX2TextConnectors", dict(
+                    caption_channels=3840, text_proj_in_factor=49, video_connector_num_attention_heads=30,
+                    video_connector_attention_head_dim=128, video_connector_num_layers=2,
+                    video_connector_num_learnable_registers=128, audio_connector_num_attention_heads=30,
+                    audio_connector_attention_head_dim=128, audio_connector_num_layers=2,
+                    audio_connector_num_learnable_registers=128, rope_type="split"), dict(
+                    caption_channels=32, text_proj_in_factor=3, video_connector_num_attention_heads=4,
+                    video_connector_attention_head_dim=8, video_connector_num_layers=1,
+                    video_connector_num_learnable_registers=None, audio_connector_num_attention_heads=4,
+                    audio_connector_attention_head_dim=8, audio_connector_num_layers=1,
+                    audio_connector_num_learnable_registers=None, connector_rope_base_seq_len=32,
+                    rope_double_precision=False, rope_type="split")),
+                "audio_vae": ("AutoencoderKLLTX2Audio", {}, dict(
+                    base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1, attn_resolutions=None,
+                    in_channels=2, resolution=32, latent_channels=2, norm_type="pixel", causality_axis="height",
+                    dropout=0.0, mid_block_add_attention=False, sample_rate=16000, mel_hop_length=160,
+                    is_causal=True, mel_bins=8)),
+                "vocoder": ("diffusers.pipelines.ltx2.vocoder.LTX2Vocoder", {}, dict(
+                    in_channels=16, hidden_channels=32, out_channels=2, upsample_kernel_sizes=[4, 4],
+                    upsample_factors=[2, 2], resnet_kernel_sizes=[3], resnet_dilations=[[1, 3, 5]],
+                    leaky_relu_negative_slope=0.1, output_sampling_rate=16000)),
+            },
+        ),
+        Arch(
             preset="cogvideox-2b", family="cogvideox", checkpoint="THUDM/CogVideoX-2b", pipeline="CogVideoXPipeline",
             transformer=("CogVideoXTransformer3DModel", dict(
                 num_attention_heads=30, attention_head_dim=64, in_channels=16, out_channels=16, time_embed_dim=512,
@@ -258,13 +306,12 @@ def materialise(cls: Any, config: dict[str, Any], device: Any, dtype: Any) -> An
 #: Published sizes (billions of transformer parameters), to check the configs above without a download.
 PUBLISHED_B = {
     "wan2.1-1.3b": 1.3, "wan2.2-ti2v-5b": 5.0, "ltx-video": 1.9, "ltx-video-distilled": 13.0,
-    "cogvideox-2b": 1.7, "cogvideox-5b": 5.6,
+    "ltx-2": 19.0, "cogvideox-2b": 1.7, "cogvideox-5b": 5.6,
 }  # fmt: skip
 
 
 def parameter_counts() -> dict[str, tuple[float, float]]:
     """Billions of parameters of each full-size (transformer, VAE), built on the meta device (no memory)."""
-    import diffusers
     from accelerate import init_empty_weights
 
     counts = {}
@@ -272,26 +319,36 @@ def parameter_counts() -> dict[str, tuple[float, float]]:
         sizes = []
         for cls, cfg in (arch.transformer, arch.vae):
             with init_empty_weights():
-                model = getattr(diffusers, cls).from_config(cfg)
+                model = _cls(cls).from_config(cfg)
             sizes.append(sum(p.numel() for p in model.parameters()) / 1e9)
         counts[name] = (sizes[0], sizes[1])
     return counts
 
 
-def build(arch: Arch, device: Any, dtype: Any, *, tiny: bool) -> Any:
+def _cls(name: str) -> Any:
+    """A diffusers class by name, or by dotted path for those not exported at the top level."""
     import diffusers
 
+    if "." not in name:
+        return getattr(diffusers, name)
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build(arch: Arch, device: Any, dtype: Any, *, tiny: bool) -> Any:
     tcls, tcfg = arch.transformer
     vcls, vcfg = arch.vae
     scls, scfg = arch.scheduler
-    transformer = materialise(
-        getattr(diffusers, tcls), arch.tiny_transformer if tiny else tcfg, device, dtype
-    )
-    vae = materialise(getattr(diffusers, vcls), arch.tiny_vae if tiny else vcfg, device, dtype)
-    scheduler = getattr(diffusers, scls)(**scfg)
-    pipe = getattr(diffusers, arch.pipeline)(
+    transformer = materialise(_cls(tcls), arch.tiny_transformer if tiny else tcfg, device, dtype)
+    vae = materialise(_cls(vcls), arch.tiny_vae if tiny else vcfg, device, dtype)
+    extra = {
+        name: materialise(_cls(cls), small if tiny else full, device, dtype)
+        for name, (cls, full, small) in arch.components.items()
+    }
+    scheduler = _cls(scls)(**scfg)
+    pipe = _cls(arch.pipeline)(
         tokenizer=None, text_encoder=None, vae=vae, transformer=transformer, scheduler=scheduler,
-        **arch.pipeline_kwargs,
+        **extra, **arch.pipeline_kwargs,
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -308,6 +365,11 @@ def job_for(arch: Arch, *, tiny: bool) -> dict[str, Any]:
         frames, steps, guidance, fps = p.default_frames, p.steps, p.guidance, p.fps
     except (ImportError, KeyError):
         pass
+    if not steps:  # not given: the pipeline's own defaults
+        import inspect
+
+        defaults = inspect.signature(_cls(arch.pipeline).__call__).parameters
+        steps, guidance = defaults["num_inference_steps"].default, defaults["guidance_scale"].default
     if tiny:
         frames, width, height = arch.tiny_job
         steps = 2
@@ -371,7 +433,7 @@ def run_job(
         "output_type": "np",
         **arch.call_kwargs,
     }
-    if arch.family == "ltx":
+    if arch.family in ("ltx", "ltx2"):
         mask = torch.ones(1, tokens, device=device, dtype=torch.long)
         kwargs.update(prompt_attention_mask=mask, negative_prompt_attention_mask=mask, frame_rate=job["fps"])
     marks: list[float] = []
