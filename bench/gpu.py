@@ -4,8 +4,8 @@ Builds every preset's full-size architecture from its config with random weights
 time of a step does not depend on the weight values; step caches excepted — they skip steps when
 outputs change little, which random weights do not reproduce, so their rows say nothing about a real
 model's speed-up). The text encoder is not built: each job gets random prompt embeddings of the real
-encoder's shape (UMT5-XXL / T5-XXL: 4096 wide), so "total" leaves out one text encode per job (well
-under a second on a GPU). Everything else is the real diffusers pipeline: transformer, scheduler,
+encoder's shape (UMT5-XXL / T5-XXL: 4096 wide; LTX-2: Gemma-3-12B's 49 stacked hidden states), so
+"total" leaves out one text encode per job (about a second or less on a GPU). Everything else is the real diffusers pipeline: transformer, scheduler,
 classifier-free guidance, VAE decode.
 
 Per preset and option: one warm-up job (2 steps, same size; compiles and caches pay their first-call
@@ -482,6 +482,8 @@ def bench_one(arch: Arch, option: str, args: argparse.Namespace, device: Any, dt
     tiny = args.smoke
     row = Row(arch.preset, option)
     job = job_for(arch, tiny=tiny)
+    if args.steps and not tiny:
+        job["num_inference_steps"] = args.steps
     text_dim = arch.tiny_text_dim if tiny else arch.text_dim
     tokens = arch.tiny_text_tokens if tiny else arch.text_tokens
     pipe = None
@@ -597,7 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'SMOKE (tiny sizes, not real figures)' if args.smoke else 'Full-size architectures, random weights'}: "
         f"{gpu}, torch {torch.__version__}, diffusers {diffusers.__version__}, {str(dtype).removeprefix('torch.')}, "
-        f"{args.runs} timed run(s) each after a warm-up; text encoder replaced by random embeddings."
+        f"{args.runs} timed run(s) each after a warm-up"
+        f"{f', {args.steps} steps per job' if args.steps and not args.smoke else ''}; "
+        "text encoder replaced by random embeddings."
     )
     text = table(rows, header)
     print(text)
