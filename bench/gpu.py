@@ -147,7 +147,7 @@ ARCHS: dict[str, Arch] = {
                 attention_head_dim=64, cross_attention_dim=2048, num_layers=28, caption_channels=4096)),
             vae=("AutoencoderKLLTXVideo", dict(latent_channels=128, block_out_channels=(128, 256, 512, 512),
                                                decoder_block_out_channels=(128, 256, 512, 512),
-                                               timestep_conditioning=True)),
+                                               timestep_conditioning=False)),
             scheduler=_LTX_SCHED, text_tokens=128, text_dim=4096, job=(121, 768, 512, 50, 3.0, 24),
             tiny_transformer=_LTX_TINY_T, tiny_vae=_LTX_TINY_VAE, tiny_job=(9, 32, 32), tiny_text_dim=32,
         ),
