@@ -391,6 +391,8 @@ async def _lead(settings: Settings, *, port: int, collective_timeout_s: float) -
                 await asyncio.wait_for(asyncio.to_thread(_broadcast_object, {"op": _OP_STOP}, idle), 30)
             if not ranks.wait(30):
                 ranks.kill()
+            with contextlib.suppress(Exception):
+                dist.destroy_process_group()
             log.info("worker %s stopped after %d job(s)", worker.worker_id, worker.jobs_done)
             return 0
         why = reason[0] if reason else "a rank failed"

@@ -220,3 +220,19 @@ def test_start_up_refusals_name_the_setting_to_change() -> None:
     assert "VIDEOBOT_STEP_CACHE=off" in (refusal(cached) or "")  # type: ignore[arg-type]
     compiled = SimpleNamespace(**_settings().model_dump(), step_cache="off", compile="regional")
     assert "VIDEOBOT_COMPILE=off" in (refusal(compiled) or "")  # type: ignore[arg-type]
+
+
+def test_gpus_flag_takes_a_positive_whole_number() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "videobot.cli", "worker", "--gpus", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "--gpus takes a whole number from 1 to 64, not '0'" in out.stderr
+    helptext = subprocess.run(
+        [sys.executable, "-m", "videobot.cli", "worker", "--help"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    assert "--gpus N" in helptext and "VIDEOBOT_GPUS" in helptext
