@@ -542,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
         "--runs", type=int, default=None, help="timed jobs per preset and option (default 3; smoke 2)"
     )
     ap.add_argument(
+        "--steps", type=int, default=None, help="override every preset's step count (s/step stays comparable)"
+    )
+    ap.add_argument(
         "--smoke", action="store_true", help="tiny sizes on the CPU, float32: checks the code path"
     )
     ap.add_argument("--device", default=None, help="default: cuda (cpu with --smoke)")
