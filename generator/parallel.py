@@ -45,7 +45,7 @@ from videobot.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Families whose diffusers transformer has a context-parallel plan (``_cp_plan``) in diffusers 0.42.
-PARALLEL_FAMILIES = {"wan": "Wan", "ltx": "LTX-Video", "ltx2": "LTX-2"}
+PARALLEL_FAMILIES = {"wan": "Wan 2.1", "wan22": "Wan 2.2", "ltx": "LTX-Video", "ltx2": "LTX-2"}
 #: A database URL that cannot be opened: ranks other than 0 get it, so a stray access fails at once.
 NO_DATABASE_URL = "sqlite+aiosqlite:////nonexistent/videobot-only-rank-0-uses-the-database.db"
 #: A collective that takes longer than this means a rank hangs (a step takes seconds, not minutes).
@@ -212,7 +212,10 @@ class ParallelPipeline:
     def __getattr__(self, name: str) -> Any:  # preset, device, dtype, pipe, check_inputs, ...
         return getattr(self.local, name)
 
-    def run(self, params: GenerationParams, on_step: Callable[[int, int], None] | None = None) -> Any:
+    def run(
+        self, params: GenerationParams, on_step: Callable[[int, int], None] | None = None, **inputs: Any
+    ) -> Any:
+        """``VideoPipeline.run`` on every rank; ``inputs`` (a first image, a clip to extend) go to every rank."""
         if self.broken:
             raise GroupBroken(self.broken)
         job_id = self.job_id()
@@ -232,8 +235,9 @@ class ParallelPipeline:
                 raise error
 
         try:
-            _broadcast_object({"op": _OP_JOB, "job_id": job_id, "params": params.to_dict()}, self.idle_group)
-            return self.local.run(params, step)
+            job = {"op": _OP_JOB, "job_id": job_id, "params": params.to_dict(), "inputs": inputs}
+            _broadcast_object(job, self.idle_group)
+            return self.local.run(params, step, **inputs)
         except Exception as exc:
             if stopped:  # every rank stopped at this step: the group is still in step
                 raise
@@ -338,14 +342,23 @@ async def _lead(settings: Settings, *, port: int, collective_timeout_s: float) -
         idle = await _while_ranks_live(ranks, init_group, 0, world, port, device, collective_timeout_s)
         local_settings = settings.model_copy(update={"device": str(device)})
         try:
+            # Rank 0 loads first, so a download (or a tiny model's build) happens once, not N times at once.
             local = await _while_ranks_live(ranks, load_pipeline, local_settings)
-            enable_context_parallel(local, world, settings.context_parallel)
-        except (ModelLoadError, InvalidParameters) as exc:
+        except ModelLoadError as exc:
             log.error("cannot load the model: %s", exc)
             print(f"videobot: cannot load the model: {exc}", file=sys.stderr)
             ranks.kill()
             _hard_exit(MODEL_LOAD_FAILED)
+        await _while_ranks_live(ranks, dist.barrier, idle)  # the others may load now
         await _while_ranks_live(ranks, dist.barrier, idle)  # every rank has its model
+        try:  # sets up the device mesh: a collective of all ranks
+            await _while_ranks_live(ranks, enable_context_parallel, local, world, settings.context_parallel)
+        except InvalidParameters as exc:
+            log.error("cannot split the model: %s", exc)
+            print(f"videobot: {exc}", file=sys.stderr)
+            ranks.kill()
+            _hard_exit(MODEL_LOAD_FAILED)
+        await _while_ranks_live(ranks, dist.barrier, idle)  # every rank has split its model
     except BaseException:
         ranks.kill()
         raise
@@ -354,9 +367,14 @@ async def _lead(settings: Settings, *, port: int, collective_timeout_s: float) -
     broken = asyncio.Event()
     reason: list[str] = []
 
-    def on_broken(why: str) -> None:
+    def on_broken(why: str) -> None:  # from the job's thread, before the worker settles the job
         reason.append(why)
-        loop.call_soon_threadsafe(broken.set)
+
+        def now() -> None:
+            worker.stop()  # no next claim: the group cannot run another job
+            broken.set()
+
+        loop.call_soon_threadsafe(now)
 
     pipeline = ParallelPipeline(local, idle, on_broken)
     db = Database(settings.db_url)
@@ -449,19 +467,25 @@ def main(settings: Settings, *, collective_timeout_s: float = COLLECTIVE_TIMEOUT
 # ----------------------------------------------------------------------------------------- ranks 1..N-1
 def follow(settings: Settings, rank: int, world: int, port: int, collective_timeout_s: float) -> int:
     """Ranks 1..N-1: load the model, then run each job rank 0 broadcasts until it says stop. No database."""
+    import torch.distributed as dist
+
     from generator.pipeline import ModelLoadError
     from generator.worker import load_pipeline
 
     device = rank_device(settings.device, rank)
     idle = init_group(rank, world, port, device, collective_timeout_s)
+    dist.barrier(group=idle)  # rank 0 has loaded the model (downloaded or built it once)
     try:
         pipeline = load_pipeline(settings.model_copy(update={"device": str(device)}))
-        enable_context_parallel(pipeline, world, settings.context_parallel)
-    except (ModelLoadError, InvalidParameters) as exc:
+    except ModelLoadError as exc:
         log.error("rank %d cannot load the model: %s", rank, exc)
         return MODEL_LOAD_FAILED
-    import torch.distributed as dist
-
+    dist.barrier(group=idle)
+    try:
+        enable_context_parallel(pipeline, world, settings.context_parallel)
+    except InvalidParameters as exc:
+        log.error("rank %d cannot split the model: %s", rank, exc)
+        return MODEL_LOAD_FAILED
     dist.barrier(group=idle)
 
     def step(k: int, n: int) -> None:
@@ -475,7 +499,7 @@ def follow(settings: Settings, rank: int, world: int, port: int, collective_time
         job_id = msg.get("job_id")
         log.info("job %s: rank %d joins", job_id, rank)
         try:
-            pipeline.run(GenerationParams.from_dict(msg["params"]), step)
+            pipeline.run(GenerationParams.from_dict(msg["params"]), step, **msg["inputs"])
         except GroupStop:
             log.info("job %s: rank %d stopped with the group", job_id, rank)
     log.info("rank %d: stopping", rank)

@@ -104,7 +104,7 @@ async def test_two_cpu_ranks_make_the_video_one_process_makes(qdb, tiny_pipeline
         p = plan(TINY, "a fox running through snow", seed=seed).to_dict()
         p["num_inference_steps"] = 4
         params = GenerationParams.from_dict(p)
-        return _decode(encode_mp4(tiny_pipeline.run(params), params.fps).data).astype(int)
+        return _decode(encode_mp4(tiny_pipeline.run(params).frames, params.fps).data).astype(int)
 
     got = _decode(result.video).astype(int)
     same, other = single(11), single(12)
