@@ -44,8 +44,14 @@ from videobot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Families whose diffusers transformer has a context-parallel plan (``_cp_plan``) in diffusers 0.42.
-PARALLEL_FAMILIES = {"wan": "Wan 2.1", "wan22": "Wan 2.2", "ltx": "LTX-Video", "ltx2": "LTX-2"}
+#: Families whose transformer runs under diffusers 0.42's context parallelism (checked: 2 ranks, tiny models).
+PARALLEL_FAMILIES = {"wan": "Wan 2.1", "wan22": "Wan 2.2"}
+#: Families with a context-parallel plan in diffusers 0.42 that failed when tried (2 CPU ranks, tiny models,
+#: native attention, Ulysses and ring): kept off until a run shows them working.
+BROKEN_FAMILIES = {
+    "ltx": "its attention mask is not split with the heads (a shape error inside attention)",
+    "ltx2": "its attention mask is not split with the heads (a shape error inside attention)",
+}
 #: A database URL that cannot be opened: ranks other than 0 get it, so a stray access fails at once.
 NO_DATABASE_URL = "sqlite+aiosqlite:////nonexistent/videobot-only-rank-0-uses-the-database.db"
 #: A collective that takes longer than this means a rank hangs (a step takes seconds, not minutes).
@@ -78,10 +84,17 @@ def refusal(settings: Settings) -> str | None:
         preset = resolve_preset(resolve_auto_model(settings.model))
     except InvalidParameters as exc:
         return str(exc)
+    if preset.family in BROKEN_FAMILIES:
+        return (
+            f"VIDEOBOT_GPUS={n} (`videobot worker --gpus {n}`): splitting `{preset.name}` ({preset.family}) across GPUs "
+            f"with diffusers 0.42's context parallelism fails: {BROKEN_FAMILIES[preset.family]}. It works for "
+            f"{', '.join(PARALLEL_FAMILIES.values())} models. Set VIDEOBOT_GPUS=1, or run one worker per GPU "
+            "(`CUDA_VISIBLE_DEVICES=1 videobot worker`)."
+        )
     if preset.family not in PARALLEL_FAMILIES:
         return (
             f"VIDEOBOT_GPUS={n} (`videobot worker --gpus {n}`) splits one video across GPUs with diffusers context "
-            f"parallelism, which exists for {', '.join(PARALLEL_FAMILIES.values())} models only; `{preset.name}` is a "
+            f"parallelism, which works for {', '.join(PARALLEL_FAMILIES.values())} models only; `{preset.name}` is a "
             f"{preset.family} model. Set VIDEOBOT_GPUS=1, or run one worker per GPU "
             "(`CUDA_VISIBLE_DEVICES=1 videobot worker`)."
         )
