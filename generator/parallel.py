@@ -1,6 +1,6 @@
 """``videobot worker --gpus N``: one job at a time across N GPUs of one machine (diffusers context parallelism).
 
-The worker process is rank 0. It starts ranks 1..N-1 as child processes (``python -m generator.parallel``),
+Wan 2.1 and 2.2 only (see ``PARALLEL_FAMILIES``). The worker process is rank 0. It starts ranks 1..N-1 as child processes (``python -m generator.parallel``),
 joins them in a ``torch.distributed`` group (NCCL on CUDA, gloo on CPU), and every rank loads the same
 pipeline and calls ``transformer.enable_parallelism(ContextParallelConfig(ulysses_degree=N))`` (or
 ``ring_degree``): each rank holds the whole model and computes attention on its share of the sequence.
@@ -115,6 +115,12 @@ def refusal(settings: Settings) -> str | None:
         return (
             f"VIDEOBOT_COMPILE={compile_mode} cannot be combined with VIDEOBOT_GPUS={n}: diffusers does not compile "
             "a model split with context parallelism. Set VIDEOBOT_COMPILE=off."
+        )
+    if settings.context_parallel == "ring" and getattr(settings, "attention_backend", "native") == "native":
+        # Ring attention merges partial results by their log-sum-exp, which PyTorch's SDPA does not return.
+        return (
+            "VIDEOBOT_CONTEXT_PARALLEL=ring needs an attention kernel that returns its log-sum-exp: set "
+            "VIDEOBOT_ATTENTION_BACKEND=flash (or sage), or VIDEOBOT_CONTEXT_PARALLEL=ulysses."
         )
     if rank_device(settings.device, 0).type == "cuda" and torch.cuda.device_count() < n:
         return (

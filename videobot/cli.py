@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "--gpus",
         type=_gpus,
         metavar="N",
-        help="split each video across N GPUs of this machine (context parallelism; Wan, LTX, LTX-2 models); "
+        help="split each video across N GPUs of this machine (context parallelism; Wan 2.1 / 2.2 models); "
         "overrides VIDEOBOT_GPUS",
     )
     worker.set_defaults(func=cmd_worker)

@@ -263,6 +263,7 @@ def test_start_up_refusals_name_the_setting_to_change() -> None:
     assert why is None or ("CUDA GPU" in why and "VIDEOBOT_GPUS" in why)
     # Speed options that would let the ranks drift apart.
     assert "VIDEOBOT_STEP_CACHE=off" in (refusal(_settings(VIDEOBOT_STEP_CACHE="first_block")) or "")
+    assert "VIDEOBOT_ATTENTION_BACKEND=flash" in (refusal(_settings(VIDEOBOT_CONTEXT_PARALLEL="ring")) or "")
     compiled = _settings(VIDEOBOT_COMPILE="regional")
     assert "VIDEOBOT_COMPILE=off" in (refusal(compiled) or "")
 
