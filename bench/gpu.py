@@ -120,7 +120,7 @@ ARCHS: dict[str, Arch] = {
             tiny_transformer=_WAN_TINY_T, tiny_vae=_WAN_TINY_VAE, tiny_job=(9, 48, 32), tiny_text_dim=32,
         ),
         Arch(
-            preset="wan2.2-ti2v-5b", family="wan", checkpoint="Wan-AI/Wan2.2-TI2V-5B-Diffusers", pipeline="WanPipeline",
+            preset="wan2.2-ti2v-5b", family="wan22", checkpoint="Wan-AI/Wan2.2-TI2V-5B-Diffusers", pipeline="WanPipeline",
             transformer=("WanTransformer3DModel", dict(
                 patch_size=(1, 2, 2), num_attention_heads=24, attention_head_dim=128, in_channels=48,
                 out_channels=48, text_dim=4096, freq_dim=256, ffn_dim=14336, num_layers=30, cross_attn_norm=True,
@@ -244,7 +244,8 @@ ARCHS: dict[str, Arch] = {
     )
 }  # fmt: skip
 
-#: Option name -> (SpeedOptions field, value); "fp8" is applied directly (layerwise casting).
+#: Option name -> (SpeedOptions field, value); "fp8" and "vae_tiling" are applied directly, as the memory
+#: options of generator/pipeline.py apply them (layerwise casting; the VAE's own tiling).
 OPTIONS: dict[str, tuple[str, Any]] = {
     "videobot-defaults": ("", None),
     "attention=flash": ("attention_backend", "flash"),
@@ -255,6 +256,7 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "cache=mag": ("step_cache", "mag"),
     "compile=regional": ("compile", "regional"),
     "vae_slicing": ("vae_slicing", True),
+    "vae_tiling": ("", None),
     "fp8": ("", None),
 }
 BASELINE = "diffusers-defaults"
@@ -392,6 +394,11 @@ def apply_option(pipe: Any, arch: Arch, option: str, dtype: Any, speed: Any | No
         return ""
     if option == "fp8":
         pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+        return ""
+    if option == "vae_tiling":
+        if not hasattr(pipe.vae, "enable_tiling"):
+            raise Skip(f"the {arch.family} VAE cannot decode in tiles")
+        pipe.vae.enable_tiling()
         return ""
     if speed is None or not hasattr(speed, "SpeedOptions") or not hasattr(speed, "apply_speed_options"):
         raise Skip("generator/speed.py (SpeedOptions, apply_speed_options) is not there yet")

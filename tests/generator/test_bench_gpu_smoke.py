@@ -43,7 +43,7 @@ def test_smoke_run_times_every_preset_with_and_without_options(tmp_path: Path) -
             assert float(ratio) > 0
         assert by[(name, "diffusers-defaults")][5] == "1.00"
         families.add(arch.family)
-    assert families == {"wan", "ltx", "ltx2", "cogvideox"}
+    assert families == {"wan", "wan22", "ltx", "ltx2", "cogvideox"}
     # Every option has a row per preset: timed, or a note that says why not (refused here, or no speed.py yet).
     for name in gpu.ARCHS:
         for option in gpu.OPTIONS:
