@@ -193,9 +193,13 @@ class RateLimiter:
         return Decision(name, major, result_headers)
 
 
+def _ceil_ms(seconds: float) -> float:
+    return max(0.0, math.ceil(seconds * 1000) / 1000)
+
+
 def headers(name: str, limit: int, remaining: int, reset_after: float) -> dict[str, str]:
     """The ``X-RateLimit-*`` headers of one bucket (discord.py needs Reset-After with Remaining)."""
-    reset_after = max(0.0, reset_after)
+    reset_after = _ceil_ms(reset_after)  # never tell a client it may go before the window ends
     return {
         "X-RateLimit-Limit": str(limit),
         "X-RateLimit-Remaining": str(max(0, remaining)),
@@ -217,6 +221,6 @@ def limited_headers(retry_after: float, scope: str) -> dict[str, str]:
 def limited_body(retry_after: float, *, is_global: bool, message: str | None = None) -> dict[str, Any]:
     return {
         "message": message or "You are being rate limited.",
-        "retry_after": round(retry_after, 3),
+        "retry_after": _ceil_ms(retry_after),
         "global": is_global,
     }

@@ -1227,6 +1227,10 @@ class FakeDiscord:
         self._changed()
         return self._json(429, decision.body, decision.headers)
 
+    def set_rate_limits(self, limits: RateLimits | None) -> None:
+        """Replace the enforced limits (``None``: off); every bucket starts afresh."""
+        self.rate_limiter = RateLimiter(limits)
+
     def rate_limit_counts(self, *, injected: bool | None = None) -> dict[str, int]:
         """429s served per bucket name (``"global"`` for the global limit); ``injected`` filters."""
         counts: dict[str, int] = {}
