@@ -83,6 +83,8 @@ async def test_video_is_acknowledged_then_posted_as_playable_mp4(h: BotHarness) 
     # The ephemeral answer names the job; the public status message shows who asked, without pinging.
     note = interaction.original
     assert note["ephemeral"] and f"job #{job.id}" in note["content"] and "Queued" in note["content"]
+    # The status message gets its final text a moment after the result is marked delivered.
+    await h.wait_for(lambda: "✅ done" in fd.message(job.status_message_id)["content"], 10, "final status")
     status = fd.message(job.status_message_id)
     assert not status["ephemeral"] and f"<@{h.member_id}>" in status["content"]
     assert status["allowed_mentions"] == {"parse": []} and status["mentions"] == []

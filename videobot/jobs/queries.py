@@ -183,6 +183,21 @@ class Queries:
                 ).scalars()
             )
 
+    async def without_status_message(self, *, limit: int = 1000) -> list[Job]:
+        """Queued and running jobs whose public status message is not recorded yet (oldest first):
+        the bot posts it after answering, so a restart in between must still post it."""
+        async with self.db.sessionmaker() as s:
+            return list(
+                (
+                    await s.execute(
+                        select(Job)
+                        .where(Job.status.in_(ACTIVE), Job.status_message_id.is_(None))
+                        .order_by(Job.id)
+                        .limit(limit)
+                    )
+                ).scalars()
+            )
+
     async def owed(self, *, limit: int = 1000) -> list[Job]:
         """Everything the bot still owes Discord, whatever the feed said: results not posted yet,
         failures and cancellations not told yet, and live jobs whose status message needs updates."""

@@ -7,10 +7,14 @@ and a deferred response keeps the visibility chosen at defer time, so the defer 
 
 * refused (quota, too many queued, blocked prompt, channel, bad options): the ephemeral
   "thinking…" becomes the reason and what to do; nobody else sees anything;
-* accepted: the bot posts a PUBLIC status message in the channel (create-message REST call; it
-  shows the requester, the prompt, the queue position and later the progress bar), and the
-  ephemeral response becomes a short "Queued as job #N" note with a link to it. The result is
-  posted publicly later (interaction follow-up while the token is valid, else a channel message).
+* accepted: the ephemeral response becomes a short "Queued as job #N (#k in the queue)" note at
+  once, and only then is the PUBLIC status message (the requester, the prompt, the queue position,
+  later the progress bar) handed to the delivery service, which posts it in the background
+  (``bot.delivery.status``): a channel allows ~5 messages per 5 s, so under a burst the status
+  posts lag by minutes while every member still has their answer within a second or two. The
+  answer carries no link to the status message (it does not exist yet when the answer is sent; an
+  extra edit per job to add it would cost an interaction request per member for little). The result
+  is posted publicly later (interaction follow-up while the token is valid, else a channel message).
 
 The alternative, a public defer, would show a public "thinking…" for refusals too, and the only
 way to make a refusal private then is deleting the public response and sending an ephemeral
@@ -31,7 +35,7 @@ from bot.checks import is_moderator, role_ids
 from videobot import guilds, planning
 from videobot.errors import ChannelNotAllowed, InvalidParameters, PromptRejected, QuotaExceeded, TooManyQueued
 from videobot.health import record_ack
-from videobot.jobs import SubmitRequest, Submitted
+from videobot.jobs import SubmitRequest
 from videobot.models import Job
 
 from . import _format
@@ -121,10 +125,15 @@ class GenerateCog(commands.Cog):
             )
         )
         self.bot.delivery.wake()
-        jump = await self._post_status(submitted, interaction.channel)
-        await interaction.edit_original_response(
-            content=_format.queued_note(submitted.job, submitted.position, submitted.balance, jump)
-        )
+        try:
+            # Answer first: the member's "Queued as…" never waits for the channel's message budget.
+            await interaction.edit_original_response(
+                content=_format.queued_note(submitted.job, submitted.position, submitted.balance, None)
+            )
+        finally:
+            # Then the public status message, also when the answer failed (it is owed either way).
+            if not submitted.job.status_message_id:
+                self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
 
     @video.autocomplete("model")
     async def _model_autocomplete(
@@ -148,24 +157,6 @@ class GenerateCog(commands.Cog):
         if upload_limit > 0 and view.upload_limit_bytes != upload_limit:
             async with self.bot.db.transaction() as s:
                 await guilds.remember_upload_limit(s, guild_id, upload_limit)
-
-    async def _post_status(self, submitted: Submitted, channel: object) -> str | None:
-        """The public status message (once per job, also when an interaction is replayed)."""
-        job = submitted.job
-        if job.status_message_id:
-            return None
-        messageable = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        text = _format.status_text(job, submitted.position)
-        try:
-            message = await messageable.send(text, allowed_mentions=discord.AllowedMentions.none())
-        except discord.HTTPException as exc:
-            # No permission to post in this channel: the job still runs; the result goes out as an
-            # interaction follow-up, which needs no channel permission.
-            log.warning("job %s: could not post the status message (%s %s)", job.id, exc.status, exc.code)
-            return None
-        await self.bot.queue.set_status_message(job.id, message.id)
-        self.bot.delivery.track_status(job.id, text)
-        return message.jump_url
 
     # ------------------------------------------------------------------ reactions
     @commands.Cog.listener()
@@ -238,24 +229,8 @@ class GenerateCog(commands.Cog):
             )
             return
         self.bot.delivery.wake()
-        job = submitted.job
-        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
-        text = _format.status_text(job, submitted.position)
-        try:
-            status = await channel.send(
-                text,
-                reference=discord.MessageReference(
-                    message_id=payload.message_id, channel_id=payload.channel_id, fail_if_not_exists=False
-                ),
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
-        except discord.HTTPException as exc:
-            log.warning(
-                "job %s: could not post the rerun status message (%s %s)", job.id, exc.status, exc.code
-            )
-            return
-        await self.bot.queue.set_status_message(job.id, status.id)
-        self.bot.delivery.track_status(job.id, text)
+        # The status message replies to the reacted-to result (``reply_to_message_id``).
+        self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
 
     async def _feedback(self, payload: discord.RawReactionActionEvent, text: str) -> None:
         """A short note that mentions (and pings) only the reactor and deletes itself."""
