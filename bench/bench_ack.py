@@ -11,6 +11,8 @@ and prints one row:
 
 - ack latency (interaction dispatched → the bot's initial response accepted) p50 / p99 / max and the
   number of interactions not acknowledged within Discord's 3 s;
+- bot CPU seconds (user + system, all threads) from the burst until the last answer: the work the
+  bot does for the burst, which the machine's load does not change much (latencies it does);
 - answer latency (dispatched → the fake accepted the edit of the deferred ephemeral response into
   "Queued as…" or the refusal), which includes the database work (guild configuration, quota check +
   charge + job in one transaction);
@@ -86,6 +88,7 @@ async def one_run(args: argparse.Namespace, db: str) -> str:
             synced = log_seconds_after_start(h.bot.log(since_start=True), "synced", started)
             ready = log_seconds_after_start(h.bot.log(since_start=True), "videobot ready", started)
             rss_before = proc.memory_info().rss
+            cpu_before = proc.cpu_times()
             users = h.members
             t0 = time.monotonic()
             interactions = [
@@ -98,6 +101,8 @@ async def one_run(args: argparse.Namespace, db: str) -> str:
                 (i.original or {}).get("content") for i in interactions
             ):
                 await asyncio.sleep(0.05)
+            cpu_after = proc.cpu_times()
+            cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
             answered: dict[str, float] = {}
             for r in fd.requests:
                 if r.method == "PATCH" and r.route == ORIGINAL and r.status == 200:
@@ -135,7 +140,7 @@ async def one_run(args: argparse.Namespace, db: str) -> str:
                     if answers
                     else "none"
                 )
-                + f" | {len(answers)} / {queued} | {with_status_at_answer} | "
+                + f" | {cpu_s:.1f} s | {len(answers)} / {queued} | {with_status_at_answer} | "
                 + f"{len(posted)}/{len(jobs)} in {max(posted, default=0):.0f} s | {sum(hits.values())} | "
                 + f"{rss_before / 2**20:.0f} → {rss_after / 2**20:.0f} MiB | "
                 + (f"{synced:.2f} / {ready:.2f} s |" if synced is not None and ready is not None else "? |")
@@ -144,9 +149,10 @@ async def one_run(args: argparse.Namespace, db: str) -> str:
 
 
 HEADER = (
-    "| database | dispatched | ack p50 / p99 | not acked in 3 s | answer p50 / p99 / max | answered / queued "
+    "| database | dispatched | ack p50 / p99 | not acked in 3 s | answer p50 / p99 / max | bot CPU until all answered "
+    "| answered / queued "
     "| status msgs posted when all answered | status msgs posted (time after burst) | 429s served "
-    "| bot RSS | synced / ready |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    "| bot RSS | synced / ready |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 

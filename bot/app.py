@@ -27,7 +27,7 @@ from bot.delivery import DeliveryService
 from bot.endpoints import use_endpoints
 from videobot.db import Database
 from videobot.health import HealthServer
-from videobot.jobs import JobQueue, QueueConfig
+from videobot.jobs import JobQueue, QueueConfig, SubmitBatcher
 from videobot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ class VideoBot(commands.Bot):
         self.settings = settings
         self.db = db
         self.queue = queue
+        #: /video submits arriving together share one transaction (``videobot.jobs.batching``).
+        self.submitter = SubmitBatcher(queue)
         self.delivery = DeliveryService(
             self, queue, poll_seconds=settings.poll_seconds, retention_hours=settings.result_retention_hours
         )
@@ -99,6 +101,7 @@ class VideoBot(commands.Bot):
         )
 
     async def close(self) -> None:
+        await self.submitter.close()
         await self.delivery.close()
         await super().close()
 

@@ -23,6 +23,7 @@ follow-up: a visible flicker for every refused request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -62,6 +63,8 @@ class GenerateCog(commands.Cog):
 
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
+        #: guild id → the upload limit this process last wrote (or is writing) for it.
+        self._remembered_limits: dict[int, int] = {}
 
     # ------------------------------------------------------------------ /video
     @app_commands.command(name="video", description="Make a short video from a text prompt")
@@ -108,7 +111,7 @@ class GenerateCog(commands.Cog):
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
         limit = int(interaction.filesize_limit)
         await self._check_guild(guild_id, channel_id, params["prompt"], interaction.channel, limit)
-        submitted = await self.bot.queue.submit(
+        submitted = await self.bot.submitter.submit(
             SubmitRequest(
                 idempotency_key=f"interaction:{interaction.id}",
                 guild_id=guild_id,
@@ -153,10 +156,24 @@ class GenerateCog(commands.Cog):
         async with self.bot.db.sessionmaker() as s:
             view = await guilds.get_config(s, guild_id)
         parent_id = getattr(channel, "parent_id", None)
-        guilds.check_request(view, channel_id, prompt, parent_id=parent_id)
-        if upload_limit > 0 and view.upload_limit_bytes != upload_limit:
-            async with self.bot.db.transaction() as s:
-                await guilds.remember_upload_limit(s, guild_id, upload_limit)
+        if view.blocklist:
+            # The blocklist's regular expressions may take up to the check's time budget: off the loop.
+            await asyncio.to_thread(guilds.check_request, view, channel_id, prompt, parent_id=parent_id)
+        else:
+            guilds.check_request(view, channel_id, prompt, parent_id=parent_id)
+        if (
+            upload_limit > 0
+            and view.upload_limit_bytes != upload_limit
+            and self._remembered_limits.get(guild_id) != upload_limit
+        ):
+            # Once per guild and value: under a burst every request would otherwise write it again.
+            self._remembered_limits[guild_id] = upload_limit
+            try:
+                async with self.bot.db.transaction() as s:
+                    await guilds.remember_upload_limit(s, guild_id, upload_limit)
+            except BaseException:
+                self._remembered_limits.pop(guild_id, None)
+                raise
 
     # ------------------------------------------------------------------ reactions
     @commands.Cog.listener()
@@ -202,7 +219,7 @@ class GenerateCog(commands.Cog):
         limit = view.upload_limit_bytes or self.bot.settings.upload_limit_bytes
         params = planning.rerun_params(parent.params or {})
         try:
-            submitted = await self.bot.queue.submit(
+            submitted = await self.bot.submitter.submit(
                 SubmitRequest(
                     idempotency_key=f"rerun:{payload.message_id}:{payload.user_id}:{bucket}",
                     guild_id=payload.guild_id,
