@@ -71,7 +71,8 @@ class VideoBot(commands.Bot):
         self.db = db
         self.queue = queue
         #: /video submits arriving together share one transaction (``videobot.jobs.batching``).
-        self.submitter = SubmitBatcher(queue)
+        sqlite = db.dialect == "sqlite"
+        self.submitter = SubmitBatcher(queue, max_batch=64 if sqlite else 16, concurrency=1 if sqlite else 4)
         self.delivery = DeliveryService(
             self, queue, poll_seconds=settings.poll_seconds, retention_hours=settings.result_retention_hours
         )

@@ -47,7 +47,7 @@ class _Lane:
 class ChannelBudget:
     """Per (kind, channel) lanes of ``limit`` requests per sliding ``per`` seconds, served by priority."""
 
-    def __init__(self, *, limit: int = 5, per: float = 5.0, reserve: int = 1, margin: float = 0.15) -> None:
+    def __init__(self, *, limit: int = 5, per: float = 5.0, reserve: int = 1, margin: float = 0.3) -> None:
         self.limit = limit
         self.per = per + margin
         self.reserve = reserve

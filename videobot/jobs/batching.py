@@ -4,9 +4,13 @@ Measured under a burst of 200 ``/video`` (bench/bench_ack.py): one transaction p
 200 writers queue for SQLite's write lock (each waiting writer polls with the busy handler's
 sleeps, holding a pooled connection meanwhile) or for pooled connections and member row locks on
 PostgreSQL, and every submit projects the whole queue again for its position. ``SubmitBatcher``
-keeps one flusher task (owned here, ended by ``close()``) that takes everything submitted in the
+keeps flusher tasks (owned here, ended by ``close()``) that take everything submitted in the
 last ``window`` seconds (and whatever arrived while the previous batch was written), at most
-``max_batch``, and writes it with ``JobQueue.submit_many``: one transaction, one queue projection.
+``max_batch``, and write it with ``JobQueue.submit_many``: one transaction, one queue projection.
+SQLite has one writer at a time, so one flusher (``concurrency=1``); on PostgreSQL the time goes
+into round trips (about 14 per request: member lock, limits, ledger, insert, charge) more than into
+locks, so a few batches are written at once (``submit_many`` locks members in one order: no
+deadlock between them).
 
 Each caller still gets its own answer: its ``Submitted`` (created, or the existing job for a key seen
 before: charged once) or its own refusal (``QuotaExceeded``, ``TooManyQueued``). When the batch
@@ -29,12 +33,15 @@ log = logging.getLogger(__name__)
 class SubmitBatcher:
     """``await batcher.submit(req)`` behaves like ``queue.submit(req)``, batched with its neighbours."""
 
-    def __init__(self, queue: Transitions, *, window: float = 0.005, max_batch: int = 64) -> None:
+    def __init__(
+        self, queue: Transitions, *, window: float = 0.005, max_batch: int = 64, concurrency: int = 1
+    ) -> None:
         self.queue = queue
         self.window = window
         self.max_batch = max_batch
+        self.concurrency = concurrency
         self._pending: list[tuple[SubmitRequest, asyncio.Future[Submitted]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
         self._closed = False
         self.batches = 0
 
@@ -43,17 +50,18 @@ class SubmitBatcher:
             return await self.queue.submit(req)
         future: asyncio.Future[Submitted] = asyncio.get_running_loop().create_future()
         self._pending.append((req, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="submit-batcher")
+        if len(self._flushers) < self.concurrency:
+            task = asyncio.create_task(self._flush(), name="submit-batcher")
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
         return await future
 
     async def close(self) -> None:
         """Write what is pending, then stop batching (later submits go straight to the queue)."""
         self._closed = True
-        if self._flusher is not None:
+        for task in list(self._flushers):
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._flusher
-            self._flusher = None
+                await task
 
     async def _flush(self) -> None:
         await asyncio.sleep(self.window)  # let the neighbours of the first request arrive
@@ -76,7 +84,8 @@ class SubmitBatcher:
                     len(live),
                     type(exc).__name__,
                 )
-                await asyncio.gather(*(self._alone(req, fut) for req, fut in live))
+                for req, fut in live:  # in arrival order: the first one asking gets the last credit
+                    await self._alone(req, fut)
                 continue
             for (_, fut), result in zip(live, results, strict=True):
                 if fut.done():

@@ -76,28 +76,30 @@ class Transitions(Queries):
         ``TooManyQueued`` is returned in its place, nothing written for it. Any other error (the
         database, a key raced by another process) fails the whole batch: nothing of it is written,
         and the caller can submit the requests one by one."""
-        results: list[Submitted | Exception] = []
         created: list[tuple[int, Job, int, SubmitRequest]] = []
         by_key: dict[str, int] = {}
         dups: list[tuple[int, int]] = []
+        results: list[Submitted | Exception] = [_PENDING] * len(reqs)
+        # Members in one order (stable: a member's own requests keep theirs), so two batches written
+        # at once on PostgreSQL lock member rows in the same order and never deadlock.
+        order = sorted(range(len(reqs)), key=lambda i: (reqs[i].guild_id, reqs[i].user_id))
         async with self.db.transaction() as s:
-            for req in reqs:
+            for i in order:
+                req = reqs[i]
                 if req.idempotency_key in by_key:
-                    dups.append((len(results), by_key[req.idempotency_key]))
-                    results.append(_PENDING)
+                    dups.append((i, by_key[req.idempotency_key]))
                     continue
-                by_key[req.idempotency_key] = len(results)
+                by_key[req.idempotency_key] = i
                 existing = await self._by_key(req.idempotency_key, s)
                 if existing is not None:
-                    results.append(await self._submitted(existing, created=False, req=req, session=s))
+                    results[i] = await self._submitted(existing, created=False, req=req, session=s)
                     continue
                 try:
                     job, balance = await self._queue_one(s, req)
                 except (QuotaExceeded, TooManyQueued) as exc:
-                    results.append(exc)
+                    results[i] = exc
                     continue
-                created.append((len(results), job, balance, req))
-                results.append(_PENDING)
+                created.append((i, job, balance, req))
             # One projection of the queue for the whole batch (it is the same for every job in it).
             positions = await self._positions(s, {job.model for _, job, _, _ in created}) if created else {}
         for index, job, balance, req in created:
