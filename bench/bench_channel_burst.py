@@ -17,8 +17,10 @@ Printed figures:
 - status messages: accepted jobs whose public status message is in the channel at the end of the
   window (and when it appeared, from dispatch), and lost = accepted jobs without one;
 - progress staleness of the running job(s): sampled every 0.25 s; at each sample, for each job the
-  database shows ``running``, how long ago the bench first saw a database state (running, or a
-  progress step) newer than what the job's status message shows; the max over the window;
+  database shows ``running`` (and, after it ended, until its message caught up), how long ago the
+  bench first saw a database state (running, or a progress step) newer than what the job's status
+  message shows; the max over the window. It includes the worker's own progress cadence (written at
+  each heartbeat) and the bot's poll and 3 s per-message edit interval;
 - 429s served by the fake, by bucket, and the requests counted in each bucket.
 
 Not a test: no assertions; compare runs side by side.
@@ -79,6 +81,9 @@ async def main() -> None:
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--keep", help="copy the bot and worker logs into this folder")
+    parser.add_argument(
+        "--no-rate-limits", action="store_true", help="the fake enforces no rate limit (for comparison)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-burst-") as tmp:
@@ -89,6 +94,7 @@ async def main() -> None:
             extra_members=args.users,
             common_env={"VIDEOBOT_LOG_LEVEL": "INFO", "VIDEOBOT_POLL_SECONDS": "1"},
             worker_env={"VIDEOBOT_TEST_STEP_DELAY": str(args.step_delay)},
+            fake_options={"rate_limits": None} if args.no_rate_limits else None,
         )
         async with harness as h:
             fd = h.fd
@@ -114,18 +120,23 @@ async def main() -> None:
                 if now >= cap or (now >= end and settled):
                     break
                 for job in jobs_now:
-                    if job.status != "running":
+                    running = job.status == "running"
+                    if not running and job.id not in seen:
                         continue
-                    running_seen.add(job.id)
                     states = seen.setdefault(job.id, [(now, 0)])
                     step = job.progress_step or 0
-                    if step > states[-1][1]:
-                        states.append((now, step))
+                    if running:
+                        running_seen.add(job.id)
+                        if step > states[-1][1]:
+                            states.append((now, step))
                     message = fd.message(job.status_message_id) if job.status_message_id else None
                     shown = shown_step(None if message is None else message["content"])
+                    # Measured until the message shows the newest running state (or a final text),
+                    # also after the job finished, so a short job does not cap the figure.
                     newer = [t for t, s in states if s > shown]
                     stale = now - min(newer) if newer else 0.0
-                    stale_samples.append(stale)
+                    if running or newer:
+                        stale_samples.append(stale)
                     stale_max = max(stale_max, stale)
                 await asyncio.sleep(0.25)
 
@@ -164,7 +175,7 @@ async def main() -> None:
             )
             print(
                 f"burst: {args.interactions} /video from {len(users)} members in one channel on {args.db}, "
-                f"dispatched in {dispatch_s:.3f} s; watched {time.monotonic() - t0:.0f} s; step delay {args.step_delay} s"
+                f"dispatched in {dispatch_s:.3f} s; rate limits {'off' if args.no_rate_limits else 'on'}; watched {time.monotonic() - t0:.0f} s; step delay {args.step_delay} s"
             )
             if answers:
                 print(
