@@ -83,12 +83,15 @@ async def test_video_is_acknowledged_then_posted_as_playable_mp4(h: BotHarness) 
     # The ephemeral answer names the job; the public status message shows who asked, without pinging.
     note = interaction.original
     assert note["ephemeral"] and f"job #{job.id}" in note["content"] and "Queued" in note["content"]
-    # The status message gets its final text a moment after the result is marked delivered.
-    await h.wait_for(lambda: "✅ done" in fd.message(job.status_message_id)["content"], 10, "final status")
-    status = fd.message(job.status_message_id)
+    # The status edit may lag the post (the 🔁 reaction goes first, 1 per 0.25 s per channel on Discord).
+    status = await h.wait_for(
+        lambda: (m := fd.message(job.status_message_id)) and "✅ done" in m["content"] and m,
+        10,
+        "final status",
+    )
     assert not status["ephemeral"] and f"<@{h.member_id}>" in status["content"]
     assert status["allowed_mentions"] == {"parse": []} and status["mentions"] == []
-    assert "✅ done" in status["content"] and post["id"] in status["content"]
+    assert post["id"] in status["content"]
 
     # The result: an H.264 mp4 attachment named by the job id only, decodable.
     [attachment] = post["attachments"]
