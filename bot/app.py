@@ -72,7 +72,7 @@ class VideoBot(commands.Bot):
         self.queue = queue
         #: /video submits arriving together share one transaction (``videobot.jobs.batching``).
         sqlite = db.dialect == "sqlite"
-        self.submitter = SubmitBatcher(queue, max_batch=64 if sqlite else 16, concurrency=1 if sqlite else 4)
+        self.submitter = SubmitBatcher(queue, max_batch=64 if sqlite else 8, concurrency=1 if sqlite else 8)
         self.delivery = DeliveryService(
             self, queue, poll_seconds=settings.poll_seconds, retention_hours=settings.result_retention_hours
         )
@@ -161,7 +161,8 @@ class VideoBot(commands.Bot):
 async def run_bot(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT or a fatal error; returns the exit code."""
     assert settings.discord_token is not None
-    db = Database(settings.db_url)
+    # PostgreSQL: room for the submit batches written at once (SubmitBatcher) next to the reads.
+    db = Database(settings.db_url, pool_size=10)
     queue = JobQueue(db, QueueConfig.from_settings(settings))
     use_endpoints(settings.discord_api_base_url, settings.discord_gateway_url)
     # discord.py logs every gateway payload at DEBUG, interaction tokens included: keep that out.

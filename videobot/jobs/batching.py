@@ -9,8 +9,9 @@ last ``window`` seconds (and whatever arrived while the previous batch was writt
 ``max_batch``, and write it with ``JobQueue.submit_many``: one transaction, one queue projection.
 SQLite has one writer at a time, so one flusher (``concurrency=1``); on PostgreSQL the time goes
 into round trips (about 14 per request: member lock, limits, ledger, insert, charge) more than into
-locks, so a few batches are written at once (``submit_many`` locks members in one order: no
-deadlock between them).
+locks, so several small batches are written at once (the bot: 8 batches of at most 8, measured
+best of 4 × 16 and 8 × 8 for 183 submits on PostgreSQL: 3.2 s and 1.5 s); ``submit_many`` locks
+members in one order, so batches written at once never deadlock.
 
 Each caller still gets its own answer: its ``Submitted`` (created, or the existing job for a key seen
 before: charged once) or its own refusal (``QuotaExceeded``, ``TooManyQueued``). When the batch
