@@ -7,7 +7,6 @@ token expired (tests/e2e/test_slow_jobs.py), the database unreachable (tests/e2e
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -17,30 +16,20 @@ import pytest_asyncio
 
 from tests.e2e.harness import BotHarness
 
-from .conftest import answer, ledger_kinds, queue_video, result_posts, shared_harness, worker_paused
+from .conftest import (
+    answer,
+    answered_job_ids,
+    late_answer_met,
+    ledger_kinds,
+    queue_video,
+    result_posts,
+    shared_harness,
+    worker_paused,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ATTACH_FILES = 1 << 15
-#: Known gap (issue 9), shown as XFAIL where it happens, never hidden: with Discord's rate limits (the fake
-#: enforces them) the /video answer waits for the public status post, which waits for the channel's
-#: message-create bucket (5 per 5 s); a tiny job can be done first, and the answer then says "ready"
-#: instead of "Queued as". Remove once the answer no longer waits for the status post.
-LATE_ANSWER = "FINDING issue 9: /video answer waited for the rate-limited status post; the job finished first"
-
-
-def answered_job_ids(texts: list[str]) -> tuple[list[int], bool]:
-    """Job ids from "Queued as job #N" answers; True if any answer came only when its video was ready."""
-    ids, late = [], False
-    for text in texts:
-        if queued := re.match(r"Queued as job #(\d+)", text):
-            ids.append(int(queued[1]))
-        elif ready := re.match(r"Your video \(job #(\d+)\) is ready", text):
-            ids.append(int(ready[1]))
-            late = True
-        else:
-            raise AssertionError(f"not an answer to /video: {text!r} in {texts}")
-    return ids, late
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -221,7 +210,7 @@ async def test_gateway_drops_mid_burst_lose_no_command(h: BotHarness) -> None:
     for job_id in [*job_ids, last]:
         await delivered_once(h, job_id, 90)
     if late:
-        pytest.xfail(LATE_ANSWER)
+        late_answer_met()
 
 
 async def test_sqlite_write_lock_for_5_s_during_a_burst(h: BotHarness) -> None:
@@ -251,4 +240,4 @@ async def test_sqlite_write_lock_for_5_s_during_a_burst(h: BotHarness) -> None:
     for job_id in job_ids:
         await delivered_once(h, job_id, 90)
     if late:
-        pytest.xfail(LATE_ANSWER)
+        late_answer_met()
