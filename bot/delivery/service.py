@@ -31,6 +31,9 @@ SWEEP_SECONDS = 60.0
 PURGE_SECONDS = 600.0
 MAX_ATTEMPTS = 8
 MAX_BACKOFF_SECONDS = 300.0
+#: A job that ended without a status message (the bot restarted before posting it) still gets one,
+#: with its final text, if it was submitted this recently (the interaction token's lifetime).
+STATUS_POST_HORIZON_SECONDS = 900.0
 DELIVERY_CONCURRENCY = 3
 
 
@@ -180,7 +183,8 @@ class DeliveryService:
         """Everything still owed, whatever the feed said (start-up, and a safety net every minute)."""
         for job in await self.feed.sweep():
             self._handle(job)
-        for job in await self.queue.without_status_message():
+        recent = self.feed.db_clock() - STATUS_POST_HORIZON_SECONDS
+        for job in await self.queue.without_status_message(created_after=recent):
             self.status_poster.owe(job.id, job.channel_id)
         await self._refresh_status()
 

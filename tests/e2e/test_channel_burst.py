@@ -136,3 +136,25 @@ async def test_fifty_from_twenty_five_members_in_one_channel(h: BotHarness) -> N
     # The channel's buckets were never exceeded: the fake served no 429 for them.
     hits = [x for x in fd.rate_limit_hits[hits_before:] if not x.injected]
     assert [x for x in hits if x.bucket in ("message-create", "message-edit")] == []
+
+
+async def test_status_posts_still_owed_when_the_bot_restarts_are_posted_after_it(h: BotHarness) -> None:
+    fd = h.fd
+    members = h.members[:12]
+    interactions = [await h.slash(m, "video", prompt=f"a paper boat {n}") for n, m in enumerate(members)]
+    await h.wait_for(lambda: all((i.original or {}).get("content") for i in interactions), 60, "answers")
+    job_ids = [int(re.search(r"job #(\d+)", i.original["content"])[1]) for i in interactions]  # type: ignore[index]
+    pending = [j for j in job_ids if not (await h.job(j)).status_message_id]
+    assert pending, "every status message was posted before the restart: nothing was owed"
+    await h.restart_bot()  # what this process still owed is in the database: jobs without a status message
+    for job_id in job_ids:
+        job = await h.with_status_message(job_id, 120)
+        assert fd.message(job.status_message_id) is not None
+    # Each job's status posts carry its nonce, so Discord itself drops a repeat (a post in flight when
+    # the bot stopped); none is missing.
+    nonces = [
+        str(r.json.get("nonce"))
+        for r in fd.requests_to("POST", CREATE)
+        if r.status == 200 and str(r.json.get("nonce", "")).startswith("status-")
+    ]
+    assert {f"status-{j}" for j in job_ids} <= set(nonces)

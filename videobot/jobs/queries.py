@@ -183,15 +183,20 @@ class Queries:
                 ).scalars()
             )
 
-    async def without_status_message(self, *, limit: int = 1000) -> list[Job]:
-        """Queued and running jobs whose public status message is not recorded yet (oldest first):
-        the bot posts it after answering, so a restart in between must still post it."""
+    async def without_status_message(self, *, created_after: float, limit: int = 1000) -> list[Job]:
+        """Jobs whose public status message is not recorded yet (oldest first): queued and running
+        ones, and any created after ``created_after`` (database clock; one that ended meanwhile still
+        gets its status message, with its final text). The bot posts it after answering, so a restart
+        in between must still post it."""
         async with self.db.sessionmaker() as s:
             return list(
                 (
                     await s.execute(
                         select(Job)
-                        .where(Job.status.in_(ACTIVE), Job.status_message_id.is_(None))
+                        .where(
+                            or_(Job.status.in_(ACTIVE), Job.created_at >= created_after),
+                            Job.status_message_id.is_(None),
+                        )
                         .order_by(Job.id)
                         .limit(limit)
                     )
