@@ -17,6 +17,7 @@ bot's feed, what is owed), ``workers`` the worker registry, ``records`` what goe
 from __future__ import annotations
 
 from videobot.db import Database
+from videobot.jobs.batching import SubmitBatcher
 from videobot.jobs.queries import projected_order
 from videobot.jobs.records import (
     ACTIVE,
@@ -44,6 +45,7 @@ __all__ = [
     "JobQueue",
     "QueueConfig",
     "ResultData",
+    "SubmitBatcher",
     "SubmitRequest",
     "Submitted",
     "projected_order",
