@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from .conftest import assert_schema_clean, register, unregister
-from .harness import BotHarness
+from .harness import BotHarness, assert_schema_clean, register, unregister
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -129,3 +129,17 @@ async def test_queue_lists_my_jobs_and_cancel_refunds_a_queued_job(h: BotHarness
     await h.set_guild_config(moderator_role_id=h.moderator_role_id)
     text = await answer(h, await h.slash(h.rolemod_id, "cancel", job=third_id))
     assert f"Cancelled job #{third_id}" in text and (await h.job(third_id)).status == "cancelled"
+
+
+async def test_sound_asked_of_a_silent_model_is_refused_and_charges_nothing(h: BotHarness) -> None:
+    user = h.members[9]
+    public = len(h.messages())
+    interaction = await h.slash(user, "video", prompt="waves on the rocks", audio=True)
+    text = await answer(h, interaction)
+    assert interaction.original["ephemeral"]
+    assert "without sound" in text and "audio option" in text, text
+    assert len(h.messages()) == public
+    assert await h.jobs(user) == [] and await h.balance_used(user) == 0
+    # audio:false on the same model is just a silent video.
+    text = await answer(h, await h.slash(user, "video", prompt="waves on the rocks", audio=False))
+    assert text.startswith("Queued as job #"), text

@@ -75,6 +75,7 @@ class GenerateCog(commands.Cog):
         duration="Length in seconds (empty: the model's default)",
         aspect_ratio="Landscape, portrait or square",
         model="The model to use (empty: the server's default)",
+        audio="Sound with the video (empty: on when the model makes sound)",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -93,12 +94,14 @@ class GenerateCog(commands.Cog):
         duration: float | None = None,
         aspect_ratio: app_commands.Choice[str] | None = None,
         model: str | None = None,
+        audio: bool | None = None,
     ) -> None:
         # Acknowledge first: nothing before this line touches the database or the disk.
         await interaction.response.defer(ephemeral=True, thinking=True)
         record_ack(interaction.created_at)
         settings = self.bot.settings
         target = planning.check_model(settings, model)
+        planning.check_audio(settings, audio)
         params = planning.build_params(
             target,
             prompt,
@@ -106,6 +109,7 @@ class GenerateCog(commands.Cog):
             seed=seed,
             duration=duration,
             aspect_ratio=aspect_ratio.value if aspect_ratio else None,
+            audio=audio,
         )
         assert interaction.guild_id is not None and interaction.channel_id is not None
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
