@@ -31,7 +31,7 @@ from bot.endpoints import use_endpoints
 from videobot.botlock import AnotherBotRunning, BotLock
 from videobot.db import Database
 from videobot.health import HealthServer
-from videobot.jobs import JobQueue, QueueConfig
+from videobot.jobs import JobQueue, QueueConfig, SubmitBatcher
 from videobot.logs import describe_error
 from videobot.maintenance import Maintenance, MaintenanceConfig
 from videobot.settings import Settings
@@ -76,6 +76,9 @@ class VideoBot(commands.Bot):
         self.settings = settings
         self.db = db
         self.queue = queue
+        #: /video submits arriving together share one transaction (``videobot.jobs.batching``).
+        sqlite = db.dialect == "sqlite"
+        self.submitter = SubmitBatcher(queue, max_batch=64 if sqlite else 8, concurrency=1 if sqlite else 8)
         self.delivery = DeliveryService(self, queue, poll_seconds=settings.poll_seconds)
         self.started_monotonic = time.monotonic()
         self.synced = False
@@ -104,6 +107,7 @@ class VideoBot(commands.Bot):
         )
 
     async def close(self) -> None:
+        await self.submitter.close()
         await self.delivery.close()
         await super().close()
 
@@ -167,7 +171,8 @@ class VideoBot(commands.Bot):
 async def run_bot(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT or a fatal error; returns the exit code."""
     assert settings.discord_token is not None
-    db = Database(settings.db_url)
+    # PostgreSQL: room for the submit batches written at once (SubmitBatcher) next to the reads.
+    db = Database(settings.db_url, pool_size=10)
     queue = JobQueue(db, QueueConfig.from_settings(settings))
     lock = BotLock(db)
     try:

@@ -447,6 +447,8 @@ def build_tiny_model(directory: Path, family: str = DEFAULT_FAMILY) -> Path:
         # The marker is written last: its presence means the save finished.
         (tmp / _MARKER).write_text(json.dumps({"version": TINY_VERSION, "family": family}), encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp makes it private; it is a model folder like any other
+        if is_complete(directory, family):
+            return directory  # another process finished the same build first (and may be loading it)
         if directory.exists():
             shutil.rmtree(directory)  # an incomplete or outdated build
         try:

@@ -97,11 +97,27 @@ def cmd_bot(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
+    if args.gpus is not None:
+        settings = settings.model_copy(update={"gpus": args.gpus})
     _setup(settings, "worker")
     _preflight(settings, token=False)
+    if settings.gpus > 1:
+        from generator.parallel import main as parallel_main
+
+        return parallel_main(settings)
     from generator.worker import main as worker_main
 
     return worker_main(settings)
+
+
+def _gpus(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"--gpus takes a whole number from 1 to 64, not {text!r}")
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         func=cmd_run
     )
     sub.add_parser("bot", help="run only the Discord bot").set_defaults(func=cmd_bot)
-    sub.add_parser("worker", help="run only a GPU worker").set_defaults(func=cmd_worker)
+    worker = sub.add_parser("worker", help="run only a GPU worker")
+    worker.add_argument(
+        "--gpus",
+        type=_gpus,
+        metavar="N",
+        help="split each video across N GPUs of this machine (context parallelism; Wan 2.1 / 2.2 models); "
+        "overrides VIDEOBOT_GPUS",
+    )
+    worker.set_defaults(func=cmd_worker)
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", metavar="upgrade|current", required=True)
     db_sub.add_parser("upgrade", help="apply migrations up to the newest")

@@ -182,9 +182,11 @@ class Database:
     raises). ``clock`` is for tests: see ``create_engine``.
     """
 
-    def __init__(self, url: str, *, echo: bool = False, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, clock: Callable[[], float] | None = None, pool_size: int = 5
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url, echo=echo, clock=clock)
+        self.engine = create_engine(url, echo=echo, clock=clock, pool_size=pool_size)
         self.reader = read_engine(self.engine, url, clock=clock)
         #: Read-only sessions (deferred transactions: on SQLite they run beside a writer).
         self.sessionmaker = create_sessionmaker(self.reader)

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     )
     compile: Literal["off", "regional"] = Field(default="off", alias="VIDEOBOT_COMPILE")
     vae_slicing: bool = Field(default=False, alias="VIDEOBOT_VAE_SLICING")
+    #: GPUs of this machine one worker uses for each video (diffusers context parallelism; Wan 2.1 / 2.2).
+    gpus: int = Field(default=1, ge=1, le=64, alias="VIDEOBOT_GPUS")
+    #: How attention is split across those GPUs: ulysses (heads, fastest on NVLink) or ring (K/V passed around).
+    context_parallel: Literal["ulysses", "ring"] = Field(default="ulysses", alias="VIDEOBOT_CONTEXT_PARALLEL")
     worker_id: str | None = Field(default=None, alias="VIDEOBOT_WORKER_ID")
     lease_seconds: float = Field(default=60.0, gt=1, alias="VIDEOBOT_LEASE_SECONDS")
     heartbeat_seconds: float = Field(default=10.0, gt=0, alias="VIDEOBOT_HEARTBEAT_SECONDS")

@@ -1,7 +1,9 @@
 """Delivery: status/progress edits, posting finished videos, telling requesters about failures.
 
-``service`` runs the loop and owns its tasks; ``feed`` reads job changes; ``editor`` throttles status
-edits; ``posting`` posts a result exactly once; ``notify`` tells requesters how a job ended.
+``service`` runs the loop and owns its tasks; ``feed`` reads job changes; ``status`` posts each job's
+public status message after the member was answered; ``editor`` throttles status edits; ``budget``
+shares one channel's message budget by priority; ``posting`` posts a result exactly once; ``notify``
+tells requesters how a job ended.
 
 One background loop (``DeliveryService``) reads the job feed (``JobQueue.changed_since`` with a
 cursor on the database clock). It wakes when this bot submits or cancels a job (``wake()``),
@@ -11,9 +13,13 @@ start-up) it also sweeps for anything still owed: jobs ``succeeded`` but not pos
 cancelled jobs whose requester was not told yet, and jobs that wait for a delivery retry.
 
 Slow Discord calls never hold up the loop: results are posted by a small bounded set of tasks
-(one per job at most) and progress edits go through ``StatusEditor``, whose own workers edit a
-message at most every 3 s, never once it is about an hour old, and at most a few times a second
-overall. When Discord answers 429, discord.py waits in that task only.
+(one per job at most), status messages by ``StatusPoster`` (one task per channel), and edits go
+through ``StatusEditor`` (one task per channel), which edits a message at most every 3 s, never once
+it is about an hour old, and at most ten times a second overall. Every message create and edit in a
+channel takes a slot of that channel's budget (``ChannelBudget``: ~5 per 5 s each, as Discord
+allows), served by priority: results, final texts and failure notices first, then the running
+jobs' progress, then status posts and queue positions, which keep a slot free for the others. When
+Discord answers 429 anyway, discord.py waits in that task only.
 
 Exactly once across restarts
 ----------------------------

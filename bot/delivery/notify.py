@@ -11,6 +11,7 @@ import discord
 
 from bot.cogs.generate import _format
 from bot.delivery._http import http_reason
+from bot.delivery.budget import CREATE, RESULT
 from bot.delivery.editor import StatusEditor
 from videobot.jobs import JobQueue
 from videobot.models import Job, JobStatus
@@ -28,6 +29,7 @@ class Notifier:
         self.bot = bot
         self.queue = queue
         self.editor = editor
+        self.budget = editor.budget
 
     async def undeliverable(self, job: Job, reason: str) -> None:
         log.warning("job %s: undeliverable: %s", job.id, reason)
@@ -36,18 +38,23 @@ class Notifier:
             text = f"{_format.status_header(job)}\n⚠️ The video was made but could not be posted here: {reason} Your credit was refunded."
             await self.editor.final(job.id, job.channel_id, job.status_message_id, text)
 
+    def final_text(self, job: Job) -> str | None:
+        """The status text of a job that ended (delivered, undeliverable, failed, cancelled), else None."""
+        if job.status == JobStatus.DELIVERED.value and job.result_message_id:
+            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            return _format.status_done(job, channel.get_partial_message(job.result_message_id).jump_url)
+        if job.status == JobStatus.UNDELIVERABLE.value:
+            return f"{_format.status_header(job)}\n⚠️ The video was made but could not be posted here: {job.error_message}"
+        if job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
+            return _format.status_failed(job)
+        return None
+
     async def final_status(self, job_id: int) -> None:
         """The status message of a job that ended before its status message was recorded."""
         job = await self.queue.get(job_id)
         if job is None or not job.status_message_id:
             return
-        if job.status == JobStatus.DELIVERED.value and job.result_message_id:
-            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            text = _format.status_done(job, channel.get_partial_message(job.result_message_id).jump_url)
-        elif job.status == JobStatus.UNDELIVERABLE.value:
-            text = f"{_format.status_header(job)}\n⚠️ The video was made but could not be posted here: {job.error_message}"
-        else:
-            text = _format.status_failed(job)
+        text = self.final_text(job) or _format.status_failed(job)
         await self.editor.final(job.id, job.channel_id, job.status_message_id, text)
 
     async def notify(self, job_id: int) -> None:
@@ -70,6 +77,7 @@ class Notifier:
                     message_id=job.status_message_id, channel_id=job.channel_id, fail_if_not_exists=False
                 )
             try:
+                await self.budget.acquire(CREATE, job.channel_id, RESULT, job.id)
                 await channel.send(
                     _format.failure_notice(job),
                     reference=reference,  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ import discord
 
 from bot.cogs.generate import _format
 from bot.delivery._http import TRANSIENT, http_reason
+from bot.delivery.budget import CREATE, RESULT
 from bot.delivery.editor import StatusEditor
 from bot.delivery.notify import Notifier
 from videobot.jobs import JobQueue
@@ -102,9 +103,13 @@ class ResultPoster:
             log.info("job %s: could not add %s (%s)", job.id, RERUN_EMOJI, http_reason(exc))
         except TRANSIENT:
             log.info("job %s: could not add %s", job.id, RERUN_EMOJI)
-        if job.status_message_id:
+        # Read again: the status message is posted in the background and may have been recorded
+        # after this job was read (the delivery loop's recheck covers one recorded after this).
+        fresh = await self.queue.get(job.id)
+        status_message_id = fresh.status_message_id if fresh is not None else job.status_message_id
+        if status_message_id:
             await self.editor.final(
-                job.id, job.channel_id, job.status_message_id, _format.status_done(job, message.jump_url)
+                job.id, job.channel_id, status_message_id, _format.status_done(job, message.jump_url)
             )
 
     async def _find_posted(self, job: Job) -> int | None:
@@ -170,6 +175,7 @@ class ResultPoster:
                 reference = discord.MessageReference(
                     message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
                 )
+            await self.editor.budget.acquire(CREATE, job.channel_id, RESULT, job.id)
             return await channel.send(
                 content,
                 file=file(),

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.cogs.generate import _format
+from bot.delivery.budget import BACKGROUND, PROGRESS, ChannelBudget
 from bot.delivery.editor import StatusEditor
 from bot.delivery.feed import JobFeed
 from bot.delivery.notify import Notifier
 from bot.delivery.posting import ResultPoster
+from bot.delivery.status import StatusPoster
 from videobot.jobs import JobQueue
 from videobot.models import Job, JobStatus
 
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 SWEEP_SECONDS = 60.0
 MAX_ATTEMPTS = 8
 MAX_BACKOFF_SECONDS = 300.0
+#: A job that ended without a status message (the bot restarted before posting it) still gets one,
+#: with its final text, if it was submitted this recently (the interaction token's lifetime).
+STATUS_POST_HORIZON_SECONDS = 900.0
 DELIVERY_CONCURRENCY = 3
 
 
@@ -38,9 +43,11 @@ class DeliveryService:
         self.bot = bot
         self.queue = queue
         self.poll_seconds = poll_seconds
-        self.editor = StatusEditor(self._edit_status)
+        self.budget = ChannelBudget()
+        self.editor = StatusEditor(self._edit_status, budget=self.budget)
         self.feed = JobFeed(queue)
         self.notifier = Notifier(bot, queue, self.editor)
+        self.status_poster = StatusPoster(bot, queue, self.notifier, self.budget, on_posted=self.track_status)
         self.poster = ResultPoster(
             bot,
             queue,
@@ -74,11 +81,17 @@ class DeliveryService:
                 await task
         self._tasks.clear()
         await self.feed.close()
+        await self.status_poster.close()
         await self.editor.close()
 
     def wake(self) -> None:
         """Look at the job feed now (this bot submitted or cancelled something, or a NOTIFY came)."""
         self._wake.set()
+
+    def post_status(self, job_id: int, channel_id: int) -> None:
+        """Post the job's public status message in the background (after the member was answered);
+        see ``bot.delivery.status``. Safe to call more than once."""
+        self.status_poster.owe(job_id, channel_id)
 
     def track_status(self, job_id: int, shown: str | None = None) -> None:
         """A status message was recorded for a job (which the feed does not show as a change): re-read it."""
@@ -108,6 +121,8 @@ class DeliveryService:
 
     def _timeout(self) -> float:
         timeout = self.poll_seconds
+        if self._recheck:
+            timeout = min(timeout, 0.2)
         if self._retry:
             soonest = min(t for _, t in self._retry.values())
             timeout = min(timeout, max(0.05, soonest - time.monotonic()))
@@ -141,7 +156,10 @@ class DeliveryService:
         """Jobs whose status message was just recorded; one that already ended gets its final text."""
         if not self._recheck:
             return False
-        ids, self._recheck = sorted(self._recheck), set()
+        # A job whose delivery task still runs is looked at again on a later tick (that task may
+        # have read the job before its status message was recorded).
+        busy = {job_id for job_id in self._recheck if job_id in self._tasks}
+        ids, self._recheck = sorted(self._recheck - busy), busy
         jobs = await self.queue.get_many(ids)
         for job in jobs:
             if job.status in (JobStatus.DELIVERED.value, JobStatus.UNDELIVERABLE.value) or (
@@ -157,6 +175,9 @@ class DeliveryService:
         """Everything still owed, whatever the feed said (start-up, and a safety net every minute)."""
         for job in await self.feed.sweep():
             self._handle(job)
+        recent = self.feed.db_clock() - STATUS_POST_HORIZON_SECONDS
+        for job in await self.queue.without_status_message(created_after=recent):
+            self.status_poster.owe(job.id, job.channel_id)
         await self._refresh_status()
 
     def _handle(self, job: Job) -> None:
@@ -172,7 +193,8 @@ class DeliveryService:
             self._schedule(job.id, self.notifier.notify)
 
     async def _refresh_status(self) -> None:
-        """Queue positions for queued jobs (one query) and progress for running ones, as status edits."""
+        """Queue positions for queued jobs (one query) and progress for running ones, as status edits:
+        progress before positions, and the nearest place in the queue first (see ``editor``)."""
         if not self._active:
             return
         positions: dict[int, int] = {}
@@ -180,8 +202,19 @@ class DeliveryService:
             positions = await self.queue.positions()
         for job in list(self._active.values()):
             assert job.status_message_id is not None
-            text = _format.status_text(job, positions.get(job.id))
-            self.editor.update(job.id, job.channel_id, job.status_message_id, text)
+            position = positions.get(job.id)
+            text = _format.status_text(job, position)
+            if job.status == JobStatus.RUNNING.value:
+                self.editor.update(job.id, job.channel_id, job.status_message_id, text, priority=PROGRESS)
+            else:
+                self.editor.update(
+                    job.id,
+                    job.channel_id,
+                    job.status_message_id,
+                    text,
+                    priority=BACKGROUND,
+                    rank=position or 0,
+                )
 
     # ------------------------------------------------------------------ per-job tasks
     def _schedule(self, job_id: int, fn: Callable[[int], Coroutine[Any, Any, None]]) -> None:

@@ -357,6 +357,19 @@ class BotHarness:
                 )
             await asyncio.sleep(0.1)
 
+    async def with_status_message(self, job_id: int, timeout: float = 60.0) -> Job:
+        """The job once its public status message is recorded: the bot posts it after answering the
+        member, in the background, at the channel's pace (~5 messages per 5 s under a burst)."""
+        deadline = time.monotonic() + timeout
+        while not (job := await self.job(job_id)).status_message_id:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"job {job_id} has no status message after {timeout} s\n"
+                    f"--- bot log tail:\n{self.bot.tail(30)}"
+                )
+            await asyncio.sleep(0.1)
+        return job
+
     async def ledger(self, user_id: int | None = None) -> list[LedgerEntry]:
         assert self.db is not None
         async with self.db.sessionmaker() as s:

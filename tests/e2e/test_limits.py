@@ -49,6 +49,7 @@ async def test_quota_refusal_says_when_credits_come_back(h: BotHarness) -> None:
     for i in range(QUOTA):
         text = await answer(h, await h.slash(user, "video", prompt=f"a dragon kite {i}"))
         assert text.startswith("Queued as job #"), text
+        await h.with_status_message(int(re.search(r"job #(\d+)", text)[1]))  # type: ignore[index]
     public = len(h.messages())
     refused = await h.slash(user, "video", prompt="one too many")
     text = await answer(h, refused)
@@ -80,9 +81,11 @@ async def test_burst_of_50_from_10_users_is_acknowledged_and_limited(h: BotHarne
         ledger = await h.ledger(user)
         assert len(jobs) == QUOTA == len(ledger)
         assert sorted(e.job_id for e in ledger) == [j.id for j in jobs]
-    # Every accepted job got its public status message, with its queue position.
-    status_ids = [j.status_message_id for u in users for j in await h.jobs(u)]
-    assert all(status_ids)
+    # Every accepted job got its public status message, with its queue position (posted after the
+    # answers, at the channel's pace).
+    status_ids = [
+        (await h.with_status_message(j.id, 120)).status_message_id for u in users for j in await h.jobs(u)
+    ]
     assert all("in the queue" in h.fd.message(mid)["content"] for mid in status_ids)
 
 
@@ -100,7 +103,7 @@ async def test_queue_lists_my_jobs_and_cancel_refunds_a_queued_job(h: BotHarness
     # /cancel without a job number: my latest one, cancelled and refunded at once.
     text = await answer(h, await h.slash(user, "cancel"))
     assert f"Cancelled job #{second_id}" in text and "refunded" in text
-    job = await h.job(second_id)
+    job = await h.with_status_message(second_id)
     assert job.status == "cancelled"
     kinds = [(e.job_id, e.kind, e.amount) for e in await h.ledger(user)]
     assert (second_id, "charge", -1) in kinds and (second_id, "refund", 1) in kinds
@@ -126,3 +129,17 @@ async def test_queue_lists_my_jobs_and_cancel_refunds_a_queued_job(h: BotHarness
     await h.set_guild_config(moderator_role_id=h.moderator_role_id)
     text = await answer(h, await h.slash(h.rolemod_id, "cancel", job=third_id))
     assert f"Cancelled job #{third_id}" in text and (await h.job(third_id)).status == "cancelled"
+
+
+async def test_sound_asked_of_a_silent_model_is_refused_and_charges_nothing(h: BotHarness) -> None:
+    user = h.members[9]
+    public = len(h.messages())
+    interaction = await h.slash(user, "video", prompt="waves on the rocks", audio=True)
+    text = await answer(h, interaction)
+    assert interaction.original["ephemeral"]
+    assert "without sound" in text and "audio option" in text, text
+    assert len(h.messages()) == public
+    assert await h.jobs(user) == [] and await h.balance_used(user) == 0
+    # audio:false on the same model is just a silent video.
+    text = await answer(h, await h.slash(user, "video", prompt="waves on the rocks", audio=False))
+    assert text.startswith("Queued as job #"), text

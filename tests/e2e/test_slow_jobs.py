@@ -82,7 +82,7 @@ async def test_rate_limited_progress_edits_still_show_progress_and_deliver(h: Bo
     fd = h.fd
     fault = fd.inject("PATCH", r"^/channels/\d+/messages/\d+$", 429, count=3, retry_after=1.0)
     _, job_id = await submit(h, h.other_id, "a sunrise over a foggy valley")
-    job = await h.job(job_id)
+    job = await h.with_status_message(job_id)  # posted after the answer
     await h.wait_for(lambda: posts_of(h, job_id), 60, "the video post")
     await h.wait_job(job_id, "delivered", 10)
     await h.wait_for(lambda: "✅ done" in fd.message(job.status_message_id)["content"], 20, "final status")

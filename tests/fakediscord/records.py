@@ -34,6 +34,8 @@ class RecordedRequest:
     status: int = 0
     response: Any = None
     fault: bool = False  # answered by fd.inject(), not by the route
+    rate_limited: bool = False  # answered 429 (an exhausted bucket, the global limit, or injected)
+    bucket: str = ""  # the rate-limit bucket it was counted in, e.g. "message-create"
 
     @property
     def multipart(self) -> bool:

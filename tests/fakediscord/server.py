@@ -32,6 +32,16 @@ from .gateway import (
     Gateway,
     Session,
 )
+from .ratelimits import (
+    Decision,
+    RateLimiter,
+    RateLimitHit,
+    RateLimits,
+    bucket_hash,
+    classify,
+    limited_body,
+    limited_headers,
+)
 from .records import Fault, Interaction, RecordedFile, RecordedRequest
 from .schema import load_validator
 
@@ -166,8 +176,13 @@ class FakeDiscord:
         token_lifetime: float = 15 * 60.0,
         old_message_edit_age: float | None = 3600.0,
         validate_schema: bool = True,
+        rate_limits: RateLimits | None = RateLimits(),  # noqa: B008 - frozen, never mutated
     ) -> None:
         self.token = token
+        #: Discord's buckets and global limit, enforced; ``None``: off (never a 429 unless injected).
+        self.rate_limiter = RateLimiter(rate_limits)
+        #: Every 429 served: enforced by a bucket or the global limit, or injected by ``inject()``.
+        self.rate_limit_hits: list[RateLimitHit] = []
         self.interaction_deadline = interaction_deadline
         self.token_lifetime = token_lifetime
         self.old_message_edit_age = old_message_edit_age
@@ -1103,16 +1118,6 @@ class FakeDiscord:
             headers={"Content-Type": "application/json", **(headers or {})},
         )
 
-    @staticmethod
-    def _ratelimit_headers(route: str, remaining: int, reset_after: float) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": "5",
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
-            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-            "X-RateLimit-Bucket": format(abs(hash(route)) & 0xFFFFFFFFFFFF, "x"),
-        }
-
     async def _unknown(self, request: web.Request) -> web.Response:
         await request.read()
         self.unknown_routes.append(f"{request.method} {request.path}")
@@ -1161,18 +1166,25 @@ class FakeDiscord:
         handler, route, params = self._route(method, path)
         record = RecordedRequest(method, path, route, dict(request.query), None, [], at)
         self.requests.append(record)
+        headers: dict[str, str] = {}
         try:
             try:
                 record.json, record.files = await self._read_body(request)
             except (ValueError, UnicodeDecodeError):
                 raise DiscordError(400, 50109) from None
+            if fault := self._take_fault(method, path):
+                return self._fault_response(record, fault, route, params)
+            # Discord counts every request in its bucket before looking at it (the edge does it).
+            decision = self.rate_limiter.check(method, path, route, params)
+            record.bucket = decision.bucket
+            headers = decision.headers
+            if decision.limited:
+                return self._limited_response(record, decision)
             if errors := self._validate(record):
                 # Discord refuses a body that breaks its schema; the bot should see that, not a fake success.
                 raise DiscordError(
                     400, 50035, errors={"_errors": [{"code": "SCHEMA", "message": e} for e in errors]}
                 )
-            if fault := self._take_fault(method, path):
-                return self._fault_response(record, fault, route)
             if handler is None:
                 self.unknown_routes.append(f"{method} {path}")
                 log.error("fake discord: unknown route %s %s", method, path)
@@ -1193,10 +1205,47 @@ class FakeDiscord:
             status, body = 500, {"message": "500: Internal Server Error", "code": 0}
         record.status, record.response = status, body
         self._changed()
-        headers = self._ratelimit_headers(route, 4, 1.0)
         if status == 204 or body is None:
             return web.Response(status=204, headers=headers)
         return self._json(status, body, headers)
+
+    def _limited_response(self, record: RecordedRequest, decision: Decision) -> web.Response:
+        """A 429 from an exhausted bucket or the global limit, recorded in ``rate_limit_hits``."""
+        record.status, record.response, record.rate_limited = 429, decision.body, True
+        self.rate_limit_hits.append(
+            RateLimitHit(
+                record.at,
+                record.method,
+                record.path,
+                record.route,
+                decision.bucket,
+                decision.major,
+                decision.scope,
+                decision.retry_after,
+            )
+        )
+        log.info(
+            "fake discord: 429 %s %s (%s bucket %s, retry after %.3f s)",
+            record.method,
+            record.path,
+            decision.scope,
+            decision.bucket,
+            decision.retry_after,
+        )
+        self._changed()
+        return self._json(429, decision.body, decision.headers)
+
+    def set_rate_limits(self, limits: RateLimits | None) -> None:
+        """Replace the enforced limits (``None``: off); every bucket starts afresh."""
+        self.rate_limiter = RateLimiter(limits)
+
+    def rate_limit_counts(self, *, injected: bool | None = None) -> dict[str, int]:
+        """429s served per bucket name (``"global"`` for the global limit); ``injected`` filters."""
+        counts: dict[str, int] = {}
+        for hit in self.rate_limit_hits:
+            if injected is None or hit.injected == injected:
+                counts[hit.bucket] = counts.get(hit.bucket, 0) + 1
+        return counts
 
     def _validate(self, record: RecordedRequest) -> list[str]:
         if self._validator is None or record.json is None:
@@ -1218,26 +1267,41 @@ class FakeDiscord:
                 return fault
         return None
 
-    def _fault_response(self, record: RecordedRequest, fault: Fault, route: str) -> web.Response:
+    def _fault_response(
+        self, record: RecordedRequest, fault: Fault, route: str, params: dict[str, str]
+    ) -> web.Response:
         record.fault = True
         record.status = fault.status
         if fault.status == 429:
-            body = {
-                "message": fault.message or "You are being rate limited.",
-                "retry_after": fault.retry_after,
-                "global": fault.is_global,
-            }
+            bucket, major = classify(record.method, route, params)
+            body = limited_body(fault.retry_after, is_global=fault.is_global, message=fault.message)
             if fault.code is not None:
                 body["code"] = fault.code
-            # discord.py treats a 429 without Via as a Cloudflare ban and raises instead of retrying.
+            scope = "global" if fault.is_global else "user"
             headers = {
-                "Via": "1.1 google",
-                "Retry-After": str(max(1, round(fault.retry_after))),
-                **self._ratelimit_headers(route, 0, fault.retry_after),
-                "X-RateLimit-Scope": "global" if fault.is_global else "user",
+                **limited_headers(fault.retry_after, scope),
+                "X-RateLimit-Limit": "5",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": f"{time.time() + fault.retry_after:.3f}",
+                "X-RateLimit-Reset-After": f"{fault.retry_after:.3f}",
+                "X-RateLimit-Bucket": bucket_hash(bucket),
             }
             if fault.is_global:
                 headers["X-RateLimit-Global"] = "true"
+            record.rate_limited = True
+            self.rate_limit_hits.append(
+                RateLimitHit(
+                    record.at,
+                    record.method,
+                    record.path,
+                    route,
+                    "global" if fault.is_global else bucket,
+                    major,
+                    scope,
+                    fault.retry_after,
+                    injected=True,
+                )
+            )
         else:
             body = DiscordError(fault.status, fault.code or 0, fault.message).body()
             headers = {}

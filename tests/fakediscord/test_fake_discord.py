@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from discord import app_commands
 
 from bot.endpoints import use_endpoints
 
+from .ratelimits import RateLimits
 from .server import FakeDiscord
 from .world import Guild, MiB
 
@@ -297,6 +300,8 @@ async def test_rate_limit_is_retried(h: Harness) -> None:
     assert fault.hits == 1
     statuses = [r.status for r in fd.requests_to("POST", "/channels/{channel_id}/messages")]
     assert statuses == [429, 200]
+    [hit] = fd.rate_limit_hits
+    assert hit.injected and hit.bucket == "message-create" and hit.retry_after == 0.3
     assert [m["content"] for m in fd.messages(h.channel_id)] == ["after the rate limit"]
 
 
@@ -420,3 +425,166 @@ async def test_schema_validator_catches_malformed_bodies(fd: FakeDiscord) -> Non
     assert len(fd.schema_errors) == 1 and "POST /channels/{channel_id}/messages" in fd.schema_errors[0]
     assert "['embeds'][0]['title']" in fd.schema_errors[0]
     fd.schema_errors.clear()
+
+
+# ----------------------------------------------------------------------------- rate limits
+
+
+def _auth(fd: FakeDiscord) -> dict[str, str]:
+    return {"Authorization": f"Bot {fd.token}"}
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: dict) -> tuple[int, dict, dict]:
+    async with session.post(url, json=body) as resp:
+        return resp.status, dict(resp.headers), await resp.json() if resp.status != 204 else {}
+
+
+async def test_sixth_message_in_a_channel_within_5_s_is_rate_limited(fd: FakeDiscord) -> None:
+    guild = fd.add_guild()
+    busy, quiet = fd.add_channel(guild.id, "busy"), fd.add_channel(guild.id, "quiet")
+    async with aiohttp.ClientSession(headers=_auth(fd)) as session:
+        url = f"{fd.api_base}/channels/{busy}/messages"
+        answers = [await _post(session, url, {"content": f"status {i}"}) for i in range(6)]
+        other = await _post(session, f"{fd.api_base}/channels/{quiet}/messages", {"content": "hi"})
+    statuses = [status for status, _, _ in answers]
+    assert statuses == [200, 200, 200, 200, 200, 429]
+    assert [h["X-RateLimit-Remaining"] for _, h, _ in answers[:5]] == ["4", "3", "2", "1", "0"]
+    assert {h["X-RateLimit-Limit"] for _, h, _ in answers} == {"5"}
+    first, limited = answers[0][1], answers[5][1]
+    assert 4.9 <= float(first["X-RateLimit-Reset-After"]) <= 5.0
+    assert abs(float(first["X-RateLimit-Reset"]) - (time.time() + 5)) < 1
+    # The 429 discord.py retries: Via, Retry-After, the scope, and Discord's body.
+    _, _, body = answers[5]
+    assert limited["Via"] and limited["X-RateLimit-Scope"] == "user"
+    assert 0 < body["retry_after"] <= 5 and body["global"] is False and body["message"]
+    assert limited["Retry-After"] == str(math.ceil(body["retry_after"]))
+    assert float(limited["X-RateLimit-Reset-After"]) == body["retry_after"]
+    assert limited["X-RateLimit-Remaining"] == "0"
+    # Another channel has its own bucket: same bucket hash (as on Discord), its own count.
+    status, headers, _ = other
+    assert status == 200 and headers["X-RateLimit-Remaining"] == "4"
+    assert headers["X-RateLimit-Bucket"] == first["X-RateLimit-Bucket"] == limited["X-RateLimit-Bucket"]
+    assert [m["content"] for m in fd.messages(busy)] == [f"status {i}" for i in range(5)]
+    [hit] = fd.rate_limit_hits
+    assert (hit.bucket, hit.major, hit.scope, hit.injected) == ("message-create", str(busy), "user", False)
+    assert fd.rate_limit_counts() == {"message-create": 1}
+
+
+async def test_edits_and_deletes_share_a_channel_bucket_and_the_window_resets(fd: FakeDiscord) -> None:
+    fd.set_rate_limits(RateLimits().scaled(0.1))  # Discord's counts, windows ten times shorter
+    guild = fd.add_guild()
+    channel = fd.add_channel(guild.id)
+    async with aiohttp.ClientSession(headers=_auth(fd)) as session:
+        base = f"{fd.api_base}/channels/{channel}/messages"
+        ids = []
+        for i in range(4):
+            status, _, body = await _post(session, base, {"content": f"m{i}"})
+            ids.append(body["id"])
+        statuses = []
+        for mid in ids:
+            async with session.patch(f"{base}/{mid}", json={"content": "edited"}) as resp:
+                statuses.append(resp.status)
+        for mid in ids[:2]:
+            async with session.delete(f"{base}/{mid}") as resp:
+                statuses.append(resp.status)
+                retry = (await resp.json())["retry_after"] if resp.status == 429 else 0
+        assert statuses == [200, 200, 200, 200, 204, 429]
+        assert 0 < retry <= 0.5
+        await asyncio.sleep(retry)
+        async with session.delete(f"{base}/{ids[1]}") as resp:
+            assert resp.status == 204 and resp.headers["X-RateLimit-Remaining"] == "4"
+    assert fd.rate_limit_counts() == {"message-edit": 1}
+
+
+async def test_reactions_one_per_quarter_second_per_channel(fd: FakeDiscord) -> None:
+    guild = fd.add_guild()
+    a, b = fd.add_channel(guild.id, "a"), fd.add_channel(guild.id, "b")
+    ma, mb = fd.post_user_message(fd.owner.id, a, "one"), fd.post_user_message(fd.owner.id, b, "two")
+    async with aiohttp.ClientSession(headers=_auth(fd)) as session:
+
+        async def react(channel: int, message: int, emoji: str) -> aiohttp.ClientResponse:
+            url = f"{fd.api_base}/channels/{channel}/messages/{message}/reactions/{emoji}/@me"
+            async with session.put(url) as resp:
+                await resp.read()
+                return resp
+
+        first, second, other = await asyncio.gather(
+            react(a, ma, "🔁"), react(a, ma, "❌"), react(b, mb, "🔁")
+        )
+        assert (first.status, second.status, other.status) == (204, 429, 204)
+        assert first.headers["X-RateLimit-Limit"] == "1" and first.headers["X-RateLimit-Remaining"] == "0"
+        assert 0 < float(first.headers["X-RateLimit-Reset-After"]) <= 0.25
+        assert 0 < float(second.headers["X-RateLimit-Reset-After"]) <= 0.25
+        await asyncio.sleep(float(second.headers["X-RateLimit-Reset-After"]))
+        assert (await react(a, ma, "❌")).status == 204
+    assert [r["emoji"]["name"] for r in fd.messages(a)[0]["reactions"]] == ["🔁", "❌"]
+    assert [(h.bucket, h.major) for h in fd.rate_limit_hits] == [("reactions", str(a))]
+
+
+async def test_interaction_followups_are_bucketed_per_token_not_per_channel(h: Harness) -> None:
+    fd = h.fd
+    users = [fd.add_member(h.guild.id, name=f"m{i}") for i in range(20)]
+    interactions = [await fd.slash(h.guild.id, h.channel_id, u, "later") for u in users]
+    await fd.wait_for(lambda: all(i.initial for i in interactions), 10, what="20 acks")
+    async with aiohttp.ClientSession(headers=_auth(fd)) as session:
+        channel_url = f"{fd.api_base}/channels/{h.channel_id}/messages"
+        creates = [await _post(session, channel_url, {"content": f"status {i}"}) for i in range(6)]
+        assert [s for s, _, _ in creates] == [200] * 5 + [429]  # the channel's bucket is spent
+        hooks = [f"{fd.api_base}/webhooks/{fd.application_id}/{i.token}?wait=true" for i in interactions]
+        answers = await asyncio.gather(*(_post(session, u, {"content": "Queued"}) for u in hooks))
+        assert [s for s, _, _ in answers] == [200] * 20
+        assert all(h["X-RateLimit-Remaining"] == "4" for _, h, _ in answers)  # one bucket per token
+        # ...which has a limit of its own.
+        again = [await _post(session, hooks[0], {"content": f"again {n}"}) for n in range(5)]
+        assert [s for s, _, _ in again] == [200] * 4 + [429]
+    assert sorted(fd.rate_limit_counts().items()) == [("interaction-webhook", 1), ("message-create", 1)]
+    assert all(i.followups for i in interactions)
+
+
+async def test_global_limit_50_per_second_spares_interactions(h: Harness) -> None:
+    fd = h.fd
+    # Discord's 50 per window; a 5 s window so a loaded machine still sends 60 requests inside one.
+    fd.set_rate_limits(RateLimits(global_per=5.0))
+    channels = [fd.add_channel(h.guild.id, f"c{i}") for i in range(60)]
+    async with aiohttp.ClientSession(headers=_auth(fd)) as session:
+
+        async def get(channel: int) -> tuple[int, dict, dict]:
+            async with session.get(f"{fd.api_base}/channels/{channel}") as resp:
+                return resp.status, dict(resp.headers), await resp.json()
+
+        answers = await asyncio.gather(*(get(c) for c in channels))
+    assert sorted(s for s, _, _ in answers) == [200] * 50 + [429] * 10
+    status, headers, body = next(a for a in answers if a[0] == 429)
+    assert body["global"] is True and 0 < body["retry_after"] <= 5
+    assert headers["X-RateLimit-Global"] == "true" and headers["X-RateLimit-Scope"] == "global"
+    assert headers["Via"] and "X-RateLimit-Remaining" not in headers
+    assert fd.rate_limit_counts() == {"global": 10}
+    # Interaction endpoints are not bound to the global limit: the bot still answers.
+    interaction = await fd.slash(h.guild.id, h.channel_id, h.user_id, "secret")
+    assert (await interaction.acknowledged(3))["type"] == 4
+    assert fd.rate_limit_counts() == {"global": 10}
+
+
+async def test_discord_py_paces_a_burst_of_sends_by_the_headers(h: Harness) -> None:
+    fd = h.fd
+    fd.set_rate_limits(RateLimits().scaled(0.2))  # 5 per 1 s: the same shape, a fifth of the wait
+    channel = h.client.get_channel(h.channel_id)
+    sent = await asyncio.gather(*(channel.send(f"status {i}") for i in range(12)))
+    assert len(sent) == 12
+    assert sorted(m["content"] for m in fd.messages(h.channel_id)) == sorted(f"status {i}" for i in range(12))
+    assert fd.rate_limit_hits == []  # discord.py waited for each window instead of being refused
+    times = sorted(r.at for r in fd.requests_to("POST", "/channels/{channel_id}/messages"))
+    assert len(times) == 12
+    # Fixed windows of 1 s from the first request: the 6th send starts the 2nd window, the 11th the 3rd.
+    assert times[5] - times[0] >= 1.0 and times[10] - times[0] >= 2.0
+
+
+async def test_enforcement_can_be_turned_off() -> None:
+    async with FakeDiscord(rate_limits=None) as fd:
+        guild = fd.add_guild()
+        channel = fd.add_channel(guild.id)
+        async with aiohttp.ClientSession(headers=_auth(fd)) as session:
+            url = f"{fd.api_base}/channels/{channel}/messages"
+            answers = [await _post(session, url, {"content": str(i)}) for i in range(12)]
+        assert [s for s, _, _ in answers] == [200] * 12
+        assert fd.rate_limit_hits == []

@@ -351,6 +351,13 @@ async def test_job_of_each_family_and_verb_becomes_a_playable_video(
         else:
             assert info["num_frames"] == params.num_frames
         assert info["frames"].std() > 0
+        if "audio" in vp.preset.verbs:
+            # Sound from the model itself (tiny LTX-2), muxed as AAC: as long as the video, within a frame.
+            assert info["audio"] is not None and info["audio"]["codec"] == "aac", info.get("audio")
+            assert abs(info["audio"]["duration_s"] - info["video_duration_s"]) <= 1 / params.fps + 1e-6
+            assert len(result.video) <= 200_000
+        else:
+            assert info["audio"] is None
     finally:
         await db.dispose()
 

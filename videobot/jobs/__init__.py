@@ -24,6 +24,7 @@ bot's feed, what is owed), ``workers`` the worker registry, ``records`` what goe
 from __future__ import annotations
 
 from videobot.db import Database
+from videobot.jobs.batching import SubmitBatcher
 from videobot.jobs.queries import projected_order
 from videobot.jobs.records import (
     ACTIVE,
@@ -53,6 +54,7 @@ __all__ = [
     "JobQueue",
     "QueueConfig",
     "ResultData",
+    "SubmitBatcher",
     "SubmitRequest",
     "Submitted",
     "projected_order",

@@ -191,6 +191,26 @@ class Queries:
                 ).scalars()
             )
 
+    async def without_status_message(self, *, created_after: float, limit: int = 1000) -> list[Job]:
+        """Jobs whose public status message is not recorded yet (oldest first): queued and running
+        ones, and any created after ``created_after`` (database clock; one that ended meanwhile still
+        gets its status message, with its final text). The bot posts it after answering, so a restart
+        in between must still post it."""
+        async with self.db.sessionmaker() as s:
+            return list(
+                (
+                    await s.execute(
+                        select(Job)
+                        .where(
+                            or_(Job.status.in_(ACTIVE), Job.created_at >= created_after),
+                            Job.status_message_id.is_(None),
+                        )
+                        .order_by(Job.id)
+                        .limit(limit)
+                    )
+                ).scalars()
+            )
+
     async def owed(self, *, limit: int = 1000) -> list[Job]:
         """Everything the bot still owes Discord, whatever the feed said: results not posted yet,
         failures and cancellations not told yet, and live jobs whose status message needs updates."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Update, and_, func, or_, select, text, update
@@ -36,6 +37,8 @@ from videobot.models import Job, JobInput, JobResult, JobStatus
 log = logging.getLogger(__name__)
 
 INPUT_CONTENT_TYPES = {"image": "image/png", "video": "video/mp4"}
+#: A batch result not known until the batch's positions are computed.
+_PENDING = RuntimeError("pending")
 
 
 class Transitions(Queries):
@@ -57,78 +60,61 @@ class Transitions(Queries):
                 existing = await self._by_key(req.idempotency_key, s)
                 if existing is not None:
                     return await self._submitted(existing, created=False, req=req, session=s)
-                await quota.lock_account(s, req.guild_id, req.user_id)
-                active = (
-                    await s.execute(
-                        select(func.count())
-                        .select_from(Job)
-                        .where(
-                            Job.guild_id == req.guild_id, Job.user_id == req.user_id, Job.status.in_(ACTIVE)
-                        )
-                    )
-                ).scalar_one()
-                if active >= self.config.max_queued_per_user:
-                    raise TooManyQueued(
-                        f"You already have {active} video(s) waiting or in progress "
-                        f"(the limit is {self.config.max_queued_per_user}). "
-                        "Wait for one to finish, or cancel one with /cancel."
-                    )
-                st = await quota.status(
-                    s,
-                    req.guild_id,
-                    req.user_id,
-                    role_ids=req.role_ids,
-                    default_limit=self.config.default_limit,
-                    window_seconds=self.config.window_seconds,
-                )
-                if st.balance < req.cost:
-                    raise QuotaExceeded(_quota_message(st, req.cost), retry_at=st.next_credit_at)
-                job = Job(
-                    idempotency_key=req.idempotency_key,
-                    guild_id=req.guild_id,
-                    channel_id=req.channel_id,
-                    user_id=req.user_id,
-                    kind=req.kind,
-                    parent_job_id=req.parent_job_id,
-                    model=req.model,
-                    params=req.params,
-                    cost=req.cost,
-                    status=JobStatus.QUEUED.value,
-                    attempts=0,
-                    max_attempts=self.config.max_attempts,
-                    cancel_requested=False,
-                    progress_step=0,
-                    progress_total=int(req.params.get("num_inference_steps") or 0),
-                    upload_limit_bytes=req.upload_limit_bytes,
-                    application_id=req.application_id,
-                    interaction_token=req.interaction_token,
-                    interaction_expires_at=(st.now + req.interaction_ttl) if req.interaction_token else None,
-                    reply_to_message_id=req.reply_to_message_id,
-                    created_at=st.now,
-                    queued_at=st.now,
-                    updated_at=st.now,
-                )
-                s.add(job)
-                await s.flush()
-                for kind, data in req.inputs.items():
-                    s.add(
-                        JobInput(
-                            job_id=job.id,
-                            kind=kind,
-                            data=data,
-                            content_type=INPUT_CONTENT_TYPES.get(kind, "application/octet-stream"),
-                            created_at=st.now,
-                        )
-                    )
-                await quota.charge(s, req.guild_id, req.user_id, job.id, req.cost)
+                job, balance = await self._queue_one(s, req)
                 position = await self._position(s, job)
-                balance = st.balance - req.cost
         except IntegrityError:
             # Lost a race on the idempotency key (PostgreSQL): the other submit won; return its job.
             existing = await self._by_key(req.idempotency_key)
             if existing is None:
                 raise
             return await self._submitted(existing, created=False, req=req)
+        self._log_queued(job, req)
+        return Submitted(job=job, created=True, position=position, balance=balance)
+
+    async def submit_many(self, reqs: list[SubmitRequest]) -> list[Submitted | Exception]:
+        """``submit`` for several requests in ONE transaction (a burst of /video arriving together):
+        one write lock and one commit instead of one per request. Each request is still charged once
+        (idempotent by key, also within the batch) and refused on its own: its ``QuotaExceeded`` or
+        ``TooManyQueued`` is returned in its place, nothing written for it. Any other error (the
+        database, a key raced by another process) fails the whole batch: nothing of it is written,
+        and the caller can submit the requests one by one."""
+        created: list[tuple[int, Job, int, SubmitRequest]] = []
+        by_key: dict[str, int] = {}
+        dups: list[tuple[int, int]] = []
+        results: list[Submitted | Exception] = [_PENDING] * len(reqs)
+        # Members in one order (stable: a member's own requests keep theirs), so two batches written
+        # at once on PostgreSQL lock member rows in the same order and never deadlock.
+        order = sorted(range(len(reqs)), key=lambda i: (reqs[i].guild_id, reqs[i].user_id))
+        async with self.db.transaction() as s:
+            for i in order:
+                req = reqs[i]
+                if req.idempotency_key in by_key:
+                    dups.append((i, by_key[req.idempotency_key]))
+                    continue
+                by_key[req.idempotency_key] = i
+                existing = await self._by_key(req.idempotency_key, s)
+                if existing is not None:
+                    results[i] = await self._submitted(existing, created=False, req=req, session=s)
+                    continue
+                try:
+                    job, balance = await self._queue_one(s, req)
+                except (QuotaExceeded, TooManyQueued) as exc:
+                    results[i] = exc
+                    continue
+                created.append((i, job, balance, req))
+            # One projection of the queue for the whole batch (it is the same for every job in it).
+            positions = await self._positions(s, {job.model for _, job, _, _ in created}) if created else {}
+        for index, job, balance, req in created:
+            self._log_queued(job, req)
+            results[index] = Submitted(
+                job=job, created=True, position=positions.get(job.id, 0), balance=balance
+            )
+        for index, first in dups:
+            same = results[first]
+            results[index] = replace(same, created=False) if isinstance(same, Submitted) else same
+        return results
+
+    def _log_queued(self, job: Job, req: SubmitRequest) -> None:
         log.info(
             "job %s queued (user %s, guild %s, model %s, cost %s)",
             job.id,
@@ -137,7 +123,73 @@ class Transitions(Queries):
             req.model,
             req.cost,
         )
-        return Submitted(job=job, created=True, position=position, balance=balance)
+
+    async def _queue_one(self, s: AsyncSession, req: SubmitRequest) -> tuple[Job, int]:
+        """Check the member's limits, insert the job and charge it (inside the caller's transaction).
+        Returns the job and the balance left; raises the refusal with nothing written."""
+        await quota.lock_account(s, req.guild_id, req.user_id)
+        active = (
+            await s.execute(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.guild_id == req.guild_id, Job.user_id == req.user_id, Job.status.in_(ACTIVE))
+            )
+        ).scalar_one()
+        if active >= self.config.max_queued_per_user:
+            raise TooManyQueued(
+                f"You already have {active} video(s) waiting or in progress "
+                f"(the limit is {self.config.max_queued_per_user}). "
+                "Wait for one to finish, or cancel one with /cancel."
+            )
+        st = await quota.status(
+            s,
+            req.guild_id,
+            req.user_id,
+            role_ids=req.role_ids,
+            default_limit=self.config.default_limit,
+            window_seconds=self.config.window_seconds,
+        )
+        if st.balance < req.cost:
+            raise QuotaExceeded(_quota_message(st, req.cost), retry_at=st.next_credit_at)
+        job = Job(
+            idempotency_key=req.idempotency_key,
+            guild_id=req.guild_id,
+            channel_id=req.channel_id,
+            user_id=req.user_id,
+            kind=req.kind,
+            parent_job_id=req.parent_job_id,
+            model=req.model,
+            params=req.params,
+            cost=req.cost,
+            status=JobStatus.QUEUED.value,
+            attempts=0,
+            max_attempts=self.config.max_attempts,
+            cancel_requested=False,
+            progress_step=0,
+            progress_total=int(req.params.get("num_inference_steps") or 0),
+            upload_limit_bytes=req.upload_limit_bytes,
+            application_id=req.application_id,
+            interaction_token=req.interaction_token,
+            interaction_expires_at=(st.now + req.interaction_ttl) if req.interaction_token else None,
+            reply_to_message_id=req.reply_to_message_id,
+            created_at=st.now,
+            queued_at=st.now,
+            updated_at=st.now,
+        )
+        s.add(job)
+        await s.flush()
+        for kind, data in req.inputs.items():
+            s.add(
+                JobInput(
+                    job_id=job.id,
+                    kind=kind,
+                    data=data,
+                    content_type=INPUT_CONTENT_TYPES.get(kind, "application/octet-stream"),
+                    created_at=st.now,
+                )
+            )
+        await quota.charge(s, req.guild_id, req.user_id, job.id, req.cost)
+        return job, st.balance - req.cost
 
     async def _by_key(self, key: str, session: AsyncSession | None = None) -> Job | None:
         stmt = select(Job).where(Job.idempotency_key == key)

@@ -7,10 +7,14 @@ and a deferred response keeps the visibility chosen at defer time, so the defer 
 
 * refused (quota, too many queued, blocked prompt, channel, bad options): the ephemeral
   "thinking…" becomes the reason and what to do; nobody else sees anything;
-* accepted: the bot posts a PUBLIC status message in the channel (create-message REST call; it
-  shows the requester, the prompt, the queue position and later the progress bar), and the
-  ephemeral response becomes a short "Queued as job #N" note with a link to it. The result is
-  posted publicly later (interaction follow-up while the token is valid, else a channel message).
+* accepted: the ephemeral response becomes a short "Queued as job #N (#k in the queue)" note at
+  once, and only then is the PUBLIC status message (the requester, the prompt, the queue position,
+  later the progress bar) handed to the delivery service, which posts it in the background
+  (``bot.delivery.status``): a channel allows ~5 messages per 5 s, so under a burst the status
+  posts lag by minutes while every member still has their answer within a second or two. The
+  answer carries no link to the status message (it does not exist yet when the answer is sent; an
+  extra edit per job to add it would cost an interaction request per member for little). The result
+  is posted publicly later (interaction follow-up while the token is valid, else a channel message).
 
 The alternative, a public defer, would show a public "thinking…" for refusals too, and the only
 way to make a refusal private then is deleting the public response and sending an ephemeral
@@ -19,6 +23,7 @@ follow-up: a visible flicker for every refused request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -31,7 +36,7 @@ from bot.checks import is_moderator, role_ids
 from videobot import guilds, planning
 from videobot.errors import ChannelNotAllowed, InvalidParameters, PromptRejected, QuotaExceeded, TooManyQueued
 from videobot.health import record_ack
-from videobot.jobs import SubmitRequest, Submitted
+from videobot.jobs import SubmitRequest
 from videobot.models import Job
 
 from . import _format
@@ -58,6 +63,8 @@ class GenerateCog(commands.Cog):
 
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
+        #: guild id → the upload limit this process last wrote (or is writing) for it.
+        self._remembered_limits: dict[int, int] = {}
 
     # ------------------------------------------------------------------ /video
     @app_commands.command(name="video", description="Make a short video from a text prompt")
@@ -68,6 +75,7 @@ class GenerateCog(commands.Cog):
         duration="Length in seconds (empty: the model's default)",
         aspect_ratio="Landscape, portrait or square",
         model="The model to use (empty: the server's default)",
+        audio="Sound with the video (empty: on when the model makes sound)",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -86,12 +94,14 @@ class GenerateCog(commands.Cog):
         duration: float | None = None,
         aspect_ratio: app_commands.Choice[str] | None = None,
         model: str | None = None,
+        audio: bool | None = None,
     ) -> None:
         # Acknowledge first: nothing before this line touches the database or the disk.
         await interaction.response.defer(ephemeral=True, thinking=True)
         record_ack(interaction.created_at)
         settings = self.bot.settings
         target = planning.check_model(settings, model)
+        planning.check_audio(settings, audio)
         params = planning.build_params(
             target,
             prompt,
@@ -99,12 +109,13 @@ class GenerateCog(commands.Cog):
             seed=seed,
             duration=duration,
             aspect_ratio=aspect_ratio.value if aspect_ratio else None,
+            audio=audio,
         )
         assert interaction.guild_id is not None and interaction.channel_id is not None
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
         limit = int(interaction.filesize_limit)
         await self._check_guild(guild_id, channel_id, params["prompt"], interaction.channel, limit)
-        submitted = await self.bot.queue.submit(
+        submitted = await self.bot.submitter.submit(
             SubmitRequest(
                 idempotency_key=f"interaction:{interaction.id}",
                 guild_id=guild_id,
@@ -121,10 +132,15 @@ class GenerateCog(commands.Cog):
             )
         )
         self.bot.delivery.wake()
-        jump = await self._post_status(submitted, interaction.channel)
-        await interaction.edit_original_response(
-            content=_format.queued_note(submitted.job, submitted.position, submitted.balance, jump)
-        )
+        try:
+            # Answer first: the member's "Queued as…" never waits for the channel's message budget.
+            await interaction.edit_original_response(
+                content=_format.queued_note(submitted.job, submitted.position, submitted.balance, None)
+            )
+        finally:
+            # Then the public status message, also when the answer failed (it is owed either way).
+            if not submitted.job.status_message_id:
+                self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
 
     @video.autocomplete("model")
     async def _model_autocomplete(
@@ -144,28 +160,24 @@ class GenerateCog(commands.Cog):
         async with self.bot.db.sessionmaker() as s:
             view = await guilds.get_config(s, guild_id)
         parent_id = getattr(channel, "parent_id", None)
-        guilds.check_request(view, channel_id, prompt, parent_id=parent_id)
-        if upload_limit > 0 and view.upload_limit_bytes != upload_limit:
-            async with self.bot.db.transaction() as s:
-                await guilds.remember_upload_limit(s, guild_id, upload_limit)
-
-    async def _post_status(self, submitted: Submitted, channel: object) -> str | None:
-        """The public status message (once per job, also when an interaction is replayed)."""
-        job = submitted.job
-        if job.status_message_id:
-            return None
-        messageable = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        text = _format.status_text(job, submitted.position)
-        try:
-            message = await messageable.send(text, allowed_mentions=discord.AllowedMentions.none())
-        except discord.HTTPException as exc:
-            # No permission to post in this channel: the job still runs; the result goes out as an
-            # interaction follow-up, which needs no channel permission.
-            log.warning("job %s: could not post the status message (%s %s)", job.id, exc.status, exc.code)
-            return None
-        await self.bot.queue.set_status_message(job.id, message.id)
-        self.bot.delivery.track_status(job.id, text)
-        return message.jump_url
+        if view.blocklist:
+            # The blocklist's regular expressions may take up to the check's time budget: off the loop.
+            await asyncio.to_thread(guilds.check_request, view, channel_id, prompt, parent_id=parent_id)
+        else:
+            guilds.check_request(view, channel_id, prompt, parent_id=parent_id)
+        if (
+            upload_limit > 0
+            and view.upload_limit_bytes != upload_limit
+            and self._remembered_limits.get(guild_id) != upload_limit
+        ):
+            # Once per guild and value: under a burst every request would otherwise write it again.
+            self._remembered_limits[guild_id] = upload_limit
+            try:
+                async with self.bot.db.transaction() as s:
+                    await guilds.remember_upload_limit(s, guild_id, upload_limit)
+            except BaseException:
+                self._remembered_limits.pop(guild_id, None)
+                raise
 
     # ------------------------------------------------------------------ reactions
     @commands.Cog.listener()
@@ -211,7 +223,7 @@ class GenerateCog(commands.Cog):
         limit = view.upload_limit_bytes or self.bot.settings.upload_limit_bytes
         params = planning.rerun_params(parent.params or {})
         try:
-            submitted = await self.bot.queue.submit(
+            submitted = await self.bot.submitter.submit(
                 SubmitRequest(
                     idempotency_key=f"rerun:{payload.message_id}:{payload.user_id}:{bucket}",
                     guild_id=payload.guild_id,
@@ -238,24 +250,8 @@ class GenerateCog(commands.Cog):
             )
             return
         self.bot.delivery.wake()
-        job = submitted.job
-        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
-        text = _format.status_text(job, submitted.position)
-        try:
-            status = await channel.send(
-                text,
-                reference=discord.MessageReference(
-                    message_id=payload.message_id, channel_id=payload.channel_id, fail_if_not_exists=False
-                ),
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
-        except discord.HTTPException as exc:
-            log.warning(
-                "job %s: could not post the rerun status message (%s %s)", job.id, exc.status, exc.code
-            )
-            return
-        await self.bot.queue.set_status_message(job.id, status.id)
-        self.bot.delivery.track_status(job.id, text)
+        # The status message replies to the reacted-to result (``reply_to_message_id``).
+        self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
 
     async def _feedback(self, payload: discord.RawReactionActionEvent, text: str) -> None:
         """A short note that mentions (and pings) only the reactor and deletes itself."""
