@@ -120,7 +120,9 @@ async def test_job_becomes_a_playable_h264_video(qdb, tiny_pipeline) -> None:  #
     assert await refunds(db, job_id) == 0
 
 
-async def test_cancel_mid_run_stops_within_one_step_of_the_heartbeat_and_refunds_once(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+async def test_cancel_mid_run_stops_within_one_step_of_the_heartbeat_and_refunds_once(
+    qdb, tiny_pipeline
+) -> None:  # type: ignore[no-untyped-def]
     """The cancel flag reaches the worker through its heartbeat (every second; the pipeline thread never
     reads the database); the job stops at the next denoising step after the heartbeat saw it."""
     db, data = qdb
@@ -205,7 +207,9 @@ async def test_cancel_during_encode_ends_cancelled_not_rerun(qdb, tiny_pipeline)
     assert await q.get_result(job_id) is None
 
 
-async def test_a_database_bug_fails_the_job_at_once_and_other_errors_honour_retryable(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+async def test_a_database_bug_fails_the_job_at_once_and_other_errors_honour_retryable(
+    qdb, tiny_pipeline
+) -> None:  # type: ignore[no-untyped-def]
     """An IntegrityError while storing is a bug, not an outage: failed and refunded at once, not retried
     for two minutes. An unexpected error in the render is not retried either (only storage errors are)."""
     db, data = qdb
@@ -213,8 +217,20 @@ async def test_a_database_bug_fails_the_job_at_once_and_other_errors_honour_retr
     q = JobQueue(db, QueueConfig(max_attempts=3))
     job_id = await submit(q)
     async with db.transaction() as session:  # a stray result row: storing the real one hits the primary key
-        session.add(JobResult(job_id=job_id, video=b"x", content_type="video/mp4", size_bytes=1, width=1, height=1,
-                              num_frames=1, fps=1.0, duration_s=1.0, created_at=time.time()))
+        session.add(
+            JobResult(
+                job_id=job_id,
+                video=b"x",
+                content_type="video/mp4",
+                size_bytes=1,
+                width=1,
+                height=1,
+                num_frames=1,
+                fps=1.0,
+                duration_s=1.0,
+                created_at=time.time(),
+            )
+        )
     worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
     t0 = time.monotonic()
     assert await run_until(worker, q, job_id, {"failed", "succeeded"}, timeout=60) == "failed"
@@ -463,13 +479,20 @@ async def test_database_unreachable_10_s_mid_run_the_render_is_stored_once_it_is
     assert job.finished_at - cut_at >= 10
     assert probe_mp4((await dq.get_result(job_id)).video)["codec"] == "h264"  # type: ignore[union-attr]
     async with direct.sessionmaker() as session:
-        kinds = [r.kind for r in (await session.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))).scalars()]
+        kinds = [
+            r.kind
+            for r in (
+                await session.execute(select(LedgerEntry).where(LedgerEntry.job_id == job_id))
+            ).scalars()
+        ]
     await direct.dispose()
     assert kinds == ["charge"]
     assert any("heartbeat failed" in r.getMessage() for r in caplog.records)  # the outage was real
 
 
-async def test_only_connection_level_errors_count_as_the_database_being_unreachable(tmp_path: Path, db_url: str) -> None:
+async def test_only_connection_level_errors_count_as_the_database_being_unreachable(
+    tmp_path: Path, db_url: str
+) -> None:
     """Real errors from real databases: "database is locked" and a refused connection are an outage
     (retried); a duplicate key, a missing table or bad data are bugs (not retried)."""
     import sqlite3
