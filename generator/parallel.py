@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from videobot.errors import InvalidParameters
+from videobot.errors import InvalidParameters, TransientJobError, VideobotError
 from videobot.presets import GenerationParams, resolve_preset
 from videobot.runner import MODEL_LOAD_FAILED
 from videobot.settings import Settings
@@ -68,8 +68,8 @@ class GroupStop(Exception):
     """Rank 0 stopped the job at this step (cancel or shutdown); every rank stops here together."""
 
 
-class GroupBroken(Exception):
-    """A rank failed mid-job: the group cannot run another job."""
+class GroupBroken(TransientJobError):
+    """A rank failed mid-job: the group cannot run another job (the job itself may run again)."""
 
 
 # ----------------------------------------------------------------------------------------- start-up checks
@@ -262,7 +262,9 @@ class ParallelPipeline:
                 raise
             self.broken = f"rank 0 stopped mid-job ({type(exc).__name__}: {exc})"
             self.on_broken(self.broken)
-            raise
+            if isinstance(exc, VideobotError):  # the request's own fault (out of memory, bad input)
+                raise
+            raise GroupBroken(self.broken) from exc
 
 
 class Ranks:

@@ -44,7 +44,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from videobot.db import Database
-from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, LeaseLost
+from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, LeaseLost, TransientJobError
 from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
 from videobot.models import JobStatus
 from videobot.presets import GenerationParams, plan, resolve_preset
@@ -340,7 +340,7 @@ class Worker:
         except Exception as exc:
             from generator.encode import StorageError
 
-            retryable = isinstance(exc, StorageError | OSError)
+            retryable = isinstance(exc, StorageError | OSError | TransientJobError)
             log.exception("job %s failed (%s)", c.job_id, "retryable" if retryable else "unexpected")
             await self._settle(
                 c, q.fail, c, GENERIC_FAILURE, code="storage" if retryable else "error", retryable=retryable

@@ -77,3 +77,8 @@ class ServiceUnavailable(VideobotError):
     """The database (or another dependency) cannot be reached right now."""
 
     code = "unavailable"
+
+
+class TransientJobError(Exception):
+    """A job failed for a reason that need not recur (a GPU rank of its group died): the worker queues
+    it again while attempts remain, instead of failing it for good."""

@@ -27,8 +27,8 @@ def test_tiny_model_is_small_complete_and_reused(tiny_model_dir: Path):
     before = (tiny_model_dir / "model_index.json").stat().st_mtime_ns
     assert build_tiny_model(tiny_model_dir) == tiny_model_dir
     assert (tiny_model_dir / "model_index.json").stat().st_mtime_ns == before
-    # Nothing half-written is left next to it.
-    assert [p.name for p in tiny_model_dir.parent.iterdir()] == ["tiny"]
+    # Nothing half-written is left next to it (other tests may have built other families there).
+    assert [p.name for p in tiny_model_dir.parent.iterdir() if p.name.startswith(".")] == []
 
 
 def test_an_incomplete_model_folder_is_rebuilt(tmp_path: Path):
