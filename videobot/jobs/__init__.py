@@ -67,3 +67,4 @@ class JobQueue(Transitions, WorkerRegistry):
     def __init__(self, db: Database, config: QueueConfig | None = None) -> None:
         self.db = db
         self.config = config or QueueConfig()
+        self._next_id_cache = {}

@@ -45,6 +45,8 @@ class Transitions(Queries):
     """The status-changing half of ``JobQueue`` (on top of the reads: a submit answers with a position)."""
 
     config: QueueConfig
+    #: The fair-share "next job" subquery per model list (see ``claim``).
+    _next_id_cache: dict[tuple[str, ...], Any]
 
     # ------------------------------------------------------------------ submit
     async def submit(self, req: SubmitRequest) -> Submitted:
@@ -246,10 +248,9 @@ class Transitions(Queries):
         # Building the fair-share query (three aliases, two subqueries) costs ~10 ms of Python per
         # claim: build it once per model list; its compiled form is cached by SQLAlchemy too.
         key = tuple(models or ())
-        cache: dict[tuple[str, ...], Any] = self.__dict__.setdefault("_next_id_cache", {})
-        next_id = cache.get(key)
+        next_id = self._next_id_cache.get(key)
         if next_id is None:
-            next_id = cache[key] = self._next_job_query(key).scalar_subquery()
+            next_id = self._next_id_cache[key] = self._next_job_query(key).scalar_subquery()
         stmt = _set(
             Job.id == next_id,
             Job.status == JobStatus.QUEUED.value,
@@ -674,6 +675,7 @@ class Transitions(Queries):
             )
             for job_id in ids:
                 await quota.refund(s, job_id, reason="expired")
+            await self._notify(s, ids)
         for job_id in ids:
             log.warning("job %s: waited more than %s in the queue; cancelled and refunded", job_id, waited)
         return ids
@@ -699,6 +701,7 @@ class Transitions(Queries):
             )
             for job_id in ids:
                 await quota.refund(s, job_id, reason="undeliverable")
+            await self._notify(s, ids)
             if ids:
                 await s.execute(JobResult.__table__.delete().where(JobResult.job_id.in_(ids)))
                 await s.execute(JobInput.__table__.delete().where(JobInput.job_id.in_(ids)))
