@@ -66,7 +66,7 @@ class Interaction:
     fd: FakeDiscord = field(repr=False)
     id: int
     token: str
-    type: int  # 2 command, 3 component, 4 autocomplete
+    type: int  # 2 command, 3 component, 4 autocomplete, 5 modal submit
     guild_id: int
     channel_id: int
     user_id: int
@@ -80,6 +80,7 @@ class Interaction:
     followup_ids: list[int] = field(default_factory=list)
     expired: bool = False
     attachment_size_limit: int = 0
+    modal: dict[str, Any] | None = None  # the modal the bot answered with (callback type 9)
 
     @property
     def ack_latency(self) -> float | None:

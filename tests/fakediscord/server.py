@@ -459,10 +459,19 @@ class FakeDiscord:
         stored.created_at -= seconds
         stored.data["timestamp"] = w.iso(stored.created_at)
 
-    def post_user_message(self, user_id: int, channel_id: int, content: str) -> int:
-        """A user writes in a channel (MESSAGE_CREATE to the bot); returns the message id."""
+    def post_user_message(
+        self, user_id: int, channel_id: int, content: str, files: Iterable[tuple[str, bytes]] = ()
+    ) -> int:
+        """A user writes in a channel, with ``files`` as ``(filename, bytes)`` attachments (MESSAGE_CREATE
+        to the bot); returns the message id."""
         channel = self._channel(channel_id)
-        stored = self._store_message(channel, self._users[int(user_id)], {"content": content}, [])
+        uploads = [
+            RecordedFile(
+                f"files[{i}]", name, mimetypes.guess_type(name)[0] or "application/octet-stream", data
+            )
+            for i, (name, data) in enumerate(files)
+        ]
+        stored = self._store_message(channel, self._users[int(user_id)], {"content": content}, uploads)
         return int(stored.data["id"])
 
     # ----------------------------------------------------------------- faults & recording
@@ -563,14 +572,14 @@ class FakeDiscord:
 
     # ----------------------------------------------------------------- interactions
 
-    def _find_command(self, guild_id: int, name: str) -> dict[str, Any] | None:
+    def _find_command(self, guild_id: int, name: str, ctype: int = 1) -> dict[str, Any] | None:
         for cmd in [*self._commands.get(guild_id, []), *self._commands.get(None, [])]:
-            if cmd["name"] == name and cmd.get("type", 1) == 1:
+            if cmd["name"] == name and cmd.get("type", 1) == ctype:
                 return cmd
         return None
 
     def _interaction_base(
-        self, itype: int, guild: w.Guild, channel: w.Channel, user_id: int
+        self, itype: int, guild: w.Guild, channel: w.Channel, user_id: int, locale: str = "en-US"
     ) -> dict[str, Any]:
         member = guild.members.get(int(user_id))
         if member is None:
@@ -591,7 +600,7 @@ class FakeDiscord:
             },
             "member": {**member.wire(), "permissions": str(guild.permissions_in(member.user.id, channel.id))},
             "app_permissions": str(guild.permissions_in(self.bot_user_id, channel.id)),
-            "locale": "en-US",
+            "locale": locale,
             "guild_locale": guild.locale,
             "entitlements": [],
             "entitlement_sku_ids": [],
@@ -673,6 +682,11 @@ class FakeDiscord:
                 role = guild.roles[int(value)]
                 resolved.setdefault("roles", {})[str(role.id)] = role.wire()
                 entry["value"] = str(role.id)
+            elif otype == 11:
+                if not isinstance(value, dict) or "id" not in value:
+                    raise ValueError(f"{name}: pass an attachment made with fd.attachment(filename, data)")
+                resolved.setdefault("attachments", {})[str(value["id"])] = dict(value)
+                entry["value"] = str(value["id"])
             elif otype == 7:
                 channel = self._channel(value)
                 resolved.setdefault("channels", {})[str(channel.id)] = {
@@ -732,14 +746,18 @@ class FakeDiscord:
         name: str,
         options: dict[str, Any] | None = None,
         subcommand: str | list[str] | None = None,
+        *,
+        locale: str = "en-US",
     ) -> Interaction:
         """A user runs ``/name [group] [sub] options...`` (INTERACTION_CREATE type 2); returns its record.
 
         Option types come from the registered command when the bot synced it (unknown or missing
-        options raise ValueError), else from the Python values. User/role/channel values are ids.
+        options raise ValueError), else from the Python values. User/role/channel values are ids;
+        attachment values come from ``fd.attachment(filename, data)``. ``locale`` is the member's
+        client language (``interaction.locale``).
         """
         guild = self._guild(guild_id)
-        payload = self._interaction_base(2, guild, self._channel(channel_id), user_id)
+        payload = self._interaction_base(2, guild, self._channel(channel_id), user_id, locale)
         payload["data"] = self._command_data(guild, name, options, subcommand, None)
         return self._record_interaction(payload, name, user_id)
 
@@ -774,13 +792,14 @@ class FakeDiscord:
         *,
         component_type: int = 2,
         values: list[str] | None = None,
+        locale: str = "en-US",
     ) -> Interaction:
         """A user clicks a button (or picks ``values`` in a select) on a message (INTERACTION_CREATE type 3)."""
         guild = self._guild(guild_id)
         stored = self._messages.get(int(message_id))
         if stored is None or stored.deleted:
             raise ValueError(f"no message {message_id}")
-        payload = self._interaction_base(3, guild, self._channel(channel_id), user_id)
+        payload = self._interaction_base(3, guild, self._channel(channel_id), user_id, locale)
         payload["message"] = copy.deepcopy(stored.data)
         payload["data"] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
@@ -788,6 +807,136 @@ class FakeDiscord:
         interaction = self._record_interaction(payload, custom_id, user_id)
         interaction.original_id = int(message_id)
         return interaction
+
+    async def message_command(
+        self,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        name: str,
+        message_id: int,
+        *,
+        locale: str = "en-US",
+    ) -> Interaction:
+        """A user picks Apps → ``name`` on a message (a message command: INTERACTION_CREATE type 2,
+        command type 3, with the target message in ``resolved.messages``)."""
+        guild = self._guild(guild_id)
+        stored = self._messages.get(int(message_id))
+        if stored is None or stored.deleted:
+            raise ValueError(f"no message {message_id}")
+        command = self._find_command(guild.id, name, ctype=3)
+        if command is None and self._commands:
+            raise ValueError(f"the bot registered no message command named {name!r}")
+        payload = self._interaction_base(2, guild, self._channel(channel_id), user_id, locale)
+        data: dict[str, Any] = {
+            "id": command["id"] if command else str(w.snowflake()),
+            "name": name,
+            "type": 3,
+            "target_id": str(message_id),
+            "resolved": {"messages": {str(message_id): copy.deepcopy(stored.data)}},
+        }
+        if command and command.get("guild_id"):
+            data["guild_id"] = command["guild_id"]
+        payload["data"] = data
+        return self._record_interaction(payload, name, user_id)
+
+    async def submit_modal(
+        self,
+        opened: Interaction,
+        values: dict[str, str] | None = None,
+        *,
+        locale: str = "en-US",
+    ) -> Interaction:
+        """The member who saw the modal the bot answered ``opened`` with (callback type 9) submits it
+        (INTERACTION_CREATE type 5). Text inputs not in ``values`` are sent with the text the bot
+        prefilled, as a client does; an unknown field, a missing required one or a value outside the
+        input's length limits raises ValueError (Discord's client would not let it through)."""
+        modal = opened.modal
+        if modal is None:
+            raise ValueError(f"interaction {opened.name!r} was not answered with a modal")
+        values = dict(values or {})
+        inputs: dict[str, dict[str, Any]] = {}
+        rows: list[dict[str, Any]] = []
+        for top in modal.get("components") or []:
+            if top.get("type") == 18:  # a label around one component
+                child = top.get("component") or {}
+                if child.get("type") == 4:
+                    inputs[child["custom_id"]] = child
+                rows.append({"type": 18, "component": child, "id": top.get("id")})
+            else:  # an action row
+                for child in top.get("components") or []:
+                    if child.get("type") == 4:
+                        inputs[child["custom_id"]] = child
+                rows.append({"type": 1, "components": list(top.get("components") or [])})
+        unknown = set(values) - set(inputs)
+        if unknown:
+            raise ValueError(f"the modal has no text inputs {sorted(unknown)} (it has {sorted(inputs)})")
+        filled: dict[str, str] = {}
+        for cid, spec in inputs.items():
+            value = values.get(cid, spec.get("value") or "")
+            if spec.get("required", True) and not value:
+                raise ValueError(f"the modal's text input {cid!r} is required")
+            if value and not spec.get("min_length", 0) <= len(value) <= spec.get("max_length", 4000):
+                raise ValueError(f"{cid!r}: {len(value)} characters is outside the input's limits")
+            filled[cid] = value
+
+        def submitted(child: dict[str, Any]) -> dict[str, Any]:
+            if child.get("type") != 4:
+                return child
+            return {"type": 4, "custom_id": child["custom_id"], "value": filled[child["custom_id"]]}
+
+        components = []
+        for row in rows:
+            if row["type"] == 18:
+                entry = {"type": 18, "component": submitted(row["component"])}
+                if row.get("id") is not None:
+                    entry["id"] = row["id"]
+                components.append(entry)
+            else:
+                components.append({"type": 1, "components": [submitted(c) for c in row["components"]]})
+        guild = self._guild(opened.guild_id)
+        payload = self._interaction_base(5, guild, self._channel(opened.channel_id), opened.user_id, locale)
+        payload["data"] = {"custom_id": modal["custom_id"], "components": components}
+        if opened.type == 3 and opened.original_id is not None:
+            stored = self._messages.get(opened.original_id)
+            if stored is not None and not stored.deleted:
+                payload["message"] = copy.deepcopy(stored.data)
+        interaction = self._record_interaction(payload, modal["custom_id"], opened.user_id)
+        if "message" in payload:
+            interaction.original_id = opened.original_id
+        return interaction
+
+    def attachment(self, filename: str, data: bytes, content_type: str | None = None) -> dict[str, Any]:
+        """An uploaded file as Discord resolves it for an attachment option (type 11): pass it as the
+        option's value. Its ``url`` serves the bytes (as Discord's CDN would)."""
+        aid = w.snowflake()
+        self._blobs[aid] = data
+        url = f"{self.base_url}/attachments/0/{aid}/{filename}"
+        return {
+            "id": str(aid),
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream",
+            "ephemeral": True,
+        }
+
+    @staticmethod
+    def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every button on a message (as the bot sent them), in order."""
+        found: list[dict[str, Any]] = []
+
+        def walk(items: list[dict[str, Any]]) -> None:
+            for item in items:
+                if item.get("type") == 2:
+                    found.append(item)
+                walk(item.get("components") or [])
+                if isinstance(item.get("accessory"), dict):
+                    walk([item["accessory"]])
+
+        walk(message.get("components") or [])
+        return found
 
     def interaction(self, interaction_id: int) -> Interaction:
         return self._interactions[int(interaction_id)]
@@ -1515,7 +1664,7 @@ class FakeDiscord:
             raise DiscordError(404, 10062)
         rtype = body.get("type")
         data = body.get("data") or {}
-        allowed = {2: (4, 5, 9), 3: (4, 5, 6, 7, 9), 4: (8,)}[interaction.type]
+        allowed = {2: (4, 5, 9), 3: (4, 5, 6, 7, 9), 4: (8,), 5: (4, 5, 6, 7)}[interaction.type]
         if rtype not in allowed:
             raise _form_error(["type"], "BASE_TYPE_CHOICES", f"Value must be one of {allowed}.")
         channel = self._channel(interaction.channel_id)
@@ -1529,8 +1678,12 @@ class FakeDiscord:
             stored = self._store_message(channel, self.bot_user, {}, [], interaction=interaction, flags=flags)
             interaction.original_id = int(stored.data["id"])
         elif rtype == 7:
+            if interaction.original_id is None:
+                raise DiscordError(400, 50035, "Interaction has no message to update")
             stored = self._message(channel, interaction.original_id)
             self._edit_message(channel, stored, data, req.files, interaction.attachment_size_limit)
+        elif rtype == 9:
+            interaction.modal = data
         interaction.initial = body
         interaction.acked_at = req.record.at
         self._changed()

@@ -112,6 +112,28 @@ def build_tree(h: Harness) -> None:
     async def button(interaction: discord.Interaction) -> None:
         await interaction.response.send_message("job 7 done", view=RerunView())
 
+    @tree.command(description="Read an attached file")
+    async def look(interaction: discord.Interaction, image: discord.Attachment) -> None:
+        data = await image.read()
+        h.seen.append(("look", (image.filename, data, str(interaction.locale))))
+        await interaction.response.send_message(f"{len(data)} bytes", ephemeral=True)
+
+    class PromptModal(discord.ui.Modal, title="Animate"):
+        prompt = discord.ui.TextInput(label="Prompt", custom_id="prompt", required=False, default="naturally")
+
+        def __init__(self, source: discord.Message) -> None:
+            super().__init__(custom_id=f"animate:{source.id}")
+            self.source = source
+
+        async def on_submit(self, interaction: discord.Interaction) -> None:
+            data = await self.source.attachments[0].read()
+            h.seen.append(("animate", (self.prompt.value, len(data))))
+            await interaction.response.send_message(f"animating: {self.prompt.value}")
+
+    @tree.context_menu(name="Animate")
+    async def animate(interaction: discord.Interaction, message: discord.Message) -> None:
+        await interaction.response.send_modal(PromptModal(message))
+
     @tree.error
     async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         h.errors.append(error)
@@ -159,7 +181,17 @@ async def test_login_ready_guild_create_and_sync(h: Harness) -> None:
     synced = await h.tree.sync(guild=discord.Object(h.guild.id))  # nothing guild-scoped: an empty PUT
     assert synced == []
     synced = await h.tree.sync()
-    assert sorted(c.name for c in synced) == ["button", "later", "ping", "queue", "secret", "slow", "video"]
+    assert sorted(c.name for c in synced) == [
+        "Animate",
+        "button",
+        "later",
+        "look",
+        "ping",
+        "queue",
+        "secret",
+        "slow",
+        "video",
+    ]
     put = fd.requests_to("PUT", "/applications/{application_id}/commands")
     assert len(put) == 1 and put[0].status == 200
     video = next(c for c in fd.commands() if c["name"] == "video")
@@ -273,6 +305,45 @@ async def test_persistent_button_click_updates_the_message(h: Harness) -> None:
     [after] = fd.messages(h.channel_id)
     assert after["content"] == "job 7 queued again" and after["components"] == []
     assert after["edited"] is not None
+
+
+async def test_attachment_option_is_resolved_and_served(h: Harness) -> None:
+    fd = h.fd
+    await h.tree.sync()
+    png = b"\x89PNG\r\n\x1a\n" + bytes(100)
+    i = await fd.slash(
+        h.guild.id, h.channel_id, h.user_id, "look", {"image": fd.attachment("cat.png", png)}, locale="it"
+    )
+    assert (await i.acknowledged(3))["data"]["content"] == "108 bytes"
+    assert h.seen[-1] == ("look", ("cat.png", png, "it"))
+    with pytest.raises(ValueError):
+        await fd.slash(h.guild.id, h.channel_id, h.user_id, "look", {"image": "cat.png"})
+
+
+async def test_message_command_opens_a_modal_whose_submission_reaches_the_bot(h: Harness) -> None:
+    fd = h.fd
+    await h.tree.sync()
+    assert any(c["name"] == "Animate" and c["type"] == 3 for c in fd.commands())
+    picture = b"\x89PNG\r\n\x1a\n" + bytes(50)
+    mid = fd.post_user_message(h.user_id, h.channel_id, "my cat", files=[("cat.png", picture)])
+    assert fd.message(mid)["attachments"][0]["filename"] == "cat.png"
+    opened = await fd.message_command(h.guild.id, h.channel_id, h.user_id, "Animate", mid)
+    assert (await opened.acknowledged(3))["type"] == 9
+    assert opened.modal["custom_id"] == f"animate:{mid}"
+    with pytest.raises(ValueError):
+        await fd.submit_modal(opened, {"nope": "x"})
+    prefilled = await fd.submit_modal(opened)
+    assert (await prefilled.acknowledged(3))["data"]["content"] == "animating: naturally"
+    # A modal is answered once; the member opens it again for another submission.
+    again = await fd.message_command(h.guild.id, h.channel_id, h.user_id, "Animate", mid, locale="ja")
+    await again.acknowledged(3)
+    edited = await fd.submit_modal(again, {"prompt": "the cat yawns"})
+    await edited.acknowledged(3)
+    assert h.seen[-2:] == [("animate", ("naturally", 58)), ("animate", ("the cat yawns", 58))]
+    assert [m["content"] for m in fd.messages(h.channel_id)][-2:] == [
+        "animating: naturally",
+        "animating: the cat yawns",
+    ]
 
 
 async def test_reactions_reach_raw_reaction_add(h: Harness) -> None:
