@@ -83,9 +83,13 @@ class VideoBot(commands.Bot):
         self.started_monotonic = time.monotonic()
         self.synced = False
         self._ready_logged = False
+        #: For members' pictures from Discord's CDN (``bot.cogs.generate._image``); opened in setup_hook.
+        self.http_session: aiohttp.ClientSession | None = None
         bot_errors.install(self.tree)
 
     async def setup_hook(self) -> None:
+        if self.http_session is None:
+            self.http_session = aiohttp.ClientSession()
         for ext in CORE_EXTENSIONS:
             if ext not in self.extensions:  # a login retried after setup_hook began
                 await self.load_extension(ext)
@@ -109,6 +113,8 @@ class VideoBot(commands.Bot):
     async def close(self) -> None:
         await self.submitter.close()
         await self.delivery.close()
+        if self.http_session is not None:
+            await self.http_session.close()
         await super().close()
 
     # ------------------------------------------------------------------ command sync

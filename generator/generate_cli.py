@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--aspect-ratio", default=None, choices=["16:9", "9:16", "1:1"])
     p.add_argument("--negative-prompt", default="", help="what to avoid (default: the model's own)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--image", type=Path, default=None, help="start the video from this picture (PNG/JPEG)")
+    src.add_argument(
+        "--image",
+        type=Path,
+        default=None,
+        help="start the video from this picture (PNG, JPEG or WebP; the prompt then describes the motion; "
+        "without --aspect-ratio the ratio nearest the picture's is used, and the picture's centre is cropped to it)",
+    )
     src.add_argument(
         "--extend",
         type=Path,
@@ -57,6 +64,36 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str, Any]]:
+    """``--image``: the picture checked and normalised as the bot does it (``videobot.images``), planned
+    by ``planning.build_params``; returns the parameters and the pipeline's ``image=`` keyword."""
+    from videobot import images, planning
+    from videobot.errors import InvalidParameters
+    from videobot.presets import GenerationParams, resolve_preset
+
+    path: Path = args.image
+    try:
+        if path.stat().st_size > images.MAX_IMAGE_BYTES:
+            raise InvalidParameters(
+                f"{path} is larger than {images.MAX_IMAGE_BYTES // 1024 // 1024} MB; use a smaller picture."
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidParameters(f"cannot read {path}: {exc.strerror or exc}") from None
+    prepared = images.prepare(data)
+    preset = resolve_preset(model)
+    raw = planning.build_params(
+        planning.QueueTarget(preset.name, preset),
+        args.prompt,
+        negative_prompt=args.negative_prompt,
+        seed=args.seed,
+        duration=args.duration,
+        aspect_ratio=args.aspect_ratio,
+        image=prepared,
+    )
+    return GenerationParams.from_dict(raw), {"image": images.open_png(prepared.png)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the process exit code (2 for a user-facing error)."""
     args = _parser().parse_args(argv)
@@ -73,19 +110,21 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model = resolve_auto_model(args.model)
-        verb = "image" if args.image else "extend" if args.extend else "text"
-        params = plan(
-            resolve_preset(model),
-            args.prompt,
-            negative_prompt=args.negative_prompt,
-            seed=args.seed,
-            duration_s=args.duration,
-            aspect_ratio=args.aspect_ratio,
-            verb=verb,
-            image=str(args.image) if args.image else None,
-            source_video=str(args.extend) if args.extend else None,
-        )
-        inputs = load_inputs(params, allow_files=True)
+        if args.image:
+            params, inputs = _image_request(args, model)
+        else:
+            verb = "extend" if args.extend else "text"
+            params = plan(
+                resolve_preset(model),
+                args.prompt,
+                negative_prompt=args.negative_prompt,
+                seed=args.seed,
+                duration_s=args.duration,
+                aspect_ratio=args.aspect_ratio,
+                verb=verb,
+                source_video=str(args.extend) if args.extend else None,
+            )
+            inputs = load_inputs(params, allow_files=True)
         _quiet_library_progress_bars()
         pipeline = VideoPipeline.load(model, data_dir=args.data_dir)
         with tqdm(total=params.num_inference_steps, desc="Generating", unit="step", file=sys.stderr) as bar:

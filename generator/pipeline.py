@@ -19,6 +19,7 @@ import torch
 from generator.encode import frames_to_uint8
 from generator.speed import SpeedOptionError, SpeedOptions, apply_speed_options, reset_step_cache, warm_up
 from videobot.errors import GenerationOOM, InvalidParameters
+from videobot.images import fit, pixel_digest
 from videobot.presets import (
     DEFAULT_GPU_PRESET,
     MAX_VIDEOS,
@@ -87,6 +88,9 @@ class RunOutput:
     variations: tuple[np.ndarray, ...] = ()  # every video of the batch, ``frames`` first
     audio: np.ndarray | None = None  # float32 [channels, samples] in [-1, 1]
     audio_sample_rate: int | None = None
+    #: ``images.pixel_digest`` of the first frame the pipeline was given (``image`` jobs): logged by the
+    #: worker so a test (or an owner) can tell which picture a video was made from.
+    conditioning_digest: str | None = None
 
     def audio_kwargs(self, encode: Callable[..., Any]) -> dict[str, Any]:
         """``audio=`` / ``audio_sample_rate=`` for ``encode`` when there is a soundtrack and it takes one."""
@@ -333,6 +337,11 @@ class VideoPipeline:
         if params.verb == "extend" and (video is None or len(video) < 2):
             raise InvalidParameters("Extending a clip needs the clip (at least two frames).")
         total = params.num_inference_steps
+        digest = None
+        if params.verb == "image":
+            # Fitted once here, so the digest names exactly the picture the pipeline receives.
+            image = _fit_image(image, params.width, params.height)
+            digest = pixel_digest(image)
 
         def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             if on_step is not None:
@@ -363,7 +372,13 @@ class VideoPipeline:
         if params.audio and waveform is not None and hasattr(pipe, "vocoder"):
             audio = np.asarray(waveform[0].float().cpu().numpy(), dtype=np.float32)
             rate = int(pipe.vocoder.config.output_sampling_rate)
-        return RunOutput(frames=videos[0], variations=tuple(videos), audio=audio, audio_sample_rate=rate)
+        return RunOutput(
+            frames=videos[0],
+            variations=tuple(videos),
+            audio=audio,
+            audio_sample_rate=rate,
+            conditioning_digest=digest,
+        )
 
     def _free_memory(self) -> None:
         gc.collect()
@@ -379,16 +394,19 @@ def _to_pil(frame: np.ndarray) -> Any:
 
 
 def _fit_image(image: Any, width: int, height: int) -> Any:
-    """``image`` (PIL, or encoded bytes) as an RGB picture of exactly ``width`` x ``height`` (centre crop)."""
+    """``image`` (PIL, or encoded bytes) as an RGB picture of exactly ``width`` x ``height`` (centre crop,
+    ``videobot.images.fit``); a picture already of that size and mode is returned as it is."""
     import io
 
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     if isinstance(image, (bytes, bytearray)):
         image = Image.open(io.BytesIO(image))
     if not isinstance(image, Image.Image):
         raise InvalidParameters("The input image could not be read.")
-    return ImageOps.fit(image.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
+    if image.mode == "RGB" and image.size == (width, height):
+        return image
+    return fit(image, width, height)
 
 
 def _fit_video(video: Any, width: int, height: int) -> np.ndarray:

@@ -301,6 +301,15 @@ class Worker:
             out = await asyncio.to_thread(
                 self.pipeline.run, params, lambda k, n: self._on_step(run, k, n), **inputs
             )
+            digest = getattr(out, "conditioning_digest", None)
+            if digest:
+                log.info(
+                    "job %s: first frame %dx%d pixel sha256 %s",
+                    c.job_id,
+                    params.width,
+                    params.height,
+                    digest,
+                )
             from generator.encode import encode_mp4
 
             enc = await asyncio.to_thread(

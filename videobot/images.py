@@ -129,6 +129,16 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     )
 
 
+def pixel_digest(image: Image.Image) -> str:
+    """sha256 of an image's size and RGB pixels: which picture conditioned a video (logged by the worker)."""
+    import hashlib
+
+    rgb = image.convert("RGB")
+    h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+    h.update(rgb.tobytes())
+    return h.hexdigest()
+
+
 def open_png(png: bytes) -> Image.Image:
     """A stored input image (from ``prepare``) as an RGB PIL image."""
     with Image.open(io.BytesIO(png)) as im:

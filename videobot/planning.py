@@ -8,11 +8,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from videobot.errors import InvalidParameters
+from videobot.images import PreparedImage, nearest_aspect
 from videobot.presets import ASPECT_RATIOS, MAX_SEED, Preset, clean_prompt, cost_weight, plan, resolve_preset
 from videobot.presets import offered_verbs as presets_offered_verbs
 from videobot.settings import Settings
 
 AUTO = "auto"
+#: Where a job's first-frame image is: stored with the job (``job_inputs`` kind ``image``), which the
+#: worker reads as ``db:image`` (``generator.inputs.db_ref("image")``).
+IMAGE_INPUT = "image"
+IMAGE_REF = "db:image"
+#: The prompt of an image→video job whose member described no motion ("animate naturally").
+NATURAL_MOTION_PROMPT = "The picture comes to life with natural, gentle motion; the camera stays steady."
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,16 @@ def check_audio(settings: Settings, audio: bool | None) -> None:
         )
 
 
+def check_image(settings: Settings) -> None:
+    """A picture given to a model that cannot start from one is refused (before it is even downloaded)."""
+    if "image" not in offered_verbs(settings):
+        name = queue_target(settings).name.replace("`", "'")[:100]
+        raise InvalidParameters(
+            f"This server's model (`{name}`) cannot start a video from a picture. "
+            "Leave the image out and describe the scene in the `/video` prompt instead."
+        )
+
+
 def build_params(
     target: QueueTarget,
     prompt: str,
@@ -83,16 +100,28 @@ def build_params(
     duration: float | None = None,
     aspect_ratio: str | None = None,
     audio: bool | None = None,
+    image: PreparedImage | None = None,
 ) -> dict[str, Any]:
     """Validate the request and return the job's parameters (JSON).
 
     With a known preset: the full ``GenerationParams`` (diffusers names). Without one: the cleaned
     bare request (the seed chosen now, so a rerun can change it); the worker plans it for its preset.
+
+    ``image`` (from ``videobot.images.prepare``) makes it an image→video job: the picture is the first
+    frame (stored with the job as ``IMAGE_INPUT``, referenced as ``IMAGE_REF``), the prompt describes
+    the motion (empty: ``NATURAL_MOTION_PROMPT``), and without an ``aspect_ratio`` the offered ratio
+    nearest to the picture's is used (the worker then crops the picture's centre to the exact size).
     """
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise InvalidParameters(
             f"The seed must be a whole number from 0 to {MAX_SEED}; leave it empty for a random one."
         )
+    if image is not None:
+        if not (prompt or "").strip():
+            prompt = NATURAL_MOTION_PROMPT
+        if aspect_ratio is None:
+            ratios = tuple(target.preset.sizes) if target.preset is not None else ASPECT_RATIOS
+            aspect_ratio = nearest_aspect(image.width, image.height, ratios)
     if target.preset is not None:
         return plan(
             target.preset,
@@ -102,6 +131,8 @@ def build_params(
             duration_s=duration,
             aspect_ratio=aspect_ratio,
             audio=audio,
+            verb="image" if image is not None else None,
+            image=IMAGE_REF if image is not None else None,
         ).to_dict()
     if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
         raise InvalidParameters(
@@ -116,6 +147,7 @@ def build_params(
         "duration_s": duration,
         "aspect_ratio": aspect_ratio,
         "audio": audio,
+        **({"verb": "image", "image": IMAGE_REF} if image is not None else {}),
     }
 
 

@@ -78,6 +78,18 @@ class Settings(BaseSettings):
         default=10 * 1024 * 1024, ge=256 * 1024, alias="VIDEOBOT_UPLOAD_LIMIT_BYTES"
     )
 
+    # --- Input images (/video image, Animate) -----------------------------------------------
+    #: Largest picture file a member may give (bytes); larger ones are refused without downloading.
+    max_image_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=64 * 1024, le=512 * 1024 * 1024, alias="VIDEOBOT_MAX_IMAGE_BYTES"
+    )
+    #: Largest picture in pixels (width x height, read from the header before anything is decoded).
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1_000_000, le=200_000_000, alias="VIDEOBOT_MAX_IMAGE_PIXELS"
+    )
+    #: Seconds the bot waits for a picture's download from Discord before it gives up.
+    image_download_seconds: float = Field(default=20.0, gt=0, le=300, alias="VIDEOBOT_IMAGE_DOWNLOAD_SECONDS")
+
     # --- Operations --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="VIDEOBOT_LOG_LEVEL"

@@ -155,7 +155,9 @@ class ResultPoster:
             return discord.File(io.BytesIO(result.video), filename=_format.result_filename(job.id))
 
         try:
-            if self._token_valid(job) and job.kind != "rerun":
+            # A job that answers a message (a rerun under its result, Animate under the picture) is posted
+            # as a reply in the channel; interaction follow-ups cannot reply to a message.
+            if self._token_valid(job) and not job.reply_to_message_id:
                 assert job.application_id is not None and job.interaction_token is not None
                 webhook = discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
                 try:

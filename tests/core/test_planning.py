@@ -30,3 +30,55 @@ def test_sound_is_on_by_default_where_the_model_has_it_and_refused_where_it_has_
     check_audio(silent, False)
     with pytest.raises(InvalidParameters, match="without sound"):
         check_audio(silent, True)
+
+
+def test_a_picture_makes_an_image_job_in_the_offered_ratio_nearest_to_it() -> None:
+    from videobot.images import prepare
+    from videobot.planning import IMAGE_REF, NATURAL_MOTION_PROMPT, check_image
+    from videobot.presets import PRESETS, GenerationParams
+
+    from .test_images import png_bytes
+
+    tiny = settings("tiny")
+    check_image(tiny)
+    portrait = prepare(png_bytes(90, 160))
+    params = build_params(queue_target(tiny), "it blinks", image=portrait)
+    assert params["verb"] == "image" and params["image"] == IMAGE_REF and params["prompt"] == "it blinks"
+    assert (params["width"], params["height"]) == PRESETS["tiny"].sizes["9:16"]
+    # The member's ratio wins over the picture's; no motion described means natural motion.
+    square = build_params(queue_target(tiny), "", aspect_ratio="1:1", image=prepare(png_bytes(160, 90)))
+    assert (square["width"], square["height"]) == PRESETS["tiny"].sizes["1:1"]
+    assert square["prompt"] == NATURAL_MOTION_PROMPT
+    assert GenerationParams.from_dict(square).verb == "image"
+    # Without a picture nothing changes: text, and an empty prompt is still refused.
+    assert build_params(queue_target(tiny), "a fox")["verb"] == "text"
+    with pytest.raises(InvalidParameters, match="empty"):
+        build_params(queue_target(tiny), "  ")
+
+
+def test_auto_carries_the_bare_image_request_and_the_worker_plans_it() -> None:
+    from generator.worker import params_for
+    from videobot.images import prepare
+    from videobot.planning import IMAGE_REF
+    from videobot.presets import PRESETS
+
+    from .test_images import png_bytes
+
+    raw = build_params(queue_target(settings("auto")), "waves", image=prepare(png_bytes(160, 90)))
+    assert raw["verb"] == "image" and raw["image"] == IMAGE_REF and raw["aspect_ratio"] == "16:9"
+    planned = params_for(PRESETS["tiny"], raw)
+    assert planned.verb == "image" and planned.image == IMAGE_REF
+
+
+def test_a_model_without_the_image_verb_refuses_pictures_politely() -> None:
+    from videobot.images import prepare
+    from videobot.planning import check_image
+
+    from .test_images import png_bytes
+
+    text_only = settings("wan2.1-1.3b")
+    with pytest.raises(InvalidParameters, match="cannot start a video from a picture") as info:
+        check_image(text_only)
+    assert "wan2.1-1.3b" in str(info.value) and "Leave the image out" in str(info.value)
+    with pytest.raises(InvalidParameters, match="cannot make videos from an image"):
+        build_params(queue_target(text_only), "x", image=prepare(png_bytes(32, 32)))

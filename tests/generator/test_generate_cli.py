@@ -76,3 +76,33 @@ def test_module_entry_point_defaults_to_tiny_without_gpu(
     assert "Wrote" in proc.stdout
     info = probe_mp4(out.read_bytes())
     assert (info["codec"], info["width"], info["height"], info["num_frames"]) == ("h264", 64, 32, 9)
+
+
+def test_image_starts_the_video_in_the_pictures_ratio_and_hostile_files_are_refused(
+    tiny_data_dir: Path, tiny_model_dir: Path, tmp_path: Path, capsys
+):
+    from PIL import Image
+
+    from tests.core.test_images import bomb_png
+
+    picture = tmp_path / "portrait.jpg"
+    Image.new("RGB", (90, 160), (10, 200, 30)).save(picture, format="JPEG")
+    out = tmp_path / "out.mp4"
+    base = ["", "-o", str(out), "--model", "tiny", "--seed", "3", "--data-dir", str(tiny_data_dir)]
+    assert main([*base, "--image", str(picture)]) == 0  # empty prompt: natural motion
+    info = probe_mp4(out.read_bytes())
+    assert (info["width"], info["height"]) == (32, 64)  # 9:16, the offered ratio nearest 90x160
+    capsys.readouterr()
+
+    for name, data, message in [
+        ("bomb.png", bomb_png(), "pixels"),
+        ("notes.png", b"just some text, not a picture" * 20, "not a picture I can read"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        target = tmp_path / f"{name}.mp4"
+        assert main(["a cat", "-o", str(target), "--model", "tiny", "--data-dir", str(tiny_data_dir),
+                     "--image", str(path)]) == 2  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+        assert not target.exists()

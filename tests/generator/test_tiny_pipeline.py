@@ -163,3 +163,18 @@ def test_unknown_model_and_options(tmp_path: Path):
         VideoPipeline.load("not a model", data_dir=tmp_path)
     with pytest.raises(ModelLoadError, match="offload"):
         VideoPipeline.load("tiny", data_dir=tmp_path, offload="everything")
+
+
+def test_an_image_job_reports_which_picture_conditioned_it(tiny_pipeline: VideoPipeline):
+    """The digest is of the exact first frame given to diffusers: the picture centre-cropped to the size."""
+    from PIL import Image
+
+    from videobot.images import fit, pixel_digest
+
+    picture = Image.new("RGB", (100, 40), (250, 120, 0))
+    picture.paste((0, 0, 255), (0, 0, 20, 40))  # a blue band on the left, cropped away for 16:9
+    params = plan(PRESETS["tiny"], "it glows", seed=5, aspect_ratio="16:9", verb="image", image="db:image")
+    out = tiny_pipeline.run(params, image=picture)
+    assert out.conditioning_digest == pixel_digest(fit(picture, params.width, params.height))
+    assert out.conditioning_digest != pixel_digest(picture.resize((params.width, params.height)))
+    assert tiny_pipeline.run(_params()).conditioning_digest is None

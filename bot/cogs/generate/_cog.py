@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -36,16 +36,20 @@ from bot.checks import is_moderator, role_ids
 from videobot import guilds, planning
 from videobot.errors import ChannelNotAllowed, InvalidParameters, PromptRejected, QuotaExceeded, TooManyQueued
 from videobot.health import record_ack
+from videobot.images import PreparedImage
 from videobot.jobs import SubmitRequest
 from videobot.models import Job
 
-from . import _format
+from . import _format, _image
+from ._animate import AnimateModal
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
 
 log = logging.getLogger(__name__)
 
+#: The message command (Apps → Animate) that makes a video from a message's picture.
+ANIMATE = "Animate"
 RERUN_EMOJI = "🔁"
 DELETE_EMOJI = "❌"
 #: Reaction spam inside one window queues at most one rerun per member and message.
@@ -65,9 +69,18 @@ class GenerateCog(commands.Cog):
         self.bot = bot
         #: guild id → the upload limit this process last wrote (or is writing) for it.
         self._remembered_limits: dict[int, int] = {}
+        # Context menus cannot be declared inside a cog class: made here, added to the tree on load.
+        self.animate_menu = app_commands.ContextMenu(name=ANIMATE, callback=self.animate)
+        self.animate_menu.guild_only = True
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.animate_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
 
     # ------------------------------------------------------------------ /video
-    @app_commands.command(name="video", description="Make a short video from a text prompt")
+    @app_commands.command(name="video", description="Make a short video from a text prompt (and a picture)")
     @app_commands.describe(
         prompt="What the video shows, e.g. a red fox running through fresh snow",
         negative_prompt="What to avoid, e.g. blurry, text, watermark",
@@ -76,6 +89,7 @@ class GenerateCog(commands.Cog):
         aspect_ratio="Landscape, portrait or square",
         model="The model to use (empty: the server's default)",
         audio="Sound with the video (empty: on when the model makes sound)",
+        image="A picture to start from (PNG, JPEG or WebP); the prompt then describes the motion",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -95,13 +109,18 @@ class GenerateCog(commands.Cog):
         aspect_ratio: app_commands.Choice[str] | None = None,
         model: str | None = None,
         audio: bool | None = None,
+        image: discord.Attachment | None = None,
     ) -> None:
-        # Acknowledge first: nothing before this line touches the database or the disk.
+        # Acknowledge first: nothing before this line touches the database, the disk or the network.
         await interaction.response.defer(ephemeral=True, thinking=True)
         record_ack(interaction.created_at)
         settings = self.bot.settings
         target = planning.check_model(settings, model)
         planning.check_audio(settings, audio)
+        picture = None
+        if image is not None:
+            planning.check_image(settings)  # before downloading anything
+            picture = await self._read_image(image)
         params = planning.build_params(
             target,
             prompt,
@@ -110,7 +129,25 @@ class GenerateCog(commands.Cog):
             duration=duration,
             aspect_ratio=aspect_ratio.value if aspect_ratio else None,
             audio=audio,
+            image=picture,
         )
+        await self._queue(interaction, target, params, kind="command", picture=picture)
+
+    async def _read_image(self, attachment: discord.Attachment) -> PreparedImage:
+        assert self.bot.http_session is not None
+        return await _image.read_image(self.bot.http_session, attachment, self.bot.settings)
+
+    async def _queue(
+        self,
+        interaction: discord.Interaction,
+        target: planning.QueueTarget,
+        params: dict[str, Any],
+        *,
+        kind: str,
+        picture: PreparedImage | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> None:
+        """Channel rules, then charge and queue in one transaction; answer privately, then post the status."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
         limit = int(interaction.filesize_limit)
@@ -123,14 +160,25 @@ class GenerateCog(commands.Cog):
                 user_id=interaction.user.id,
                 model=target.name,
                 params=params,
-                cost=planning.job_cost(settings, target, params),
+                cost=planning.job_cost(self.bot.settings, target, params),
                 role_ids=member_role_ids(interaction.user),
-                kind="command",
+                kind=kind,
                 upload_limit_bytes=limit,
                 application_id=interaction.application_id,
                 interaction_token=interaction.token,
+                reply_to_message_id=reply_to_message_id,
+                inputs={planning.IMAGE_INPUT: picture.png} if picture is not None else {},
             )
         )
+        if picture is not None and submitted.created:
+            log.info(
+                "job %s: first frame from a %s picture, stored as %dx%d PNG (%d bytes)",
+                submitted.job.id,
+                picture.source_format,
+                picture.width,
+                picture.height,
+                len(picture.png),
+            )
         self.bot.delivery.wake()
         try:
             # Answer first: the member's "Queued as…" never waits for the channel's message budget.
@@ -141,6 +189,36 @@ class GenerateCog(commands.Cog):
             # Then the public status message, also when the answer failed (it is owed either way).
             if not submitted.job.status_message_id:
                 self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
+
+    # ------------------------------------------------------------------ Apps → Animate
+    async def animate(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Message command: ask for the motion in a modal (which must be the first response, so only
+        checks that need no database or network run before it), then queue from its submission."""
+        settings = self.bot.settings
+        planning.check_image(settings)
+        attachment = _image.pick_image(message)
+        _image.check_declared_size(attachment, settings)
+        await interaction.response.send_modal(AnimateModal(self, message, attachment))
+        record_ack(interaction.created_at)
+
+    async def animate_submitted(
+        self,
+        interaction: discord.Interaction,
+        message: discord.Message,
+        attachment: discord.Attachment,
+        prompt: str,
+    ) -> None:
+        """The modal's submission: a new interaction, acknowledged first like ``/video``."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        record_ack(interaction.created_at)
+        settings = self.bot.settings
+        target = planning.check_model(settings, None)
+        planning.check_image(settings)
+        picture = await self._read_image(attachment)
+        params = planning.build_params(target, prompt, image=picture)
+        await self._queue(
+            interaction, target, params, kind="animate", picture=picture, reply_to_message_id=message.id
+        )
 
     @video.autocomplete("model")
     async def _model_autocomplete(
@@ -222,6 +300,20 @@ class GenerateCog(commands.Cog):
             return
         limit = view.upload_limit_bytes or self.bot.settings.upload_limit_bytes
         params = planning.rerun_params(parent.params or {})
+        inputs: dict[str, bytes] = {}
+        if params.get("image") == planning.IMAGE_REF:
+            # Another take of a video made from a picture starts from the same stored picture.
+            inputs = {
+                k: v
+                for k, v in (await self.bot.queue.get_inputs(parent.id)).items()
+                if k == planning.IMAGE_INPUT
+            }
+            if not inputs:
+                await self._feedback(
+                    payload,
+                    "The picture this video started from is no longer stored; use Animate on it again.",
+                )
+                return
         try:
             submitted = await self.bot.submitter.submit(
                 SubmitRequest(
@@ -237,6 +329,7 @@ class GenerateCog(commands.Cog):
                     parent_job_id=parent.id,
                     upload_limit_bytes=limit,
                     reply_to_message_id=payload.message_id,
+                    inputs=inputs,
                 )
             )
         except (QuotaExceeded, TooManyQueued, InvalidParameters) as exc:

@@ -79,7 +79,9 @@ def eta_seconds(job: Job) -> float | None:
 
 
 def status_header(job: Job) -> str:
-    verb = "asked for a rerun" if job.kind == "rerun" else "asked for a video"
+    verb = {"rerun": "asked for a rerun", "animate": "asked to animate a picture"}.get(
+        job.kind, "asked for a video"
+    )
     prompt = truncate(escape(prompt_of(job)), STATUS_PROMPT_CHARS)
     return f"🎬 <@{job.user_id}> {verb} · {job_marker(job.id)}\n{quote(prompt)}"
 

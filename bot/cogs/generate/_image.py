@@ -1,0 +1,103 @@
+"""A member's picture (a ``/video`` image option, the message ``Animate`` is used on): downloaded once,
+at request time, with a size cap and a timeout, then checked and normalised by ``videobot.images``.
+
+Discord's attachment URLs are signed and expire, so the bytes are fetched when the request arrives
+(after the interaction is acknowledged) and stored with the job; a worker never sees the URL. The
+declared ``size`` is checked before any byte is fetched, and the download stops as soon as it passes
+the cap whatever the declared size said. Nothing here decodes pixels on the event loop: ``prepare``
+runs in a thread, after its header check refused anything too large to decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+import discord
+
+from videobot import images
+from videobot.images import ImageRejected, PreparedImage
+from videobot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: File endings and content types that may hold a picture (a hint to pick the attachment; the bytes decide).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".webp")
+CHUNK = 64 * 1024
+
+NOT_DOWNLOADED = (
+    "I could not download that picture from Discord (it may have been deleted). Please attach it again."
+)
+TOO_SLOW = "Downloading that picture took too long. Please try again, or attach a smaller picture."
+
+
+def _too_large(size: int, cap: int) -> ImageRejected:
+    return ImageRejected(
+        f"That picture is too large ({size / (1024 * 1024):.1f} MB); the limit is "
+        f"{cap / (1024 * 1024):.0f} MB. Please send a smaller PNG, JPEG or WebP picture."
+    )
+
+
+def looks_like_image(attachment: discord.Attachment) -> bool:
+    ctype = (attachment.content_type or "").split(";")[0].strip().lower()
+    return ctype.startswith("image/") or attachment.filename.lower().endswith(IMAGE_SUFFIXES)
+
+
+def pick_image(message: discord.Message) -> discord.Attachment:
+    """The first attachment of ``message`` that claims to be a picture, or a refusal saying what to do."""
+    for attachment in message.attachments:
+        if looks_like_image(attachment):
+            return attachment
+    raise ImageRejected(
+        "That message has no picture to animate. Use Apps → Animate on a message with a PNG, JPEG or "
+        "WebP image attached."
+    )
+
+
+def check_declared_size(attachment: discord.Attachment, settings: Settings) -> None:
+    """Refuse a file Discord says is over the cap, without fetching a byte of it."""
+    if attachment.size > settings.max_image_bytes:
+        raise _too_large(attachment.size, settings.max_image_bytes)
+
+
+async def download(
+    session: aiohttp.ClientSession, attachment: discord.Attachment, settings: Settings
+) -> bytes:
+    """The attachment's bytes (``Attachment.read()`` with a cap and a timeout); ``ImageRejected`` otherwise."""
+    cap = settings.max_image_bytes
+    check_declared_size(attachment, settings)
+    timeout = aiohttp.ClientTimeout(total=settings.image_download_seconds)
+    try:
+        async with session.get(attachment.url, timeout=timeout) as resp:
+            if resp.status != 200:
+                log.info("attachment %s: the CDN answered %s", attachment.id, resp.status)
+                raise ImageRejected(NOT_DOWNLOADED)
+            if resp.content_length is not None and resp.content_length > cap:
+                raise _too_large(resp.content_length, cap)
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                data += chunk
+                if len(data) > cap:  # the declared size was wrong: stop reading at once
+                    log.info(
+                        "attachment %s: more than its declared %s bytes; stopped",
+                        attachment.id,
+                        attachment.size,
+                    )
+                    raise _too_large(len(data), cap)
+    except TimeoutError:
+        raise ImageRejected(TOO_SLOW) from None
+    except aiohttp.ClientError as exc:
+        log.info("attachment %s: download failed (%s)", attachment.id, type(exc).__name__)
+        raise ImageRejected(NOT_DOWNLOADED) from None
+    return bytes(data)
+
+
+async def read_image(
+    session: aiohttp.ClientSession, attachment: discord.Attachment, settings: Settings
+) -> PreparedImage:
+    """Download, check (header first: a decompression bomb is never decoded) and normalise the picture."""
+    data = await download(session, attachment, settings)
+    return await asyncio.to_thread(
+        images.prepare, data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+    )
