@@ -209,6 +209,8 @@ class FakeDiscord:
         self._messages: dict[int, StoredMessage] = {}
         self._channel_messages: dict[int, list[int]] = {}
         self._blobs: dict[int, bytes] = {}
+        #: Attachment ids fetched from the CDN url, in order (did the bot download a file?).
+        self.cdn_requests: list[int] = []
         self._interactions: dict[int, Interaction] = {}
         self._by_token: dict[str, Interaction] = {}
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
@@ -1274,6 +1276,7 @@ class FakeDiscord:
         return self._json(404, {"message": "404: Not Found", "code": 0})
 
     async def _cdn(self, request: web.Request) -> web.Response:
+        self.cdn_requests.append(int(request.match_info["attachment_id"]))
         data = self._blobs.get(int(request.match_info["attachment_id"]))
         if data is None:
             return web.Response(status=404, text="Not Found")

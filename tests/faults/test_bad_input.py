@@ -2,9 +2,10 @@
 
 Covered elsewhere and not repeated: a whitespace-only prompt, a seed above 2^32-1, an unknown model, a
 too-long duration (tests/e2e/test_video.py); blocklisted words in other case and Unicode look-alikes
-(tests/moderation). Image input is not tested: this product has no image-to-video command (the test
-below fails if one appears, as a reminder to add its bad-input cases: no attachment, not an image,
-a huge or a decompression-bomb image).
+(tests/moderation). Pictures (``/video image:``, Apps → Animate) have their bad-input cases in
+tests/e2e/test_image.py: a decompression bomb, bytes that are not a picture, a file over the cap (and
+one that lies about its size), a message without a picture, a model that cannot start from a picture.
+The test below fails if another command starts taking files, as a reminder to add its cases.
 
 What Discord itself refuses never reaches the bot, so it is checked where Discord takes it from: the
 registered command (prompt length 1-1,000, aspect ratios as fixed choices).
@@ -63,13 +64,17 @@ def pings(message: dict, member: int) -> list[str]:
     return out
 
 
-async def test_no_image_input_exists(h: BotHarness) -> None:
+async def test_only_video_takes_a_file_and_it_is_optional(h: BotHarness) -> None:
+    takes_files = []
     for command in h.fd.commands(h.guild_id):
         stack = list(command.get("options") or [])
         while stack:
             option = stack.pop()
-            assert option["type"] != 11, f"/{command['name']} takes an attachment: add its bad-input tests"
+            if option["type"] == 11:
+                takes_files.append((command["name"], option["name"], option.get("required", False)))
             stack.extend(option.get("options") or [])
+    # Another command taking an attachment needs its bad-input tests (see tests/e2e/test_image.py).
+    assert takes_files == [("video", "image", False)]
 
 
 async def test_discord_bounds_the_prompt_and_offers_only_valid_aspect_ratios(h: BotHarness) -> None:

@@ -1,0 +1,329 @@
+"""Image → video end to end: the real bot and worker (tiny model) against the fake Discord.
+
+``/video image:`` and Apps → Animate (modal → job → video posted under the picture); hostile pictures
+refused privately with nothing charged or queued and the bot's memory flat; the stored picture
+purged with the result; a model without the ``image`` verb refusing politely.
+
+Which picture a video was made from is checked without looking at a random model's pixels: the worker
+logs the pixel digest of the first frame it handed to the pipeline, and the test computes the digest
+of the picture normalised (``videobot.images.prepare``) and cropped to the job's size (``fit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import struct
+import time
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import av
+import pytest
+import pytest_asyncio
+from PIL import Image
+from sqlalchemy import func, select, update
+
+from tests.faults.helpers import answer
+from videobot.images import fit, open_png, pixel_digest, prepare
+from videobot.models import Job, JobInput, JobResult
+from videobot.planning import IMAGE_REF, NATURAL_MOTION_PROMPT
+from videobot.presets import PRESETS
+
+from .harness import BotHarness, shared_harness
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+MAX_IMAGE_BYTES = 1024 * 1024
+#: The first test's result post and upload (the rerun test reacts to it).
+FIRST: dict = {}
+MB = 1024 * 1024
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    harness = BotHarness(
+        tmp_path_factory.mktemp("e2e-image"),
+        worker=True,
+        bot_env={"VIDEOBOT_DEFAULT_QUOTA": "20", "VIDEOBOT_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES)},
+        extra_members=1,
+    )
+    async with shared_harness(harness) as started:  # asserts fd.problems() == [] (OpenAPI bodies included)
+        yield started
+
+
+# ------------------------------------------------------------------ pictures
+def picture(w: int, h: int, fmt: str = "PNG", **save: object) -> bytes:
+    """A picture with structure (a gradient and a bar), so a crop or a swap changes its digest."""
+    im = Image.new("RGB", (w, h))
+    im.putdata([(x * 255 // w, y * 255 // h, 90) for y in range(h) for x in range(w)])
+    im.paste((250, 250, 250), (0, 0, max(1, w // 8), h))
+    out = io.BytesIO()
+    im.save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+def decompression_bomb(side: int = 14000) -> bytes:
+    """A real, decodable greyscale PNG of ``side``×``side`` pixels (196 MP, 588 MB as RGB) in ~200 KB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (side + 1)  # filter byte + one byte per pixel
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def expected_digest(data: bytes, width: int, height: int) -> str:
+    """The digest of the first frame the worker must have given the pipeline for this upload."""
+    return pixel_digest(fit(open_png(prepare(data).png), width, height))
+
+
+# ------------------------------------------------------------------ reading the processes
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS / VmHWM of a process in bytes (from /proc)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset the kernel's peak-RSS mark of ``pid`` (``clear_refs`` 5); False where that is not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def digest_logged(h: BotHarness, job_id: int) -> tuple[int, int, str] | None:
+    found = re.search(rf"job {job_id}: first frame (\d+)x(\d+) pixel sha256 ([0-9a-f]{{64}})", h.worker.log())
+    return None if found is None else (int(found[1]), int(found[2]), found[3])
+
+
+async def stored_inputs(h: BotHarness, job_id: int) -> dict[str, bytes]:
+    assert h.db is not None
+    async with h.db.sessionmaker() as s:
+        rows = await s.execute(select(JobInput.kind, JobInput.data).where(JobInput.job_id == job_id))
+        return {kind: bytes(data) for kind, data in rows}
+
+
+def posts_with_file(h: BotHarness, job_id: int) -> list[dict]:
+    name = f"videobot-{job_id}.mp4"
+    return [m for m in h.messages() if any(a["filename"] == name for a in m["attachments"])]
+
+
+def decoded_size(data: bytes) -> tuple[str, int, int, int]:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return stream.codec_context.name, stream.codec_context.width, stream.codec_context.height, frames
+
+
+async def queued_job_id(h: BotHarness, interaction: object) -> int:
+    text = await answer(h, interaction)
+    found = re.search(r"Queued as job #(\d+)", text)
+    assert found, text
+    return int(found[1])
+
+
+async def check_video_from(h: BotHarness, job_id: int, upload: bytes) -> tuple[dict, Job]:
+    """The result post of ``job_id`` decodes as H.264, and the worker conditioned it on ``upload``."""
+    [post] = await h.wait_for(lambda: posts_with_file(h, job_id), 90, f"the video of job {job_id}")
+    job = await h.wait_job(job_id, "delivered", 10)
+    codec, width, height, frames = decoded_size(h.fd.attachment_bytes(post["attachments"][0]))
+    assert codec == "h264" and (width, height, frames) == (
+        job.params["width"],
+        job.params["height"],
+        job.params["num_frames"],
+    )
+    logged = digest_logged(h, job_id)
+    assert logged == (width, height, expected_digest(upload, width, height)), logged
+    return post, job
+
+
+# ------------------------------------------------------------------ tests
+async def test_video_with_an_image_attachment_posts_an_mp4_started_from_that_picture(h: BotHarness) -> None:
+    upload = picture(90, 160, "JPEG", quality=92)  # portrait: no aspect ratio given, so 9:16
+    pic = h.fd.attachment("cat.jpg", upload)
+    interaction = await h.slash(h.member_id, "video", prompt="the cat slowly yawns", image=pic)
+    body = await interaction.acknowledged(3)
+    assert body["type"] == 5 and body["data"]["flags"] & 64  # deferred first, privately
+    job_id = await queued_job_id(h, interaction)
+
+    # Downloaded once, at request time; the job carries the normalised PNG, not the URL.
+    assert h.fd.cdn_requests.count(int(pic["id"])) == 1
+    assert await stored_inputs(h, job_id) == {"image": prepare(upload).png}
+
+    post, job = await check_video_from(h, job_id, upload)
+    assert (job.params["width"], job.params["height"]) == PRESETS["tiny"].sizes["9:16"]
+    assert job.params["verb"] == "image" and job.params["image"] == IMAGE_REF and job.kind == "command"
+    assert job.params["prompt"] == "the cat slowly yawns" and "cdn" not in str(job.params)
+    assert post["content"].startswith(f"<@{h.member_id}>")
+    assert [(e.kind, e.amount) for e in await h.ledger(h.member_id) if e.job_id == job_id] == [("charge", -1)]
+    FIRST.update(post=post, upload=upload, seed=job.params["seed"])
+
+
+async def test_rerun_reaction_starts_from_the_same_picture(h: BotHarness) -> None:
+    post, upload = FIRST["post"], FIRST["upload"]
+    # Another take (🔁 by another member): a new seed, the same stored picture, a reply under the result.
+    await h.react(h.other_id, int(post["id"]), "🔁")
+    deadline = time.monotonic() + 30
+    while not (jobs := [j for j in await h.jobs(h.other_id) if j.kind == "rerun"]):
+        assert time.monotonic() < deadline, "no rerun queued"
+        await asyncio.sleep(0.1)
+    [job] = jobs
+    assert await stored_inputs(h, job.id) == {"image": prepare(upload).png}
+    rerun, job = await check_video_from(h, job.id, upload)
+    assert (rerun.get("message_reference") or {}).get("message_id") == post["id"]
+    assert job.params["verb"] == "image" and job.params["seed"] != FIRST["seed"]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("bomb", "pixels"),
+        ("not an image", "not a picture I can read"),
+        ("oversize", "too large"),
+        ("lies about its size", "too large"),
+    ],
+)
+async def test_hostile_pictures_are_refused_privately_uncharged_unqueued_and_memory_stays_flat(
+    h: BotHarness, case: str, message: str
+) -> None:
+    data, declared = {
+        "bomb": (decompression_bomb(), None),
+        "not an image": (b"%PDF-1.7\n" + os.urandom(4000), None),
+        "oversize": (os.urandom(2 * MB), None),
+        "lies about its size": (os.urandom(2 * MB), 1000),
+    }[case]
+    if case == "bomb":
+        # Small on the wire, 14000×14000 once decoded (the IHDR's width and height).
+        assert len(data) < MB and struct.unpack(">II", data[16:24]) == (14000, 14000)
+    pic = h.fd.attachment("cat.png", data)
+    if declared is not None:
+        pic["size"] = declared  # the client's word; only the bytes count
+    user = h.members[0]
+    jobs_before, ledger_before = len(await h.jobs()), len(await h.ledger())
+    public_before = len(h.messages())
+    assert h.bot.pid is not None
+    exact_peak = reset_peak_rss(h.bot.pid)
+    rss_before = proc_status(h.bot.pid)["VmRSS"]
+
+    interaction = await h.slash(user, "video", prompt="it moves", image=pic)
+    text = await answer(h, interaction)
+
+    assert message in text and "Please" in text, text
+    assert interaction.ephemeral and "Queued" not in text
+    assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
+    assert len(h.messages()) == public_before
+    fetched = h.fd.cdn_requests.count(int(pic["id"]))
+    assert fetched == (0 if case == "oversize" else 1)  # a declared-too-large file is never fetched
+    after = proc_status(h.bot.pid)
+    grown = (after["VmHWM"] if exact_peak else after["VmRSS"]) - rss_before
+    assert grown < 100 * MB, f"the bot grew by {grown / MB:.0f} MB on {case!r}"
+
+
+async def test_animate_opens_a_modal_then_the_video_replies_under_the_picture(h: BotHarness) -> None:
+    fd = h.fd
+    # A message without a picture: refused at once, no modal.
+    plain = fd.post_user_message(h.member_id, h.channel_id, "no picture here")
+    refused = await fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", plain)
+    body = await refused.acknowledged(3)
+    assert (
+        body["type"] == 4
+        and body["data"]["flags"] & 64
+        and "no picture to animate" in body["data"]["content"]
+    )
+
+    upload = picture(200, 100, "WEBP", lossless=True)  # landscape: 16:9 is the offered ratio nearest 2:1
+    mid = fd.post_user_message(h.other_id, h.channel_id, "my cat", files=[("cat.webp", upload)])
+    opened = await fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", mid)
+    body = await opened.acknowledged(3)
+    assert body["type"] == 9 and opened.modal is not None
+    [text_input] = [
+        c
+        for row in opened.modal["components"]
+        for c in (row.get("components") or [row.get("component")])
+        if c
+    ]
+    assert text_input["custom_id"] == "prompt" and text_input.get("required") is False
+
+    submitted = await fd.submit_modal(opened, {})  # empty: animate naturally
+    assert (await submitted.acknowledged(3))["type"] == 5 and submitted.ephemeral
+    job_id = await queued_job_id(h, submitted)
+    post, job = await check_video_from(h, job_id, upload)
+
+    # Posted in that channel as a reply to the message with the picture, mentioning the member who asked.
+    assert post["channel_id"] == str(h.channel_id)
+    assert (post.get("message_reference") or {}).get("message_id") == str(mid)
+    assert [u["id"] for u in post["mentions"]] == [str(h.member_id)]
+    assert job.kind == "animate" and job.parent_job_id is None and job.user_id == h.member_id
+    assert job.reply_to_message_id == mid and job.params["prompt"] == NATURAL_MOTION_PROMPT
+    assert (job.params["width"], job.params["height"]) == PRESETS["tiny"].sizes["16:9"]
+    status = fd.message(job.status_message_id)
+    assert status is not None and "asked to animate a picture" in status["content"]
+
+
+async def test_the_picture_is_purged_with_the_result_and_a_text_only_model_refuses_pictures(
+    h: BotHarness,
+) -> None:
+    assert h.db is not None
+    async with h.db.sessionmaker() as s:
+        with_inputs = sorted(set((await s.execute(select(JobInput.job_id))).scalars()))
+    assert with_inputs, "the earlier tests stored pictures"
+    for job_id in with_inputs:
+        await h.wait_job(job_id, "delivered")
+    # Two days later (retention: 24 h): the bot's housekeeping removes the video and the picture together.
+    async with h.db.transaction() as s:
+        await s.execute(
+            update(Job)
+            .where(Job.id.in_(with_inputs))
+            .values(delivered_at=Job.delivered_at - 172800, finished_at=Job.finished_at - 172800)
+        )
+    # Restarted on a model without the image verb (the worker keeps serving `tiny`: it takes no new jobs).
+    await h.restart_bot(VIDEOBOT_MODEL="wan2.1-1.3b")
+
+    async def left() -> tuple[int, int]:
+        assert h.db is not None
+        async with h.db.sessionmaker() as s:
+            inputs = (await s.execute(select(func.count()).select_from(JobInput))).scalar_one()
+            results = (
+                await s.execute(
+                    select(func.count()).select_from(JobResult).where(JobResult.job_id.in_(with_inputs))
+                )
+            ).scalar_one()
+        return inputs, results
+
+    deadline = time.monotonic() + 30
+    while await left() != (0, 0):
+        assert time.monotonic() < deadline, f"still stored (inputs, results): {await left()}"
+        await asyncio.sleep(0.2)
+
+    # /video with a picture: refused before downloading it; nothing charged or queued.
+    jobs_before, ledger_before = len(await h.jobs()), len(await h.ledger())
+    pic = h.fd.attachment("cat.png", picture(64, 64))
+    interaction = await h.slash(h.member_id, "video", prompt="it moves", image=pic)
+    text = await answer(h, interaction)
+    assert "cannot start a video from a picture" in text and "wan2.1-1.3b" in text and interaction.ephemeral
+    assert int(pic["id"]) not in h.fd.cdn_requests
+    # Animate says so too, at once and privately, without opening the modal.
+    mid = h.fd.post_user_message(h.other_id, h.channel_id, "cat", files=[("cat.png", picture(64, 64))])
+    opened = await h.fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", mid)
+    body = await opened.acknowledged(3)
+    assert body["type"] == 4 and body["data"]["flags"] & 64 and opened.modal is None
+    assert "cannot start a video from a picture" in body["data"]["content"]
+    assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
