@@ -278,6 +278,21 @@ async def test_animate_opens_a_modal_then_the_video_replies_under_the_picture(h:
     assert status is not None and "asked to animate a picture" in status["content"]
 
 
+async def test_animate_on_a_file_that_is_not_a_picture_is_refused_after_the_modal(h: BotHarness) -> None:
+    fd = h.fd
+    mid = fd.post_user_message(
+        h.other_id, h.channel_id, "look", files=[("cat.png", b"GIF89a but not really" * 50)]
+    )
+    opened = await fd.message_command(h.guild_id, h.channel_id, h.members[0], "Animate", mid)
+    assert (await opened.acknowledged(3))["type"] == 9
+    jobs_before, ledger_before, public_before = len(await h.jobs()), len(await h.ledger()), len(h.messages())
+    submitted = await fd.submit_modal(opened, {"prompt": "it waves"})
+    text = await answer(h, submitted)
+    assert "not a picture I can read" in text and submitted.ephemeral and "Queued" not in text
+    assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
+    assert len(h.messages()) == public_before
+
+
 async def test_the_picture_is_purged_with_the_result_and_a_text_only_model_refuses_pictures(
     h: BotHarness,
 ) -> None:
@@ -327,3 +342,7 @@ async def test_the_picture_is_purged_with_the_result_and_a_text_only_model_refus
     assert body["type"] == 4 and body["data"]["flags"] & 64 and opened.modal is None
     assert "cannot start a video from a picture" in body["data"]["content"]
     assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
+    # Every request body the bot sent (the modal included) matched Discord's OpenAPI description.
+    assert h.fd.problems() == []
+    if not h.fd.schema_validation:
+        pytest.skip("no OpenAPI description beside the repository: request bodies not validated")
