@@ -346,3 +346,19 @@ async def test_the_picture_is_purged_with_the_result_and_a_text_only_model_refus
     assert h.fd.problems() == []
     if not h.fd.schema_validation:
         pytest.skip("no OpenAPI description beside the repository: request bodies not validated")
+
+
+async def test_on_postgresql_the_picture_reaches_the_worker_through_the_database(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The bytes travel in ``job_inputs`` (bytea), never as a path or URL: what a worker on another machine needs."""
+    harness = BotHarness(tmp_path_factory.mktemp("e2e-image-pg"), worker=True, db="postgresql")
+    async with shared_harness(harness) as pg:
+        upload = picture(120, 120, "PNG")  # square: 1:1
+        interaction = await pg.slash(
+            pg.member_id, "video", prompt="it spins", image=pg.fd.attachment("a.png", upload)
+        )
+        job_id = await queued_job_id(pg, interaction)
+        assert await stored_inputs(pg, job_id) == {"image": prepare(upload).png}
+        _, job = await check_video_from(pg, job_id, upload)
+        assert (job.params["width"], job.params["height"]) == PRESETS["tiny"].sizes["1:1"]
