@@ -1,4 +1,4 @@
-"""/video and the reactions on posted videos (🔁 rerun, ❌ delete)."""
+"""/video, Apps → Animate (a video from a message's picture) and the reactions on posted videos (🔁 rerun, ❌ delete)."""
 
 from __future__ import annotations
 

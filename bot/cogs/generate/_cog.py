@@ -1,4 +1,11 @@
-"""``/video`` and the 🔁 / ❌ reactions on results: parse, call the services, format the answer.
+"""``/video``, Apps → Animate and the 🔁 / ❌ reactions on results: parse, call the services, format the answer.
+
+A picture (``/video image:``, or the message Animate is used on) is downloaded only after the
+interaction is acknowledged, and checked and normalised by ``videobot.images`` (``_image.py``); the
+image decision (verb, aspect ratio) is ``planning.build_params(..., image=...)``. Animate's first
+response must be its modal (``_animate.py``), so only checks without database or network run before
+it; the modal's submission is acknowledged like ``/video`` and queues a job of kind ``animate``
+whose status and result reply under the picture.
 
 Acknowledgement design: the first thing ``/video`` does is ``defer(ephemeral=True, thinking=True)``,
 before any database or disk work, because the 3 s deadline must hold even when the database is
