@@ -115,31 +115,40 @@ def po_path(lang: str) -> Path:
     return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
-@functools.cache
 def translations(lang: str) -> gettext.NullTranslations:
     """The catalog for ``lang``, compiled in memory from its ``.po`` (English: no catalog, the ids)."""
+    return _load(lang)[0]
+
+
+@functools.cache
+def _load(lang: str) -> tuple[gettext.NullTranslations, frozenset[str]]:
+    """(the compiled catalog, the message ids it translates)."""
     if lang == SOURCE or lang not in LANGUAGES:
-        return gettext.NullTranslations()
+        return gettext.NullTranslations(), frozenset()
     path = po_path(lang)
     try:
         with path.open("rb") as f:
             catalog = read_po(f, locale=lang, domain=DOMAIN)
     except OSError as exc:  # a broken install: English is better than no answer
         log.error("cannot read the %s catalog %s (%s); answering in English", lang, path, exc)
-        return gettext.NullTranslations()
+        return gettext.NullTranslations(), frozenset()
     buf = io.BytesIO()
     write_mo(buf, catalog, use_fuzzy=False)  # fuzzy (unchecked) entries fall back to English
     buf.seek(0)
-    return gettext.GNUTranslations(buf)
+    known = frozenset(
+        m.id if isinstance(m.id, str) else m.id[0]
+        for m in catalog
+        if m.id and not m.fuzzy and (m.string if isinstance(m.string, str) else all(m.string))
+    )
+    return gettext.GNUTranslations(buf), known
 
 
 def lookup(locale: object, msgid: str) -> str | None:
-    """The catalog's own translation of ``msgid``, or None (untranslated, or English)."""
+    """The catalog's own translation of ``msgid`` (which may read like the English), or None."""
     lang = language(locale)
-    if lang == SOURCE:
+    if lang == SOURCE or msgid not in _load(lang)[1]:
         return None
-    out = translations(lang).gettext(msgid)
-    return None if out == msgid else out  # gettext answers a missing message with its id
+    return translations(lang).gettext(msgid)
 
 
 # ---------------------------------------------------------------------------------------- values
