@@ -89,6 +89,7 @@ async def test_commands_are_registered_with_the_documented_names(h: BotHarness) 
         "block-add",
         "block-remove",
         "moderator-role",
+        "language",
     }
 
 
