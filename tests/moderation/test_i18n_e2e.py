@@ -178,3 +178,24 @@ async def test_videoconfig_language_sets_and_clears_the_servers_public_language(
         (h.mod_id, {"old": "it", "new": None}),
     ]
     assert actions[0].reason == "italienischer Server"
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("it", "In questo canale non si possono creare video. Usa <#{c}>."),
+        ("ja", "このチャンネルでは動画を作成できません。<#{c}> を使ってください。"),
+        ("ko", "Videos can't be made in this channel. Please use <#{c}>."),
+    ],
+)
+async def test_a_video_refused_by_the_core_is_explained_in_the_members_language(
+    h: BotHarness, locale: str, expected: str
+) -> None:
+    other = h.fd.add_channel(h.guild_id, f"elsewhere-{locale}")
+    await h.set_guild_config(allowed_channel_ids=[other])
+    try:
+        text = await answer(h, h.member_id, locale, "video", prompt="una volpe **nella** neve")
+    finally:
+        await h.set_guild_config(allowed_channel_ids=[])
+    assert text == expected.format(c=other)
+    assert await h.jobs(h.member_id) == [], "refused: no job, no charge"
