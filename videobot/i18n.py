@@ -90,12 +90,6 @@ def language(locale: object) -> str:
     return _PREFIX_ONLY.get(lang, SOURCE)
 
 
-def is_supported(locale: object) -> bool:
-    """True if a catalog other than the English fallback serves ``locale`` (or it is English)."""
-    tag = _tag(locale).lower()
-    return language(locale) != SOURCE or tag == "en" or tag.startswith("en-")
-
-
 @functools.lru_cache(maxsize=64)
 def babel_locale(locale: object) -> Locale:
     """The Babel locale for formatting numbers and durations: the exact one when Babel knows it."""
