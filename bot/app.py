@@ -28,6 +28,7 @@ from bot.connection import DiscordLink
 from bot.connection import describe as describe_discord_problem
 from bot.delivery import DeliveryService
 from bot.endpoints import use_endpoints
+from bot.i18n import CatalogTranslator, GuildLanguages
 from videobot.botlock import AnotherBotRunning, BotLock
 from videobot.db import Database
 from videobot.health import HealthServer
@@ -80,6 +81,8 @@ class VideoBot(commands.Bot):
         sqlite = db.dialect == "sqlite"
         self.submitter = SubmitBatcher(queue, max_batch=64 if sqlite else 8, concurrency=1 if sqlite else 8)
         self.delivery = DeliveryService(self, queue, poll_seconds=settings.poll_seconds)
+        #: The language of each server's public messages (``bot.i18n``).
+        self.languages = GuildLanguages(self)
         self.started_monotonic = time.monotonic()
         self.synced = False
         self._ready_logged = False
@@ -90,6 +93,8 @@ class VideoBot(commands.Bot):
     async def setup_hook(self) -> None:
         if self.http_session is None:
             self.http_session = aiohttp.ClientSession()
+        # Before the sync: command and option descriptions are registered in every supported language.
+        await self.tree.set_translator(CatalogTranslator())
         for ext in CORE_EXTENSIONS:
             if ext not in self.extensions:  # a login retried after setup_hook began
                 await self.load_extension(ext)
@@ -118,9 +123,15 @@ class VideoBot(commands.Bot):
         await super().close()
 
     # ------------------------------------------------------------------ command sync
-    def _payloads(self, guild: discord.Object | None) -> list[dict[str, Any]]:
+    async def _payloads(self, guild: discord.Object | None) -> list[dict[str, Any]]:
+        """The commands as ``tree.sync`` sends them, translations included (a changed catalog resyncs)."""
         cmds = self.tree.get_commands(guild=guild)
-        return sorted((c.to_dict(self.tree) for c in cmds), key=lambda d: (d.get("type", 1), d["name"]))
+        translator = self.tree.translator
+        if translator is None:
+            payloads = [c.to_dict(self.tree) for c in cmds]
+        else:
+            payloads = [await c.get_translated_payload(self.tree, translator) for c in cmds]
+        return sorted(payloads, key=lambda d: (d.get("type", 1), d["name"]))
 
     async def sync_commands_if_changed(self) -> list[str]:
         """Sync the command tree where its payloads differ from the last sync; returns the scopes synced."""
@@ -138,7 +149,7 @@ class VideoBot(commands.Bot):
             scopes = [None]
         synced: list[str] = []
         for scope in scopes:
-            payloads = self._payloads(scope)
+            payloads = await self._payloads(scope)
             digest = hashlib.sha256(json.dumps(payloads, sort_keys=True).encode()).hexdigest()
             key = f"{self.application_id}:{'global' if scope is None else scope.id}"
             if state.get(key) == digest:

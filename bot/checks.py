@@ -17,13 +17,14 @@ from videobot import guilds
 from videobot.db import Database
 from videobot.errors import NotModerator
 from videobot.health import record_ack
+from videobot.i18n import N_, msg
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-QUOTA_REFUSAL = "Only moderators (Manage Server or the moderator role) can change quotas."
-CONFIG_REFUSAL = (
+QUOTA_REFUSAL = N_("Only moderators (Manage Server or the moderator role) can change quotas.")
+CONFIG_REFUSAL = N_(
     "Only moderators (Manage Server or the moderator role) can change this server's video settings."
 )
 
@@ -33,15 +34,15 @@ class HasDatabase(Protocol):
 
 
 class NotModeratorFailure(app_commands.CheckFailure, NotModerator):
-    """A moderator command used by someone else; ``str(err)`` is the polite refusal.
+    """A moderator command used by someone else; ``render(locale)`` is the polite refusal.
 
     Both a ``CheckFailure`` (what ``app_commands.check`` raises) and a ``VideobotError`` (whose
-    message the error handler shows as is), so either branch of the handler says the same thing.
+    message the error handler renders in the member's language), so either branch of the handler
+    says the same thing. ``message`` is one of the ``*_REFUSAL`` messages (English ids).
     """
 
     def __init__(self, message: str = QUOTA_REFUSAL) -> None:
-        app_commands.CheckFailure.__init__(self, message)
-        self.message = message
+        NotModerator.__init__(self, msg(message))
 
 
 def role_ids(member: discord.Member) -> list[int]:

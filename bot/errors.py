@@ -1,6 +1,7 @@
 """The command tree's one error handler: typed refusals to their message, anything else to a reference id.
 
-Every answer is ephemeral, says why and what to do, and never carries a traceback or a path. An
+Every answer is ephemeral, in the member's language, says why and what to do, and never carries a
+traceback or a path. An
 unexpected error is logged with its traceback and a short reference id that the user also sees,
 so an owner can find the log line from a screenshot.
 """
@@ -15,17 +16,21 @@ from discord import app_commands
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from bot.i18n import member_locale
 from videobot.errors import ServiceUnavailable, VideobotError
+from videobot.i18n import N_, Duration, t
 
 log = logging.getLogger(__name__)
 
-UNEXPECTED = "Something went wrong on our side (ref {ref}). Please try again later."
-UNAVAILABLE = (
+UNEXPECTED = N_("Something went wrong on our side (ref {ref}). Please try again later.")
+UNAVAILABLE = N_(
     "The video service can't reach its database right now (ref {ref}). Nothing was charged; "
     "please try again in a minute."
 )
-CHECK_FAILED = "You can't use this command here."
-NO_PERMISSION = "You don't have permission to use this command."
+CHECK_FAILED = N_("You can't use this command here.")
+NO_PERMISSION = N_("You don't have permission to use this command.")
+COOLDOWN = N_("Slow down a little: try again in {wait}.")
+NO_DIRECT_MESSAGES = N_("This command works in a server channel, not in direct messages.")
 _DB_ERRORS = (DBAPIError, OperationalError, PoolTimeout, ConnectionError, OSError)
 
 
@@ -34,30 +39,31 @@ def new_ref() -> str:
 
 
 def user_message(interaction: discord.Interaction, error: BaseException) -> str:
-    """The ephemeral text for ``error`` (logging the unexpected ones with a reference id)."""
+    """The ephemeral text for ``error`` in the member's language (logging the unexpected ones with a reference id)."""
+    locale = member_locale(interaction)
     original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
     command = interaction.command.qualified_name if interaction.command else "?"
     if isinstance(original, VideobotError) and not isinstance(original, ServiceUnavailable):
         log.info("/%s by %s refused: %s", command, interaction.user.id, original.code)
-        return original.message
+        return original.render(locale)
     if isinstance(
         original, app_commands.MissingPermissions | app_commands.MissingRole | app_commands.MissingAnyRole
     ):
-        return NO_PERMISSION
+        return t(locale, NO_PERMISSION)
     if isinstance(original, app_commands.CommandOnCooldown):
-        return f"Slow down a little: try again in {original.retry_after:.0f} s."
+        return t(locale, COOLDOWN, wait=Duration(max(1.0, original.retry_after)))
     if isinstance(original, app_commands.NoPrivateMessage):
-        return "This command works in a server channel, not in direct messages."
+        return t(locale, NO_DIRECT_MESSAGES)
     if isinstance(original, app_commands.CheckFailure):
-        return str(original) if isinstance(original, VideobotError) else CHECK_FAILED
+        return original.render(locale) if isinstance(original, VideobotError) else t(locale, CHECK_FAILED)
     ref = new_ref()
     if isinstance(original, (ServiceUnavailable, *_DB_ERRORS)):
         log.error(
             "/%s by %s: database unavailable (ref %s)", command, interaction.user.id, ref, exc_info=original
         )
-        return UNAVAILABLE.format(ref=ref)
+        return t(locale, UNAVAILABLE, ref=ref)
     log.error("/%s by %s failed (ref %s)", command, interaction.user.id, ref, exc_info=original)
-    return UNEXPECTED.format(ref=ref)
+    return t(locale, UNEXPECTED, ref=ref)
 
 
 async def on_app_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
@@ -67,7 +73,7 @@ async def on_app_command_error(interaction: discord.Interaction, error: app_comm
     except Exception:  # never let the error handler itself fail silently
         ref = new_ref()
         log.exception("error handler failed (ref %s) for %r", ref, error)
-        text = UNEXPECTED.format(ref=ref)
+        text = t(member_locale(interaction), UNEXPECTED, ref=ref)
     try:
         if interaction.type is discord.InteractionType.autocomplete:
             return

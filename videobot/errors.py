@@ -1,17 +1,32 @@
-"""Domain errors. Every message is safe to show a Discord user and says what to do."""
+"""Domain errors. Every message is safe to show a Discord user and says what to do.
+
+A message is a ``videobot.i18n`` message (``msg(...)``): the bot renders it in the member's language
+with ``err.render(locale)``; ``str(err)`` and ``err.message`` are the English text, for logs. Plain
+strings are still accepted (shown as they are, in every language) for code not yet converted.
+"""
 
 from __future__ import annotations
 
+from videobot.i18n import Text, msg, render
+
 
 class VideobotError(Exception):
-    """Base class: ``str(err)`` is a polite, user-safe message."""
+    """Base class: ``str(err)`` is a polite, user-safe message (English); ``render(locale)`` translates it."""
 
     #: A short machine-readable code, stable for tests and metrics.
     code = "error"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: Text) -> None:
+        english = render("en", message)
+        super().__init__(english)
+        #: The English text (logs, tests, the worker's stored ``error_message``).
+        self.message = english
+        #: The message itself, for rendering in another language.
+        self.text = message
+
+    def render(self, locale: object) -> str:
+        """The message in ``locale``'s language (English when it has no catalog)."""
+        return render(locale, self.text)
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.message
@@ -26,7 +41,7 @@ class InvalidParameters(VideobotError):
 class QuotaExceeded(VideobotError):
     code = "quota_exceeded"
 
-    def __init__(self, message: str, *, retry_at: float | None = None) -> None:
+    def __init__(self, message: Text, *, retry_at: float | None = None) -> None:
         super().__init__(message)
         #: Unix time (database clock) when the next credit comes back, if known.
         self.retry_at = retry_at
@@ -63,8 +78,8 @@ class JobCancelled(VideobotError):
 
     code = "cancelled"
 
-    def __init__(self, message: str = "The job was cancelled.") -> None:
-        super().__init__(message)
+    def __init__(self, message: Text | None = None) -> None:
+        super().__init__(message if message is not None else msg("The job was cancelled."))
 
 
 class GenerationOOM(VideobotError):

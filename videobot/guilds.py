@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from videobot.audit import audit
 from videobot.db import db_now, dialect_insert
 from videobot.errors import ChannelNotAllowed, PromptRejected, VideobotError
+from videobot.i18n import LANGUAGES, N_, Number, msg
 from videobot.models import GuildConfig, RoleLimit
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ CHECK_BUDGET_SECONDS = 0.25
 PROBE_SECONDS = 0.05
 REGEX_PREFIX = "re:"
 
-PROMPT_REJECTED_MESSAGE = "Your prompt contains a word this server does not allow. Please rephrase it."
+PROMPT_REJECTED_MESSAGE = N_("Your prompt contains a word this server does not allow. Please rephrase it.")
 
 
 class InvalidConfig(VideobotError):
@@ -75,6 +76,9 @@ class GuildSettingsView:
     blocklist: tuple[str, ...] = ()
     #: The last upload limit Discord reported for this guild; None: not seen yet (use the setting).
     upload_limit_bytes: int | None = None
+    #: The language of the bot's public messages (a ``videobot.i18n.LANGUAGES`` code); None: the
+    #: server's preferred locale in Discord.
+    language: str | None = None
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -88,6 +92,7 @@ def _view(guild_id: int, row: GuildConfig | None) -> GuildSettingsView:
         allowed_channel_ids=tuple(int(c) for c in row.allowed_channel_ids or ()),
         blocklist=tuple(row.blocklist or ()),
         upload_limit_bytes=row.upload_limit_bytes,
+        language=row.language,
     )
 
 
@@ -125,17 +130,22 @@ def check_request(
     allowed = view.allowed_channel_ids
     if allowed and channel_id not in allowed and (parent_id is None or parent_id not in allowed):
         where = ", ".join(f"<#{c}>" for c in allowed)
-        raise ChannelNotAllowed(f"Videos can't be made in this channel. Please use {where}.")
+        raise ChannelNotAllowed(
+            msg("Videos can't be made in this channel. Please use {channels}.", channels=where)
+        )
     if len(prompt) > MAX_PROMPT_CHARS:
         raise PromptRejected(
-            f"Your prompt is too long (at most {MAX_PROMPT_CHARS} characters). Please shorten it."
+            msg(
+                "Your prompt is too long (at most {limit} characters). Please shorten it.",
+                limit=Number(MAX_PROMPT_CHARS),
+            )
         )
     # The matched entry is not echoed back: repeating a slur helps nobody, and showing what the
     # filter saw (after folding) or a moderator's regex would teach people how to get around it.
     index = blocked_entry(view.blocklist, prompt)
     if index is not None:
         log.info("prompt refused in guild %s by blocklist entry #%s", view.guild_id, index + 1)
-        raise PromptRejected(PROMPT_REJECTED_MESSAGE)
+        raise PromptRejected(msg(PROMPT_REJECTED_MESSAGE))
 
 
 def blocked_entry(
@@ -254,32 +264,39 @@ def validate_pattern(pattern: str) -> str:
     """The blocklist entry as it will be stored; raises ``InvalidConfig`` with a polite reason."""
     entry = pattern.strip()
     if not entry or entry == REGEX_PREFIX:
-        raise InvalidConfig("The blocked word or pattern is empty.")
+        raise InvalidConfig(msg("The blocked word or pattern is empty."))
     if len(entry) > MAX_PATTERN_CHARS:
-        raise InvalidConfig(f"That entry is too long: at most {MAX_PATTERN_CHARS} characters.")
+        raise InvalidConfig(
+            msg("That entry is too long: at most {limit} characters.", limit=Number(MAX_PATTERN_CHARS))
+        )
     if not entry.startswith(REGEX_PREFIX):
         if not fold(entry).strip():
-            raise InvalidConfig("That word has no letters left once invisible characters are removed.")
+            raise InvalidConfig(msg("That word has no letters left once invisible characters are removed."))
         return entry
     source = entry[len(REGEX_PREFIX) :]
     try:
         compiled = _compile(source)
     except regex.error as exc:
         raise InvalidConfig(
-            f"That regular expression is not valid ({exc.msg}). Check it, or add a plain word instead."
+            msg(
+                "That regular expression is not valid ({error}). Check it, or add a plain word instead.",
+                error=exc.msg,
+            )
         ) from None
     if compiled.search(""):
         raise InvalidConfig(
-            "That regular expression matches an empty prompt, so it would block every prompt."
+            msg("That regular expression matches an empty prompt, so it would block every prompt.")
         )
     for probe in _probes(source):
         try:
             compiled.search(probe, timeout=PROBE_SECONDS)
         except TimeoutError:
             raise InvalidConfig(
-                "That regular expression is too slow to check on long prompts (it backtracks a lot; "
-                "nested or back-to-back repeats like `(a+)+` or `\\w+\\w+` usually cause this). "
-                "Please simplify it."
+                msg(
+                    "That regular expression is too slow to check on long prompts (it backtracks a lot; "
+                    "nested or back-to-back repeats like `(a+)+` or `\\w+\\w+` usually cause this). "
+                    "Please simplify it."
+                )
             ) from None
     return entry
 
@@ -332,7 +349,9 @@ async def set_allowed_channels(
     """Replace the channels where /video is allowed (empty: everywhere); returns the new list."""
     new = list(dict.fromkeys(int(c) for c in channel_ids))
     if len(new) > MAX_ALLOWED_CHANNELS:
-        raise InvalidConfig(f"At most {MAX_ALLOWED_CHANNELS} channels can be allowed.")
+        raise InvalidConfig(
+            msg("At most {limit} channels can be allowed.", limit=Number(MAX_ALLOWED_CHANNELS))
+        )
     row = await config_for_update(session, guild_id)
     old = list(row.allowed_channel_ids or [])
     row.allowed_channel_ids = new
@@ -350,7 +369,9 @@ async def add_allowed_channel(
     if channel_id in current:
         return False
     if len(current) >= MAX_ALLOWED_CHANNELS:
-        raise InvalidConfig(f"At most {MAX_ALLOWED_CHANNELS} channels can be allowed.")
+        raise InvalidConfig(
+            msg("At most {limit} channels can be allowed.", limit=Number(MAX_ALLOWED_CHANNELS))
+        )
     row.allowed_channel_ids = [*current, int(channel_id)]
     _touch(row)
     await audit(session, guild_id, actor_id, "config.channel_allow", channel_id, {}, reason)
@@ -381,7 +402,12 @@ async def add_block(
     if any(_same_entry(entry, e) for e in current):
         return False
     if len(current) >= MAX_BLOCKLIST_ENTRIES:
-        raise InvalidConfig(f"The blocklist is full ({MAX_BLOCKLIST_ENTRIES} entries). Remove one first.")
+        raise InvalidConfig(
+            msg(
+                "The blocklist is full ({limit} entries). Remove one first.",
+                limit=Number(MAX_BLOCKLIST_ENTRIES),
+            )
+        )
     row.blocklist = [*current, entry]
     _touch(row)
     await audit(session, guild_id, actor_id, "config.block_add", None, {"pattern": entry}, reason)
@@ -421,6 +447,24 @@ async def set_moderator_role(
     await audit(
         session, guild_id, actor_id, "config.moderator_role", role_id, {"old": old, "new": role_id}, reason
     )
+
+
+async def set_language(
+    session: AsyncSession,
+    guild_id: int,
+    language: str | None,
+    *,
+    actor_id: int,
+    reason: str | None = None,
+) -> None:
+    """Set (or with None clear: Discord's preferred locale) the language of the bot's public messages."""
+    if language is not None and language not in LANGUAGES:
+        raise InvalidConfig(msg("Unknown language {language}.", language=language))
+    row = await config_for_update(session, guild_id)
+    old = row.language
+    row.language = language
+    _touch(row)
+    await audit(session, guild_id, actor_id, "config.language", None, {"old": old, "new": language}, reason)
 
 
 async def remember_upload_limit(session: AsyncSession, guild_id: int, limit_bytes: int) -> None:

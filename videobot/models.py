@@ -182,6 +182,9 @@ class GuildConfig(Base):
     blocklist: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: The last upload limit Discord reported for this guild (bytes), for posts with no interaction.
     upload_limit_bytes: Mapped[int | None] = mapped_column(Integer)
+    #: The language of the bot's public messages here (a videobot.i18n catalog code, e.g. "pt_BR");
+    #: None = the server's preferred locale in Discord.
+    language: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[float] = mapped_column(Float)
 
 

@@ -10,9 +10,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.checks import CONFIG_REFUSAL, ack, moderator_only
-from bot.cogs.quota import Limit, Reason
-from videobot import guilds, quota
+from bot.cogs.quota import Limit, Reason, reason_line
+from bot.i18n import channel_mention, member_locale, role_mention
+from videobot import guilds, i18n, quota
 from videobot.guilds import MAX_PATTERN_CHARS
+from videobot.i18n import N_, Number, format_number, t, tn
 
 log = logging.getLogger(__name__)
 
@@ -66,43 +68,74 @@ def code(text: str) -> str:
     return f"`` {safe} ``"
 
 
-def reason_line(reason: str | None) -> str:
-    return f"\nReason: {reason}" if reason else ""
+def channel_list(channel_ids: tuple[int, ...] | list[int]) -> str:
+    return ", ".join(channel_mention(c) for c in channel_ids)
 
 
 def format_config(
-    view: guilds.GuildSettingsView, role_limits: list[tuple[int, int]], *, setting_default: int
+    locale: str,
+    view: guilds.GuildSettingsView,
+    role_limits: list[tuple[int, int]],
+    *,
+    setting_default: int,
+    discord_locale: str | None = None,
 ) -> str:
-    """The ``/videoconfig show`` reply, kept under Discord's 2,000 characters."""
-    default = (
-        f"{view.default_limit} per member"
-        if view.default_limit is not None
-        else f"{setting_default} (the bot's default)"
-    )
-    lines = ["**Video settings for this server**", f"Default quota: {default}"]
+    """The ``/videoconfig show`` reply in ``locale``, kept under Discord's 2,000 characters."""
+    if view.default_limit is not None:
+        default = t(locale, "{n} per member", n=Number(view.default_limit))
+    else:
+        default = t(locale, "{n} (the bot's default)", n=Number(setting_default))
+    lines = [
+        f"**{t(locale, 'Video settings for this server')}**",
+        t(locale, "Default quota: {quota}", quota=default),
+    ]
     if role_limits:
+        limits = ", ".join(f"<@&{r}> {format_number(locale, n)}" for r, n in role_limits)
+        lines.append(t(locale, "Role limits (the highest applies): {limits}", limits=limits))
+    else:
+        lines.append(t(locale, "Role limits: none"))
+    if view.allowed_channel_ids:
         lines.append(
-            "Role limits (the highest applies): " + ", ".join(f"<@&{r}> {n}" for r, n in role_limits)
+            t(locale, "/video allowed in: {channels}", channels=channel_list(view.allowed_channel_ids))
         )
     else:
-        lines.append("Role limits: none")
-    if view.allowed_channel_ids:
-        lines.append("/video allowed in: " + ", ".join(f"<#{c}>" for c in view.allowed_channel_ids))
+        lines.append(t(locale, "/video allowed in: every channel"))
+    if view.moderator_role_id:
+        lines.append(t(locale, "Moderator role: {role}", role=role_mention(view.moderator_role_id)))
     else:
-        lines.append("/video allowed in: every channel")
+        lines.append(t(locale, "Moderator role: none (Manage Server only)"))
     lines.append(
-        "Moderator role: "
-        + (f"<@&{view.moderator_role_id}>" if view.moderator_role_id else "none (Manage Server only)")
+        t(
+            locale,
+            "Language of public messages: {language}",
+            language=language_text(locale, view.language, discord_locale),
+        )
     )
-    lines.append(f"Blocklist: {len(view.blocklist)} entr{'y' if len(view.blocklist) == 1 else 'ies'}")
+    lines.append(tn(locale, "Blocklist: {n} entry", "Blocklist: {n} entries", len(view.blocklist)))
     text = "\n".join(lines)
     for i, entry in enumerate(view.blocklist):
         line = f"\n- {code(entry)}"
-        more = f"\n… and {len(view.blocklist) - i} more"
+        more = "\n" + tn(locale, "… and {n} more", "… and {n} more", len(view.blocklist) - i)
         if len(text) + len(line) + len(more) > MESSAGE_LIMIT:
             return text + more
         text += line
     return text
+
+
+def language_text(locale: str, language: str | None, discord_locale: str | None) -> str:
+    """The server's public language as /videoconfig shows it."""
+    if language:
+        return i18n.LANGUAGES.get(language, language)
+    follows = i18n.LANGUAGES[i18n.language(discord_locale)] if discord_locale else i18n.LANGUAGES[i18n.SOURCE]
+    return t(locale, "the server's default ({language})", language=follows)
+
+
+#: /videoconfig language choices: "server default" clears the setting.
+SERVER_DEFAULT = "default"
+LANGUAGE_CHOICES = [
+    app_commands.Choice(name=N_("Server default (the server's language in Discord)"), value=SERVER_DEFAULT),
+    *(app_commands.Choice(name=name, value=code) for code, name in i18n.LANGUAGES.items()),
+]
 
 
 class ConfigCog(commands.Cog):
@@ -122,7 +155,9 @@ class ConfigCog(commands.Cog):
         # The bot class (bot/app.py) carries ``settings`` and ``db``.
         self.app: Any = bot
 
-    async def _reply(self, interaction: discord.Interaction, text: str) -> None:
+    async def _reply(self, interaction: discord.Interaction, text: str, reason: str | None = None) -> None:
+        """The ephemeral confirmation (already in the member's language), with the reason typed if any."""
+        text += reason_line(member_locale(interaction), reason)
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     @videoconfig.command(name="show", description="Show this server's video settings")
@@ -133,9 +168,14 @@ class ConfigCog(commands.Cog):
         async with self.app.db.transaction() as s:
             view = await guilds.get_config(s, interaction.guild_id)
             limits = await guilds.role_limits(s, interaction.guild_id)
-        await self._reply(
-            interaction, format_config(view, limits, setting_default=self.app.settings.default_quota)
+        text = format_config(
+            member_locale(interaction),
+            view,
+            limits,
+            setting_default=self.app.settings.default_quota,
+            discord_locale=self.app.languages.discord_locale(interaction.guild_id, interaction),
         )
+        await self._reply(interaction, text)
 
     @videoconfig.command(name="default-quota", description="Set how many videos a member may make per window")
     @app_commands.describe(
@@ -153,11 +193,21 @@ class ConfigCog(commands.Cog):
                 s, interaction.guild_id, limit, actor_id=interaction.user.id, reason=reason
             )
         log.info("guild %s default quota -> %s by %s", interaction.guild_id, limit, interaction.user.id)
+        locale = member_locale(interaction)
         if limit is None:
-            text = f"The default quota is back to the bot's default ({self.app.settings.default_quota})."
+            text = t(
+                locale,
+                "The default quota is back to the bot's default ({n}).",
+                n=Number(self.app.settings.default_quota),
+            )
         else:
-            text = f"The default quota is now **{limit}** video(s) per member."
-        await self._reply(interaction, text + reason_line(reason))
+            text = tn(
+                locale,
+                "The default quota is now **{n}** video per member.",
+                "The default quota is now **{n}** videos per member.",
+                limit,
+            )
+        await self._reply(interaction, text, reason)
 
     @videoconfig.command(name="role-limit", description="Give members with a role a different limit")
     @app_commands.describe(
@@ -182,11 +232,18 @@ class ConfigCog(commands.Cog):
         log.info(
             "guild %s role %s limit -> %s by %s", interaction.guild_id, role.id, limit, interaction.user.id
         )
+        locale = member_locale(interaction)
         if limit is None:
-            text = f"<@&{role.id}> no longer has its own limit."
+            text = t(locale, "{role} no longer has its own limit.", role=role_mention(role.id))
         else:
-            text = f"Members with <@&{role.id}> may make **{limit}** video(s) per window (the highest role limit applies)."
-        await self._reply(interaction, text + reason_line(reason))
+            text = tn(
+                locale,
+                "Members with {role} may make **{n}** video per window (the highest role limit applies).",
+                "Members with {role} may make **{n}** videos per window (the highest role limit applies).",
+                limit,
+                role=role_mention(role.id),
+            )
+        await self._reply(interaction, text, reason)
 
     @videoconfig.command(
         name="channel-allow", description="Allow /video in a channel (once any is set, only those)"
@@ -203,11 +260,13 @@ class ConfigCog(commands.Cog):
                 s, interaction.guild_id, channel.id, actor_id=interaction.user.id, reason=reason
             )
             view = await guilds.get_config(s, interaction.guild_id)
-        where = ", ".join(f"<#{c}>" for c in view.allowed_channel_ids)
-        first = "was already allowed" if not added else "is now allowed"
-        await self._reply(
-            interaction, f"<#{channel.id}> {first}. /video works in: {where}.{reason_line(reason)}"
-        )
+        where = channel_list(view.allowed_channel_ids)
+        if added:
+            template = N_("{channel} is now allowed. /video works in: {channels}.")
+        else:
+            template = N_("{channel} was already allowed. /video works in: {channels}.")
+        text = t(member_locale(interaction), template, channel=channel_mention(channel.id), channels=where)
+        await self._reply(interaction, text, reason)
 
     @videoconfig.command(name="channel-remove", description="Stop allowing /video in a channel")
     @app_commands.describe(channel="The channel", reason="Why (kept in the audit log)")
@@ -222,19 +281,23 @@ class ConfigCog(commands.Cog):
                 s, interaction.guild_id, channel.id, actor_id=interaction.user.id, reason=reason
             )
             view = await guilds.get_config(s, interaction.guild_id)
+        locale, mention = member_locale(interaction), channel_mention(channel.id)
         if not removed:
-            text = f"<#{channel.id}> was not on the list."
+            text = t(locale, "{channel} was not on the list.", channel=mention)
         elif view.allowed_channel_ids:
-            text = (
-                f"<#{channel.id}> removed. /video works in: "
-                + ", ".join(f"<#{c}>" for c in view.allowed_channel_ids)
-                + "."
+            text = t(
+                locale,
+                "{channel} removed. /video works in: {channels}.",
+                channel=mention,
+                channels=channel_list(view.allowed_channel_ids),
             )
         else:
-            text = (
-                f"<#{channel.id}> removed. No channels are listed any more, so /video works in every channel."
+            text = t(
+                locale,
+                "{channel} removed. No channels are listed any more, so /video works in every channel.",
+                channel=mention,
             )
-        await self._reply(interaction, text + reason_line(reason))
+        await self._reply(interaction, text, reason)
 
     @videoconfig.command(name="channel-clear", description="Allow /video in every channel again")
     @app_commands.describe(reason="Why (kept in the audit log)")
@@ -246,7 +309,9 @@ class ConfigCog(commands.Cog):
             await guilds.set_allowed_channels(
                 s, interaction.guild_id, [], actor_id=interaction.user.id, reason=reason
             )
-        await self._reply(interaction, "/video works in every channel again." + reason_line(reason))
+        await self._reply(
+            interaction, t(member_locale(interaction), "/video works in every channel again."), reason
+        )
 
     @videoconfig.command(
         name="block-add", description="Refuse prompts with a word (or re:<regular expression>)"
@@ -272,12 +337,22 @@ class ConfigCog(commands.Cog):
             "added" if added else "duplicate",
             interaction.user.id,
         )
-        entry = pattern.strip()
+        entry, locale = code(pattern.strip()), member_locale(interaction)
         if added:
-            text = f"Blocked {code(entry)}. The blocklist has {len(view.blocklist)} entr{'y' if len(view.blocklist) == 1 else 'ies'}."
+            text = tn(
+                locale,
+                "Blocked {entry}. The blocklist has {n} entry.",
+                "Blocked {entry}. The blocklist has {n} entries.",
+                len(view.blocklist),
+                entry=entry,
+            )
         else:
-            text = f"{code(entry)} is already blocked (or an entry that matches the same spellings is)."
-        await self._reply(interaction, text + reason_line(reason))
+            text = t(
+                locale,
+                "{entry} is already blocked (or an entry that matches the same spellings is).",
+                entry=entry,
+            )
+        await self._reply(interaction, text, reason)
 
     @videoconfig.command(name="block-remove", description="Remove a word or pattern from the blocklist")
     @app_commands.describe(
@@ -293,12 +368,14 @@ class ConfigCog(commands.Cog):
             removed = await guilds.remove_block(
                 s, interaction.guild_id, pattern, actor_id=interaction.user.id, reason=reason
             )
-        entry = pattern.strip()
+        entry, locale = code(pattern.strip()), member_locale(interaction)
         if removed:
-            text = f"{code(entry)} is no longer blocked."
+            text = t(locale, "{entry} is no longer blocked.", entry=entry)
         else:
-            text = f"{code(entry)} is not on the blocklist. /videoconfig show lists the entries."
-        await self._reply(interaction, text + reason_line(reason))
+            text = t(
+                locale, "{entry} is not on the blocklist. /videoconfig show lists the entries.", entry=entry
+            )
+        await self._reply(interaction, text, reason)
 
     @videoconfig.command(
         name="moderator-role", description="Let a role use the moderator commands (empty clears)"
@@ -318,11 +395,55 @@ class ConfigCog(commands.Cog):
                 s, interaction.guild_id, role_id, actor_id=interaction.user.id, reason=reason
             )
         log.info("guild %s moderator role -> %s by %s", interaction.guild_id, role_id, interaction.user.id)
+        locale = member_locale(interaction)
         if role_id is None:
-            text = "No moderator role: only members with Manage Server can use the moderator commands."
+            text = t(
+                locale, "No moderator role: only members with Manage Server can use the moderator commands."
+            )
         else:
-            text = f"Members with <@&{role_id}> can now use the moderator commands."
-        await self._reply(interaction, text + reason_line(reason))
+            text = t(
+                locale, "Members with {role} can now use the moderator commands.", role=role_mention(role_id)
+            )
+        await self._reply(interaction, text, reason)
+
+    @videoconfig.command(name="language", description="The language of the bot's public messages here")
+    @app_commands.describe(
+        language="A language, or the server's default (its language in Discord's server settings)",
+        reason="Why (kept in the audit log)",
+    )
+    @app_commands.choices(language=LANGUAGE_CHOICES)
+    @moderator_only(CONFIG_REFUSAL)
+    async def language(
+        self,
+        interaction: discord.Interaction,
+        language: app_commands.Choice[str],
+        reason: Reason | None = None,
+    ) -> None:
+        await ack(interaction)
+        assert interaction.guild_id is not None
+        chosen = None if language.value == SERVER_DEFAULT else language.value
+        async with self.app.db.transaction() as s:
+            await guilds.set_language(
+                s, interaction.guild_id, chosen, actor_id=interaction.user.id, reason=reason
+            )
+        self.app.languages.remember(interaction.guild_id, chosen)
+        log.info("guild %s language -> %s by %s", interaction.guild_id, chosen, interaction.user.id)
+        locale = member_locale(interaction)
+        if chosen is None:
+            follows = self.app.languages.discord_locale(interaction.guild_id, interaction)
+            text = t(
+                locale,
+                "Public messages (status, progress, results) now follow the server's language in Discord: {language}.",
+                language=i18n.LANGUAGES[i18n.language(follows)],
+            )
+        else:
+            text = t(
+                locale,
+                "Public messages (status, progress, results) are now in {language}. "
+                "Private answers stay in each member's own language.",
+                language=i18n.LANGUAGES[chosen],
+            )
+        await self._reply(interaction, text, reason)
 
 
 async def setup(bot: commands.Bot) -> None:

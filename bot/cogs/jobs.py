@@ -11,13 +11,81 @@ from discord.ext import commands
 
 from bot.checks import is_moderator
 from bot.cogs.generate import _format
+from bot.i18n import member_locale, user_mention
 from videobot.errors import JobNotFound
 from videobot.health import record_ack
+from videobot.i18n import N_, Number, msg, t, tn
+from videobot.jobs.records import JOB_NOT_FOUND
+from videobot.models import Job
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
 
 log = logging.getLogger(__name__)
+
+
+#: A job's status as /queue and /cancel name it.
+STATUS_NAMES = {
+    "queued": N_("queued"),
+    "running": N_("running"),
+    "succeeded": N_("finished"),
+    "delivered": N_("posted"),
+    "failed": N_("failed"),
+    "cancelled": N_("cancelled"),
+    "undeliverable": N_("not posted"),
+}
+
+
+def status_name(locale: str, status: str) -> str:
+    return t(locale, STATUS_NAMES[status]) if status in STATUS_NAMES else status
+
+
+def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
+    """The /queue reply in ``locale``: the queue's length, then the member's own jobs."""
+    lines = [tn(locale, "{n} video waiting in the queue.", "{n} videos waiting in the queue.", length)]
+    if not mine:
+        lines.append(t(locale, "You have no videos waiting or in progress. Make one with /video."))
+    for job, position in mine:
+        prompt = _format.truncate(_format.escape(_format.prompt_of(job)), 80)
+        total = job.progress_total or 0
+        if job.status == "running" and total:
+            where = t(
+                locale, "running, step {step}/{total}", step=Number(job.progress_step), total=Number(total)
+            )
+        elif job.status == "running":
+            where = t(locale, "running")
+        else:
+            where = t(locale, "#{position} in the queue", position=Number(position))
+        lines.append(t(locale, "• job #{job}: {where} — {prompt}", job=job.id, where=where, prompt=prompt))
+    if mine:
+        lines.append(t(locale, "Cancel one with `/cancel job:<number>` (your credit is refunded)."))
+    return _format.truncate("\n".join(lines), _format.MAX_CONTENT)
+
+
+def format_cancel(locale: str, job_id: int, state: str, job: Job, user_id: int) -> str:
+    """The /cancel reply in ``locale`` for a cancel outcome (``CancelOutcome.state``)."""
+    if state == "cancelled":
+        if job.user_id == user_id:
+            return t(locale, "Cancelled job #{job}. The credit was refunded.", job=job_id)
+        return t(
+            locale,
+            "Cancelled job #{job} (requested by {member}). The credit was refunded.",
+            job=job_id,
+            member=user_mention(job.user_id),
+        )
+    if state == "requested":
+        return t(
+            locale,
+            "Job #{job} is being made right now: it will stop at its next step, "
+            "and the credit will be refunded then.",
+            job=job_id,
+        )
+    return t(
+        locale,
+        "Job #{job} already finished ({status}); there is nothing to cancel.",
+        job=job_id,
+        status=status_name(locale, job.status),
+    )
 
 
 class JobsCog(commands.Cog):
@@ -32,22 +100,8 @@ class JobsCog(commands.Cog):
         assert interaction.guild_id is not None
         mine = await self.bot.queue.user_jobs(interaction.guild_id, interaction.user.id)
         length = await self.bot.queue.queue_length()
-        lines = [f"{length} video(s) waiting in the queue."]
-        if not mine:
-            lines.append("You have no videos waiting or in progress. Make one with /video.")
-        for job, position in mine:
-            prompt = _format.truncate(_format.escape(_format.prompt_of(job)), 80)
-            if job.status == "running":
-                total = job.progress_total or 0
-                where = f"running, step {job.progress_step}/{total}" if total else "running"
-            else:
-                where = f"#{position} in the queue"
-            lines.append(f"• {_format.job_marker(job.id)}: {where} — {prompt}")
-        if mine:
-            lines.append("Cancel one with `/cancel job:<number>` (your credit is refunded).")
-        await interaction.edit_original_response(
-            content=_format.truncate("\n".join(lines), _format.MAX_CONTENT)
-        )
+        text = format_queue(member_locale(interaction), length, mine)
+        await interaction.edit_original_response(content=text)
 
     @app_commands.command(name="cancel", description="Cancel your video (moderators: any video)")
     @app_commands.describe(job="The job number (empty: your latest one)")
@@ -62,7 +116,7 @@ class JobsCog(commands.Cog):
         if job is None:
             mine = await self.bot.queue.user_jobs(interaction.guild_id, user_id)
             if not mine:
-                raise JobNotFound("You have no videos waiting or in progress. /queue lists your jobs.")
+                raise JobNotFound(msg("You have no videos waiting or in progress. /queue lists your jobs."))
             job = max(j.id for j, _ in mine)
             moderator = False
         else:
@@ -74,20 +128,10 @@ class JobsCog(commands.Cog):
                 and await is_moderator(self.bot, interaction)
             )
             if existing is not None and existing.guild_id != interaction.guild_id:
-                raise JobNotFound(f"I can't find a job #{job} of yours. /queue lists your jobs.")
+                raise JobNotFound(msg(JOB_NOT_FOUND, job=job))
         outcome = await self.bot.queue.cancel(job, user_id=user_id, is_moderator=moderator)
         self.bot.delivery.wake()
-        marker = _format.job_marker(job)
-        if outcome.state == "cancelled":
-            whose = "" if outcome.job.user_id == user_id else f" (requested by <@{outcome.job.user_id}>)"
-            text = f"Cancelled {marker}{whose}. The credit was refunded."
-        elif outcome.state == "requested":
-            text = (
-                f"{marker} is being made right now: it will stop at its next step, "
-                "and the credit will be refunded then."
-            )
-        else:
-            text = f"{marker} already finished ({outcome.job.status}); there is nothing to cancel."
+        text = format_cancel(member_locale(interaction), job, outcome.state, outcome.job, user_id)
         if moderator:
             log.info("job %s cancelled by moderator %s: %s", job, user_id, outcome.state)
         await interaction.edit_original_response(

@@ -10,18 +10,20 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.checks import QUOTA_REFUSAL, ack, is_moderator, moderator_only, role_ids
+from bot.i18n import member_locale, user_mention
 from videobot import quota
 from videobot.errors import NotModerator
+from videobot.i18n import N_, Duration, Number, Text, discord_timestamp, msg, nmsg, t, tn
 
 log = logging.getLogger(__name__)
 
 NO_PINGS = discord.AllowedMentions.none()
 
 SOURCES = {
-    "override": "a personal limit set by a moderator",
-    "role": "a role limit",
-    "guild": "this server's default",
-    "default": "the bot's default",
+    "override": N_("a personal limit set by a moderator"),
+    "role": N_("a role limit"),
+    "guild": N_("this server's default"),
+    "default": N_("the bot's default"),
 }
 
 Limit = app_commands.Range[int, 0, 100_000]
@@ -29,34 +31,58 @@ Credits = app_commands.Range[int, 1, 10_000]
 Reason = app_commands.Range[str, 1, 300]
 
 
-def window_text(seconds: float) -> str:
-    """'24 hours', '30 minutes', '7 days': the rolling window in words."""
+def window_text(seconds: float) -> Text:
+    """'24 hours', '30 minutes', '7 days': the rolling window in words, in the reader's language."""
     if seconds >= 2 * 86400 and seconds % 86400 == 0:
-        return f"{int(seconds // 86400)} days"
+        return nmsg("{n} day", "{n} days", int(seconds // 86400))
     if seconds >= 3600:
-        hours = seconds / 3600
-        return f"{hours:g} hour" + ("" if hours == 1 else "s")
-    minutes = max(1, round(seconds / 60))
-    return f"{minutes} minute" + ("" if minutes == 1 else "s")
+        if seconds % 3600 == 0:
+            return nmsg("{n} hour", "{n} hours", int(seconds // 3600))
+        return Duration(seconds)
+    return nmsg("{n} minute", "{n} minutes", max(1, round(seconds / 60)))
 
 
-def format_status(user_id: int, st: quota.QuotaStatus, *, own: bool) -> str:
-    """The ``/quota show`` reply."""
-    whose = "Your video credits" if own else f"Video credits for <@{user_id}>"
-    lines = [f"**{whose}**", f"**{max(st.balance, 0)}** left of {st.limit + st.granted}"]
-    lines.append(
-        f"Limit: {st.limit} per {window_text(st.window_seconds)} ({SOURCES.get(st.source, st.source)})"
+def source_text(source: str) -> Text:
+    return msg(SOURCES[source]) if source in SOURCES else source
+
+
+def format_status(locale: str, user_id: int, st: quota.QuotaStatus, *, own: bool) -> str:
+    """The ``/quota show`` reply in ``locale``."""
+    whose = (
+        t(locale, "Your video credits")
+        if own
+        else t(locale, "Video credits for {member}", member=user_mention(user_id))
     )
+    window = window_text(st.window_seconds)
+    lines = [
+        f"**{whose}**",
+        t(
+            locale,
+            "**{left}** left of {total}",
+            left=Number(max(st.balance, 0)),
+            total=Number(st.limit + st.granted),
+        ),
+        t(
+            locale,
+            "Limit: {limit} per {window} ({source})",
+            limit=Number(st.limit),
+            window=window,
+            source=source_text(st.source),
+        ),
+    ]
     if st.granted:
-        lines.append(f"Granted by moderators in this window: +{st.granted}")
-    lines.append(f"Used in the last {window_text(st.window_seconds)}: {st.used}")
+        lines.append(
+            t(locale, "Granted by moderators in this window: +{credits}", credits=Number(st.granted))
+        )
+    lines.append(t(locale, "Used in the last {window}: {used}", window=window, used=Number(st.used)))
     if st.next_credit_at is not None:
-        lines.append(f"Next credit back: <t:{int(st.next_credit_at)}:R>")
+        lines.append(t(locale, "Next credit back: {when}", when=discord_timestamp(st.next_credit_at)))
     return "\n".join(lines)
 
 
-def reason_line(reason: str | None) -> str:
-    return f"\nReason: {reason}" if reason else ""
+def reason_line(locale: str, reason: str | None) -> str:
+    """The moderator's reason under a confirmation (their own words, shown as typed)."""
+    return "\n" + t(locale, "Reason: {reason}", reason=reason) if reason else ""
 
 
 class QuotaCog(commands.Cog):
@@ -97,13 +123,17 @@ class QuotaCog(commands.Cog):
         own = target.id == interaction.user.id
         if not own and not await is_moderator(self.app, interaction):
             raise NotModerator(
-                "Only moderators (Manage Server or the moderator role) can see another member's credits. "
-                "Use /quota show without a user to see yours."
+                msg(
+                    "Only moderators (Manage Server or the moderator role) can see another member's "
+                    "credits. Use /quota show without a user to see yours."
+                )
             )
         async with self.app.db.transaction() as s:
             st = await self._status(s, interaction.guild_id, target)
         await interaction.followup.send(
-            format_status(target.id, st, own=own), ephemeral=True, allowed_mentions=NO_PINGS
+            format_status(member_locale(interaction), target.id, st, own=own),
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
         )
 
     @quota_group.command(name="set", description="Moderators: set a member's personal video limit")
@@ -132,9 +162,17 @@ class QuotaCog(commands.Cog):
             limit,
             interaction.user.id,
         )
+        locale = member_locale(interaction)
+        text = t(
+            locale,
+            "{member}'s limit is now **{limit}** per {window}; they have **{left}** left.",
+            member=user_mention(user.id),
+            limit=Number(limit),
+            window=window_text(st.window_seconds),
+            left=Number(max(st.balance, 0)),
+        )
         await interaction.followup.send(
-            f"<@{user.id}>'s limit is now **{limit}** per {window_text(st.window_seconds)}; "
-            f"they have **{max(st.balance, 0)}** left.{reason_line(reason)}",
+            text + reason_line(locale, reason),
             ephemeral=True,
             allowed_mentions=NO_PINGS,
         )
@@ -167,9 +205,18 @@ class QuotaCog(commands.Cog):
             credits,
             interaction.user.id,
         )
+        locale = member_locale(interaction)
+        text = tn(
+            locale,
+            "Granted **{n}** extra credit to {member} for the next {window}; they have **{left}** left.",
+            "Granted **{n}** extra credits to {member} for the next {window}; they have **{left}** left.",
+            credits,
+            member=user_mention(user.id),
+            window=window_text(st.window_seconds),
+            left=Number(max(st.balance, 0)),
+        )
         await interaction.followup.send(
-            f"Granted **{credits}** extra credit(s) to <@{user.id}> for the next {window_text(st.window_seconds)}; "
-            f"they have **{max(st.balance, 0)}** left.{reason_line(reason)}",
+            text + reason_line(locale, reason),
             ephemeral=True,
             allowed_mentions=NO_PINGS,
         )
@@ -188,9 +235,18 @@ class QuotaCog(commands.Cog):
         log.info(
             "quota reset: guild %s, member %s, by %s", interaction.guild_id, user.id, interaction.user.id
         )
+        locale = member_locale(interaction)
+        text = t(
+            locale,
+            "Fresh start for {member}: usage cleared and personal limit removed; "
+            "they have **{left}** of {limit} ({source}).",
+            member=user_mention(user.id),
+            left=Number(max(st.balance, 0)),
+            limit=Number(st.limit),
+            source=source_text(st.source),
+        )
         await interaction.followup.send(
-            f"Fresh start for <@{user.id}>: usage cleared and personal limit removed; "
-            f"they have **{max(st.balance, 0)}** of {st.limit} ({SOURCES.get(st.source, st.source)}).{reason_line(reason)}",
+            text + reason_line(locale, reason),
             ephemeral=True,
             allowed_mentions=NO_PINGS,
         )

@@ -54,7 +54,7 @@ async def test_quota_refusal_says_when_credits_come_back(h: BotHarness) -> None:
     refused = await h.slash(user, "video", prompt="one too many")
     text = await answer(h, refused)
     assert refused.ephemeral and refused.original["ephemeral"]
-    assert f"used your {QUOTA} video credit(s)" in text
+    assert f"used your {QUOTA} video credits" in text
     assert re.search(r"<t:\d+:R>", text), text  # a Discord timestamp: "in 23 hours"
     assert len(h.messages()) == public  # nothing public about a refusal
     assert len(await h.jobs(user)) == QUOTA

@@ -89,6 +89,7 @@ async def test_commands_are_registered_with_the_documented_names(h: BotHarness) 
         "block-add",
         "block-remove",
         "moderator-role",
+        "language",
     }
 
 
@@ -215,7 +216,7 @@ async def test_channel_allow_list_and_invalid_regex(h: BotHarness) -> None:
 
 async def test_default_quota_and_role_limits(h: BotHarness) -> None:
     alice, carol, mods = h.member_id, h.rolemod_id, h.moderator_role_id
-    assert "**4** video(s) per member" in await answer(h, h.mod_id, "videoconfig", "default-quota", limit=4)
+    assert "**4** videos per member" in await answer(h, h.mod_id, "videoconfig", "default-quota", limit=4)
     assert "Limit: 4 per 24 hours (this server's default)" in await answer(h, alice, "quota", "show")
 
     text = await answer(h, h.mod_id, "videoconfig", "role-limit", role=mods, limit=10, reason="trusted")

@@ -37,6 +37,7 @@ from videobot.jobs.records import (
     ResultData,
     SubmitRequest,
     Submitted,
+    job_error,
 )
 from videobot.jobs.transitions import CANCEL_MESSAGE, LEASE_CLEARED, NOTIFY_CHANNEL, Transitions
 from videobot.jobs.workers import WorkerRegistry
@@ -57,6 +58,7 @@ __all__ = [
     "SubmitBatcher",
     "SubmitRequest",
     "Submitted",
+    "job_error",
     "projected_order",
 ]
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from videobot.i18n import N_, Msg, Text, msg, nmsg
 from videobot.models import Job, JobStatus
 from videobot.settings import Settings
 
@@ -18,15 +19,61 @@ FINISHED = (
     JobStatus.UNDELIVERABLE.value,
 )
 
-EXPIRED_MESSAGE = (
+# What members read about a job that ended without a video. The stored ``error_message`` is the
+# English text (logs, old rows); ``job_error`` rebuilds the message from ``error_code`` and the job's
+# own fields so the bot can show it in any language.
+EXPIRED_MESSAGE = N_(
     "This video waited more than {waited} in the queue without a generator to make it, so it was "
     "cancelled. Your credit was refunded; please try again later."
 )
-
+#: The English text (with ``{n}``) stored until ``crash_message`` fills in the count.
 CRASH_MESSAGE = (
     "This video could not be made: the generator stopped {n} times while working on it. "
     "Your credit was refunded. Try a shorter or simpler video."
 )
+CANCEL_MESSAGE = N_("The video was cancelled. Your credit was refunded.")
+UNDELIVERABLE_MESSAGE = N_("The video was made but could not be posted in time.")
+JOB_NOT_FOUND = N_("I can't find a job #{job} of yours. /queue lists your jobs.")
+
+
+def waited_text(seconds: float) -> Msg:
+    """'60 minutes', '24 hours': how long an expired job waited, in whole units."""
+    hours = seconds / 3600.0
+    if hours >= 2:
+        return nmsg("{n} hour", "{n} hours", round(hours))
+    return nmsg("{n} minute", "{n} minutes", round(seconds / 60.0))
+
+
+def expired_message(max_wait_seconds: float) -> Msg:
+    return msg(EXPIRED_MESSAGE, waited=waited_text(max_wait_seconds))
+
+
+def crash_message(attempts: int) -> Msg:
+    return nmsg(
+        "This video could not be made: the generator stopped {n} time while working on it. "
+        "Your credit was refunded. Try a shorter or simpler video.",
+        "This video could not be made: the generator stopped {n} times while working on it. "
+        "Your credit was refunded. Try a shorter or simpler video.",
+        attempts,
+    )
+
+
+def job_error(job: Job) -> Text:
+    """Why a job ended without a video, as a message for the reader's language.
+
+    Messages the core wrote are rebuilt from ``error_code``; others (the worker's) are shown as
+    stored, in English, until their writers store a code for them.
+    """
+    code, stored = job.error_code, job.error_message or ""
+    if code == "expired" and job.finished_at is not None and job.queued_at is not None:
+        return expired_message(float(job.finished_at) - float(job.queued_at))
+    if code == "crashed":
+        return crash_message(int(job.attempts or 1))
+    if code == "cancelled" and stored == CANCEL_MESSAGE:
+        return msg(CANCEL_MESSAGE)
+    if code == "undeliverable" and stored == UNDELIVERABLE_MESSAGE:
+        return msg(UNDELIVERABLE_MESSAGE)
+    return stored
 
 
 @dataclass

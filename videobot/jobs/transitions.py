@@ -18,12 +18,15 @@ from sqlalchemy.orm import aliased
 from videobot import quota
 from videobot.db import db_now
 from videobot.errors import JobNotFound, LeaseLost, QuotaExceeded, TooManyQueued
+from videobot.i18n import Joined, Number, discord_timestamp, join, msg, nmsg
 from videobot.jobs.queries import Queries
 from videobot.jobs.records import (
     ACTIVE,
+    CANCEL_MESSAGE,
     CRASH_MESSAGE,
-    EXPIRED_MESSAGE,
     FINISHED,
+    JOB_NOT_FOUND,
+    UNDELIVERABLE_MESSAGE,
     Beat,
     CancelOutcome,
     Claim,
@@ -31,6 +34,8 @@ from videobot.jobs.records import (
     ResultData,
     SubmitRequest,
     Submitted,
+    crash_message,
+    expired_message,
 )
 from videobot.models import Job, JobInput, JobResult, JobStatus
 
@@ -139,9 +144,14 @@ class Transitions(Queries):
         ).scalar_one()
         if active >= self.config.max_queued_per_user:
             raise TooManyQueued(
-                f"You already have {active} video(s) waiting or in progress "
-                f"(the limit is {self.config.max_queued_per_user}). "
-                "Wait for one to finish, or cancel one with /cancel."
+                nmsg(
+                    "You already have {n} video waiting or in progress (the limit is {limit}). "
+                    "Wait for it to finish, or cancel it with /cancel.",
+                    "You already have {n} videos waiting or in progress (the limit is {limit}). "
+                    "Wait for one to finish, or cancel one with /cancel.",
+                    active,
+                    limit=Number(self.config.max_queued_per_user),
+                )
             )
         st = await quota.status(
             s,
@@ -478,7 +488,7 @@ class Transitions(Queries):
             ).all()
             for row in failed_rows:
                 await quota.refund(s, row.id, reason="crashed")
-                await s.execute(_set(Job.id == row.id, error_message=CRASH_MESSAGE.format(n=row.attempts)))
+                await s.execute(_set(Job.id == row.id, error_message=str(crash_message(row.attempts))))
             requeued = (
                 (
                     await s.execute(
@@ -562,7 +572,7 @@ class Transitions(Queries):
         async with self.db.transaction() as s:
             job = await s.get(Job, job_id)
             if job is None or (job.user_id != user_id and not is_moderator):
-                raise JobNotFound(f"I can't find a job #{job_id} of yours. /queue lists your jobs.")
+                raise JobNotFound(msg(JOB_NOT_FOUND, job=job_id))
             if await self._end_cancelled(s, [Job.id == job_id, Job.status == JobStatus.QUEUED.value]):
                 state = "cancelled"
             else:
@@ -656,8 +666,7 @@ class Transitions(Queries):
 
         The requester is told by the bot (the job is ``cancelled`` with ``error_code="expired"``).
         """
-        hours = max_wait_seconds / 3600.0
-        waited = f"{hours:.0f} hours" if hours >= 2 else f"{max_wait_seconds / 60.0:.0f} minutes"
+        notice = str(expired_message(max_wait_seconds))
         async with self.db.transaction() as s:
             ids = list(
                 (
@@ -668,7 +677,7 @@ class Transitions(Queries):
                             status=JobStatus.CANCELLED.value,
                             finished_at=db_now(),
                             error_code="expired",
-                            error_message=EXPIRED_MESSAGE.format(waited=waited),
+                            error_message=notice,
                         ).returning(Job.id)
                     )
                 ).scalars()
@@ -677,7 +686,7 @@ class Transitions(Queries):
                 await quota.refund(s, job_id, reason="expired")
             await self._notify(s, ids)
         for job_id in ids:
-            log.warning("job %s: waited more than %s in the queue; cancelled and refunded", job_id, waited)
+            log.warning("job %s: waited too long in the queue; cancelled and refunded", job_id)
         return ids
 
     async def expire_undelivered(self, retention_seconds: float) -> list[int]:
@@ -691,7 +700,7 @@ class Transitions(Queries):
                             Job.finished_at < db_now() - retention_seconds,
                             status=JobStatus.UNDELIVERABLE.value,
                             error_code="undeliverable",
-                            error_message="The video was made but could not be posted in time.",
+                            error_message=UNDELIVERABLE_MESSAGE,
                             delivered_at=db_now(),
                             notified_at=db_now(),
                             interaction_token=None,
@@ -710,8 +719,6 @@ class Transitions(Queries):
         return ids
 
 
-#: What a member reads about a cancelled job (and the bot's status message shows).
-CANCEL_MESSAGE = "The video was cancelled. Your credit was refunded."
 #: The PostgreSQL channel the transitions the bot cares about notify (payload: job ids, comma-separated).
 NOTIFY_CHANNEL = "videobot_jobs"
 
@@ -729,7 +736,18 @@ def _set(*where: Any, touch: bool = True, **values: Any) -> Update:
     return update(Job).where(*where).values(**values).execution_options(synchronize_session=False)
 
 
-def _quota_message(st: quota.QuotaStatus, cost: int) -> str:
-    when = f" Your next credit comes back <t:{int(st.next_credit_at)}:R>." if st.next_credit_at else ""
-    need = f" This video costs {cost} credits." if cost > 1 else ""
-    return f"You have used your {st.limit + st.granted} video credit(s) for now ({max(st.balance, 0)} left).{need}{when}"
+def _quota_message(st: quota.QuotaStatus, cost: int) -> Joined:
+    used = nmsg(
+        "You have used your {n} video credit for now ({left} left).",
+        "You have used your {n} video credits for now ({left} left).",
+        st.limit + st.granted,
+        left=Number(max(st.balance, 0)),
+    )
+    need = nmsg("This video costs {n} credit.", "This video costs {n} credits.", cost) if cost > 1 else None
+    when = (
+        # A Discord timestamp: each member's client shows "in 3 hours" in its own language.
+        msg("Your next credit comes back {when}.", when=discord_timestamp(st.next_credit_at))
+        if st.next_credit_at
+        else None
+    )
+    return join(used, need, when)
