@@ -58,6 +58,10 @@ async def test_every_description_and_choice_is_localized_for_every_supported_loc
     assert {"video", "queue", "cancel", "quota", "videoconfig"} <= names
     checked = 0
     for payload in payloads:
+        if payload.get("type", 1) != 1:
+            # A message command (Apps → Animate) has a name and no description; its name is fixed.
+            assert payload.get("description", "") == "" and not payload.get("name_localizations")
+            continue
         for path, item in walk(payload):
             english = item["description"]
             localized = item.get("description_localizations") or {}

@@ -41,6 +41,8 @@ NOT_YET_CONVERTED = {
     "generator/inputs.py",
     "generator/parallel.py",
     "generator/pipeline.py",
+    "bot/cogs/generate/_animate.py",
+    "generator/generate_cli.py",
 }
 
 SENDERS = {"send", "send_message", "edit_original_response", "edit_message", "edit", "reply", "respond"}
