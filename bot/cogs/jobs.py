@@ -42,7 +42,9 @@ class JobsCog(commands.Cog):
                 where = f"running, step {job.progress_step}/{total}" if total else "running"
             else:
                 where = f"#{position} in the queue"
-            lines.append(f"• {_format.job_marker(job.id)}: {where} — {prompt}")
+            origin = _format.lineage_note(job)
+            origin = f" ({origin})" if origin else ""
+            lines.append(f"• {_format.job_marker(job.id)}{origin}: {where} — {prompt}")
         if mine:
             lines.append("Cancel one with `/cancel job:<number>` (your credit is refunded).")
         await interaction.edit_original_response(
