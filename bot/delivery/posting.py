@@ -1,8 +1,10 @@
 """Posting a finished video exactly once, across restarts (see the package docstring for the steps).
 
 ``ResultPoster.deliver`` looks for an earlier post when one may exist, posts otherwise (interaction
-follow-up while the token is valid, else a channel message with a nonce), and marks the job
-delivered; then it adds the 🔁 reaction and gives the status message its final text.
+follow-up while the token is valid, else a channel message with a nonce; a rerun, remix or extension
+replies to the message it came from and says so), with the result's buttons
+(``bot.cogs.generate._buttons``), and marks the job delivered; then it adds the 🔁 reaction and gives
+the status message its final text.
 """
 
 from __future__ import annotations

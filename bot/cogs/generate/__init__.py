@@ -1,4 +1,4 @@
-"""/video and the reactions on posted videos (🔁 rerun, ❌ delete)."""
+"""/video, the buttons on posted videos (Rerun, Remix, Extend, Delete) and their reactions (🔁 rerun, ❌ delete)."""
 
 from __future__ import annotations
 
