@@ -345,3 +345,18 @@ async def test_a_form_submitted_after_its_result_was_deleted_is_refused(h: BotHa
     assert [j for j in await h.jobs(h.other_id) if j.parent_job_id == source.id] == []
     # The deleted video's stored file went with it.
     assert h.queue is not None and await h.queue.stored_files(source.id) == frozenset()
+
+
+async def test_queue_shows_where_a_job_came_from(h: BotHarness) -> None:
+    post, source = await make_video(h, h.member_id, "a windmill in a storm")
+    await h.stop_worker()  # the rerun waits in the queue
+    try:
+        clicked = await click(h, h.member_id, post, "rerun")
+        await answer(h, clicked, "the rerun answer")
+        shown = await h.slash(h.member_id, "queue")
+        text = await answer(h, shown, "the /queue answer")
+        [rerun] = [j for j in await h.jobs(h.member_id) if j.parent_job_id == source.id]
+        assert f"job #{rerun.id} (Rerun of job #{source.id}): #1 in the queue" in text, text
+    finally:
+        await h.start_worker()
+    await reply_to(h, post)
