@@ -139,7 +139,7 @@ def assert_starts_with(longer: np.ndarray, source: np.ndarray) -> None:
     head = longer[: len(source)].astype(np.float32)
     ref = source.astype(np.float32)
     diffs = np.abs(head - ref).mean(axis=(1, 2, 3))
-    assert diffs.max() < 12, diffs
+    assert diffs.max() < 6, diffs  # measured: at most 2.6 levels after the second encode
     unrelated = np.abs(longer[len(source) :].astype(np.float32) - ref[-1]).mean()
     assert diffs.max() < unrelated / 2, (diffs, unrelated)
 
