@@ -38,13 +38,21 @@ def new_ref() -> str:
     return secrets.token_hex(3).upper()
 
 
+def what_was_used(interaction: discord.Interaction) -> str:
+    """For log lines: ``/video``, or a button's or form's custom id (``videobot:rerun:12``: ids only)."""
+    if interaction.command is not None:
+        return f"/{interaction.command.qualified_name}"
+    custom_id = (interaction.data or {}).get("custom_id")
+    return str(custom_id)[:100] if custom_id else "?"
+
+
 def user_message(interaction: discord.Interaction, error: BaseException) -> str:
     """The ephemeral text for ``error`` in the member's language (logging the unexpected ones with a reference id)."""
     locale = member_locale(interaction)
     original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-    command = interaction.command.qualified_name if interaction.command else "?"
+    command = what_was_used(interaction)
     if isinstance(original, VideobotError) and not isinstance(original, ServiceUnavailable):
-        log.info("/%s by %s refused: %s", command, interaction.user.id, original.code)
+        log.info("%s by %s refused: %s", command, interaction.user.id, original.code)
         return original.render(locale)
     if isinstance(
         original, app_commands.MissingPermissions | app_commands.MissingRole | app_commands.MissingAnyRole
@@ -59,10 +67,10 @@ def user_message(interaction: discord.Interaction, error: BaseException) -> str:
     ref = new_ref()
     if isinstance(original, (ServiceUnavailable, *_DB_ERRORS)):
         log.error(
-            "/%s by %s: database unavailable (ref %s)", command, interaction.user.id, ref, exc_info=original
+            "%s by %s: database unavailable (ref %s)", command, interaction.user.id, ref, exc_info=original
         )
         return t(locale, UNAVAILABLE, ref=ref)
-    log.error("/%s by %s failed (ref %s)", command, interaction.user.id, ref, exc_info=original)
+    log.error("%s by %s failed (ref %s)", command, interaction.user.id, ref, exc_info=original)
     return t(locale, UNEXPECTED, ref=ref)
 
 

@@ -9,7 +9,17 @@ from typing import Any
 
 from videobot.errors import InvalidParameters
 from videobot.images import PreparedImage, nearest_aspect
-from videobot.presets import ASPECT_RATIOS, MAX_SEED, Preset, clean_prompt, cost_weight, plan, resolve_preset
+from videobot.presets import (
+    ASPECT_RATIOS,
+    DEFAULT_GPU_PRESET,
+    MAX_SEED,
+    PRESETS,
+    Preset,
+    clean_prompt,
+    cost_weight,
+    plan,
+    resolve_preset,
+)
 from videobot.presets import offered_verbs as presets_offered_verbs
 from videobot.settings import Settings
 
@@ -151,15 +161,82 @@ def build_params(
     }
 
 
-def rerun_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The same request with a new random seed."""
-    new = dict(params)
-    old = new.get("seed")
+#: ``Job.kind``: how a job came to be (its source is ``Job.parent_job_id``).
+KINDS = ("command", "rerun", "remix", "extend", "animate")
+#: The stored input an extension continues (``job_inputs`` kind "video").
+SOURCE_VIDEO_REF = "db:video"
+
+
+def _new_seed(old: Any) -> int:
     seed = secrets.randbelow(MAX_SEED + 1)
     while seed == old:
         seed = secrets.randbelow(MAX_SEED + 1)
-    new["seed"] = seed
+    return seed
+
+
+def rerun_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The same request with a new random seed."""
+    new = dict(params)
+    new["seed"] = _new_seed(new.get("seed"))
     return new
+
+
+def remix_params(params: dict[str, Any], prompt: str, negative_prompt: str) -> dict[str, Any]:
+    """The same options (size, length, sound, input image) with the edited text and a new seed."""
+    new = rerun_params(params)
+    new["prompt"] = clean_prompt(prompt)
+    new["negative_prompt"] = clean_prompt(negative_prompt or "", what="negative prompt", allow_empty=True)
+    return new
+
+
+def extend_params(target: QueueTarget, params: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """An extension of the clip made with ``params``: the same size and options, the edited prompt, a
+    new seed, verb ``extend`` reading the source clip from ``job_inputs`` ("video")."""
+    prompt = clean_prompt(prompt)
+    if target.preset is None or "num_frames" not in params:
+        # A bare request (``auto``): the worker plans it for its preset and sizes the extension itself.
+        return dict(params) | {
+            "prompt": prompt,
+            "seed": _new_seed(params.get("seed")),
+            "verb": "extend",
+            "source_video": SOURCE_VIDEO_REF,
+            "image": None,
+            "num_videos": 1,
+        }
+    planned = plan(
+        target.preset,
+        prompt,
+        negative_prompt=str(params.get("negative_prompt") or ""),
+        seed=_new_seed(params.get("seed")),
+        verb="extend",
+        source_video=SOURCE_VIDEO_REF,
+        audio=bool(params.get("audio")),
+    ).to_dict()
+    # The clip keeps its own size (whatever aspect ratio it was made in).
+    planned["width"], planned["height"] = int(params["width"]), int(params["height"])
+    return planned
+
+
+def max_extensions(settings: Settings) -> int:
+    """How many times one clip may be extended: ``VIDEOBOT_MAX_EXTENSIONS``, else the model's preset
+    (``auto``: the smaller of the presets it may be)."""
+    if settings.max_extensions is not None:
+        return settings.max_extensions
+    target = queue_target(settings)
+    if target.preset is not None:
+        return target.preset.max_extensions
+    return min(PRESETS[DEFAULT_GPU_PRESET].max_extensions, PRESETS["tiny"].max_extensions)
+
+
+def extension_number(lineage: list[Any]) -> int:
+    """How many extensions a clip is made of: its lineage (nearest first) counted while it is an
+    extension (by its verb, so a rerun or remix of an extension counts too)."""
+    n = 0
+    for job in lineage:
+        if (job.params or {}).get("verb") != "extend":
+            break
+        n += 1
+    return n
 
 
 def job_cost(settings: Settings, target: QueueTarget, params: dict[str, Any]) -> int:

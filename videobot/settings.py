@@ -41,6 +41,8 @@ class Settings(BaseSettings):
 
     # --- Model / worker ----------------------------------------------------------------------
     model: str = Field(default="auto", alias="VIDEOBOT_MODEL")
+    #: How many times one clip may be extended (the Extend button); empty = the model's preset (4).
+    max_extensions: int | None = Field(default=None, ge=0, le=50, alias="VIDEOBOT_MAX_EXTENSIONS")
     device: str = Field(default="auto", alias="VIDEOBOT_DEVICE")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", alias="VIDEOBOT_DTYPE")
     offload: Literal["none", "model", "sequential", "group"] = Field(default="none", alias="VIDEOBOT_OFFLOAD")
@@ -99,6 +101,11 @@ class Settings(BaseSettings):
     health_host: str = Field(default="127.0.0.1", alias="VIDEOBOT_HEALTH_HOST")
     #: Port of /healthz and /metrics; 0 turns the HTTP endpoint off.
     health_port: int = Field(default=8080, ge=0, le=65535, alias="VIDEOBOT_HEALTH_PORT")
+
+    @field_validator("max_extensions", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("discord_guild_ids", mode="before")
     @classmethod

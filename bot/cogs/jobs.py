@@ -56,7 +56,17 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
             where = t(locale, "running")
         else:
             where = t(locale, "#{position} in the queue", position=Number(position))
-        lines.append(t(locale, "• job #{job}: {where} — {prompt}", job=job.id, where=where, prompt=prompt))
+        origin = _format.lineage_note(job)
+        lines.append(
+            t(
+                locale,
+                "• job #{job}{origin}: {where} — {prompt}",
+                job=job.id,
+                origin=f" ({origin})" if origin else "",
+                where=where,
+                prompt=prompt,
+            )
+        )
     if mine:
         lines.append(t(locale, "Cancel one with `/cancel job:<number>` (your credit is refunded)."))
     return _format.truncate("\n".join(lines), _format.MAX_CONTENT)

@@ -1,8 +1,10 @@
 """Posting a finished video exactly once, across restarts (see the package docstring for the steps).
 
 ``ResultPoster.deliver`` looks for an earlier post when one may exist, posts otherwise (interaction
-follow-up while the token is valid, else a channel message with a nonce), and marks the job
-delivered; then it adds the 🔁 reaction and gives the status message its final text.
+follow-up while the token is valid, else a channel message with a nonce; a rerun, remix or extension
+replies to the message it came from and says so), with the result's buttons
+(``bot.cogs.generate._buttons``), and marks the job delivered; then it adds the 🔁 reaction and gives
+the status message its final text.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.cogs.generate import _format
+from bot.cogs.generate._buttons import result_view
 from bot.delivery._http import TRANSIENT, http_reason
 from bot.delivery.budget import CREATE, RESULT
 from bot.delivery.editor import StatusEditor
 from bot.delivery.notify import Notifier
+from videobot import planning
 from videobot.jobs import JobQueue
 from videobot.models import Job, JobStatus
 
@@ -145,8 +149,19 @@ class ResultPoster:
             and job.interaction_expires_at - self.db_clock() > TOKEN_MARGIN_SECONDS
         )
 
+    async def _lineage(self, job: Job) -> tuple[int, int | None]:
+        """An extension's number and the job its chain of extensions started from (else 0, None)."""
+        if (job.params or {}).get("verb") != "extend" or job.kind != "extend":
+            return 0, None
+        chain = await self.queue.lineage(job.id, depth=planning.max_extensions(self.bot.settings) + 2)
+        n = planning.extension_number(chain)
+        return n, (chain[n].id if len(chain) > n else None)
+
     async def _post(self, job: Job, result: Any) -> discord.Message:
-        content = _format.result_content(job, result)
+        extension, origin_id = await self._lineage(job)
+        content = _format.result_content(job, result, extension=extension, origin_id=origin_id)
+        # Buttons for what the model can do; they carry only the job id and work after any restart.
+        view = result_view(job, planning.offered_verbs(self.bot.settings))
         mentions = discord.AllowedMentions(
             users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False
         )
@@ -162,7 +177,9 @@ class ResultPoster:
                 webhook = discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
                 try:
                     await self._answer_if_loading(job, webhook)
-                    return await webhook.send(content, file=file(), allowed_mentions=mentions, wait=True)
+                    return await webhook.send(
+                        content, file=file(), allowed_mentions=mentions, view=view, wait=True
+                    )
                 except discord.HTTPException as exc:
                     if exc.status not in (401, 404) and exc.code not in (50027, 10015):
                         raise
@@ -184,6 +201,7 @@ class ResultPoster:
                 allowed_mentions=mentions,
                 nonce=_format.result_nonce(job.id),
                 reference=reference,  # type: ignore[arg-type]
+                view=view,
             )
         except TRANSIENT:
             self._uncertain.add(job.id)  # the message may exist: look before posting again

@@ -159,7 +159,7 @@ class StatusPoster:
     async def _send(self, job: Job, text: str) -> discord.Message:
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         reference = None
-        if job.reply_to_message_id:
+        if job.reply_to_message_id:  # a rerun, remix or extension replies to the result it came from
             reference = discord.MessageReference(
                 message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
             )

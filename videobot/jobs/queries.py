@@ -87,6 +87,29 @@ class Queries:
             ).all()
         return {kind: bytes(data) for kind, data in rows}
 
+    async def lineage(self, job_id: int, *, depth: int = 16) -> list[Job]:
+        """The job and the jobs it came from (rerun, remix, extend, animate), nearest first, at most
+        ``depth`` of them; empty if the job does not exist."""
+        chain: list[Job] = []
+        async with self.db.sessionmaker() as s:
+            next_id: int | None = job_id
+            while next_id is not None and len(chain) < depth:
+                job = await s.get(Job, next_id)
+                if job is None or any(j.id == job.id for j in chain):
+                    break
+                chain.append(job)
+                next_id = job.parent_job_id
+        return chain
+
+    async def stored_files(self, job_id: int) -> frozenset[str]:
+        """What is still stored for a job, without reading the bytes: ``"result"`` (its video) and
+        its input kinds (``"image"``, ``"video"``); empty once purged."""
+        async with self.db.sessionmaker() as s:
+            kinds = set((await s.execute(select(JobInput.kind).where(JobInput.job_id == job_id))).scalars())
+            if (await s.execute(select(JobResult.job_id).where(JobResult.job_id == job_id))).first():
+                kinds.add("result")
+        return frozenset(kinds)
+
     async def by_result_message(self, message_id: int) -> Job | None:
         """The job whose result was posted as ``message_id`` (reactions and buttons on results)."""
         async with self.db.sessionmaker() as s:

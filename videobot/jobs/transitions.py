@@ -6,7 +6,7 @@ count is checked; a worker's writes are fenced by its lease (owner + attempt).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -135,34 +135,7 @@ class Transitions(Queries):
         """Check the member's limits, insert the job and charge it (inside the caller's transaction).
         Returns the job and the balance left; raises the refusal with nothing written."""
         await quota.lock_account(s, req.guild_id, req.user_id)
-        active = (
-            await s.execute(
-                select(func.count())
-                .select_from(Job)
-                .where(Job.guild_id == req.guild_id, Job.user_id == req.user_id, Job.status.in_(ACTIVE))
-            )
-        ).scalar_one()
-        if active >= self.config.max_queued_per_user:
-            raise TooManyQueued(
-                nmsg(
-                    "You already have {n} video waiting or in progress (the limit is {limit}). "
-                    "Wait for it to finish, or cancel it with /cancel.",
-                    "You already have {n} videos waiting or in progress (the limit is {limit}). "
-                    "Wait for one to finish, or cancel one with /cancel.",
-                    active,
-                    limit=Number(self.config.max_queued_per_user),
-                )
-            )
-        st = await quota.status(
-            s,
-            req.guild_id,
-            req.user_id,
-            role_ids=req.role_ids,
-            default_limit=self.config.default_limit,
-            window_seconds=self.config.window_seconds,
-        )
-        if st.balance < req.cost:
-            raise QuotaExceeded(_quota_message(st, req.cost), retry_at=st.next_credit_at)
+        st = await self._check_limits(s, req.guild_id, req.user_id, req.role_ids, req.cost)
         job = Job(
             idempotency_key=req.idempotency_key,
             guild_id=req.guild_id,
@@ -202,6 +175,51 @@ class Transitions(Queries):
             )
         await quota.charge(s, req.guild_id, req.user_id, job.id, req.cost)
         return job, st.balance - req.cost
+
+    async def _check_limits(
+        self, s: AsyncSession, guild_id: int, user_id: int, role_ids: Sequence[int], cost: int
+    ) -> quota.QuotaStatus:
+        """The member's limits for one more job of ``cost``: raises the refusal, else their quota status."""
+        active = (
+            await s.execute(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.guild_id == guild_id, Job.user_id == user_id, Job.status.in_(ACTIVE))
+            )
+        ).scalar_one()
+        if active >= self.config.max_queued_per_user:
+            raise TooManyQueued(
+                nmsg(
+                    "You already have {n} video waiting or in progress (the limit is {limit}). "
+                    "Wait for it to finish, or cancel it with /cancel.",
+                    "You already have {n} videos waiting or in progress (the limit is {limit}). "
+                    "Wait for one to finish, or cancel one with /cancel.",
+                    active,
+                    limit=Number(self.config.max_queued_per_user),
+                )
+            )
+        st = await quota.status(
+            s,
+            guild_id,
+            user_id,
+            role_ids=role_ids,
+            default_limit=self.config.default_limit,
+            window_seconds=self.config.window_seconds,
+        )
+        if st.balance < cost:
+            raise QuotaExceeded(_quota_message(st, cost), retry_at=st.next_credit_at)
+        return st
+
+    async def check_limits(
+        self, guild_id: int, user_id: int, *, role_ids: Sequence[int] = (), cost: int = 1
+    ) -> None:
+        """Raise ``QuotaExceeded`` / ``TooManyQueued`` if a submit of ``cost`` would be refused now.
+
+        A read-only early answer (a button that opens a form asks before the member types); ``submit``
+        checks again under the account lock, so this never decides a charge.
+        """
+        async with self.db.sessionmaker() as s:
+            await self._check_limits(s, guild_id, user_id, role_ids, cost)
 
     async def _by_key(self, key: str, session: AsyncSession | None = None) -> Job | None:
         stmt = select(Job).where(Job.idempotency_key == key)
@@ -644,6 +662,15 @@ class Transitions(Queries):
                 )
             )
         return res.rowcount == 1
+
+    async def forget_result(self, job_id: int) -> None:
+        """The member (or a moderator) deleted the posted video: remove its stored file and inputs and
+        its message id, so nothing can be made from it any more (its buttons then say it is gone)."""
+        async with self.db.transaction() as s:
+            await s.execute(_set(Job.id == job_id, touch=False, result_message_id=None))
+            await s.execute(JobResult.__table__.delete().where(JobResult.job_id == job_id))
+            await s.execute(JobInput.__table__.delete().where(JobInput.job_id == job_id))
+        log.info("job %s: result deleted by its requester or a moderator; stored files removed", job_id)
 
     async def purge_results(self, retention_seconds: float) -> int:
         """Remove stored videos delivered (or undeliverable) longer ago than the retention period."""

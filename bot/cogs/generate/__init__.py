@@ -1,4 +1,5 @@
-"""/video, Apps → Animate (a video from a message's picture) and the reactions on posted videos (🔁 rerun, ❌ delete)."""
+"""/video, Apps → Animate (a video from a message's picture), the buttons on posted videos (Rerun, Remix,
+Extend, Delete) and their reactions (🔁 rerun, ❌ delete)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``/video``, Apps → Animate and the 🔁 / ❌ reactions on results: parse, call the services, format the answer.
+"""``/video``, Apps → Animate, the buttons on results (Rerun, Remix, Extend, Delete) and the 🔁 / ❌
+reactions: parse, call the services, format the answer.
 
 A picture (``/video image:``, or the message Animate is used on) is downloaded only after the
 interaction is acknowledged, and checked and normalised by ``videobot.images`` (``_image.py``); the
@@ -6,6 +7,12 @@ image decision (verb, aspect ratio) is ``planning.build_params(..., image=...)``
 response must be its modal (``_animate.py``), so only checks without database or network run before
 it; the modal's submission is acknowledged like ``/video`` and queues a job of kind ``animate``
 whose status and result reply under the picture.
+
+Buttons (``_buttons.py``, ``_actions.py``, ``_modals.py``): Rerun and Delete defer (ephemeral) at once
+like ``/video``. Remix and Extend must answer with their form, and a form can only be the first response, so they read the source job (and check
+the member's credits) first, within ``FORM_DEADLINE`` of Discord's 3 s; a database too slow for that
+gets a "busy, click again" note instead of a late, failed answer. The form's submission is a new
+interaction, handled in ``on_interaction`` by its custom id (so it survives a restart too).
 
 Acknowledgement design: the first thing ``/video`` does is ``defer(ephemeral=True, thinking=True)``,
 before any database or disk work, because the 3 s deadline must hold even when the database is
@@ -39,16 +46,19 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import errors as bot_errors
 from bot.checks import is_moderator, role_ids
 from videobot import guilds, planning
-from videobot.errors import ChannelNotAllowed, InvalidParameters, PromptRejected, QuotaExceeded, TooManyQueued
+from videobot.errors import NotModerator, VideobotError
 from videobot.health import record_ack
 from videobot.images import PreparedImage
-from videobot.jobs import SubmitRequest
+from videobot.jobs import SubmitRequest, Submitted
 from videobot.models import Job
 
-from . import _format, _image
+from . import _format, _image, _modals
+from ._actions import Asker, ResultActions, asker_from
 from ._animate import AnimateModal
+from ._buttons import DYNAMIC_ITEMS
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -62,6 +72,8 @@ DELETE_EMOJI = "❌"
 #: Reaction spam inside one window queues at most one rerun per member and message.
 RERUN_COOLDOWN_SECONDS = 30
 FEEDBACK_SECONDS = 15
+#: Remix / Extend must answer with their form within Discord's 3 s: the database gets this long.
+FORM_DEADLINE = 2.0
 
 
 def member_role_ids(member: object) -> list[int]:
@@ -79,12 +91,16 @@ class GenerateCog(commands.Cog):
         # Context menus cannot be declared inside a cog class: made here, added to the tree on load.
         self.animate_menu = app_commands.ContextMenu(name=ANIMATE, callback=self.animate)
         self.animate_menu.guild_only = True
+        self.actions = ResultActions(self)
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.animate_menu)
+        # Registered once: every result's buttons ever posted are answered, after any restart.
+        self.bot.add_dynamic_items(*DYNAMIC_ITEMS)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
+        self.bot.remove_dynamic_items(*DYNAMIC_ITEMS)
 
     # ------------------------------------------------------------------ /video
     @app_commands.command(name="video", description="Make a short video from a text prompt (and a picture)")
@@ -158,7 +174,7 @@ class GenerateCog(commands.Cog):
         assert interaction.guild_id is not None and interaction.channel_id is not None
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
         limit = int(interaction.filesize_limit)
-        await self._check_guild(guild_id, channel_id, params["prompt"], interaction.channel, limit)
+        await self.check_guild(guild_id, channel_id, params["prompt"], interaction.channel, limit)
         submitted = await self.bot.submitter.submit(
             SubmitRequest(
                 idempotency_key=f"interaction:{interaction.id}",
@@ -238,7 +254,7 @@ class GenerateCog(commands.Cog):
             if cur in name.lower()
         ][:25]
 
-    async def _check_guild(
+    async def check_guild(
         self, guild_id: int, channel_id: int, prompt: str, channel: object, upload_limit: int
     ) -> None:
         """Channel and blocklist rules (raises the refusal), and remember the guild's upload limit."""
@@ -293,53 +309,24 @@ class GenerateCog(commands.Cog):
         bucket = int(time.time() // RERUN_COOLDOWN_SECONDS)
         async with self.bot.db.sessionmaker() as s:
             view = await guilds.get_config(s, payload.guild_id)
-        # The channel rules and blocklist may have changed since the original was made.
-        channel_obj = self.bot.get_channel(payload.channel_id)
+        asker = Asker(
+            guild_id=payload.guild_id,
+            channel_id=payload.channel_id,
+            user_id=payload.user_id,
+            role_ids=member_role_ids(payload.member),
+            message_id=payload.message_id,
+            upload_limit=view.upload_limit_bytes or self.bot.settings.upload_limit_bytes,
+            # The channel rules and blocklist may have changed since the original was made.
+            channel=self.bot.get_channel(payload.channel_id),
+        )
         try:
-            guilds.check_request(
-                view,
-                payload.channel_id,
-                str((parent.params or {}).get("prompt", "")),
-                parent_id=getattr(channel_obj, "parent_id", None),
+            submitted, _ = await self.actions.submit(
+                asker,
+                parent.id,
+                "rerun",
+                idempotency_key=f"rerun:{payload.message_id}:{payload.user_id}:{bucket}",
             )
-        except (ChannelNotAllowed, PromptRejected) as exc:
-            await self._feedback(payload, str(exc))
-            return
-        limit = view.upload_limit_bytes or self.bot.settings.upload_limit_bytes
-        params = planning.rerun_params(parent.params or {})
-        inputs: dict[str, bytes] = {}
-        if params.get("image") == planning.IMAGE_REF:
-            # Another take of a video made from a picture starts from the same stored picture.
-            inputs = {
-                k: v
-                for k, v in (await self.bot.queue.get_inputs(parent.id)).items()
-                if k == planning.IMAGE_INPUT
-            }
-            if not inputs:
-                await self._feedback(
-                    payload,
-                    "The picture this video started from is no longer stored; use Animate on it again.",
-                )
-                return
-        try:
-            submitted = await self.bot.submitter.submit(
-                SubmitRequest(
-                    idempotency_key=f"rerun:{payload.message_id}:{payload.user_id}:{bucket}",
-                    guild_id=payload.guild_id,
-                    channel_id=payload.channel_id,
-                    user_id=payload.user_id,
-                    model=parent.model,
-                    params=params,
-                    cost=parent.cost,
-                    role_ids=member_role_ids(payload.member),
-                    kind="rerun",
-                    parent_job_id=parent.id,
-                    upload_limit_bytes=limit,
-                    reply_to_message_id=payload.message_id,
-                    inputs=inputs,
-                )
-            )
-        except (QuotaExceeded, TooManyQueued, InvalidParameters) as exc:
+        except VideobotError as exc:
             await self._feedback(payload, str(exc))
             return
         if not submitted.created:
@@ -349,9 +336,134 @@ class GenerateCog(commands.Cog):
                 payload.user_id,
             )
             return
-        self.bot.delivery.wake()
         # The status message replies to the reacted-to result (``reply_to_message_id``).
-        self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
+        self.actions.post_status(submitted)
+
+    # ------------------------------------------------------------------ buttons
+    async def on_button(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
+        """A click on a result's button (``_buttons``); every refusal is ephemeral and says why."""
+        if interaction.guild_id is None or interaction.message is None:
+            return
+        try:
+            if action in ("remix", "extend"):
+                await self._open_form(interaction, action, job_id)
+                return
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            record_ack(interaction.created_at)
+            if action == "rerun":
+                await self._rerun_click(interaction, job_id)
+            elif action == "delete":
+                await self._delete_click(interaction, job_id)
+        except Exception as exc:
+            await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
+
+    async def _answer_queued(
+        self, interaction: discord.Interaction, submitted: Submitted, extra: str = ""
+    ) -> None:
+        try:
+            await interaction.edit_original_response(
+                content=_format.queued_note(
+                    submitted.job, submitted.position, submitted.balance, None, extra=extra
+                )
+            )
+        finally:
+            # The public status message is owed whether or not the answer got through.
+            self.actions.post_status(submitted)
+
+    async def _rerun_click(self, interaction: discord.Interaction, job_id: int) -> None:
+        assert interaction.message is not None
+        submitted, _ = await self.actions.submit(
+            asker_from(interaction, interaction.message.id),
+            job_id,
+            "rerun",
+            idempotency_key=f"interaction:{interaction.id}",
+        )
+        await self._answer_queued(interaction, submitted)
+
+    async def _open_form(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
+        assert interaction.message is not None
+        asker = asker_from(interaction, interaction.message.id)
+
+        async def prepare() -> Job:
+            job = await self.actions.source(job_id, asker.guild_id, action)
+            await self.actions.precheck(asker, job, action)
+            return job
+
+        try:
+            job = await asyncio.wait_for(prepare(), FORM_DEADLINE)
+        except TimeoutError:
+            log.warning(
+                "job %s: %s form not opened for %s: the database was too slow", job_id, action, asker.user_id
+            )
+            await interaction.response.send_message(_format.BUSY, ephemeral=True)
+            return
+        params = job.params or {}
+        prompt = str(params.get("prompt") or "")
+        if action == "remix":
+            form = _modals.remix_form(job.id, prompt, str(params.get("negative_prompt") or ""))
+        else:
+            form = _modals.extend_form(job.id, prompt)
+        await interaction.response.send_modal(form)
+        record_ack(interaction.created_at)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A Remix or Extend form submitted (also one opened before a restart)."""
+        if interaction.type is not discord.InteractionType.modal_submit or interaction.guild_id is None:
+            return
+        data: dict[str, object] = dict(interaction.data or {})  # type: ignore[arg-type]
+        match = _modals.FORM_ID.fullmatch(str(data.get("custom_id") or ""))
+        if match is None:
+            return
+        kind, job_id = match["kind"], int(match["job_id"])
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            record_ack(interaction.created_at)
+            values = _modals.submitted_values(data)  # type: ignore[arg-type]
+            if interaction.message is not None:
+                message_id: int | None = interaction.message.id
+            else:  # the form was opened from a message Discord did not send back: reply to the result
+                source = await self.bot.queue.get(job_id)
+                message_id = source.result_message_id if source is not None else None
+            submitted, source_job = await self.actions.submit(
+                asker_from(interaction, message_id),
+                job_id,
+                kind,
+                idempotency_key=f"interaction:{interaction.id}",
+                prompt=values.get("prompt", ""),
+                negative_prompt=values.get("negative_prompt", "") if kind == "remix" else None,
+            )
+            videos = int((source_job.params or {}).get("num_videos") or 1)
+            extra = _format.FIRST_OF.format(n=videos) if kind == "extend" and videos > 1 else ""
+            await self._answer_queued(interaction, submitted, extra)
+        except Exception as exc:
+            await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
+
+    async def _delete_click(self, interaction: discord.Interaction, job_id: int) -> None:
+        assert interaction.message is not None and interaction.channel_id is not None
+        job = await self.bot.queue.get(job_id)
+        allowed = (
+            job is not None and job.guild_id == interaction.guild_id and job.user_id == interaction.user.id
+        )
+        if not allowed and not await is_moderator(self.bot, interaction):
+            log.info(
+                "job %s: delete by %s refused (not the requester or a moderator)", job_id, interaction.user.id
+            )
+            raise NotModerator(_format.DELETE_REFUSED)
+        try:
+            await self.bot.http.delete_message(
+                interaction.channel_id, interaction.message.id, reason=f"Delete by {interaction.user.id}"
+            )
+        except discord.NotFound:
+            pass  # already gone: the member's wish is granted
+        if job is not None and job.result_message_id == interaction.message.id:
+            await self.bot.queue.forget_result(job.id)
+        log.info(
+            "job %s: result message %s deleted by %s", job_id, interaction.message.id, interaction.user.id
+        )
+        await interaction.edit_original_response(
+            content=_format.DELETED.format(marker=_format.job_marker(job_id))
+        )
 
     async def _feedback(self, payload: discord.RawReactionActionEvent, text: str) -> None:
         """A short note that mentions (and pings) only the reactor and deletes itself."""
@@ -395,3 +507,4 @@ class GenerateCog(commands.Cog):
             )
             return
         log.info("job %s: result message %s deleted by %s", job.id, payload.message_id, payload.user_id)
+        await self.bot.queue.forget_result(job.id)

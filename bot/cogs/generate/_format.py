@@ -78,10 +78,74 @@ def eta_seconds(job: Job) -> float | None:
     return per_step * max(total - step, 0)
 
 
+# ------------------------------------------------------------------ buttons, forms and lineage
+BUTTON_RERUN = "Rerun"
+BUTTON_REMIX = "Remix"
+BUTTON_EXTEND = "Extend"
+BUTTON_DELETE = "Delete"
+REMIX_TITLE = "Remix this video"
+EXTEND_TITLE = "Extend this clip"
+PROMPT_LABEL = "Prompt"
+PROMPT_PLACEHOLDER = "What the video shows, e.g. a red fox running through fresh snow"
+NEGATIVE_LABEL = "Negative prompt (what to avoid)"
+NEGATIVE_PLACEHOLDER = "e.g. blurry, text, watermark (may be left empty)"
+EXTEND_PROMPT_LABEL = "What happens next"
+RESULT_GONE = "This video is no longer available (it was deleted or has expired). Make a new one with /video."
+RESULT_EXPIRED = (
+    "This video's file has expired (videos are kept {hours} after they are posted), so it can't be "
+    "{what} any more. Make a new one with /video."
+)
+MODEL_GONE = (
+    "This video was made with `{model}`, which this server no longer runs, so it can't be {what}. "
+    "Make a new one with /video."
+)
+CANNOT_EXTEND = "This server's model (`{model}`) can't extend clips."
+EXTEND_LIMIT = (
+    "This clip has been extended {n} time(s) already, the most allowed here ({limit}). "
+    "Make a new video with /video, or remix this one."
+)
+DELETE_REFUSED = "Only the person who asked for this video or a moderator can delete it."
+DELETED = "Deleted the video ({marker})."
+BUSY = "The video service is busy right now; please click again in a moment."
+FIRST_OF = " It continues the first of the {n} videos."
+
+#: What a job is, by ``Job.kind``: the status header's verb and the result's first line.
+_ASKED = {
+    "command": "asked for a video",
+    "rerun": "asked for a rerun",
+    "remix": "asked for a remix",
+    "extend": "asked for an extension",
+    "animate": "asked to animate a picture",
+}
+_READY = {
+    "command": "your video is ready 🎬",
+    "rerun": "here is your rerun 🔁",
+    "remix": "here is your remix 🎨",
+    "extend": "here is your extended clip ⏩",
+    "animate": "your animation is ready 🎬",
+}
+_LINEAGE = {"rerun": "Rerun", "remix": "Remix", "extend": "Extension", "animate": "Animation"}
+
+
+def message_url(guild_id: int, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+def lineage_note(job: Job, *, extension: int = 0, origin_id: int | None = None) -> str:
+    """ "Remix of job #12", "Extension 2 of job #12" ("" for a /video); ``origin_id`` is the clip an
+    extension chain started from (default: the parent)."""
+    if job.kind not in _LINEAGE or job.parent_job_id is None:
+        return ""
+    what = _LINEAGE[job.kind]
+    if job.kind == "extend" and extension > 0:
+        what = f"{what} {extension}"
+    return f"{what} of {job_marker(origin_id or job.parent_job_id)}"
+
+
 def status_header(job: Job) -> str:
-    verb = {"rerun": "asked for a rerun", "animate": "asked to animate a picture"}.get(
-        job.kind, "asked for a video"
-    )
+    verb = _ASKED.get(job.kind, _ASKED["command"])
+    if job.parent_job_id is not None and job.kind in _LINEAGE:
+        verb += f" of {job_marker(job.parent_job_id)}"
     prompt = truncate(escape(prompt_of(job)), STATUS_PROMPT_CHARS)
     return f"🎬 <@{job.user_id}> {verb} · {job_marker(job.id)}\n{quote(prompt)}"
 
@@ -134,14 +198,16 @@ def failure_notice(job: Job) -> str:
     )
 
 
-def result_content(job: Job, result: Any) -> str:
-    """The result message: mention, the prompt (escaped, truncated to fit 2000 chars) and the details."""
+def result_content(job: Job, result: Any, *, extension: int = 0, origin_id: int | None = None) -> str:
+    """The result message: mention, what it is (a remix of …, with a link to the message it came
+    from), the prompt (escaped, truncated to fit 2000 chars) and the details."""
     params = job.params or {}
-    head = (
-        f"<@{job.user_id}> here is your rerun 🔁"
-        if job.kind == "rerun"
-        else f"<@{job.user_id}> your video is ready 🎬"
-    )
+    head = f"<@{job.user_id}> {_READY.get(job.kind, _READY['command'])}"
+    note = lineage_note(job, extension=extension, origin_id=origin_id)
+    if note:
+        if job.reply_to_message_id:
+            note += f" · {message_url(job.guild_id, job.channel_id, job.reply_to_message_id)}"
+        head += f"\n-# {note}"
     details = [job_marker(job.id), f"seed {params.get('seed', '?')}", f"`{escape_model(job.model)}`"]
     duration = getattr(result, "duration_s", None)
     if duration:
@@ -159,8 +225,10 @@ def escape_model(name: str) -> str:
     return name.replace("`", "'")[:100]
 
 
-def queued_note(job: Job, position: int, balance: int, jump_url: str | None) -> str:
-    """The ephemeral answer to /video once the job is queued."""
+def queued_note(job: Job, position: int, balance: int, jump_url: str | None, *, extra: str = "") -> str:
+    """The ephemeral answer to /video (and to a button) once the job is queued."""
     where = f"#{position} in the queue" if position else "starting now"
     link = f" Progress: {jump_url}" if jump_url else ""
-    return f"Queued as {job_marker(job.id)} ({where}). You have {balance} credit(s) left.{link}"
+    what = lineage_note(job)
+    what = f" ({what})" if what else ""
+    return f"Queued as {job_marker(job.id)}{what} ({where}). You have {balance} credit(s) left.{link}{extra}"

@@ -1,0 +1,209 @@
+"""What the buttons on a result (and its 🔁 reaction) do: find the source job, check it can still be
+used, and queue a rerun, remix or extension charged to whoever asked. No Discord objects are kept:
+everything starts from the job id in the button's custom id, so it works after any restart.
+
+A source job can be used while its row exists, its model is still the one this server runs, and
+what the new job needs is still stored: an extension needs the source's video (``job_results``),
+a rerun or remix of a video made from an image (or of an extension) needs that job's inputs
+(``job_inputs``); both are purged ``VIDEOBOT_RESULT_RETENTION_HOURS`` after posting. A rerun or
+remix of a text video needs only the row, so it keeps working after the purge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from videobot import planning
+from videobot.errors import InvalidParameters, JobNotFound
+from videobot.jobs import SubmitRequest, Submitted
+from videobot.models import Job, JobStatus
+
+from . import _format
+
+if TYPE_CHECKING:
+    from ._cog import GenerateCog
+
+log = logging.getLogger(__name__)
+
+#: What each kind of derived job reads from its source besides the parameters.
+_WHAT = {"rerun": "rerun", "remix": "remixed", "extend": "extended"}
+
+
+class ResultGone(JobNotFound):
+    """The result a button belongs to no longer exists, or its files were purged."""
+
+    code = "result_gone"
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asked, where, and what Discord told us about the destination (from the interaction or reaction)."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    role_ids: list[int]
+    #: The message the result was posted as: the new job's status and result reply to it.
+    message_id: int | None
+    upload_limit: int
+    channel: object = None
+
+
+class ResultActions:
+    """Reruns, remixes and extensions of posted results (the cog owns one)."""
+
+    def __init__(self, cog: GenerateCog) -> None:
+        self.cog = cog
+        self.bot = cog.bot
+
+    # ------------------------------------------------------------------ checks
+    async def source(self, job_id: int, guild_id: int, kind: str) -> Job:
+        """The posted job a button (or reaction) refers to, if ``kind`` can still be made from it."""
+        job = await self.bot.queue.get(job_id)
+        if (
+            job is None
+            or job.guild_id != guild_id
+            or job.status != JobStatus.DELIVERED.value
+            or job.result_message_id is None  # deleted with its Delete button or ❌
+        ):
+            raise ResultGone(_format.RESULT_GONE)
+        settings = self.bot.settings
+        target = planning.queue_target(settings)
+        what = _WHAT[kind]
+        if job.model != target.name:
+            raise InvalidParameters(
+                _format.MODEL_GONE.format(model=_format.escape_model(job.model), what=what)
+            )
+        if kind == "extend" and "extend" not in planning.offered_verbs(settings):
+            raise InvalidParameters(_format.CANNOT_EXTEND.format(model=_format.escape_model(target.name)))
+        stored = await self.bot.queue.stored_files(job.id)
+        if not self._needed(job, kind) <= stored:
+            hours = settings.result_retention_hours
+            raise ResultGone(_format.RESULT_EXPIRED.format(hours=f"{hours:g} hours", what=what))
+        if kind == "extend":
+            await self.check_extensions(job)
+        return job
+
+    @staticmethod
+    def _needed(job: Job, kind: str) -> set[str]:
+        if kind == "extend":
+            return {"result"}
+        params = job.params or {}
+        needed = set()
+        if params.get("image"):
+            needed.add("image")
+        if params.get("source_video"):
+            needed.add("video")
+        return needed
+
+    async def check_extensions(self, job: Job) -> None:
+        """Refuse extending a clip that is already ``max_extensions`` extensions long."""
+        limit = planning.max_extensions(self.bot.settings)
+        done = planning.extension_number(await self.bot.queue.lineage(job.id, depth=limit + 2))
+        if done >= limit:
+            raise InvalidParameters(_format.EXTEND_LIMIT.format(n=done, limit=limit))
+
+    async def precheck(self, asker: Asker, job: Job, kind: str) -> None:
+        """Everything that can be refused before the member fills in a form: the source, the channel
+        rules, their credits. ``submit`` checks all of it again."""
+        params = self._params(job, kind, None, None)
+        await self.cog.check_guild(
+            asker.guild_id, asker.channel_id, str(params.get("prompt", "")), asker.channel, asker.upload_limit
+        )
+        await self.bot.queue.check_limits(
+            asker.guild_id,
+            asker.user_id,
+            role_ids=asker.role_ids,
+            cost=planning.job_cost(self.bot.settings, planning.queue_target(self.bot.settings), params),
+        )
+
+    # ------------------------------------------------------------------ queueing
+    def _params(self, job: Job, kind: str, prompt: str | None, negative_prompt: str | None) -> dict[str, Any]:
+        params = dict(job.params or {})
+        source_prompt = str(params.get("prompt") or "")
+        if kind == "rerun":
+            return planning.rerun_params(params)
+        if kind == "remix":
+            return planning.remix_params(
+                params,
+                source_prompt if prompt is None else prompt,
+                str(params.get("negative_prompt") or "") if negative_prompt is None else negative_prompt,
+            )
+        return planning.extend_params(
+            planning.queue_target(self.bot.settings), params, source_prompt if prompt is None else prompt
+        )
+
+    async def submit(
+        self,
+        asker: Asker,
+        job_id: int,
+        kind: str,
+        *,
+        idempotency_key: str,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+    ) -> tuple[Submitted, Job]:
+        """Queue a rerun, remix or extension of ``job_id`` charged to ``asker``; raises the refusal."""
+        source = await self.source(job_id, asker.guild_id, kind)
+        params = self._params(source, kind, prompt, negative_prompt)
+        await self.cog.check_guild(
+            asker.guild_id, asker.channel_id, str(params["prompt"]), asker.channel, asker.upload_limit
+        )
+        if kind == "extend":
+            result = await self.bot.queue.get_result(source.id)
+            if result is None:
+                hours = self.bot.settings.result_retention_hours
+                raise ResultGone(_format.RESULT_EXPIRED.format(hours=f"{hours:g} hours", what=_WHAT[kind]))
+            # The clip itself travels with the job: any worker, after any restart, can continue it.
+            inputs = {"video": bytes(result.video)}
+        else:
+            inputs = await self.bot.queue.get_inputs(source.id)
+            if not self._needed(source, kind) <= set(inputs):
+                hours = self.bot.settings.result_retention_hours
+                raise ResultGone(_format.RESULT_EXPIRED.format(hours=f"{hours:g} hours", what=_WHAT[kind]))
+        target = planning.queue_target(self.bot.settings)
+        submitted = await self.bot.submitter.submit(
+            SubmitRequest(
+                idempotency_key=idempotency_key,
+                guild_id=asker.guild_id,
+                channel_id=asker.channel_id,
+                user_id=asker.user_id,
+                model=target.name,
+                params=params,
+                cost=planning.job_cost(self.bot.settings, target, params),
+                role_ids=asker.role_ids,
+                kind=kind,
+                parent_job_id=source.id,
+                upload_limit_bytes=asker.upload_limit,
+                reply_to_message_id=asker.message_id,
+                inputs=inputs,
+            )
+        )
+        if submitted.created:
+            log.info("job %s: %s of job %s by %s", submitted.job.id, kind, source.id, asker.user_id)
+            self.bot.delivery.wake()
+        return submitted, source
+
+    def post_status(self, submitted: Submitted) -> None:
+        """The public status message (a reply to the source's message), posted in the background."""
+        if submitted.created and not submitted.job.status_message_id:
+            self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
+
+
+def asker_from(interaction: discord.Interaction, message_id: int | None) -> Asker:
+    from ._cog import member_role_ids
+
+    assert interaction.guild_id is not None and interaction.channel_id is not None
+    return Asker(
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        user_id=interaction.user.id,
+        role_ids=member_role_ids(interaction.user),
+        message_id=message_id,
+        upload_limit=int(interaction.filesize_limit),
+        channel=interaction.channel,
+    )

@@ -1,0 +1,71 @@
+"""The result buttons and forms as Discord receives them, and the lineage text (no Discord needed)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from bot.cogs.generate import _buttons, _format, _modals
+
+
+def job(**kw: object) -> SimpleNamespace:
+    base = dict(
+        id=42,
+        user_id=7,
+        guild_id=1,
+        channel_id=2,
+        kind="command",
+        parent_job_id=None,
+        reply_to_message_id=None,
+        model="tiny",
+        params={"prompt": "a fox", "seed": 3},
+        generation_seconds=None,
+    )
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+async def test_extend_is_shown_only_where_the_model_extends() -> None:
+    with_extend = _buttons.result_view(job(), frozenset({"text", "extend"}))  # type: ignore[arg-type]
+    ids = [c["custom_id"] for row in with_extend.to_components() for c in row["components"]]
+    assert ids == ["videobot:rerun:42", "videobot:remix:42", "videobot:extend:42", "videobot:delete:42"]
+    text_only = _buttons.result_view(job(), frozenset({"text"}))  # type: ignore[arg-type]
+    ids = [c["custom_id"] for row in text_only.to_components() for c in row["components"]]
+    assert ids == ["videobot:rerun:42", "videobot:remix:42", "videobot:delete:42"]
+    # Nothing is kept in memory per message: the registered dynamic items answer the clicks.
+    assert with_extend.is_finished()
+    # Each class answers its own prefix only (the previews' Cancel button has its own).
+    for cls, action in zip(_buttons.DYNAMIC_ITEMS, ("rerun", "remix", "extend", "delete"), strict=True):
+        template = cls.__discord_ui_compiled_template__
+        assert template.fullmatch(f"videobot:{action}:42") and not template.fullmatch("videobot:cancel:42")
+
+
+async def test_forms_carry_the_job_id_and_prefill_the_text() -> None:
+    form = _modals.remix_form(42, "a fox", "blur")
+    payload = form.to_dict()
+    assert payload["custom_id"] == "videobot:remix-form:42" and len(payload["title"]) <= 45
+    inputs = {c["custom_id"]: c for row in payload["components"] for c in row["components"]}
+    assert inputs["prompt"]["value"] == "a fox" and inputs["negative_prompt"]["value"] == "blur"
+    assert inputs["negative_prompt"]["required"] is False
+    extend = _modals.extend_form(42, "a fox").to_dict()
+    assert _modals.FORM_ID.fullmatch(extend["custom_id"])["kind"] == "extend"  # type: ignore[index]
+    # A submission, in action rows or in labels.
+    data = {
+        "custom_id": "videobot:remix-form:42",
+        "components": [
+            {"type": 1, "components": [{"type": 4, "custom_id": "prompt", "value": "a wolf"}]},
+            {"type": 18, "component": {"type": 4, "custom_id": "negative_prompt", "value": ""}},
+        ],
+    }
+    assert _modals.submitted_values(data) == {"prompt": "a wolf", "negative_prompt": ""}
+
+
+def test_lineage_text() -> None:
+    assert _format.lineage_note(job()) == ""  # type: ignore[arg-type]
+    remix = job(id=43, kind="remix", parent_job_id=42, reply_to_message_id=99)
+    assert _format.lineage_note(remix) == "Remix of job #42"  # type: ignore[arg-type]
+    ext = job(id=45, kind="extend", parent_job_id=44, reply_to_message_id=99)
+    assert _format.lineage_note(ext, extension=2, origin_id=42) == "Extension 2 of job #42"  # type: ignore[arg-type]
+    content = _format.result_content(ext, None, extension=2, origin_id=42)  # type: ignore[arg-type]
+    assert content.startswith("<@7> here is your extended clip")
+    assert "Extension 2 of job #42 · https://discord.com/channels/1/2/99" in content
+    assert "asked for an extension of job #44" in _format.status_header(ext)  # type: ignore[arg-type]
