@@ -31,9 +31,9 @@ from discord.ext import commands
 from videobot import i18n
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Where messages are looked for. generator/ has none yet (its failure texts are stored in English
-#: and shown as they are); it also has unrelated functions named ``msg``.
-SOURCE_DIRS = ("bot", "videobot")
+#: Where messages are looked for. generator/'s failure texts are stored in English and shown
+#: translated (``videobot.i18n.recognize`` finds them in the template).
+SOURCE_DIRS = ("bot", "videobot", "generator")
 KEYWORDS = {"t": (2,), "tn": (2, 3), "msg": (1,), "nmsg": (1, 2), "N_": (1,)}
 POT_PATH = i18n.LOCALE_DIR / f"{i18n.DOMAIN}.pot"
 #: discord.py's stand-in for an option without a description (not ours to translate).

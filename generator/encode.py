@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from videobot.errors import InvalidParameters
+from videobot.i18n import msg
 
 log = logging.getLogger(__name__)
 
@@ -260,9 +261,13 @@ def encode_mp4(
             bitrate_capped=False, notes="", audio_bitrate=audio_bitrate if sound else None, **result,
         )  # fmt: skip
 
+    limit = f"{max_bytes / 1024 / 1024:.1f}"  # stored in English, shown as it is in every language
     too_big = EncodeError(
-        f"This video cannot fit in the {max_bytes / 1024 / 1024:.1f} MiB upload limit, even at low quality. "
-        "Try a shorter duration or a smaller aspect ratio."
+        msg(
+            "This video cannot fit in the {limit} MiB upload limit, even at low quality. "
+            "Try a shorter duration or a smaller aspect ratio.",
+            limit=limit,
+        )
     )
     budget = max_bytes - _CONTAINER_OVERHEAD - 8 * num_frames
     if budget <= 0:

@@ -69,17 +69,24 @@ def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str,
     by ``planning.build_params``; returns the parameters and the pipeline's ``image=`` keyword."""
     from videobot import images, planning
     from videobot.errors import InvalidParameters
+    from videobot.i18n import msg
     from videobot.presets import GenerationParams, resolve_preset
 
     path: Path = args.image
     try:
         if path.stat().st_size > images.MAX_IMAGE_BYTES:
             raise InvalidParameters(
-                f"{path} is larger than {images.MAX_IMAGE_BYTES // 1024 // 1024} MB; use a smaller picture."
+                msg(
+                    "{path} is larger than {limit} MB; use a smaller picture.",
+                    path=path,
+                    limit=images.MAX_IMAGE_BYTES // 1024 // 1024,
+                )
             )
         data = path.read_bytes()
     except OSError as exc:
-        raise InvalidParameters(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise InvalidParameters(
+            msg("cannot read {path}: {reason}", path=path, reason=exc.strerror or exc)
+        ) from None
     prepared = images.prepare(data)
     preset = resolve_preset(model)
     raw = planning.build_params(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from videobot.errors import InvalidParameters
+from videobot.i18n import N_, msg
 from videobot.presets import GenerationParams
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -28,7 +29,9 @@ def decode_image(data: bytes) -> Any:  # -> PIL.Image.Image
             img.load()
             return img.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise InvalidParameters("The image could not be read: upload a PNG, JPEG or WebP picture.") from None
+        raise InvalidParameters(
+            msg("The image could not be read: upload a PNG, JPEG or WebP picture.")
+        ) from None
 
 
 def decode_clip(data: bytes) -> np.ndarray:
@@ -40,9 +43,9 @@ def decode_clip(data: bytes) -> np.ndarray:
     try:
         frames = probe_mp4(data, decode=True)["frames"]
     except (av.FFmpegError, IndexError, ValueError, OSError):
-        raise InvalidParameters("The clip to extend could not be read as an mp4 video.") from None
+        raise InvalidParameters(msg("The clip to extend could not be read as an mp4 video.")) from None
     if len(frames) < 2:
-        raise InvalidParameters("The clip to extend has fewer than two frames.")
+        raise InvalidParameters(msg("The clip to extend has fewer than two frames."))
     return frames
 
 
@@ -54,21 +57,32 @@ def db_ref(kind: str) -> str:
     return DB_REF + kind
 
 
+#: What members read when an input is missing or too large, by input (``image`` / ``clip``).
+_GONE = {
+    "image": N_("The image is no longer available; please send it again."),
+    "clip": N_("The clip to extend is no longer available; please send it again."),
+}
+_TOO_LARGE = {
+    "image": N_("The image is larger than {limit} MB."),
+    "clip": N_("The clip to extend is larger than {limit} MB."),
+}
+
+
 def _read(ref: str, what: str, blobs: dict[str, bytes] | None, allow_files: bool) -> bytes:
     if ref.startswith(DB_REF):
         data = (blobs or {}).get(ref[len(DB_REF) :])
         if data is None:
-            raise InvalidParameters(f"The {what} is no longer available; please send it again.")
+            raise InvalidParameters(msg(_GONE[what]))
         return data
     if not allow_files:
-        raise InvalidParameters(f"The {what} is no longer available; please send it again.")
+        raise InvalidParameters(msg(_GONE[what]))
     path = Path(ref)
     try:
         if path.stat().st_size > MAX_INPUT_BYTES:
-            raise InvalidParameters(f"The {what} is larger than {MAX_INPUT_BYTES // 1024 // 1024} MB.")
+            raise InvalidParameters(msg(_TOO_LARGE[what], limit=MAX_INPUT_BYTES // 1024 // 1024))
         return path.read_bytes()
     except OSError:
-        raise InvalidParameters(f"The {what} is no longer available; please send it again.") from None
+        raise InvalidParameters(msg(_GONE[what])) from None
 
 
 def load_inputs(
@@ -80,10 +94,10 @@ def load_inputs(
     """
     if params.verb == "image":
         if not params.image:
-            raise InvalidParameters("A video from an image needs the image.")
+            raise InvalidParameters(msg("A video from an image needs the image."))
         return {"image": decode_image(_read(params.image, "image", blobs, allow_files))}
     if params.verb == "extend":
         if not params.source_video:
-            raise InvalidParameters("Extending a clip needs the clip.")
-        return {"video": decode_clip(_read(params.source_video, "clip to extend", blobs, allow_files))}
+            raise InvalidParameters(msg("Extending a clip needs the clip."))
+        return {"video": decode_clip(_read(params.source_video, "clip", blobs, allow_files))}
     return {}

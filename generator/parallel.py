@@ -38,6 +38,7 @@ from datetime import timedelta
 from typing import Any
 
 from videobot.errors import InvalidParameters, TransientJobError, VideobotError
+from videobot.i18n import msg
 from videobot.presets import GenerationParams, resolve_preset
 from videobot.runner import MODEL_LOAD_FAILED
 from videobot.settings import Settings
@@ -186,8 +187,12 @@ def enable_context_parallel(pipeline: Any, world: int, mode: str) -> None:
             continue
         if getattr(model, "_cp_plan", None) is None:
             raise InvalidParameters(
-                f"The transformer of `{name}` ({type(model).__name__}) has no context-parallel plan in this "
-                "diffusers version, so it cannot be split across GPUs: set VIDEOBOT_GPUS=1."
+                msg(
+                    "The transformer of `{model}` ({cls}) has no context-parallel plan in this "
+                    "diffusers version, so it cannot be split across GPUs: set VIDEOBOT_GPUS=1.",
+                    model=name,
+                    cls=type(model).__name__,
+                )
             )
         if mode == "ring":
             config = ContextParallelConfig(ring_degree=world, ring_anything=True)

@@ -19,6 +19,7 @@ import torch
 from generator.encode import frames_to_uint8
 from generator.speed import SpeedOptionError, SpeedOptions, apply_speed_options, reset_step_cache, warm_up
 from videobot.errors import GenerationOOM, InvalidParameters
+from videobot.i18n import N_, msg
 from videobot.images import fit, pixel_digest
 from videobot.presets import (
     DEFAULT_GPU_PRESET,
@@ -35,7 +36,7 @@ from videobot.presets import (
 
 log = logging.getLogger(__name__)
 
-OOM_MESSAGE = "Not enough GPU memory for this video. Try a shorter duration or a smaller aspect ratio."
+OOM_MESSAGE = N_("Not enough GPU memory for this video. Try a shorter duration or a smaller aspect ratio.")
 OFFLOAD_MODES = ("none", "model", "sequential", "group")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -227,35 +228,59 @@ class VideoPipeline:
         p = self.preset
         check_verb(p, params.verb)
         if params.verb not in self.pipes:
-            raise InvalidParameters(f"The loaded model `{p.name}` has no pipeline for `{params.verb}`.")
+            raise InvalidParameters(
+                msg(
+                    "The loaded model `{model}` has no pipeline for `{verb}`.", model=p.name, verb=params.verb
+                )
+            )
         clean_prompt(params.prompt)
         if params.verb == "extend":
             if params.num_frames != p.extend_window:
                 raise InvalidParameters(
-                    f"An extension with `{p.name}` generates {p.extend_window} frames, not {params.num_frames}."
+                    msg(
+                        "An extension with `{model}` generates {frames} frames, not {asked}.",
+                        model=p.name,
+                        frames=p.extend_window,
+                        asked=params.num_frames,
+                    )
                 )
         elif not p.valid_frames(params.num_frames):
             raise InvalidParameters(
-                f"{params.num_frames} frames is not valid for `{p.name}`: use {p.frame_rule}k+1 frames "
-                f"between {p.min_frames} and {p.max_frames}."
+                msg(
+                    "{frames} frames is not valid for `{model}`: use {rule}k+1 frames between {low} and {high}.",
+                    frames=params.num_frames,
+                    model=p.name,
+                    rule=p.frame_rule,
+                    low=p.min_frames,
+                    high=p.max_frames,
+                )
             )
         for name, value in (("width", params.width), ("height", params.height)):
             if not 0 < value <= 2048 or value % p.size_multiple:
-                raise InvalidParameters(
-                    f"A {name} of {value} px is not valid for `{p.name}`: use a multiple of {p.size_multiple} "
-                    "up to 2048."
-                )
+                size = {
+                    "width": N_(
+                        "A width of {value} px is not valid for `{model}`: use a multiple of {step} up to 2048."
+                    ),
+                    "height": N_(
+                        "A height of {value} px is not valid for `{model}`: use a multiple of {step} up to 2048."
+                    ),
+                }[name]
+                raise InvalidParameters(msg(size, value=value, model=p.name, step=p.size_multiple))
         if not 1 <= params.num_inference_steps <= 200:
-            raise InvalidParameters("The number of steps must be between 1 and 200.")
+            raise InvalidParameters(msg("The number of steps must be between 1 and 200."))
         if not math.isfinite(params.guidance_scale) or not 0 <= params.guidance_scale <= 30:
-            raise InvalidParameters("The guidance scale must be between 0 and 30.")
+            raise InvalidParameters(msg("The guidance scale must be between 0 and 30."))
         if not 1 <= params.fps <= 120:
-            raise InvalidParameters("The frame rate must be between 1 and 120 fps.")
+            raise InvalidParameters(msg("The frame rate must be between 1 and 120 fps."))
         if not 0 <= params.seed <= 2**32 - 1:
-            raise InvalidParameters(f"The seed must be a whole number from 0 to {2**32 - 1}.")
+            raise InvalidParameters(msg("The seed must be a whole number from 0 to {max}.", max=2**32 - 1))
         if not 1 <= params.num_videos <= min(MAX_VIDEOS, p.batch_cap):
             raise InvalidParameters(
-                f"`{p.name}` makes at most {min(MAX_VIDEOS, p.batch_cap)} videos at once."
+                msg(
+                    "`{model}` makes at most {n} videos at once.",
+                    model=p.name,
+                    n=min(MAX_VIDEOS, p.batch_cap),
+                )
             )
 
     def call_kwargs(
@@ -302,7 +327,7 @@ class VideoPipeline:
                 kwargs["image"] = picture
         elif params.verb == "extend":
             if not is_condition:
-                raise InvalidParameters(f"`{self.preset.name}` cannot extend clips.")
+                raise InvalidParameters(msg("`{model}` cannot extend clips.", model=self.preset.name))
             from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
             source = _fit_video(video, params.width, params.height)
@@ -333,9 +358,9 @@ class VideoPipeline:
         """
         self.check_inputs(params)
         if params.verb == "image" and image is None:
-            raise InvalidParameters("A video from an image needs the image.")
+            raise InvalidParameters(msg("A video from an image needs the image."))
         if params.verb == "extend" and (video is None or len(video) < 2):
-            raise InvalidParameters("Extending a clip needs the clip (at least two frames).")
+            raise InvalidParameters(msg("Extending a clip needs the clip (at least two frames)."))
         total = params.num_inference_steps
         digest = None
         if params.verb == "image":
@@ -362,7 +387,7 @@ class VideoPipeline:
             out_of_memory = True
         if out_of_memory:  # outside the except block so the traceback no longer pins GPU tensors
             self._free_memory()
-            raise GenerationOOM(OOM_MESSAGE)
+            raise GenerationOOM(msg(OOM_MESSAGE))
         videos = [frames_to_uint8(v) for v in output.frames]
         if params.verb == "extend":
             source = _fit_video(video, params.width, params.height)
@@ -403,7 +428,7 @@ def _fit_image(image: Any, width: int, height: int) -> Any:
     if isinstance(image, (bytes, bytearray)):
         image = Image.open(io.BytesIO(image))
     if not isinstance(image, Image.Image):
-        raise InvalidParameters("The input image could not be read.")
+        raise InvalidParameters(msg("The input image could not be read."))
     if image.mode == "RGB" and image.size == (width, height):
         return image
     return fit(image, width, height)
@@ -413,7 +438,7 @@ def _fit_video(video: Any, width: int, height: int) -> np.ndarray:
     """Frames (F x H x W x 3, uint8 or float in [0, 1]) as uint8 at ``width`` x ``height``."""
     frames = np.asarray(video)
     if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise InvalidParameters("The clip to extend could not be read.")
+        raise InvalidParameters(msg("The clip to extend could not be read."))
     if frames.dtype != np.uint8:
         frames = frames_to_uint8(frames)
     if frames.shape[1:3] == (height, width):

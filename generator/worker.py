@@ -45,6 +45,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from videobot.db import Database
 from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, LeaseLost, TransientJobError
+from videobot.i18n import N_
 from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
 from videobot.models import JobStatus
 from videobot.presets import GenerationParams, plan, resolve_preset
@@ -53,7 +54,8 @@ from videobot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-GENERIC_FAILURE = (
+#: Stored in English; the bot shows it in the server's language (``videobot.jobs.job_error``).
+GENERIC_FAILURE = N_(
     "Something went wrong while making this video. Your credit was refunded; please try again later."
 )
 PROGRESS_INTERVAL = 1.0

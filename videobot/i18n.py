@@ -24,6 +24,7 @@ import functools
 import gettext
 import io
 import logging
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -151,9 +152,11 @@ class Number:
     """A placeholder value shown as a number in the reader's locale (``1,234`` / ``1.234``)."""
 
     value: float
+    #: Digits after the decimal sign, always shown (``4.0 s``); None: as many as the value has.
+    decimals: int | None = None
 
     def render(self, locale: object) -> str:
-        return format_number(locale, self.value)
+        return format_number(locale, self.value, decimals=self.decimals)
 
 
 @dataclass(frozen=True)
@@ -267,10 +270,96 @@ def placeholders(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
 
 
+# ---------------------------------------------------------------------------------------- stored texts
+def recognize(text: str) -> Text:
+    """The message an English text was rendered from, with its values, or the text itself if unknown.
+
+    A worker stores why a job failed as English text (``jobs.error_message``: logs and old rows read
+    it as it is); the bot shows it in the server's language by finding the catalog message it came
+    from. Each message of the template is a pattern (its words exact, each placeholder any text);
+    the one with the most words that matches the whole text wins. Values come back as the English
+    text showed them (a grouped English number, ``1,234.5``, is a ``Number`` again).
+    """
+    stripped = text.strip()
+    if not stripped:
+        return text
+    for pattern, singular, plural in _patterns():
+        match = pattern.fullmatch(stripped)
+        if match is None:
+            continue
+        values: dict[str, Any] = {k: _value(v) for k, v in match.groupdict().items()}
+        if plural is not None and "n" in values:
+            try:
+                n = int(str(match.group("n")).replace(",", ""))
+            except ValueError:
+                continue
+            values.pop("n")
+            return Msg(singular, values, plural, n)
+        return Msg(singular, values)
+    return text
+
+
+_ENGLISH_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+def _value(text: str) -> Any:
+    if _ENGLISH_NUMBER.fullmatch(text):
+        return Number(float(text.replace(",", "")) if "." in text else int(text.replace(",", "")))
+    return text
+
+
+#: A message with fewer literal characters than this is too vague to recognise a text by.
+_MIN_LITERAL = 12
+
+
+@functools.cache
+def _patterns() -> list[tuple[re.Pattern[str], str, str | None]]:
+    """(pattern, msgid, plural msgid) for every message of the template, most literal text first."""
+    try:
+        with (LOCALE_DIR / f"{DOMAIN}.pot").open("rb") as f:
+            template = read_po(f, domain=DOMAIN)
+    except OSError as exc:
+        log.error("cannot read the catalog template (%s); stored texts stay in English", exc)
+        return []
+    found: list[tuple[int, re.Pattern[str], str, str | None]] = []
+    for message in template:
+        if not message.id:
+            continue
+        ids = (message.id,) if isinstance(message.id, str) else tuple(message.id)
+        singular, plural = ids[0], (ids[1] if len(ids) > 1 else None)
+        for form in ids:
+            compiled = _pattern(form)
+            if compiled is not None:
+                found.append((compiled[1], compiled[0], singular, plural))
+    found.sort(key=lambda item: -item[0])
+    return [(pattern, singular, plural) for _, pattern, singular, plural in found]
+
+
+def _pattern(msgid: str) -> tuple[re.Pattern[str], int] | None:
+    parts: list[str] = []
+    seen: set[str] = set()
+    literal = 0
+    for text, name, _spec, _conv in string.Formatter().parse(msgid):
+        parts.append(re.escape(text))
+        literal += len(text.strip())
+        if name is None:
+            continue
+        if not name.isidentifier():
+            return None
+        parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+        seen.add(name)
+    if literal < _MIN_LITERAL:
+        return None
+    return re.compile("".join(parts), re.DOTALL), literal
+
+
 # ---------------------------------------------------------------------------------------- formats
-def format_number(locale: object, value: float) -> str:
-    """``value`` with the locale's digit grouping and decimal sign."""
-    return format_decimal(value, locale=babel_locale(locale))
+def format_number(locale: object, value: float, *, decimals: int | None = None) -> str:
+    """``value`` with the locale's digit grouping and decimal sign (``decimals``: exactly that many)."""
+    if decimals is None:
+        return format_decimal(value, locale=babel_locale(locale))
+    pattern = "#,##0" + ("." + "0" * decimals if decimals > 0 else "")
+    return format_decimal(round(value, decimals), format=pattern, locale=babel_locale(locale))
 
 
 def format_duration(locale: object, seconds: float, *, parts: int = 2) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from videobot.errors import InvalidParameters
+from videobot.i18n import Number, msg
 
 ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "MPO": "JPEG"}
 #: Default caps (settings override them): bytes of the file, pixels of the decoded image.
@@ -44,8 +45,9 @@ class PreparedImage:
     source_format: str
 
 
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.0f} MB"
+def _mb(n: int) -> Number:
+    """Whole megabytes (MiB) as a number in the reader's locale."""
+    return Number(round(n / (1024 * 1024)))
 
 
 def check_header(
@@ -54,27 +56,41 @@ def check_header(
     """Format and size read from the header only (nothing is decoded). Raises ``ImageRejected``."""
     if len(data) > max_bytes:
         raise ImageRejected(
-            f"That image is too large ({_mb(len(data))}); the limit is {_mb(max_bytes)}. Please send a smaller picture."
+            msg(
+                "That image is too large ({size} MB); the limit is {limit} MB. Please send a smaller picture.",
+                size=_mb(len(data)),
+                limit=_mb(max_bytes),
+            )
         )
     if not data:
-        raise ImageRejected("That attachment is empty. Please attach a PNG, JPEG or WebP picture.")
+        raise ImageRejected(msg("That attachment is empty. Please attach a PNG, JPEG or WebP picture."))
     try:
         with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header, decodes nothing
             fmt, (w, h) = (im.format or "?"), im.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ImageRejected(
-            "That attachment is not a picture I can read. Please attach a PNG, JPEG or WebP image."
+            msg("That attachment is not a picture I can read. Please attach a PNG, JPEG or WebP image.")
         ) from None
     except Image.DecompressionBombError:
         raise ImageRejected(
-            "That image has far too many pixels. Please send a picture of at most a few thousand pixels on each side."
+            msg(
+                "That image has far too many pixels. "
+                "Please send a picture of at most a few thousand pixels on each side."
+            )
         ) from None
     if fmt not in ACCEPTED_FORMATS:
-        raise ImageRejected(f"{fmt} images are not supported. Please attach a PNG, JPEG or WebP picture.")
+        raise ImageRejected(
+            msg("{format} images are not supported. Please attach a PNG, JPEG or WebP picture.", format=fmt)
+        )
     if w <= 0 or h <= 0 or w * h > max_pixels:
         raise ImageRejected(
-            f"That image is {w}×{h} pixels, more than I can take ({max_pixels / 1e6:.0f} megapixels). "
-            "Please send a smaller picture."
+            msg(
+                "That image is {width}×{height} pixels, more than I can take ({limit} megapixels). "
+                "Please send a smaller picture.",
+                width=w,
+                height=h,
+                limit=Number(round(max_pixels / 1e6)),
+            )
         )
     return ACCEPTED_FORMATS[fmt], w, h
 
@@ -91,7 +107,9 @@ def prepare(
             frame = ImageOps.exif_transpose(im.copy())
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError):
         raise ImageRejected(
-            "That picture is damaged and could not be read. Please attach another PNG, JPEG or WebP image."
+            msg(
+                "That picture is damaged and could not be read. Please attach another PNG, JPEG or WebP image."
+            )
         ) from None
     rgb = _flatten(frame)
     rgb.thumbnail((STORED_LONG_SIDE, STORED_LONG_SIDE), Image.Resampling.LANCZOS)

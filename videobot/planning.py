@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from videobot.errors import InvalidParameters
+from videobot.i18n import msg
 from videobot.images import PreparedImage, nearest_aspect
 from videobot.presets import (
     ASPECT_RATIOS,
@@ -73,8 +74,12 @@ def check_model(settings: Settings, requested: str | None) -> QueueTarget:
     if requested.strip() in offered_models(settings):
         return target
     raise InvalidParameters(
-        f"The model `{requested.strip()[:100].replace('`', '')}` is not available here. "
-        f"This server's videobot runs `{target.name}`; leave the model option empty to use it."
+        msg(
+            "The model `{model}` is not available here. "
+            "This server's videobot runs `{running}`; leave the model option empty to use it.",
+            model=requested.strip()[:100].replace("`", ""),
+            running=target.name,
+        )
     )
 
 
@@ -87,7 +92,7 @@ def check_audio(settings: Settings, audio: bool | None) -> None:
     """Sound asked of a model that makes silent videos is refused (rather than silently dropped)."""
     if audio and "audio" not in offered_verbs(settings):
         raise InvalidParameters(
-            "This server's model makes videos without sound. Leave the audio option empty (or off)."
+            msg("This server's model makes videos without sound. Leave the audio option empty (or off).")
         )
 
 
@@ -96,8 +101,11 @@ def check_image(settings: Settings) -> None:
     if "image" not in offered_verbs(settings):
         name = queue_target(settings).name.replace("`", "'")[:100]
         raise InvalidParameters(
-            f"This server's model (`{name}`) cannot start a video from a picture. "
-            "Leave the image out and describe the scene in the `/video` prompt instead."
+            msg(
+                "This server's model (`{model}`) cannot start a video from a picture. "
+                "Leave the image out and describe the scene in the `/video` prompt instead.",
+                model=name,
+            )
         )
 
 
@@ -124,7 +132,10 @@ def build_params(
     """
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise InvalidParameters(
-            f"The seed must be a whole number from 0 to {MAX_SEED}; leave it empty for a random one."
+            msg(
+                "The seed must be a whole number from 0 to {max}; leave it empty for a random one.",
+                max=MAX_SEED,
+            )
         )
     if image is not None:
         if not (prompt or "").strip():
@@ -146,10 +157,14 @@ def build_params(
         ).to_dict()
     if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
         raise InvalidParameters(
-            f"Unknown aspect ratio `{aspect_ratio}`. Choose one of: {', '.join(ASPECT_RATIOS)}."
+            msg(
+                "Unknown aspect ratio `{ratio}`. Choose one of: {ratios}.",
+                ratio=aspect_ratio,
+                ratios=", ".join(ASPECT_RATIOS),
+            )
         )
     if duration is not None and (not math.isfinite(duration) or duration <= 0):
-        raise InvalidParameters("The duration must be a positive number of seconds.")
+        raise InvalidParameters(msg("The duration must be a positive number of seconds."))
     return {
         "prompt": clean_prompt(prompt),
         "negative_prompt": clean_prompt(negative_prompt or "", what="negative prompt", allow_empty=True),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from videobot.errors import InvalidParameters
+from videobot.i18n import Msg, msg
 
 MAX_PROMPT_CHARS = 1000
 MAX_SEED = 2**32 - 1
@@ -565,37 +566,61 @@ def _fmt_s(seconds: float) -> str:
 def clean_prompt(text: str, *, what: str = "prompt", allow_empty: bool = False) -> str:
     """Strip control characters (keeping newlines), trim, and enforce the length limit."""
     if not isinstance(text, str):
-        raise InvalidParameters(f"The {what} must be text.")
+        if what == "negative prompt":
+            raise InvalidParameters(msg("The negative prompt must be text."))
+        raise InvalidParameters(msg("The prompt must be text."))
     text = text.replace("\r\n", "\n").replace("\t", " ")
     text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc").strip()
     if not text and not allow_empty:
         raise InvalidParameters(
-            f"The {what} is empty. Describe the video you want, e.g. `a cat surfing a wave`."
+            msg("The prompt is empty. Describe the video you want, e.g. `a cat surfing a wave`.")
         )
     if len(text) > MAX_PROMPT_CHARS:
+        if what == "negative prompt":
+            raise InvalidParameters(
+                msg(
+                    "The negative prompt is {length} characters long; the limit is {limit}. Please shorten it.",
+                    length=len(text),
+                    limit=MAX_PROMPT_CHARS,
+                )
+            )
         raise InvalidParameters(
-            f"The {what} is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it."
+            msg(
+                "The prompt is {length} characters long; the limit is {limit}. Please shorten it.",
+                length=len(text),
+                limit=MAX_PROMPT_CHARS,
+            )
         )
     return text
 
 
 def frames_for_duration(preset: Preset, duration_s: float) -> int:
     """The valid frame count nearest to ``duration_s`` seconds, or ``InvalidParameters`` if out of range."""
-    allowed = f"{_fmt_s(preset.min_duration_s)} and {_fmt_s(preset.max_duration_s)} seconds"
+    low, high = _fmt_s(preset.min_duration_s), _fmt_s(preset.max_duration_s)
     if (
         not isinstance(duration_s, (int, float))
         or isinstance(duration_s, bool)
         or not math.isfinite(duration_s)
     ):
-        raise InvalidParameters(f"The duration must be a number of seconds between {allowed}.")
+        raise InvalidParameters(
+            msg("The duration must be a number of seconds between {low} and {high}.", low=low, high=high)
+        )
     if duration_s <= 0:
-        raise InvalidParameters(f"The duration must be positive: choose between {allowed}.")
+        raise InvalidParameters(
+            msg("The duration must be positive: choose between {low} and {high} seconds.", low=low, high=high)
+        )
     exact = duration_s * preset.fps
     # Half a frame-rule step of slack so the rounded limits shown to users are always accepted.
     slack = preset.frame_rule / 2
     if exact < preset.min_frames - slack or exact > preset.max_frames + slack:
         raise InvalidParameters(
-            f"{_fmt_s(duration_s)} s is not possible with `{preset.name}`: choose a duration between {allowed}."
+            msg(
+                "{duration} s is not possible with `{model}`: choose a duration between {low} and {high} seconds.",
+                duration=_fmt_s(duration_s),
+                model=preset.name,
+                low=low,
+                high=high,
+            )
         )
     k = round((exact - 1) / preset.frame_rule)
     frames = k * preset.frame_rule + 1
@@ -605,15 +630,33 @@ def frames_for_duration(preset: Preset, duration_s: float) -> int:
 def check_verb(preset: Preset, verb: str) -> None:
     """Raise ``InvalidParameters`` unless ``preset`` can run ``verb`` (says what it can do instead)."""
     if verb not in REQUEST_VERBS:
-        raise InvalidParameters(f"Unknown kind of video `{verb}`: use one of {', '.join(REQUEST_VERBS)}.")
+        raise InvalidParameters(
+            msg(
+                "Unknown kind of video `{verb}`: use one of {verbs}.",
+                verb=verb,
+                verbs=", ".join(REQUEST_VERBS),
+            )
+        )
     if verb not in preset.verbs:
-        offered = ", ".join(v for v in REQUEST_VERBS if v in preset.verbs) or "nothing"
-        what = {
-            "text": "videos from text alone",
-            "image": "videos from an image",
-            "extend": "clip extensions",
+        offered = ", ".join(v for v in REQUEST_VERBS if v in preset.verbs) or "-"
+        cannot = {
+            "text": msg(
+                "The model `{model}` cannot make videos from text alone; it offers: {verbs}.",
+                model=preset.name,
+                verbs=offered,
+            ),
+            "image": msg(
+                "The model `{model}` cannot make videos from an image; it offers: {verbs}.",
+                model=preset.name,
+                verbs=offered,
+            ),
+            "extend": msg(
+                "The model `{model}` cannot make clip extensions; it offers: {verbs}.",
+                model=preset.name,
+                verbs=offered,
+            ),
         }
-        raise InvalidParameters(f"The model `{preset.name}` cannot make {what[verb]}; it offers: {offered}.")
+        raise InvalidParameters(cannot[verb])
 
 
 def plan(
@@ -644,9 +687,9 @@ def plan(
     if seed is None:
         seed = secrets.randbelow(MAX_SEED + 1)
     elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise InvalidParameters(f"The seed must be a whole number from 0 to {MAX_SEED}.")
+        raise InvalidParameters(msg("The seed must be a whole number from 0 to {max}.", max=MAX_SEED))
     if isinstance(num_videos, bool) or not isinstance(num_videos, int) or not 1 <= num_videos <= MAX_VIDEOS:
-        raise InvalidParameters(f"The number of videos must be from 1 to {MAX_VIDEOS}.")
+        raise InvalidParameters(msg("The number of videos must be from 1 to {max}.", max=MAX_VIDEOS))
     if verb == "extend":
         num_frames = preset.extend_window
     else:
@@ -654,7 +697,11 @@ def plan(
     aspect = preset.default_aspect if aspect_ratio is None else aspect_ratio.strip()
     if aspect not in preset.sizes:
         raise InvalidParameters(
-            f"Unknown aspect ratio `{aspect_ratio}`. Choose one of: {', '.join(preset.sizes)}."
+            msg(
+                "Unknown aspect ratio `{ratio}`. Choose one of: {ratios}.",
+                ratio=aspect_ratio,
+                ratios=", ".join(preset.sizes),
+            )
         )
     width, height = preset.sizes[aspect]
     return GenerationParams(
@@ -693,10 +740,15 @@ def _family_from_text(text: str) -> str | None:
     return None
 
 
-def _unknown_model(model: str, why: str) -> InvalidParameters:
+def _unknown_model(model: str, why: Msg) -> InvalidParameters:
     return InvalidParameters(
-        f"Unknown model `{model}`: {why}. Use one of the presets ({', '.join(PRESETS)}), "
-        "a Hugging Face repo id of a Wan, LTX-Video or CogVideoX diffusers model, or a local diffusers folder."
+        msg(
+            "Unknown model `{model}`: {why}. Use one of the presets ({presets}), a Hugging Face repo id "
+            "of a Wan, LTX-Video or CogVideoX diffusers model, or a local diffusers folder.",
+            model=model,
+            why=why,
+            presets=", ".join(PRESETS),
+        )
     )
 
 
@@ -712,14 +764,16 @@ def resolve_preset(model: str, presets: dict[str, Preset] = PRESETS) -> Preset:
         try:
             pipeline_class = str(json.loads(index.read_text(encoding="utf-8"))["_class_name"])
         except (OSError, ValueError, KeyError, TypeError):
-            raise _unknown_model(model, "the folder has no readable diffusers `model_index.json`") from None
+            raise _unknown_model(
+                model, msg("the folder has no readable diffusers `model_index.json`")
+            ) from None
         family = _family_from_text(pipeline_class)
     elif _REPO_ID.match(model):
         family = _family_from_text(model)
     else:
-        raise _unknown_model(model, "it is neither a preset, a repo id (`org/name`) nor a folder")
+        raise _unknown_model(model, msg("it is neither a preset, a repo id (`org/name`) nor a folder"))
     if family is None:
-        raise _unknown_model(model, "cannot tell whether it is a Wan, LTX-Video or CogVideoX model")
+        raise _unknown_model(model, msg("cannot tell whether it is a Wan, LTX-Video or CogVideoX model"))
     base = presets.get(_FAMILY_BASE[family]) or PRESETS[_FAMILY_BASE[family]]
     pipeline_class = pipeline_class or base.pipeline_class
     verbs, pipelines = base.verbs, base.pipelines

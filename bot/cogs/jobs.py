@@ -56,13 +56,14 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
             where = t(locale, "running")
         else:
             where = t(locale, "#{position} in the queue", position=Number(position))
-        origin = _format.lineage_note(job)
+        origin = _format.lineage_note(locale, job)
+        origin = " (" + origin + ")" if origin else ""
         lines.append(
             t(
                 locale,
                 "• job #{job}{origin}: {where} — {prompt}",
                 job=job.id,
-                origin=f" ({origin})" if origin else "",
+                origin=origin,
                 where=where,
                 prompt=prompt,
             )

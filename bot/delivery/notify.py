@@ -1,5 +1,7 @@
 """Telling people how a job ended when it did not end in a posted video: the status message's final
 text and, for failures (or when the status message is gone), a notice that mentions the requester.
+
+Both are public: in the server's language (``bot.languages.locale``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from bot.cogs.generate import _format
 from bot.delivery._http import http_reason
 from bot.delivery.budget import CREATE, RESULT
 from bot.delivery.editor import StatusEditor
+from videobot.i18n import t
 from videobot.jobs import JobQueue
 from videobot.models import Job, JobStatus
 
@@ -31,22 +34,35 @@ class Notifier:
         self.editor = editor
         self.budget = editor.budget
 
+    async def locale(self, job: Job) -> str:
+        """The language of the job's public messages (the server's)."""
+        return await self.bot.languages.locale(job.guild_id)
+
     async def undeliverable(self, job: Job, reason: str) -> None:
+        """``reason``: an English catalog message (``N_``), stored as it is and shown translated."""
         log.warning("job %s: undeliverable: %s", job.id, reason)
         await self.queue.mark_undeliverable(job.id, reason)
         if job.status_message_id:
-            text = f"{_format.status_header(job)}\n⚠️ The video was made but could not be posted here: {reason} Your credit was refunded."
+            locale = await self.locale(job)
+            line = t(
+                locale,
+                "The video was made but could not be posted here: {reason} Your credit was refunded.",
+                reason=t(locale, reason),
+            )
+            text = f"{_format.status_header(locale, job)}\n⚠️ {line}"
             await self.editor.final(job.id, job.channel_id, job.status_message_id, text)
 
-    def final_text(self, job: Job) -> str | None:
+    def final_text(self, locale: str, job: Job) -> str | None:
         """The status text of a job that ended (delivered, undeliverable, failed, cancelled), else None."""
         if job.status == JobStatus.DELIVERED.value and job.result_message_id:
             channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            return _format.status_done(job, channel.get_partial_message(job.result_message_id).jump_url)
+            return _format.status_done(
+                locale, job, channel.get_partial_message(job.result_message_id).jump_url
+            )
         if job.status == JobStatus.UNDELIVERABLE.value:
-            return f"{_format.status_header(job)}\n⚠️ The video was made but could not be posted here: {job.error_message}"
+            return _format.status_undeliverable(locale, job)
         if job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
-            return _format.status_failed(job)
+            return _format.status_failed(locale, job)
         return None
 
     async def final_status(self, job_id: int) -> None:
@@ -54,7 +70,8 @@ class Notifier:
         job = await self.queue.get(job_id)
         if job is None or not job.status_message_id:
             return
-        text = self.final_text(job) or _format.status_failed(job)
+        locale = await self.locale(job)
+        text = self.final_text(locale, job) or _format.status_failed(locale, job)
         await self.editor.final(job.id, job.channel_id, job.status_message_id, text)
 
     async def notify(self, job_id: int) -> None:
@@ -64,9 +81,10 @@ class Notifier:
         if job.status not in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
             return
         told = False
+        locale = await self.locale(job)
         if job.status_message_id:
             told = await self.editor.final(
-                job.id, job.channel_id, job.status_message_id, _format.status_failed(job)
+                job.id, job.channel_id, job.status_message_id, _format.status_failed(locale, job)
             )
         # A failure, or a cancellation the member did not ask for (it waited too long), mentions them.
         if job.status == JobStatus.FAILED.value or job.error_code == "expired" or not told:
@@ -79,7 +97,7 @@ class Notifier:
             try:
                 await self.budget.acquire(CREATE, job.channel_id, RESULT, job.id)
                 await channel.send(
-                    _format.failure_notice(job),
+                    _format.failure_notice(locale, job),
                     reference=reference,  # type: ignore[arg-type]
                     allowed_mentions=discord.AllowedMentions(
                         users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False

@@ -22,7 +22,8 @@ from bot.delivery._http import TRANSIENT, http_reason
 from bot.delivery.budget import CREATE, RESULT
 from bot.delivery.editor import StatusEditor
 from bot.delivery.notify import Notifier
-from videobot import planning
+from videobot import i18n, planning
+from videobot.i18n import N_, t
 from videobot.jobs import JobQueue
 from videobot.models import Job, JobStatus
 
@@ -38,7 +39,15 @@ HISTORY_SCAN = 100
 
 
 class Undeliverable(Exception):
-    """Posting cannot succeed by retrying (permissions, unknown channel, too large)."""
+    """Posting cannot succeed by retrying (permissions, unknown channel, too large); the message is an
+    English catalog message (``N_``), stored as it is and shown in the server's language."""
+
+
+NO_PERMISSION = N_("I am missing the permission to post videos in this channel.")
+CHANNEL_GONE = N_("The channel no longer exists.")
+TOO_LARGE = N_("The file is larger than this server's upload limit.")
+REFUSED = N_("Discord refused the message.")
+RESULT_MISSING = N_("The finished video is missing from the database.")
 
 
 class ResultPoster:
@@ -82,7 +91,7 @@ class ResultPoster:
         if message_id is None:
             result = await self.queue.get_result(job_id)
             if result is None:
-                await self.notifier.undeliverable(job, "The finished video is missing from the database.")
+                await self.notifier.undeliverable(job, RESULT_MISSING)
                 return
             try:
                 message = await self._post(job, result)
@@ -112,8 +121,9 @@ class ResultPoster:
         fresh = await self.queue.get(job.id)
         status_message_id = fresh.status_message_id if fresh is not None else job.status_message_id
         if status_message_id:
+            locale = await self.notifier.locale(job)
             await self.editor.final(
-                job.id, job.channel_id, status_message_id, _format.status_done(job, message.jump_url)
+                job.id, job.channel_id, status_message_id, _format.status_done(locale, job, message.jump_url)
             )
 
     async def _find_posted(self, job: Job) -> int | None:
@@ -131,12 +141,14 @@ class ResultPoster:
             )
             return None
         filename = _format.result_filename(job.id)
-        footer = "-# " + _format.job_marker(job.id) + " ·"
+        # The footer is in the language the server had when it was posted: any of them.
+        footers = {"-# " + _format.job_marker(lang, job.id) + " ·" for lang in i18n.LANGUAGES}
         for m in messages:
             if int(m["author"]["id"]) != me.id:
                 continue
-            if any(a.get("filename") == filename for a in m.get("attachments") or []) or footer in (
-                m.get("content") or ""
+            content = m.get("content") or ""
+            if any(a.get("filename") == filename for a in m.get("attachments") or []) or any(
+                f in content for f in footers
             ):
                 return int(m["id"])
         return None
@@ -159,9 +171,10 @@ class ResultPoster:
 
     async def _post(self, job: Job, result: Any) -> discord.Message:
         extension, origin_id = await self._lineage(job)
-        content = _format.result_content(job, result, extension=extension, origin_id=origin_id)
+        locale = await self.notifier.locale(job)  # a public message: the server's language
+        content = _format.result_content(locale, job, result, extension=extension, origin_id=origin_id)
         # Buttons for what the model can do; they carry only the job id and work after any restart.
-        view = result_view(job, planning.offered_verbs(self.bot.settings))
+        view = result_view(locale, job, planning.offered_verbs(self.bot.settings))
         mentions = discord.AllowedMentions(
             users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False
         )
@@ -176,7 +189,7 @@ class ResultPoster:
                 assert job.application_id is not None and job.interaction_token is not None
                 webhook = discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
                 try:
-                    await self._answer_if_loading(job, webhook)
+                    await self._answer_if_loading(job, webhook, locale)
                     return await webhook.send(
                         content, file=file(), allowed_mentions=mentions, view=view, wait=True
                     )
@@ -208,11 +221,11 @@ class ResultPoster:
             raise
         except discord.HTTPException as exc:
             if exc.status == 403:
-                raise Undeliverable("I am missing the permission to post videos in this channel.") from None
+                raise Undeliverable(NO_PERMISSION) from None
             if exc.status == 404:
-                raise Undeliverable("The channel no longer exists.") from None
+                raise Undeliverable(CHANNEL_GONE) from None
             if exc.status == 413 or exc.code == 40005:
-                raise Undeliverable("The file is larger than this server's upload limit.") from None
+                raise Undeliverable(TOO_LARGE) from None
             if 400 <= exc.status < 500 and exc.status != 429:
                 log.error(
                     "job %s: Discord refused the result message (%s): %s",
@@ -220,14 +233,15 @@ class ResultPoster:
                     http_reason(exc),
                     exc.text[:300],
                 )
-                raise Undeliverable("Discord refused the message.") from None
+                raise Undeliverable(REFUSED) from None
             self._uncertain.add(job.id)
             raise
 
-    async def _answer_if_loading(self, job: Job, webhook: discord.Webhook) -> None:
+    async def _answer_if_loading(self, job: Job, webhook: discord.Webhook, locale: str) -> None:
         """Answer the /video's deferred response if it is still "thinking…" (its answer is late: the bot
         died, or Discord rate-limited it). Discord fills a loading deferred response with the first
         follow-up, which would put the video in the requester's ephemeral message, hidden from the channel.
+        The job does not keep the member's language, so this note is in the server's (``locale``).
         """
         try:
             original = await webhook.fetch_message("@original")  # type: ignore[arg-type]
@@ -238,5 +252,10 @@ class ResultPoster:
         if original.flags.loading:
             log.info("job %s: the /video answer is still pending; answering it before the follow-up", job.id)
             await webhook.edit_message(  # type: ignore[arg-type]
-                "@original", content=f"Your video ({_format.job_marker(job.id)}) is ready: posted below."
+                "@original",
+                content=t(
+                    locale,
+                    "Your video ({job}) is ready: posted below.",
+                    job=_format.job_marker(locale, job.id),
+                ),
             )

@@ -19,6 +19,7 @@ from bot.delivery.feed import JobFeed
 from bot.delivery.notify import Notifier
 from bot.delivery.posting import ResultPoster
 from bot.delivery.status import StatusPoster
+from videobot.i18n import N_
 from videobot.jobs import JobQueue
 from videobot.models import Job, JobStatus
 
@@ -34,6 +35,8 @@ MAX_BACKOFF_SECONDS = 300.0
 #: with its final text, if it was submitted this recently (the interaction token's lifetime).
 STATUS_POST_HORIZON_SECONDS = 900.0
 DELIVERY_CONCURRENCY = 3
+#: Stored in English, shown in the server's language (``videobot.jobs.job_error``).
+DISCORD_KEPT_FAILING = N_("Discord kept failing; the video could not be posted.")
 
 
 class DeliveryService:
@@ -203,7 +206,8 @@ class DeliveryService:
         for job in list(self._active.values()):
             assert job.status_message_id is not None
             position = positions.get(job.id)
-            text = _format.status_text(job, position)
+            # Public: the server's language (cached for a minute, so one read per server at most).
+            text = _format.status_text(await self.notifier.locale(job), job, position)
             if job.status == JobStatus.RUNNING.value:
                 self.editor.update(job.id, job.channel_id, job.status_message_id, text, priority=PROGRESS)
             else:
@@ -260,9 +264,7 @@ class DeliveryService:
                     )
                     self._retry.pop(job_id, None)
                     with contextlib.suppress(Exception):
-                        if not await self.queue.mark_undeliverable(
-                            job_id, "Discord kept failing; the video could not be posted."
-                        ):
+                        if not await self.queue.mark_undeliverable(job_id, DISCORD_KEPT_FAILING):
                             await self.queue.mark_notified(job_id)
                     return
                 delay = min(2.0**attempts, MAX_BACKOFF_SECONDS)

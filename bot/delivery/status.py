@@ -152,9 +152,11 @@ class StatusPoster:
         self.on_posted(job_id, text)
 
     async def _text(self, job: Job) -> str:
+        """The status text the job has now, in the server's language (a public message)."""
+        locale = await self.notifier.locale(job)
         if job.status == JobStatus.QUEUED.value:
-            return _format.status_text(job, await self.queue.position(job))
-        return self.notifier.final_text(job) or _format.status_text(job, None)
+            return _format.status_text(locale, job, await self.queue.position(job))
+        return self.notifier.final_text(locale, job) or _format.status_text(locale, job, None)
 
     async def _send(self, job: Job, text: str) -> discord.Message:
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)

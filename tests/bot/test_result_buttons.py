@@ -25,10 +25,10 @@ def job(**kw: object) -> SimpleNamespace:
 
 
 async def test_extend_is_shown_only_where_the_model_extends() -> None:
-    with_extend = _buttons.result_view(job(), frozenset({"text", "extend"}))  # type: ignore[arg-type]
+    with_extend = _buttons.result_view("en", job(), frozenset({"text", "extend"}))  # type: ignore[arg-type]
     ids = [c["custom_id"] for row in with_extend.to_components() for c in row["components"]]
     assert ids == ["videobot:rerun:42", "videobot:remix:42", "videobot:extend:42", "videobot:delete:42"]
-    text_only = _buttons.result_view(job(), frozenset({"text"}))  # type: ignore[arg-type]
+    text_only = _buttons.result_view("en", job(), frozenset({"text"}))  # type: ignore[arg-type]
     ids = [c["custom_id"] for row in text_only.to_components() for c in row["components"]]
     assert ids == ["videobot:rerun:42", "videobot:remix:42", "videobot:delete:42"]
     # Nothing is kept in memory per message: the registered dynamic items answer the clicks.
@@ -40,13 +40,13 @@ async def test_extend_is_shown_only_where_the_model_extends() -> None:
 
 
 async def test_forms_carry_the_job_id_and_prefill_the_text() -> None:
-    form = _modals.remix_form(42, "a fox", "blur")
+    form = _modals.remix_form("en", 42, "a fox", "blur")
     payload = form.to_dict()
     assert payload["custom_id"] == "videobot:remix-form:42" and len(payload["title"]) <= 45
     inputs = {c["custom_id"]: c for row in payload["components"] for c in row["components"]}
     assert inputs["prompt"]["value"] == "a fox" and inputs["negative_prompt"]["value"] == "blur"
     assert inputs["negative_prompt"]["required"] is False
-    extend = _modals.extend_form(42, "a fox").to_dict()
+    extend = _modals.extend_form("en", 42, "a fox").to_dict()
     assert _modals.FORM_ID.fullmatch(extend["custom_id"])["kind"] == "extend"  # type: ignore[index]
     # A submission, in action rows or in labels.
     data = {
@@ -60,12 +60,12 @@ async def test_forms_carry_the_job_id_and_prefill_the_text() -> None:
 
 
 def test_lineage_text() -> None:
-    assert _format.lineage_note(job()) == ""  # type: ignore[arg-type]
+    assert _format.lineage_note("en", job()) == ""  # type: ignore[arg-type]
     remix = job(id=43, kind="remix", parent_job_id=42, reply_to_message_id=99)
-    assert _format.lineage_note(remix) == "Remix of job #42"  # type: ignore[arg-type]
+    assert _format.lineage_note("en", remix) == "Remix of job #42"  # type: ignore[arg-type]
     ext = job(id=45, kind="extend", parent_job_id=44, reply_to_message_id=99)
-    assert _format.lineage_note(ext, extension=2, origin_id=42) == "Extension 2 of job #42"  # type: ignore[arg-type]
-    content = _format.result_content(ext, None, extension=2, origin_id=42)  # type: ignore[arg-type]
+    assert _format.lineage_note("en", ext, extension=2, origin_id=42) == "Extension 2 of job #42"  # type: ignore[arg-type]
+    content = _format.result_content("en", ext, None, extension=2, origin_id=42)  # type: ignore[arg-type]
     assert content.startswith("<@7> here is your extended clip")
     assert "Extension 2 of job #42 · https://discord.com/channels/1/2/99" in content
-    assert "asked for an extension of job #44" in _format.status_header(ext)  # type: ignore[arg-type]
+    assert "asked for an extension of job #44" in _format.status_header("en", ext)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from videobot.i18n import N_, Msg, Text, msg, nmsg
+from videobot.i18n import N_, Msg, Text, msg, nmsg, recognize
 from videobot.models import Job, JobStatus
 from videobot.settings import Settings
 
@@ -61,8 +61,9 @@ def crash_message(attempts: int) -> Msg:
 def job_error(job: Job) -> Text:
     """Why a job ended without a video, as a message for the reader's language.
 
-    Messages the core wrote are rebuilt from ``error_code``; others (the worker's) are shown as
-    stored, in English, until their writers store a code for them.
+    Messages the core wrote are rebuilt from ``error_code``; the others (the worker's, a delivery
+    failure's) are stored as English text and recognised as the catalog message they were rendered
+    from (``i18n.recognize``); a text no catalog knows is shown as stored.
     """
     code, stored = job.error_code, job.error_message or ""
     if code == "expired" and job.finished_at is not None and job.queued_at is not None:
@@ -73,7 +74,7 @@ def job_error(job: Job) -> Text:
         return msg(CANCEL_MESSAGE)
     if code == "undeliverable" and stored == UNDELIVERABLE_MESSAGE:
         return msg(UNDELIVERABLE_MESSAGE)
-    return stored
+    return recognize(stored) if stored else stored
 
 
 @dataclass

@@ -19,6 +19,7 @@ import discord
 
 from videobot import planning
 from videobot.errors import InvalidParameters, JobNotFound
+from videobot.i18n import Msg, Number, msg, nmsg
 from videobot.jobs import SubmitRequest, Submitted
 from videobot.models import Job, JobStatus
 
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from ._cog import GenerateCog
 
 log = logging.getLogger(__name__)
-
-#: What each kind of derived job reads from its source besides the parameters.
-_WHAT = {"rerun": "rerun", "remix": "remixed", "extend": "extended"}
 
 
 class ResultGone(JobNotFound):
@@ -70,23 +68,23 @@ class ResultActions:
             or job.status != JobStatus.DELIVERED.value
             or job.result_message_id is None  # deleted with its Delete button or ❌
         ):
-            raise ResultGone(_format.RESULT_GONE)
+            raise ResultGone(msg(_format.RESULT_GONE))
         settings = self.bot.settings
         target = planning.queue_target(settings)
-        what = _WHAT[kind]
         if job.model != target.name:
-            raise InvalidParameters(
-                _format.MODEL_GONE.format(model=_format.escape_model(job.model), what=what)
-            )
+            raise InvalidParameters(msg(_format.MODEL_GONE[kind], model=_format.escape_model(job.model)))
         if kind == "extend" and "extend" not in planning.offered_verbs(settings):
-            raise InvalidParameters(_format.CANNOT_EXTEND.format(model=_format.escape_model(target.name)))
+            raise InvalidParameters(msg(_format.CANNOT_EXTEND, model=_format.escape_model(target.name)))
         stored = await self.bot.queue.stored_files(job.id)
         if not self._needed(job, kind) <= stored:
-            hours = settings.result_retention_hours
-            raise ResultGone(_format.RESULT_EXPIRED.format(hours=f"{hours:g} hours", what=what))
+            raise ResultGone(self._expired(kind))
         if kind == "extend":
             await self.check_extensions(job)
         return job
+
+    def _expired(self, kind: str) -> Msg:
+        """The source's files were purged (``VIDEOBOT_RESULT_RETENTION_HOURS`` after posting)."""
+        return msg(_format.RESULT_EXPIRED[kind], hours=retention(self.bot.settings.result_retention_hours))
 
     @staticmethod
     def _needed(job: Job, kind: str) -> set[str]:
@@ -105,7 +103,7 @@ class ResultActions:
         limit = planning.max_extensions(self.bot.settings)
         done = planning.extension_number(await self.bot.queue.lineage(job.id, depth=limit + 2))
         if done >= limit:
-            raise InvalidParameters(_format.EXTEND_LIMIT.format(n=done, limit=limit))
+            raise InvalidParameters(nmsg(*_format.EXTEND_LIMIT, done, limit=limit))
 
     async def precheck(self, asker: Asker, job: Job, kind: str) -> None:
         """Everything that can be refused before the member fills in a form: the source, the channel
@@ -156,15 +154,13 @@ class ResultActions:
         if kind == "extend":
             result = await self.bot.queue.get_result(source.id)
             if result is None:
-                hours = self.bot.settings.result_retention_hours
-                raise ResultGone(_format.RESULT_EXPIRED.format(hours=f"{hours:g} hours", what=_WHAT[kind]))
+                raise ResultGone(self._expired(kind))
             # The clip itself travels with the job: any worker, after any restart, can continue it.
             inputs = {"video": bytes(result.video)}
         else:
             inputs = await self.bot.queue.get_inputs(source.id)
             if not self._needed(source, kind) <= set(inputs):
-                hours = self.bot.settings.result_retention_hours
-                raise ResultGone(_format.RESULT_EXPIRED.format(hours=f"{hours:g} hours", what=_WHAT[kind]))
+                raise ResultGone(self._expired(kind))
         target = planning.queue_target(self.bot.settings)
         submitted = await self.bot.submitter.submit(
             SubmitRequest(
@@ -192,6 +188,13 @@ class ResultActions:
         """The public status message (a reply to the source's message), posted in the background."""
         if submitted.created and not submitted.job.status_message_id:
             self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
+
+
+def retention(hours: float) -> Msg:
+    """How long results are kept: ``48 hours`` (``1.5 hours``), in the reader's language."""
+    if hours == int(hours):
+        return nmsg("{n} hour", "{n} hours", int(hours))
+    return msg("{hours} hours", hours=Number(hours))
 
 
 def asker_from(interaction: discord.Interaction, message_id: int | None) -> Asker:

@@ -14,6 +14,8 @@ import discord
 
 from bot import errors as bot_errors
 
+from . import _format
+
 if TYPE_CHECKING:
     from ._cog import GenerateCog
 
@@ -24,18 +26,23 @@ MODAL_SECONDS = 15 * 60
 class AnimateModal(discord.ui.Modal):
     """ "Animate this picture": what should move (empty: natural motion)."""
 
-    def __init__(self, cog: GenerateCog, message: discord.Message, attachment: discord.Attachment) -> None:
+    def __init__(
+        self, cog: GenerateCog, message: discord.Message, attachment: discord.Attachment, locale: str = "en"
+    ) -> None:
+        # In the language of the member who opened it (``locale``: ``member_locale``).
         super().__init__(
-            title="Animate this picture", timeout=MODAL_SECONDS, custom_id=f"animate:{message.id}"[:100]
+            title=_format.label(locale, _format.ANIMATE_TITLE, _format.MAX_TITLE),
+            timeout=MODAL_SECONDS,
+            custom_id=f"animate:{message.id}"[:100],
         )
         self.cog = cog
         self.message = message
         self.attachment = attachment
         self.prompt: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-            label="What should move? (optional)",
+            label=_format.label(locale, _format.ANIMATE_LABEL, _format.MAX_TITLE),
             custom_id=PROMPT_ID,
             style=discord.TextStyle.paragraph,
-            placeholder="e.g. the cat slowly turns its head and blinks. Empty: natural motion.",
+            placeholder=_format.label(locale, _format.ANIMATE_PLACEHOLDER, _format.MAX_PLACEHOLDER),
             required=False,
             max_length=1000,
         )

@@ -1,5 +1,9 @@
 """The buttons under every posted result: Rerun, Remix, Extend, Delete.
 
+Their labels are in the language of the result message they sit on (the server's: ``locale``);
+the emoji (🔁 🎨 ⏩ 🗑️) is the same in every language. A click is answered in the clicking
+member's own language whatever the labels say.
+
 Each is a ``DynamicItem`` whose custom id carries the job id (``videobot:rerun:<job_id>``), registered
 once with ``bot.add_dynamic_items``: a click on any result ever posted is answered, after any restart,
 for any member, with no per-message state in memory. What a click does lives in ``_actions`` (the
@@ -38,10 +42,15 @@ class _ResultButton(
 
     action = ""
 
-    def __init__(self, job_id: int, label: str, style: discord.ButtonStyle, emoji: str | None = None) -> None:
+    def __init__(
+        self, job_id: int, text: str, style: discord.ButtonStyle, emoji: str | None, locale: str
+    ) -> None:
         super().__init__(
             discord.ui.Button(
-                label=label, style=style, emoji=emoji, custom_id=f"videobot:{self.action}:{job_id}"
+                label=_format.label(locale, text, _format.MAX_BUTTON_LABEL),
+                style=style,
+                emoji=emoji,
+                custom_id=f"videobot:{self.action}:{job_id}",
             )
         )
         self.job_id = job_id
@@ -53,8 +62,8 @@ class _ResultButton(
 class RerunButton(_ResultButton, template=rf"videobot:rerun:{_ID}"):
     action = "rerun"
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(job_id, _format.BUTTON_RERUN, discord.ButtonStyle.secondary, "🔁")
+    def __init__(self, job_id: int, locale: str = "en") -> None:
+        super().__init__(job_id, _format.BUTTON_RERUN, discord.ButtonStyle.secondary, "🔁", locale)
 
     @classmethod
     async def from_custom_id(
@@ -66,8 +75,8 @@ class RerunButton(_ResultButton, template=rf"videobot:rerun:{_ID}"):
 class RemixButton(_ResultButton, template=rf"videobot:remix:{_ID}"):
     action = "remix"
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(job_id, _format.BUTTON_REMIX, discord.ButtonStyle.secondary, "🎨")
+    def __init__(self, job_id: int, locale: str = "en") -> None:
+        super().__init__(job_id, _format.BUTTON_REMIX, discord.ButtonStyle.secondary, "🎨", locale)
 
     @classmethod
     async def from_custom_id(
@@ -79,8 +88,8 @@ class RemixButton(_ResultButton, template=rf"videobot:remix:{_ID}"):
 class ExtendButton(_ResultButton, template=rf"videobot:extend:{_ID}"):
     action = "extend"
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(job_id, _format.BUTTON_EXTEND, discord.ButtonStyle.secondary, "⏩")
+    def __init__(self, job_id: int, locale: str = "en") -> None:
+        super().__init__(job_id, _format.BUTTON_EXTEND, discord.ButtonStyle.secondary, "⏩", locale)
 
     @classmethod
     async def from_custom_id(
@@ -92,8 +101,8 @@ class ExtendButton(_ResultButton, template=rf"videobot:extend:{_ID}"):
 class DeleteButton(_ResultButton, template=rf"videobot:delete:{_ID}"):
     action = "delete"
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(job_id, _format.BUTTON_DELETE, discord.ButtonStyle.danger, "🗑️")
+    def __init__(self, job_id: int, locale: str = "en") -> None:
+        super().__init__(job_id, _format.BUTTON_DELETE, discord.ButtonStyle.danger, "🗑️", locale)
 
     @classmethod
     async def from_custom_id(
@@ -110,15 +119,15 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
 )
 
 
-def result_view(job: Job, verbs: frozenset[str]) -> discord.ui.View:
+def result_view(locale: str, job: Job, verbs: frozenset[str]) -> discord.ui.View:
     """The buttons for a posted result; those the model cannot serve are left out (Extend needs the
     ``extend`` verb). The view is stopped before it is sent, so discord.py keeps nothing per message:
     the registered dynamic items answer every click."""
     view = discord.ui.View(timeout=None)
-    view.add_item(RerunButton(job.id))
-    view.add_item(RemixButton(job.id))
+    view.add_item(RerunButton(job.id, locale))
+    view.add_item(RemixButton(job.id, locale))
     if "extend" in verbs:
-        view.add_item(ExtendButton(job.id))
-    view.add_item(DeleteButton(job.id))
+        view.add_item(ExtendButton(job.id, locale))
+    view.add_item(DeleteButton(job.id, locale))
     view.stop()
     return view

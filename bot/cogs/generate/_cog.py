@@ -48,9 +48,11 @@ from discord.ext import commands
 
 from bot import errors as bot_errors
 from bot.checks import is_moderator, role_ids
+from bot.i18n import member_locale
 from videobot import guilds, planning
 from videobot.errors import NotModerator, VideobotError
 from videobot.health import record_ack
+from videobot.i18n import msg, t
 from videobot.images import PreparedImage
 from videobot.jobs import SubmitRequest, Submitted
 from videobot.models import Job
@@ -206,7 +208,9 @@ class GenerateCog(commands.Cog):
         try:
             # Answer first: the member's "Queued as…" never waits for the channel's message budget.
             await interaction.edit_original_response(
-                content=_format.queued_note(submitted.job, submitted.position, submitted.balance, None)
+                content=_format.queued_note(
+                    member_locale(interaction), submitted.job, submitted.position, submitted.balance
+                )
             )
         finally:
             # Then the public status message, also when the answer failed (it is owed either way).
@@ -221,7 +225,9 @@ class GenerateCog(commands.Cog):
         planning.check_image(settings)
         attachment = _image.pick_image(message)
         _image.check_declared_size(attachment, settings)
-        await interaction.response.send_modal(AnimateModal(self, message, attachment))
+        await interaction.response.send_modal(
+            AnimateModal(self, message, attachment, member_locale(interaction))
+        )
         record_ack(interaction.created_at)
 
     async def animate_submitted(
@@ -327,7 +333,8 @@ class GenerateCog(commands.Cog):
                 idempotency_key=f"rerun:{payload.message_id}:{payload.user_id}:{bucket}",
             )
         except VideobotError as exc:
-            await self._feedback(payload, str(exc))
+            # A public note (a reaction has no member locale): in the server's language.
+            await self._feedback(payload, exc.render(await self.bot.languages.locale(payload.guild_id)))
             return
         if not submitted.created:
             log.info(
@@ -358,12 +365,16 @@ class GenerateCog(commands.Cog):
             await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
 
     async def _answer_queued(
-        self, interaction: discord.Interaction, submitted: Submitted, extra: str = ""
+        self, interaction: discord.Interaction, submitted: Submitted, first_of: int = 0
     ) -> None:
         try:
             await interaction.edit_original_response(
                 content=_format.queued_note(
-                    submitted.job, submitted.position, submitted.balance, None, extra=extra
+                    member_locale(interaction),
+                    submitted.job,
+                    submitted.position,
+                    submitted.balance,
+                    first_of=first_of,
                 )
             )
         finally:
@@ -395,14 +406,17 @@ class GenerateCog(commands.Cog):
             log.warning(
                 "job %s: %s form not opened for %s: the database was too slow", job_id, action, asker.user_id
             )
-            await interaction.response.send_message(_format.BUSY, ephemeral=True)
+            await interaction.response.send_message(
+                t(member_locale(interaction), _format.BUSY), ephemeral=True
+            )
             return
         params = job.params or {}
         prompt = str(params.get("prompt") or "")
+        locale = member_locale(interaction)
         if action == "remix":
-            form = _modals.remix_form(job.id, prompt, str(params.get("negative_prompt") or ""))
+            form = _modals.remix_form(locale, job.id, prompt, str(params.get("negative_prompt") or ""))
         else:
-            form = _modals.extend_form(job.id, prompt)
+            form = _modals.extend_form(locale, job.id, prompt)
         await interaction.response.send_modal(form)
         record_ack(interaction.created_at)
 
@@ -434,8 +448,7 @@ class GenerateCog(commands.Cog):
                 negative_prompt=values.get("negative_prompt", "") if kind == "remix" else None,
             )
             videos = int((source_job.params or {}).get("num_videos") or 1)
-            extra = _format.FIRST_OF.format(n=videos) if kind == "extend" and videos > 1 else ""
-            await self._answer_queued(interaction, submitted, extra)
+            await self._answer_queued(interaction, submitted, videos if kind == "extend" else 0)
         except Exception as exc:
             await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
 
@@ -449,7 +462,7 @@ class GenerateCog(commands.Cog):
             log.info(
                 "job %s: delete by %s refused (not the requester or a moderator)", job_id, interaction.user.id
             )
-            raise NotModerator(_format.DELETE_REFUSED)
+            raise NotModerator(msg(_format.DELETE_REFUSED))
         try:
             await self.bot.http.delete_message(
                 interaction.channel_id, interaction.message.id, reason=f"Delete by {interaction.user.id}"
@@ -462,7 +475,7 @@ class GenerateCog(commands.Cog):
             "job %s: result message %s deleted by %s", job_id, interaction.message.id, interaction.user.id
         )
         await interaction.edit_original_response(
-            content=_format.DELETED.format(marker=_format.job_marker(job_id))
+            content=t(member_locale(interaction), _format.DELETED, job=job_id)
         )
 
     async def _feedback(self, payload: discord.RawReactionActionEvent, text: str) -> None:

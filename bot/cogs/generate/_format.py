@@ -1,5 +1,9 @@
 """Text the bot shows: status/progress lines, the result message, refusals. Pure functions, no I/O.
 
+Every function takes the reader's ``locale`` first: the member's (``bot.i18n.member_locale``) for an
+ephemeral answer, the server's (``bot.languages.locale(guild_id)``) for a public message. Texts come
+from the catalogs (``videobot.i18n``); numbers and durations are formatted for that locale.
+
 User text (prompts) is always escaped (markdown and mentions) and never used in a file name.
 """
 
@@ -10,6 +14,9 @@ from typing import Any
 
 import discord
 
+from bot.i18n import user_mention
+from videobot.i18n import N_, Duration, Number, Text, format_duration, render, t, tn
+from videobot.jobs.records import job_error
 from videobot.models import Job
 
 MAX_CONTENT = 2000
@@ -17,9 +24,9 @@ STATUS_PROMPT_CHARS = 300
 BAR_CELLS = 10
 
 
-def job_marker(job_id: int) -> str:
-    """The tag every message about a job carries; the result's file name carries the id too."""
-    return f"job #{job_id}"
+def job_marker(locale: str, job_id: int) -> str:
+    """The tag every message about a job carries (``job #12``); the result's file name carries the id too."""
+    return t(locale, "job #{job}", job=job_id)
 
 
 def result_filename(job_id: int) -> str:
@@ -55,12 +62,9 @@ def prompt_of(job: Job) -> str:
     return str((job.params or {}).get("prompt") or "")
 
 
-def _seconds(value: float) -> str:
-    if value < 90:
-        return f"{max(value, 1):.0f} s"
-    if value < 5400:
-        return f"{value / 60:.0f} min"
-    return f"{value / 3600:.1f} h"
+def _seconds(locale: str, value: float) -> str:
+    """A duration in the locale's short units (``45 s``, ``3 min 20 s``, ``1 h 5 min``)."""
+    return format_duration(locale, max(value, 1.0))
 
 
 def progress_bar(step: int, total: int) -> str:
@@ -79,142 +83,249 @@ def eta_seconds(job: Job) -> float | None:
 
 
 # ------------------------------------------------------------------ buttons, forms and lineage
-BUTTON_RERUN = "Rerun"
-BUTTON_REMIX = "Remix"
-BUTTON_EXTEND = "Extend"
-BUTTON_DELETE = "Delete"
-REMIX_TITLE = "Remix this video"
-EXTEND_TITLE = "Extend this clip"
-PROMPT_LABEL = "Prompt"
-PROMPT_PLACEHOLDER = "What the video shows, e.g. a red fox running through fresh snow"
-NEGATIVE_LABEL = "Negative prompt (what to avoid)"
-NEGATIVE_PLACEHOLDER = "e.g. blurry, text, watermark (may be left empty)"
-EXTEND_PROMPT_LABEL = "What happens next"
-RESULT_GONE = "This video is no longer available (it was deleted or has expired). Make a new one with /video."
-RESULT_EXPIRED = (
-    "This video's file has expired (videos are kept {hours} after they are posted), so it can't be "
-    "{what} any more. Make a new one with /video."
-)
-MODEL_GONE = (
-    "This video was made with `{model}`, which this server no longer runs, so it can't be {what}. "
-    "Make a new one with /video."
-)
-CANNOT_EXTEND = "This server's model (`{model}`) can't extend clips."
-EXTEND_LIMIT = (
-    "This clip has been extended {n} time(s) already, the most allowed here ({limit}). "
-    "Make a new video with /video, or remix this one."
-)
-DELETE_REFUSED = "Only the person who asked for this video or a moderator can delete it."
-DELETED = "Deleted the video ({marker})."
-BUSY = "The video service is busy right now; please click again in a moment."
-FIRST_OF = " It continues the first of the {n} videos."
+# Button labels are part of the public result message: in the server's language, like the rest of
+# it (the emoji on each button is the same everywhere). Form titles and labels: the clicking member's.
+BUTTON_RERUN = N_("Rerun")
+BUTTON_REMIX = N_("Remix")
+BUTTON_EXTEND = N_("Extend")
+BUTTON_DELETE = N_("Delete")
+REMIX_TITLE = N_("Remix this video")
+EXTEND_TITLE = N_("Extend this clip")
+ANIMATE_TITLE = N_("Animate this picture")
+PROMPT_LABEL = N_("Prompt")
+PROMPT_PLACEHOLDER = N_("What the video shows, e.g. a red fox running through fresh snow")
+NEGATIVE_LABEL = N_("Negative prompt (what to avoid)")
+NEGATIVE_PLACEHOLDER = N_("e.g. blurry, text, watermark (may be left empty)")
+EXTEND_PROMPT_LABEL = N_("What happens next")
+ANIMATE_LABEL = N_("What should move? (optional)")
+ANIMATE_PLACEHOLDER = N_("e.g. the cat slowly turns its head and blinks. Empty: natural motion.")
+#: Discord's limits: a modal's title and a text input's label, a placeholder, a button's label.
+MAX_TITLE = 45
+MAX_PLACEHOLDER = 100
+MAX_BUTTON_LABEL = 80
 
-#: What a job is, by ``Job.kind``: the status header's verb and the result's first line.
+RESULT_GONE = N_(
+    "This video is no longer available (it was deleted or has expired). Make a new one with /video."
+)
+#: Why a source can no longer be used, by what the button would do with it.
+RESULT_EXPIRED = {
+    "rerun": N_(
+        "This video's file has expired (videos are kept {hours} after they are posted), so it can't be "
+        "rerun any more. Make a new one with /video."
+    ),
+    "remix": N_(
+        "This video's file has expired (videos are kept {hours} after they are posted), so it can't be "
+        "remixed any more. Make a new one with /video."
+    ),
+    "extend": N_(
+        "This video's file has expired (videos are kept {hours} after they are posted), so it can't be "
+        "extended any more. Make a new one with /video."
+    ),
+}
+MODEL_GONE = {
+    "rerun": N_(
+        "This video was made with `{model}`, which this server no longer runs, so it can't be rerun. "
+        "Make a new one with /video."
+    ),
+    "remix": N_(
+        "This video was made with `{model}`, which this server no longer runs, so it can't be remixed. "
+        "Make a new one with /video."
+    ),
+    "extend": N_(
+        "This video was made with `{model}`, which this server no longer runs, so it can't be extended. "
+        "Make a new one with /video."
+    ),
+}
+CANNOT_EXTEND = N_("This server's model (`{model}`) can't extend clips.")
+EXTEND_LIMIT = (
+    "This clip has been extended {n} time already, the most allowed here ({limit}). "
+    "Make a new video with /video, or remix this one.",
+    "This clip has been extended {n} times already, the most allowed here ({limit}). "
+    "Make a new video with /video, or remix this one.",
+)
+DELETE_REFUSED = N_("Only the person who asked for this video or a moderator can delete it.")
+DELETED = N_("Deleted the video (job #{job}).")
+BUSY = N_("The video service is busy right now; please click again in a moment.")
+
+#: What a job is, by ``Job.kind``: the status header's verb (without and with its source job).
 _ASKED = {
-    "command": "asked for a video",
-    "rerun": "asked for a rerun",
-    "remix": "asked for a remix",
-    "extend": "asked for an extension",
-    "animate": "asked to animate a picture",
+    "command": (N_("{member} asked for a video"), None),
+    "rerun": (N_("{member} asked for a rerun"), N_("{member} asked for a rerun of job #{parent}")),
+    "remix": (N_("{member} asked for a remix"), N_("{member} asked for a remix of job #{parent}")),
+    "extend": (N_("{member} asked for an extension"), N_("{member} asked for an extension of job #{parent}")),
+    "animate": (N_("{member} asked to animate a picture"), None),
 }
+#: The result's first line, by ``Job.kind``.
 _READY = {
-    "command": "your video is ready 🎬",
-    "rerun": "here is your rerun 🔁",
-    "remix": "here is your remix 🎨",
-    "extend": "here is your extended clip ⏩",
-    "animate": "your animation is ready 🎬",
+    "command": N_("{member} your video is ready 🎬"),
+    "rerun": N_("{member} here is your rerun 🔁"),
+    "remix": N_("{member} here is your remix 🎨"),
+    "extend": N_("{member} here is your extended clip ⏩"),
+    "animate": N_("{member} your animation is ready 🎬"),
 }
-_LINEAGE = {"rerun": "Rerun", "remix": "Remix", "extend": "Extension", "animate": "Animation"}
+_LINEAGE = {
+    "rerun": N_("Rerun of job #{job}"),
+    "remix": N_("Remix of job #{job}"),
+    "extend": N_("Extension of job #{job}"),
+    "animate": N_("Animation of job #{job}"),
+}
+_NTH_EXTENSION = N_("Extension {n} of job #{job}")
+
+
+def label(locale: str, text: str, limit: int) -> str:
+    """A translated label cut to Discord's limit (a catalog test keeps them short; this is the guard)."""
+    return truncate(t(locale, text), limit)
 
 
 def message_url(guild_id: int, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
-def lineage_note(job: Job, *, extension: int = 0, origin_id: int | None = None) -> str:
+def lineage_note(locale: str, job: Job, *, extension: int = 0, origin_id: int | None = None) -> str:
     """ "Remix of job #12", "Extension 2 of job #12" ("" for a /video); ``origin_id`` is the clip an
     extension chain started from (default: the parent)."""
     if job.kind not in _LINEAGE or job.parent_job_id is None:
         return ""
-    what = _LINEAGE[job.kind]
+    source = origin_id or job.parent_job_id
     if job.kind == "extend" and extension > 0:
-        what = f"{what} {extension}"
-    return f"{what} of {job_marker(origin_id or job.parent_job_id)}"
+        return t(locale, _NTH_EXTENSION, n=Number(extension), job=source)
+    return t(locale, _LINEAGE[job.kind], job=source)
 
 
-def status_header(job: Job) -> str:
-    verb = _ASKED.get(job.kind, _ASKED["command"])
-    if job.parent_job_id is not None and job.kind in _LINEAGE:
-        verb += f" of {job_marker(job.parent_job_id)}"
+def status_header(locale: str, job: Job) -> str:
+    plain, of_parent = _ASKED.get(job.kind, _ASKED["command"])
+    member = user_mention(job.user_id)
+    if job.parent_job_id is not None and of_parent is not None:
+        verb = t(locale, of_parent, member=member, parent=job.parent_job_id)
+    else:
+        verb = t(locale, plain, member=member)
     prompt = truncate(escape(prompt_of(job)), STATUS_PROMPT_CHARS)
-    return f"🎬 <@{job.user_id}> {verb} · {job_marker(job.id)}\n{quote(prompt)}"
+    return f"🎬 {verb} · {job_marker(locale, job.id)}\n{quote(prompt)}"
 
 
-def status_text(job: Job, position: int | None) -> str:
+def queue_place(locale: str, position: int | None) -> str:
+    """``#3 in the queue`` (``waiting in the queue`` while the place is not known)."""
+    if position:
+        return t(locale, "#{position} in the queue", position=Number(position))
+    return t(locale, "waiting in the queue")
+
+
+def status_text(locale: str, job: Job, position: int | None) -> str:
     """The public status message: queue position while queued, a progress bar while running."""
-    head = status_header(job)
+    head = status_header(locale, job)
     if job.status == "queued":
-        where = f"#{position} in the queue" if position else "waiting in the queue"
-        return f"{head}\n⏳ {where}"
+        return f"{head}\n⏳ {queue_place(locale, position)}"
     if job.status == "running":
         step, total = job.progress_step or 0, job.progress_total or 0
         if job.cancel_requested:
-            return f"{head}\n🛑 stopping…"
+            return f"{head}\n🛑 {t(locale, 'stopping…')}"
         if total <= 0 or step <= 0:
-            return f"{head}\n⚙️ starting…"
+            return f"{head}\n⚙️ {t(locale, 'starting…')}"
         pct = math.floor(100 * step / total)
+        line = t(
+            locale,
+            "step {step}/{total} · {percent}%",
+            step=Number(step),
+            total=Number(total),
+            percent=Number(pct),
+        )
         eta = eta_seconds(job)
-        left = f" · about {_seconds(eta)} left" if eta is not None and step < total else ""
         if step >= total:
-            left = " · encoding…"
-        return f"{head}\n`{progress_bar(step, total)}` step {step}/{total} · {pct}%{left}"
+            line += " · " + t(locale, "encoding…")
+        elif eta is not None:
+            line += " · " + t(locale, "about {time} left", time=Duration(max(eta, 1.0)))
+        return f"{head}\n`{progress_bar(step, total)}` {line}"
     return head
 
 
-def status_done(job: Job, jump_url: str | None) -> str:
-    took = f" in {_seconds(job.generation_seconds)}" if job.generation_seconds else ""
-    where = f": {jump_url}" if jump_url else ""
-    return f"{status_header(job)}\n✅ done{took}{where}"
+def status_done(locale: str, job: Job, jump_url: str | None) -> str:
+    if job.generation_seconds and jump_url:
+        done = t(
+            locale, "done in {time}: {link}", time=_seconds(locale, job.generation_seconds), link=jump_url
+        )
+    elif job.generation_seconds:
+        done = t(locale, "done in {time}", time=_seconds(locale, job.generation_seconds))
+    elif jump_url:
+        done = t(locale, "done: {link}", link=jump_url)
+    else:
+        done = t(locale, "done")
+    return f"{status_header(locale, job)}\n✅ {done}"
 
 
-def with_refund(message: str) -> str:
-    message = (message or "The video could not be made.").strip()
-    if "refund" not in message.lower():
-        message += " Your credit was refunded."
-    return message
+def why_failed(locale: str, job: Job) -> str:
+    """Why the job ended without a video, in ``locale``, saying that the credit came back."""
+    reason: Text = job_error(job)
+    english = render("en", reason).strip()
+    text = render(locale, reason).strip() or t(locale, "The video could not be made.")
+    # The core's and the worker's messages say so themselves when they mention the refund.
+    if "refund" not in english.lower():
+        text = t(locale, "{reason} Your credit was refunded.", reason=text)
+    return text
 
 
-def status_failed(job: Job) -> str:
+def status_failed(locale: str, job: Job) -> str:
     icon = "🚫" if job.status == "cancelled" else "❌"
-    return f"{status_header(job)}\n{icon} {with_refund(job.error_message or '')}"
+    return f"{status_header(locale, job)}\n{icon} {why_failed(locale, job)}"
 
 
-def failure_notice(job: Job) -> str:
+def status_undeliverable(locale: str, job: Job) -> str:
+    """The status of a video that was made but could not be posted (why: the stored reason)."""
+    reason = render(locale, job_error(job)).strip()
+    line = t(locale, "The video was made but could not be posted here: {reason}", reason=reason)
+    return f"{status_header(locale, job)}\n⚠️ {line}"
+
+
+def failure_notice(locale: str, job: Job) -> str:
     """A short message to the requester when the status message cannot tell them (or the job failed)."""
-    what = "was cancelled" if job.status == "cancelled" else "could not be made"
-    return truncate(
-        f"<@{job.user_id}> your video ({job_marker(job.id)}) {what}: {with_refund(job.error_message or '')}",
-        MAX_CONTENT,
-    )
+    member, marker, reason = user_mention(job.user_id), job_marker(locale, job.id), why_failed(locale, job)
+    if job.status == "cancelled":
+        text = t(
+            locale,
+            "{member} your video ({job}) was cancelled: {reason}",
+            member=member,
+            job=marker,
+            reason=reason,
+        )
+    else:
+        text = t(
+            locale,
+            "{member} your video ({job}) could not be made: {reason}",
+            member=member,
+            job=marker,
+            reason=reason,
+        )
+    return truncate(text, MAX_CONTENT)
 
 
-def result_content(job: Job, result: Any, *, extension: int = 0, origin_id: int | None = None) -> str:
+def result_footer(locale: str, job: Job, result: Any) -> str:
+    """``-# job #12 · seed 42 · `model` · 4.0 s · made in 1 min 5 s · react 🔁 for another take``."""
+    params = job.params or {}
+    details = [
+        job_marker(locale, job.id),
+        t(locale, "seed {seed}", seed=params.get("seed", "?")),
+        f"`{escape_model(job.model)}`",
+    ]
+    duration = getattr(result, "duration_s", None)
+    if duration:
+        details.append(t(locale, "{seconds} s", seconds=Number(duration, decimals=1)))
+    if job.generation_seconds:
+        details.append(t(locale, "made in {time}", time=_seconds(locale, job.generation_seconds)))
+    details.append(t(locale, "react {emoji} for another take", emoji="🔁"))
+    return "-# " + " · ".join(details)
+
+
+def result_content(
+    locale: str, job: Job, result: Any, *, extension: int = 0, origin_id: int | None = None
+) -> str:
     """The result message: mention, what it is (a remix of …, with a link to the message it came
     from), the prompt (escaped, truncated to fit 2000 chars) and the details."""
-    params = job.params or {}
-    head = f"<@{job.user_id}> {_READY.get(job.kind, _READY['command'])}"
-    note = lineage_note(job, extension=extension, origin_id=origin_id)
+    head = t(locale, _READY.get(job.kind, _READY["command"]), member=user_mention(job.user_id))
+    note = lineage_note(locale, job, extension=extension, origin_id=origin_id)
     if note:
         if job.reply_to_message_id:
             note += f" · {message_url(job.guild_id, job.channel_id, job.reply_to_message_id)}"
         head += f"\n-# {note}"
-    details = [job_marker(job.id), f"seed {params.get('seed', '?')}", f"`{escape_model(job.model)}`"]
-    duration = getattr(result, "duration_s", None)
-    if duration:
-        details.append(f"{duration:.1f} s")
-    if job.generation_seconds:
-        details.append(f"made in {_seconds(job.generation_seconds)}")
-    footer = "-# " + " · ".join(details) + f" · react {'🔁'} for another take"
+    footer = result_footer(locale, job, result)
     budget = MAX_CONTENT - len(head) - len(footer) - 4 - 10
     body = quote(truncate(escape(prompt_of(job)), budget))
     content = f"{head}\n{body}\n{footer}"
@@ -225,10 +336,25 @@ def escape_model(name: str) -> str:
     return name.replace("`", "'")[:100]
 
 
-def queued_note(job: Job, position: int, balance: int, jump_url: str | None, *, extra: str = "") -> str:
-    """The ephemeral answer to /video (and to a button) once the job is queued."""
-    where = f"#{position} in the queue" if position else "starting now"
-    link = f" Progress: {jump_url}" if jump_url else ""
-    what = lineage_note(job)
-    what = f" ({what})" if what else ""
-    return f"Queued as {job_marker(job.id)}{what} ({where}). You have {balance} credit(s) left.{link}{extra}"
+def queued_note(
+    locale: str, job: Job, position: int, balance: int, jump_url: str | None = None, *, first_of: int = 0
+) -> str:
+    """The ephemeral answer to /video (and to a button) once the job is queued; ``first_of``: the
+    number of videos of the result an extension continues the first of (1: say nothing)."""
+    where = queue_place(locale, position) if position else t(locale, "starting now")
+    what = lineage_note(locale, job)
+    if what:
+        text = t(locale, "Queued as job #{job} ({what}) ({where}).", job=job.id, what=what, where=where)
+    else:
+        text = t(locale, "Queued as job #{job} ({where}).", job=job.id, where=where)
+    text += " " + tn(locale, "You have {n} credit left.", "You have {n} credits left.", balance)
+    if jump_url:
+        text += " " + t(locale, "Progress: {link}", link=jump_url)
+    if first_of > 1:
+        text += " " + tn(
+            locale,
+            "It continues the first of the {n} video.",
+            "It continues the first of the {n} videos.",
+            first_of,
+        )
+    return text

@@ -17,6 +17,7 @@ import aiohttp
 import discord
 
 from videobot import images
+from videobot.i18n import N_, Number, msg
 from videobot.images import ImageRejected, PreparedImage
 from videobot.settings import Settings
 
@@ -26,16 +27,20 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".webp")
 CHUNK = 64 * 1024
 
-NOT_DOWNLOADED = (
+NOT_DOWNLOADED = N_(
     "I could not download that picture from Discord (it may have been deleted). Please attach it again."
 )
-TOO_SLOW = "Downloading that picture took too long. Please try again, or attach a smaller picture."
+TOO_SLOW = N_("Downloading that picture took too long. Please try again, or attach a smaller picture.")
 
 
 def _too_large(size: int, cap: int) -> ImageRejected:
     return ImageRejected(
-        f"That picture is too large ({size / (1024 * 1024):.1f} MB); the limit is "
-        f"{cap / (1024 * 1024):.0f} MB. Please send a smaller PNG, JPEG or WebP picture."
+        msg(
+            "That picture is too large ({size} MB); the limit is {limit} MB. "
+            "Please send a smaller PNG, JPEG or WebP picture.",
+            size=Number(round(size / (1024 * 1024), 1)),
+            limit=Number(round(cap / (1024 * 1024))),
+        )
     )
 
 
@@ -50,8 +55,10 @@ def pick_image(message: discord.Message) -> discord.Attachment:
         if looks_like_image(attachment):
             return attachment
     raise ImageRejected(
-        "That message has no picture to animate. Use Apps → Animate on a message with a PNG, JPEG or "
-        "WebP image attached."
+        msg(
+            "That message has no picture to animate. Use Apps → Animate on a message with a PNG, JPEG or "
+            "WebP image attached."
+        )
     )
 
 
@@ -72,7 +79,7 @@ async def download(
         async with session.get(attachment.url, timeout=timeout) as resp:
             if resp.status != 200:
                 log.info("attachment %s: the CDN answered %s", attachment.id, resp.status)
-                raise ImageRejected(NOT_DOWNLOADED)
+                raise ImageRejected(msg(NOT_DOWNLOADED))
             if resp.content_length is not None and resp.content_length > cap:
                 raise _too_large(resp.content_length, cap)
             data = bytearray()
@@ -86,10 +93,10 @@ async def download(
                     )
                     raise _too_large(len(data), cap)
     except TimeoutError:
-        raise ImageRejected(TOO_SLOW) from None
+        raise ImageRejected(msg(TOO_SLOW)) from None
     except aiohttp.ClientError as exc:
         log.info("attachment %s: download failed (%s)", attachment.id, type(exc).__name__)
-        raise ImageRejected(NOT_DOWNLOADED) from None
+        raise ImageRejected(msg(NOT_DOWNLOADED)) from None
     return bytes(data)
 
 

@@ -1,5 +1,7 @@
 """The forms behind Remix and Extend, and reading their submissions.
 
+A form is shown to the member who clicked, in their language (``locale``: ``member_locale``).
+
 A form's custom id carries the job id (``videobot:remix-form:<job_id>``), and its submission is
 handled from the raw interaction (``GenerateCog.on_interaction``), not by a ``Modal`` object kept in
 memory: a form opened before a restart is still answered after it. The ``Modal`` is built only to
@@ -30,21 +32,31 @@ def _prefill(text: str) -> str:
     return text[: min(MAX_PROMPT_CHARS, _INPUT_MAX)]
 
 
-def _form(kind: str, job_id: int, title: str) -> discord.ui.Modal:
-    modal = discord.ui.Modal(title=title, custom_id=form_id(kind, job_id), timeout=None)
+def _form(locale: str, kind: str, job_id: int, title: str) -> discord.ui.Modal:
+    modal = discord.ui.Modal(
+        title=_format.label(locale, title, _format.MAX_TITLE), custom_id=form_id(kind, job_id), timeout=None
+    )
     return modal
 
 
-def remix_form(job_id: int, prompt: str, negative_prompt: str) -> discord.ui.Modal:
+def _label(locale: str, text: str) -> str:
+    return _format.label(locale, text, _format.MAX_TITLE)
+
+
+def _placeholder(locale: str, text: str) -> str:
+    return _format.label(locale, text, _format.MAX_PLACEHOLDER)
+
+
+def remix_form(locale: str, job_id: int, prompt: str, negative_prompt: str) -> discord.ui.Modal:
     """Prompt and negative prompt, prefilled with the source's."""
-    modal = _form("remix", job_id, _format.REMIX_TITLE)
+    modal = _form(locale, "remix", job_id, _format.REMIX_TITLE)
     modal.add_item(
         discord.ui.TextInput(
-            label=_format.PROMPT_LABEL,
+            label=_label(locale, _format.PROMPT_LABEL),
             custom_id="prompt",
             style=discord.TextStyle.paragraph,
             default=_prefill(prompt),
-            placeholder=_format.PROMPT_PLACEHOLDER,
+            placeholder=_placeholder(locale, _format.PROMPT_PLACEHOLDER),
             min_length=1,
             max_length=MAX_PROMPT_CHARS,
             required=True,
@@ -52,11 +64,11 @@ def remix_form(job_id: int, prompt: str, negative_prompt: str) -> discord.ui.Mod
     )
     modal.add_item(
         discord.ui.TextInput(
-            label=_format.NEGATIVE_LABEL,
+            label=_label(locale, _format.NEGATIVE_LABEL),
             custom_id="negative_prompt",
             style=discord.TextStyle.paragraph,
             default=_prefill(negative_prompt) or None,
-            placeholder=_format.NEGATIVE_PLACEHOLDER,
+            placeholder=_placeholder(locale, _format.NEGATIVE_PLACEHOLDER),
             max_length=MAX_PROMPT_CHARS,
             required=False,
         )
@@ -65,16 +77,16 @@ def remix_form(job_id: int, prompt: str, negative_prompt: str) -> discord.ui.Mod
     return modal
 
 
-def extend_form(job_id: int, prompt: str) -> discord.ui.Modal:
+def extend_form(locale: str, job_id: int, prompt: str) -> discord.ui.Modal:
     """What happens next, prefilled with the source's prompt."""
-    modal = _form("extend", job_id, _format.EXTEND_TITLE)
+    modal = _form(locale, "extend", job_id, _format.EXTEND_TITLE)
     modal.add_item(
         discord.ui.TextInput(
-            label=_format.EXTEND_PROMPT_LABEL,
+            label=_label(locale, _format.EXTEND_PROMPT_LABEL),
             custom_id="prompt",
             style=discord.TextStyle.paragraph,
             default=_prefill(prompt),
-            placeholder=_format.PROMPT_PLACEHOLDER,
+            placeholder=_placeholder(locale, _format.PROMPT_PLACEHOLDER),
             min_length=1,
             max_length=MAX_PROMPT_CHARS,
             required=True,
