@@ -337,9 +337,9 @@ async def _while_ranks_live(ranks: Ranks, fn: Callable[..., Any], *args: Any) ->
         gone = ranks.dead()
         if gone is not None:
             rank, code = gone
-            msg = f"rank {rank} exited with code {code} during start-up"
-            log.error(msg)
-            print(f"videobot: {msg}", file=sys.stderr)
+            line = f"rank {rank} exited with code {code} during start-up"
+            log.error(line)
+            print(f"videobot: {line}", file=sys.stderr)
             ranks.kill()
             _hard_exit(MODEL_LOAD_FAILED if code == MODEL_LOAD_FAILED else FAILED)
         await asyncio.wait({task}, timeout=0.2)
@@ -519,13 +519,13 @@ def follow(settings: Settings, rank: int, world: int, port: int, collective_time
             raise GroupStop()
 
     while True:
-        msg = _broadcast_object(None, idle)
-        if msg["op"] == _OP_STOP:
+        order = _broadcast_object(None, idle)
+        if order["op"] == _OP_STOP:
             break
-        job_id = msg.get("job_id")
+        job_id = order.get("job_id")
         log.info("job %s: rank %d joins", job_id, rank)
         try:
-            pipeline.run(GenerationParams.from_dict(msg["params"]), step, **msg["inputs"])
+            pipeline.run(GenerationParams.from_dict(order["params"]), step, **order["inputs"])
         except GroupStop:
             log.info("job %s: rank %d stopped with the group", job_id, rank)
     log.info("rank %d: stopping", rank)
