@@ -37,6 +37,7 @@ from videobot.jobs.records import (
     ResultData,
     SubmitRequest,
     Submitted,
+    wanted_videos,
 )
 from videobot.jobs.transitions import CANCEL_MESSAGE, LEASE_CLEARED, NOTIFY_CHANNEL, Transitions
 from videobot.jobs.workers import WorkerRegistry
@@ -58,6 +59,7 @@ __all__ = [
     "SubmitRequest",
     "Submitted",
     "projected_order",
+    "wanted_videos",
 ]
 
 
