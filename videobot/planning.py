@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from videobot.errors import InvalidParameters
-from videobot.presets import ASPECT_RATIOS, MAX_SEED, Preset, clean_prompt, cost_weight, plan, resolve_preset
+from videobot.presets import (
+    ASPECT_RATIOS,
+    MAX_SEED,
+    MAX_VIDEOS,
+    Preset,
+    clean_prompt,
+    cost_weight,
+    plan,
+    resolve_preset,
+)
 from videobot.presets import offered_verbs as presets_offered_verbs
 from videobot.settings import Settings
 
 AUTO = "auto"
+#: Discord caps one message request at 25 MiB in all; the files of one message share it.
+MESSAGE_UPLOAD_LIMIT = 25 * 1024 * 1024
+#: Kept free in that request for the JSON payload and the multipart framing.
+MESSAGE_OVERHEAD = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,8 +96,11 @@ def build_params(
     duration: float | None = None,
     aspect_ratio: str | None = None,
     audio: bool | None = None,
+    num_videos: int = 1,
 ) -> dict[str, Any]:
     """Validate the request and return the job's parameters (JSON).
+
+    ``num_videos`` (variations, 1 to ``MAX_VIDEOS``) videos with seeds ``seed``, ``seed + 1``, …
 
     With a known preset: the full ``GenerationParams`` (diffusers names). Without one: the cleaned
     bare request (the seed chosen now, so a rerun can change it); the worker plans it for its preset.
@@ -102,6 +118,7 @@ def build_params(
             duration_s=duration,
             aspect_ratio=aspect_ratio,
             audio=audio,
+            num_videos=num_videos,
         ).to_dict()
     if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
         raise InvalidParameters(
@@ -109,6 +126,8 @@ def build_params(
         )
     if duration is not None and (not math.isfinite(duration) or duration <= 0):
         raise InvalidParameters("The duration must be a positive number of seconds.")
+    if isinstance(num_videos, bool) or not isinstance(num_videos, int) or not 1 <= num_videos <= MAX_VIDEOS:
+        raise InvalidParameters(f"The number of variations must be from 1 to {MAX_VIDEOS}.")
     return {
         "prompt": clean_prompt(prompt),
         "negative_prompt": clean_prompt(negative_prompt or "", what="negative prompt", allow_empty=True),
@@ -116,6 +135,7 @@ def build_params(
         "duration_s": duration,
         "aspect_ratio": aspect_ratio,
         "audio": audio,
+        "num_videos": num_videos,
     }
 
 
@@ -131,9 +151,21 @@ def rerun_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_cost(settings: Settings, target: QueueTarget, params: dict[str, Any]) -> int:
-    """1 credit, or with ``VIDEOBOT_COST_MODE=weighted`` the work relative to the default GPU preset (≥ 1)."""
+    """Per video: 1 credit, or with ``VIDEOBOT_COST_MODE=weighted`` the work relative to the default GPU
+    preset (≥ 1); times the number of videos (``num_videos``, variations)."""
+    from videobot.jobs.records import wanted_videos
+
+    count = wanted_videos(params)
     if settings.cost_mode != "weighted" or "num_frames" not in params:
-        return 1
+        return count
     from videobot.presets import GenerationParams
 
-    return max(1, math.ceil(cost_weight(GenerationParams.from_dict(params))))
+    one = replace(GenerationParams.from_dict(params), num_videos=1)
+    return count * max(1, math.ceil(cost_weight(one)))
+
+
+def file_budget(upload_limit_bytes: int, count: int) -> int:
+    """Bytes each of ``count`` videos posted in ONE message may take: the per-file upload limit, and
+    together at most Discord's per-request limit."""
+    share = (MESSAGE_UPLOAD_LIMIT - MESSAGE_OVERHEAD) // max(count, 1)
+    return min(upload_limit_bytes, share)

@@ -38,6 +38,7 @@ from videobot.errors import ChannelNotAllowed, InvalidParameters, PromptRejected
 from videobot.health import record_ack
 from videobot.jobs import SubmitRequest
 from videobot.models import Job
+from videobot.presets import MAX_VIDEOS
 
 from . import _format
 
@@ -76,6 +77,7 @@ class GenerateCog(commands.Cog):
         aspect_ratio="Landscape, portrait or square",
         model="The model to use (empty: the server's default)",
         audio="Sound with the video (empty: on when the model makes sound)",
+        variations="How many takes, each with the next seed, posted together; each costs one video (1-4)",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -95,6 +97,7 @@ class GenerateCog(commands.Cog):
         aspect_ratio: app_commands.Choice[str] | None = None,
         model: str | None = None,
         audio: bool | None = None,
+        variations: app_commands.Range[int, 1, MAX_VIDEOS] | None = None,
     ) -> None:
         # Acknowledge first: nothing before this line touches the database or the disk.
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -110,6 +113,7 @@ class GenerateCog(commands.Cog):
             duration=duration,
             aspect_ratio=aspect_ratio.value if aspect_ratio else None,
             audio=audio,
+            num_videos=variations or 1,
         )
         assert interaction.guild_id is not None and interaction.channel_id is not None
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
