@@ -178,3 +178,51 @@ def test_cli_extend_continues_a_clip(
     # The output starts with the clip (through a second H.264 encode) and then goes on with new frames.
     assert diff(info["frames"][: len(src_frames)], src_frames) <= 24
     assert np.mean(np.abs(info["frames"][:9].astype(int) - src_frames.astype(int))) < 3
+
+
+class NoisePipeline:
+    """Stands in for a real model's output size: each video is 49 frames of 832x480 noise (the size
+    worst case for H.264, ~11 MB at the default quality), so fitting them is real work."""
+
+    def __init__(self, real: Any) -> None:
+        self.preset = real.preset
+        self.real = real
+
+    def check_inputs(self, params: Any) -> None:
+        self.real.check_inputs(params)
+
+    def run(self, params: Any, on_step: Any = None, **inputs: Any) -> Any:
+        from generator.pipeline import RunOutput
+
+        rng = np.random.default_rng(params.seed)
+        videos = tuple(
+            rng.integers(0, 256, (49, 480, 832, 3), dtype=np.uint8) for _ in range(params.num_videos)
+        )
+        if on_step is not None:
+            on_step(params.num_inference_steps, params.num_inference_steps)
+        return RunOutput(frames=videos[0], variations=videos)
+
+
+async def test_variations_together_fit_discords_request_limit(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    """A boosted server allows 50 MiB per file, but one message carries at most 25 MiB: three videos that
+    would take ~11 MB each are fitted into a third of it each."""
+    db, data = qdb
+    q = JobQueue(db, QueueConfig(lease_seconds=30))
+    params = plan(TINY, "static on an old TV", seed=1, num_videos=3).to_dict()
+    sub = await q.submit(
+        SubmitRequest(
+            idempotency_key="v-big", guild_id=1, channel_id=2, user_id=1, model="tiny", params=params, cost=3,
+            upload_limit_bytes=50 * 1024 * 1024,
+        )
+    )  # fmt: skip
+    worker = Worker(
+        settings_for(data, db.url), q, NoisePipeline(tiny_pipeline), worker_id="w1", models=["tiny"]
+    )
+    assert await run_until(worker, q, sub.job.id, {"succeeded", "failed"}, timeout=240) == "succeeded"
+    results = await q.get_results(sub.job.id)
+    assert len(results) == 3
+    sizes = [r.size_bytes for r in results]
+    assert sum(sizes) <= MESSAGE_UPLOAD_LIMIT - 64 * 1024, sizes
+    assert max(sizes) > 4 * 1024 * 1024  # fitted to the share, not squeezed to nothing
+    assert all(r.encode_notes and "to fit" in r.encode_notes for r in results)  # each was re-encoded to fit
+    assert all(probe_mp4(r.video)["codec"] == "h264" for r in results)
