@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from tests.core.test_queue import GUILD, balance, ledger_rows, req
+from tests.helpers import PG_ENV, PG_SKIP, pg_exec
 from videobot.db import Database
 from videobot.errors import LeaseLost
 from videobot.jobs import JobQueue, QueueConfig, ResultData
@@ -131,8 +136,25 @@ async def test_complete_refuses_no_video_or_repeated_variants(db: Database) -> N
     )
 
 
-async def test_migration_keeps_existing_results_as_variant_zero(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of its own (the migration test moves it up and down)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+        return
+    admin = os.environ.get(PG_ENV)
+    if not admin:
+        pytest.skip(PG_SKIP)
+    name = f"videobot_mig_{uuid.uuid4().hex[:10]}"
+    await pg_exec(admin, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await pg_exec(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_migration_keeps_existing_results_as_variant_zero(fresh_url: str) -> None:
+    url = fresh_url
     await asyncio.to_thread(upgrade, url, "0005")
     db = Database(url)
     try:
@@ -142,15 +164,16 @@ async def test_migration_keeps_existing_results_as_variant_zero(tmp_path: Path) 
                     "INSERT INTO jobs (id, idempotency_key, guild_id, channel_id, user_id, kind, model, params, "
                     "cost, status, attempts, max_attempts, cancel_requested, progress_step, progress_total, "
                     "upload_limit_bytes, created_at, queued_at, updated_at) VALUES (1, 'k', :g, 1, 1, 'command', "
-                    "'tiny', '{}', 1, 'succeeded', 1, 3, 0, 2, 2, 1000, 0, 0, 0)"
+                    "'tiny', '{}', 1, 'succeeded', 1, 3, false, 2, 2, 1000, 0, 0, 0)"
                 ),
                 {"g": GUILD},
             )
             await s.execute(
                 text(
                     "INSERT INTO job_results (job_id, video, content_type, size_bytes, width, height, num_frames, "
-                    "fps, duration_s, created_at) VALUES (1, x'00', 'video/mp4', 1, 32, 32, 9, 8, 1.1, 0)"
-                )
+                    "fps, duration_s, created_at) VALUES (1, :video, 'video/mp4', 1, 32, 32, 9, 8, 1.1, 0)"
+                ),
+                {"video": b"\x00"},
             )
         await db.dispose()
         await asyncio.to_thread(upgrade, url)
