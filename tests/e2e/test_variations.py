@@ -104,8 +104,14 @@ async def test_three_variations_are_one_message_with_three_different_videos(h: B
     assert "your 3 variations are ready" in content and "seeds 5000, 5001, 5002" in content
     assert "could not be" not in content
     assert await ledger_of(h, job_id) == [("charge", -3)]
-    # Posted with the interaction, once.
+    # Posted once; the public status message says what was asked and links the result.
     assert len(posts_of(h, job_id)) == 1
+    status = await h.wait_for(
+        lambda: (m := h.fd.message(job.status_message_id)) and "✅ done" in m["content"] and m,
+        15,
+        "final status",
+    )
+    assert f"asked for 3 variations · job #{job_id}" in status["content"] and post["id"] in status["content"]
 
 
 async def test_cancel_of_a_running_three_variation_job_refunds_three(h: BotHarness) -> None:

@@ -93,7 +93,14 @@ def eta_seconds(job: Job) -> float | None:
 
 
 def status_header(job: Job) -> str:
+    count = wanted_videos(job)
     verb = "asked for a rerun" if job.kind == "rerun" else "asked for a video"
+    if count > 1:
+        verb = (
+            f"asked for a rerun of {count} variations"
+            if job.kind == "rerun"
+            else f"asked for {count} variations"
+        )
     prompt = truncate(escape(prompt_of(job)), STATUS_PROMPT_CHARS)
     return f"🎬 <@{job.user_id}> {verb} · {job_marker(job.id)}\n{quote(prompt)}"
 
