@@ -2,7 +2,10 @@
 
 Loads one pipeline once, then loops: recover stale leases, claim (fair share, only the models it
 serves), run the pipeline in a thread (so heartbeats keep flowing during a 10-minute job),
-encode, store, complete. While a job runs, its lease is renewed every second (with progress when
+encode, store, complete. A job with variations (``num_videos``) renders them in batches of up to
+the preset's ``batch_cap`` (``run_variations``), encodes each within its share of one message's
+upload limit and stores them in one ``complete``; variations that ran out of memory are left out
+and refunded there. While a job runs, its lease is renewed every second (with progress when
 it moved); that heartbeat returns the cancel flag, and the next denoising step stops the job by
 raising out of ``callback_on_step_end`` (the pipeline thread never waits for the database). A
 cancel that arrives after the last step is settled by ``complete`` (cancelled, refunded).
@@ -310,9 +313,11 @@ class Worker:
             made = [v for v in variations if v.output is not None]
             # Every video of the job goes in one message: each gets its share of the request's limit.
             budget = file_budget(c.upload_limit_bytes, len(made))
-            encoded = []
+            encoded: list[Any] = []
             for v in made:
                 assert v.output is not None
+                if run.cancel.is_set():  # cancelled after the last step: don't encode the rest for nothing
+                    raise JobCancelled()
                 encoded.append(
                     await asyncio.to_thread(
                         encode_mp4,

@@ -8,7 +8,9 @@
       │                   step, complete, fail, release, or the lease expires ──▶ cancelled (+ refund)
       └─cancel──▶ cancelled (+ refund)
 
-A cancel always ends a job: a job whose cancel flag is set is never queued again nor claimed, and
+A job with variations stores one result per video made; ``complete`` refunds the share of those
+that could not be made once (``partial_refund``), and a later full refund gives back only the
+rest. A cancel always ends a job: a job whose cancel flag is set is never queued again nor claimed, and
 ends ``cancelled`` (refunded once) at whichever transition comes next, including ``complete``
 (the render is discarded). On PostgreSQL the transitions the bot cares about ``NOTIFY
 videobot_jobs`` with the job ids, at commit.
