@@ -226,3 +226,17 @@ async def test_variations_together_fit_discords_request_limit(qdb, tiny_pipeline
     assert max(sizes) > 4 * 1024 * 1024  # fitted to the share, not squeezed to nothing
     assert all(r.encode_notes and "to fit" in r.encode_notes for r in results)  # each was re-encoded to fit
     assert all(probe_mp4(r.video)["codec"] == "h264" for r in results)
+
+
+def test_each_variation_keeps_its_own_soundtrack(tmp_path: Path) -> None:
+    from generator.pipeline import VideoPipeline
+
+    vp = VideoPipeline.load("tiny-ltx2", data_dir=tmp_path, device="cpu")
+    params = plan(vp.preset, "rain on a tin roof", seed=2, num_videos=2)
+    variations = run_variations(vp, params)
+    outs = [v.output for v in variations]
+    assert all(o is not None and o.audio is not None and o.audio.shape[0] == 2 for o in outs)
+    a, b = (o.audio for o in outs)  # type: ignore[union-attr]
+    assert a.shape == b.shape and np.abs(a - b).max() > 1e-3  # two takes, two soundtracks
+    alone = vp.run(dataclasses.replace(params, seed=3, num_videos=1))
+    assert alone.audio is not None and np.abs(alone.audio - b).max() < 0.05 * np.abs(b).max() + 1e-4
