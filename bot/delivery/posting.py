@@ -80,19 +80,25 @@ class ResultPoster:
             if message_id is not None:
                 log.info("job %s: already posted as message %s before; not posting again", job_id, message_id)
         if message_id is None:
-            result = await self.queue.get_result(job_id)
-            if result is None:
+            results = await self.queue.get_results(job_id)
+            if not results:
                 await self.notifier.undeliverable(job, "The finished video is missing from the database.")
                 return
             try:
-                message = await self._post(job, result)
+                message = await self._post(job, results)
             except Undeliverable as exc:
                 await self.notifier.undeliverable(job, str(exc))
                 return
             message_id = message.id
             self.posted[job_id] = message_id
             self._uncertain.discard(job_id)
-            log.info("job %s: posted as message %s (%d bytes)", job_id, message_id, result.size_bytes)
+            log.info(
+                "job %s: posted as message %s (%d video(s), %d bytes)",
+                job_id,
+                message_id,
+                len(results),
+                sum(r.size_bytes for r in results),
+            )
         await self.queue.mark_delivered(job_id, message_id)
         self.posted.pop(job_id, None)
         await self._after_delivery(job, message_id)
@@ -130,12 +136,12 @@ class ResultPoster:
                 http_reason(exc),
             )
             return None
-        filename = _format.result_filename(job.id)
+        filenames = _format.result_filenames(job)
         footer = "-# " + _format.job_marker(job.id) + " ·"
         for m in messages:
             if int(m["author"]["id"]) != me.id:
                 continue
-            if any(a.get("filename") == filename for a in m.get("attachments") or []) or footer in (
+            if any(a.get("filename") in filenames for a in m.get("attachments") or []) or footer in (
                 m.get("content") or ""
             ):
                 return int(m["id"])
@@ -157,17 +163,22 @@ class ResultPoster:
         n = planning.extension_number(chain)
         return n, (chain[n].id if len(chain) > n else None)
 
-    async def _post(self, job: Job, result: Any) -> discord.Message:
+    async def _post(self, job: Job, results: list[Any]) -> discord.Message:
+        """One message with every video of the job (its variations), each sized by the worker so the
+        files together fit Discord's per-request limit."""
         extension, origin_id = await self._lineage(job)
-        content = _format.result_content(job, result, extension=extension, origin_id=origin_id)
+        content = _format.result_content(job, results, extension=extension, origin_id=origin_id)
         # Buttons for what the model can do; they carry only the job id and work after any restart.
         view = result_view(job, planning.offered_verbs(self.bot.settings))
         mentions = discord.AllowedMentions(
             users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False
         )
 
-        def file() -> discord.File:
-            return discord.File(io.BytesIO(result.video), filename=_format.result_filename(job.id))
+        def files() -> list[discord.File]:  # fresh each try: a sent File's buffer is consumed
+            return [
+                discord.File(io.BytesIO(r.video), filename=_format.result_filename(job, r.variant))
+                for r in results
+            ]
 
         try:
             # A job that answers a message (a rerun under its result, Animate under the picture) is posted
@@ -178,7 +189,7 @@ class ResultPoster:
                 try:
                     await self._answer_if_loading(job, webhook)
                     return await webhook.send(
-                        content, file=file(), allowed_mentions=mentions, view=view, wait=True
+                        content, files=files(), allowed_mentions=mentions, view=view, wait=True
                     )
                 except discord.HTTPException as exc:
                     if exc.status not in (401, 404) and exc.code not in (50027, 10015):
@@ -197,7 +208,7 @@ class ResultPoster:
             await self.editor.budget.acquire(CREATE, job.channel_id, RESULT, job.id)
             return await channel.send(
                 content,
-                file=file(),
+                files=files(),
                 allowed_mentions=mentions,
                 nonce=_format.result_nonce(job.id),
                 reference=reference,  # type: ignore[arg-type]
@@ -212,7 +223,7 @@ class ResultPoster:
             if exc.status == 404:
                 raise Undeliverable("The channel no longer exists.") from None
             if exc.status == 413 or exc.code == 40005:
-                raise Undeliverable("The file is larger than this server's upload limit.") from None
+                raise Undeliverable("The video is larger than this server's upload limit.") from None
             if 400 <= exc.status < 500 and exc.status != 429:
                 log.error(
                     "job %s: Discord refused the result message (%s): %s",

@@ -10,7 +10,9 @@ from typing import Any
 
 import discord
 
+from videobot import jobs
 from videobot.models import Job
+from videobot.presets import MAX_VIDEOS
 
 MAX_CONTENT = 2000
 STATUS_PROMPT_CHARS = 300
@@ -22,9 +24,21 @@ def job_marker(job_id: int) -> str:
     return f"job #{job_id}"
 
 
-def result_filename(job_id: int) -> str:
-    """Never contains user text."""
-    return f"videobot-{job_id}.mp4"
+def wanted_videos(job: Job) -> int:
+    """How many videos (variations) the job asked for."""
+    return jobs.wanted_videos(job.params)
+
+
+def result_filename(job: Job | int, variant: int = 0) -> str:
+    """Never contains user text. A job with variations numbers its files from 1 (``videobot-7-2.mp4``)."""
+    if isinstance(job, int) or wanted_videos(job) == 1:
+        return f"videobot-{job if isinstance(job, int) else job.id}.mp4"
+    return f"videobot-{job.id}-{variant + 1}.mp4"
+
+
+def result_filenames(job: Job) -> set[str]:
+    """Every name the job's result files can have."""
+    return {f"videobot-{job.id}.mp4"} | {f"videobot-{job.id}-{i + 1}.mp4" for i in range(MAX_VIDEOS)}
 
 
 def result_nonce(job_id: int) -> str:
@@ -143,9 +157,14 @@ def lineage_note(job: Job, *, extension: int = 0, origin_id: int | None = None) 
 
 
 def status_header(job: Job) -> str:
+    count = wanted_videos(job)
     verb = _ASKED.get(job.kind, _ASKED["command"])
+    if count > 1 and job.kind == "command":
+        verb = f"asked for {count} variations"
     if job.parent_job_id is not None and job.kind in _LINEAGE:
         verb += f" of {job_marker(job.parent_job_id)}"
+    if count > 1 and job.kind != "command":
+        verb += f" ({count} variations)"
     prompt = truncate(escape(prompt_of(job)), STATUS_PROMPT_CHARS)
     return f"🎬 <@{job.user_id}> {verb} · {job_marker(job.id)}\n{quote(prompt)}"
 
@@ -198,17 +217,37 @@ def failure_notice(job: Job) -> str:
     )
 
 
-def result_content(job: Job, result: Any, *, extension: int = 0, origin_id: int | None = None) -> str:
+def _seeds(job: Job, results: list[Any]) -> str:
+    seed = (job.params or {}).get("seed")
+    if not isinstance(seed, int):
+        return "seed ?"
+    if wanted_videos(job) == 1:
+        return f"seed {seed}"
+    return "seeds " + ", ".join(str((seed + int(getattr(r, "variant", 0))) % 2**32) for r in results)
+
+
+def result_content(job: Job, results: Any, *, extension: int = 0, origin_id: int | None = None) -> str:
     """The result message: mention, what it is (a remix of …, with a link to the message it came
-    from), the prompt (escaped, truncated to fit 2000 chars) and the details."""
-    params = job.params or {}
-    head = f"<@{job.user_id}> {_READY.get(job.kind, _READY['command'])}"
+    from), the prompt (escaped, truncated to fit 2000 chars) and the details.
+
+    ``results``: the job's videos (one, or its variations); when only some variations were made,
+    a line says so (and that their credits came back).
+    """
+    results = list(results) if isinstance(results, (list, tuple)) else [results]
+    result = results[0] if results else None
+    count = len(results)
+    ready = _READY.get(job.kind, _READY["command"])
+    if count > 1 and job.kind == "command":
+        ready = f"your {count} variations are ready 🎬"
+    head = f"<@{job.user_id}> {ready}"
     note = lineage_note(job, extension=extension, origin_id=origin_id)
     if note:
         if job.reply_to_message_id:
             note += f" · {message_url(job.guild_id, job.channel_id, job.reply_to_message_id)}"
         head += f"\n-# {note}"
-    details = [job_marker(job.id), f"seed {params.get('seed', '?')}", f"`{escape_model(job.model)}`"]
+    if job.error_code == "partial" and job.error_message:
+        head += f"\n⚠️ {escape(job.error_message)}"
+    details = [job_marker(job.id), _seeds(job, results), f"`{escape_model(job.model)}`"]
     duration = getattr(result, "duration_s", None)
     if duration:
         details.append(f"{duration:.1f} s")
