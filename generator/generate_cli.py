@@ -7,7 +7,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from videobot.presets import MAX_VIDEOS
+
+if TYPE_CHECKING:
+    from generator.encode import EncodeResult
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +20,8 @@ log = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="videobot generate",
-        description="Generate one video from a text prompt, a first image (--image) or a clip to extend (--extend).",
+        description="Generate a video from a text prompt, a first image (--image) or a clip to extend (--extend); "
+        "--variations N makes N takes with seeds SEED, SEED+1, ... (OUTPUT-1.mp4, OUTPUT-2.mp4, ...).",
     )
     p.add_argument("prompt", help="what the video should show")
     p.add_argument("-o", "--output", type=Path, default=Path("video.mp4"), help="mp4 file to write")
@@ -38,7 +44,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="continue this mp4 clip (the output holds the clip and its sequel)",
     )
-    p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="largest file to write")
+    p.add_argument(
+        "--variations",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"make N videos (1-{MAX_VIDEOS}) with seeds SEED..SEED+N-1, written as OUTPUT-1.mp4 ... (default: 1)",
+    )
+    p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="largest file to write (each)")
     p.add_argument(
         "--data-dir", type=Path, default=Path("data"), help="where the built-in tiny model is kept"
     )
@@ -97,8 +110,26 @@ def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str,
         duration=args.duration,
         aspect_ratio=args.aspect_ratio,
         image=prepared,
+        num_videos=args.variations,
     )
     return GenerationParams.from_dict(raw), {"image": images.open_png(prepared.png)}
+
+
+def output_paths(output: Path, count: int) -> list[Path]:
+    """``out.mp4`` for one video; ``out-1.mp4`` … ``out-N.mp4`` for N variations."""
+    if count == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}-{i}{output.suffix or '.mp4'}") for i in range(1, count + 1)]
+
+
+def _describe(path: Path, result: EncodeResult, seed: int) -> str:
+    size = result.size_bytes
+    size_text = f"{size / 1024 / 1024:.2f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB"
+    sound = ", with sound" if result.has_audio else ""
+    return (
+        f"{path} ({size_text}, {result.num_frames} frames, "
+        f"{result.width}x{result.height} @ {result.fps:g} fps, {result.duration_s:.1f} s{sound}), seed {seed}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from generator.encode import EncodeError, StorageError, encode_mp4
     from generator.inputs import load_inputs
-    from generator.pipeline import ModelLoadError, VideoPipeline, resolve_auto_model
+    from generator.pipeline import ModelLoadError, VideoPipeline, resolve_auto_model, run_variations
     from videobot.errors import GenerationOOM, InvalidParameters
     from videobot.presets import plan, resolve_preset
 
@@ -130,14 +161,31 @@ def main(argv: list[str] | None = None) -> int:
                 aspect_ratio=args.aspect_ratio,
                 verb=verb,
                 source_video=str(args.extend) if args.extend else None,
+                num_videos=args.variations,
             )
             inputs = load_inputs(params, allow_files=True)
         _quiet_library_progress_bars()
         pipeline = VideoPipeline.load(model, data_dir=args.data_dir)
-        with tqdm(total=params.num_inference_steps, desc="Generating", unit="step", file=sys.stderr) as bar:
-            out = pipeline.run(params, on_step=lambda step, total: bar.update(step - bar.n), **inputs)
-        result = encode_mp4(out.frames, params.fps, max_bytes=args.max_bytes, **out.audio_kwargs(encode_mp4))
-        _write_atomic(args.output, result.data)
+        batch = max(1, min(pipeline.preset.batch_cap, params.num_videos))
+        steps = params.num_inference_steps * -(-params.num_videos // batch)
+        with tqdm(total=steps, desc="Generating", unit="step", file=sys.stderr) as bar:
+
+            def on_step(step: int, total: int) -> None:
+                bar.total = total
+                bar.update(step - bar.n)
+
+            variations = run_variations(pipeline, params, on_step, **inputs)
+        paths = output_paths(args.output, params.num_videos)
+        written: list[tuple[Path, EncodeResult, int]] = []
+        for v, path in zip(variations, paths, strict=True):
+            if v.output is None:
+                print(f"warning: {path} was not made (seed {v.seed}): {v.error}", file=sys.stderr)
+                continue
+            result = encode_mp4(
+                v.output.frames, params.fps, max_bytes=args.max_bytes, **v.output.audio_kwargs(encode_mp4)
+            )
+            _write_atomic(path, result.data)
+            written.append((path, result, v.seed))
     except (InvalidParameters, EncodeError, ModelLoadError, GenerationOOM, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -148,16 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-    size = result.size_bytes
-    size_text = f"{size / 1024 / 1024:.2f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB"
-    sound = ", with sound" if result.has_audio else ""
-    print(
-        f"Wrote {args.output} ({size_text}, {result.num_frames} frames, "
-        f"{result.width}x{result.height} @ {result.fps:g} fps, {result.duration_s:.1f} s{sound}) with {model}, "
-        f"seed {params.seed}"
-    )
-    if result.notes:
-        print(result.notes)
+    for path, result, seed in written:
+        print(f"Wrote {_describe(path, result, seed)} with {model}")
+        if result.notes:
+            print(result.notes)
     return 0
 
 

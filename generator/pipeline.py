@@ -36,6 +36,8 @@ from videobot.presets import (
 
 log = logging.getLogger(__name__)
 
+#: Why a variation is missing from a result (stored in English, shown translated by the bot).
+VARIATION_OOM = N_("not enough GPU memory")
 OOM_MESSAGE = N_("Not enough GPU memory for this video. Try a shorter duration or a smaller aspect ratio.")
 OFFLOAD_MODES = ("none", "model", "sequential", "group")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -82,16 +84,42 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 @dataclass(frozen=True)
+class Variation:
+    """One video of a request with variations: its place (0-based), its seed, and what it made or why not."""
+
+    index: int
+    seed: int
+    output: RunOutput | None = None
+    error: str | None = None  # safe to show a member: why this one could not be made
+
+
+@dataclass(frozen=True)
 class RunOutput:
     """What one run made: the video (uint8 F x H x W x 3), its variations, and a soundtrack if any."""
 
     frames: np.ndarray  # the first (or only) video; for ``extend``: the source followed by the new frames
     variations: tuple[np.ndarray, ...] = ()  # every video of the batch, ``frames`` first
-    audio: np.ndarray | None = None  # float32 [channels, samples] in [-1, 1]
+    audio: np.ndarray | None = None  # float32 [channels, samples] in [-1, 1], ``frames``' soundtrack
     audio_sample_rate: int | None = None
     #: ``images.pixel_digest`` of the first frame the pipeline was given (``image`` jobs): logged by the
     #: worker so a test (or an owner) can tell which picture a video was made from.
     conditioning_digest: str | None = None
+    audios: tuple[np.ndarray, ...] = ()  # every video's soundtrack, in ``variations``' order (if any)
+
+    def split(self) -> list[RunOutput]:
+        """One ``RunOutput`` per video of the batch, each with its own soundtrack."""
+        videos = self.variations or (self.frames,)
+        return [
+            RunOutput(
+                frames=v,
+                variations=(v,),
+                audio=self.audios[i] if i < len(self.audios) else (self.audio if i == 0 else None),
+                audio_sample_rate=self.audio_sample_rate,
+                audios=(self.audios[i],) if i < len(self.audios) else (),
+                conditioning_digest=self.conditioning_digest,
+            )
+            for i, v in enumerate(videos)
+        ]
 
     def audio_kwargs(self, encode: Callable[..., Any]) -> dict[str, Any]:
         """``audio=`` / ``audio_sample_rate=`` for ``encode`` when there is a soundtrack and it takes one."""
@@ -274,14 +302,8 @@ class VideoPipeline:
             raise InvalidParameters(msg("The frame rate must be between 1 and 120 fps."))
         if not 0 <= params.seed <= 2**32 - 1:
             raise InvalidParameters(msg("The seed must be a whole number from 0 to {max}.", max=2**32 - 1))
-        if not 1 <= params.num_videos <= min(MAX_VIDEOS, p.batch_cap):
-            raise InvalidParameters(
-                msg(
-                    "`{model}` makes at most {n} videos at once.",
-                    model=p.name,
-                    n=min(MAX_VIDEOS, p.batch_cap),
-                )
-            )
+        if not 1 <= params.num_videos <= MAX_VIDEOS:
+            raise InvalidParameters(msg("The number of videos must be from 1 to {max}.", max=MAX_VIDEOS))
 
     def call_kwargs(
         self, params: GenerationParams, *, image: Any = None, video: np.ndarray | None = None
@@ -354,9 +376,18 @@ class VideoPipeline:
 
         ``image`` (a PIL image) is the first frame for ``image``; ``video`` (frames F x H x W x 3, uint8 or
         float in [0, 1]) is the clip that ``extend`` continues. The result of an extension starts with
-        every frame of ``video`` and adds ``preset.extend_frames`` frames.
+        every frame of ``video`` and adds ``preset.extend_frames`` frames. One batch: at most
+        ``preset.batch_cap`` videos (``run_variations`` splits a larger request).
         """
         self.check_inputs(params)
+        if params.num_videos > self.preset.batch_cap:
+            raise InvalidParameters(
+                msg(
+                    "`{model}` makes at most {n} videos at once.",
+                    model=self.preset.name,
+                    n=self.preset.batch_cap,
+                )
+            )
         if params.verb == "image" and image is None:
             raise InvalidParameters(msg("A video from an image needs the image."))
         if params.verb == "extend" and (video is None or len(video) < 2):
@@ -392,16 +423,20 @@ class VideoPipeline:
         if params.verb == "extend":
             source = _fit_video(video, params.width, params.height)
             videos = [np.concatenate([source, v[context:]]) for v in videos]
-        audio, rate = None, None
+        audios: tuple[np.ndarray, ...] = ()
+        rate = None
         waveform = getattr(output, "audio", None)
         if params.audio and waveform is not None and hasattr(pipe, "vocoder"):
-            audio = np.asarray(waveform[0].float().cpu().numpy(), dtype=np.float32)
+            audios = tuple(
+                np.asarray(w.float().cpu().numpy(), dtype=np.float32) for w in waveform[: len(videos)]
+            )
             rate = int(pipe.vocoder.config.output_sampling_rate)
         return RunOutput(
             frames=videos[0],
             variations=tuple(videos),
-            audio=audio,
+            audio=audios[0] if audios else None,
             audio_sample_rate=rate,
+            audios=audios,
             conditioning_digest=digest,
         )
 
@@ -410,6 +445,60 @@ class VideoPipeline:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         log.warning("out of GPU memory; freed the cache")
+
+
+def run_variations(
+    pipeline: Any,
+    params: GenerationParams,
+    on_step: Callable[[int, int], None] | None = None,
+    **inputs: Any,
+) -> list[Variation]:
+    """``params.num_videos`` videos with seeds ``seed``, ``seed + 1``, …, in batches of at most
+    ``preset.batch_cap``; a batch that runs out of GPU memory is made again one video at a time.
+    ``pipeline`` is a ``VideoPipeline`` (or what stands in for one: ``ParallelPipeline``); ``inputs``
+    are ``run``'s ``image`` / ``video``.
+
+    Variation ``i`` has seed ``seed + i`` and the same starting noise batched or alone. One that runs
+    out of memory on its own is returned with its ``error``; when none could be made the OOM is
+    raised (``GenerationOOM``). ``on_step`` sees the steps of all batches as one count.
+    """
+    pipeline.check_inputs(params)
+    n = params.num_videos
+    steps = params.num_inference_steps
+    cap = max(1, min(pipeline.preset.batch_cap, n))
+    pending = list(range(n))
+    made: dict[int, Variation] = {}
+    done_steps = 0
+    last_oom: GenerationOOM | None = None
+    while pending:
+        chunk = pending[:cap]
+        total = done_steps + steps * math.ceil(len(pending) / cap)
+        sub = dataclasses.replace(params, seed=(params.seed + chunk[0]) % 2**32, num_videos=len(chunk))
+
+        def step(k: int, _n: int, offset: int = done_steps, total: int = total) -> None:
+            if on_step is not None:
+                on_step(offset + k, total)
+
+        try:
+            out = pipeline.run(sub, step, **inputs)
+        except GenerationOOM as exc:
+            if len(chunk) > 1:
+                log.warning(
+                    "a batch of %d videos ran out of GPU memory; making them one at a time", len(chunk)
+                )
+                cap = 1
+                continue
+            last_oom = exc
+            made[chunk[0]] = Variation(chunk[0], sub.seed, error=VARIATION_OOM)
+            pending = pending[1:]
+            continue
+        for i, one in zip(chunk, out.split(), strict=True):
+            made[i] = Variation(i, (params.seed + i) % 2**32, output=one)
+        pending = pending[len(chunk) :]
+        done_steps += steps
+    if last_oom is not None and all(v.output is None for v in made.values()):
+        raise last_oom
+    return [made[i] for i in range(n)]
 
 
 def _to_pil(frame: np.ndarray) -> Any:

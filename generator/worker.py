@@ -2,7 +2,10 @@
 
 Loads one pipeline once, then loops: recover stale leases, claim (fair share, only the models it
 serves), run the pipeline in a thread (so heartbeats keep flowing during a 10-minute job),
-encode, store, complete. While a job runs, its lease is renewed every second (with progress when
+encode, store, complete. A job with variations (``num_videos``) renders them in batches of up to
+the preset's ``batch_cap`` (``run_variations``), encodes each within its share of one message's
+upload limit and stores them in one ``complete``; variations that ran out of memory are left out
+and refunded there. While a job runs, its lease is renewed every second (with progress when
 it moved); that heartbeat returns the cancel flag, and the next denoising step stops the job by
 raising out of ``callback_on_step_end`` (the pipeline thread never waits for the database). A
 cancel that arrives after the last step is settled by ``complete`` (cancelled, refunded).
@@ -48,6 +51,7 @@ from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, Leas
 from videobot.i18n import N_
 from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
 from videobot.models import JobStatus
+from videobot.planning import file_budget
 from videobot.presets import GenerationParams, plan, resolve_preset
 from videobot.runner import MODEL_LOAD_FAILED
 from videobot.settings import Settings
@@ -295,15 +299,18 @@ class Worker:
         try:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
-            run.progress = (0, params.num_inference_steps)
+            batch = max(1, min(self.pipeline.preset.batch_cap, params.num_videos))
+            run.progress = (0, params.num_inference_steps * -(-params.num_videos // batch))
             blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
             inputs = await asyncio.to_thread(self.load_inputs, params, blobs)
             reset_gpu_peak()
             run_started = time.monotonic()
-            out = await asyncio.to_thread(
-                self.pipeline.run, params, lambda k, n: self._on_step(run, k, n), **inputs
+            from generator.pipeline import run_variations
+
+            variations = await asyncio.to_thread(
+                run_variations, self.pipeline, params, lambda k, n: self._on_step(run, k, n), **inputs
             )
-            digest = getattr(out, "conditioning_digest", None)
+            digest = next((v.output.conditioning_digest for v in variations if v.output is not None), None)
             if digest:
                 log.info(
                     "job %s: first frame %dx%d pixel sha256 %s",
@@ -314,30 +321,45 @@ class Worker:
                 )
             from generator.encode import encode_mp4
 
-            enc = await asyncio.to_thread(
-                encode_mp4,
-                out.frames,
-                params.fps,
-                max_bytes=c.upload_limit_bytes,
-                tmp_dir=self.settings.data_dir / "tmp",
-                **out.audio_kwargs(encode_mp4),
-            )
+            made = [v for v in variations if v.output is not None]
+            # Every video of the job goes in one message: each gets its share of the request's limit.
+            budget = file_budget(c.upload_limit_bytes, len(made))
+            encoded: list[Any] = []
+            for v in made:
+                assert v.output is not None
+                if run.cancel.is_set():  # cancelled after the last step: don't encode the rest for nothing
+                    raise JobCancelled()
+                encoded.append(
+                    await asyncio.to_thread(
+                        encode_mp4,
+                        v.output.frames,
+                        params.fps,
+                        max_bytes=budget,
+                        tmp_dir=self.settings.data_dir / "tmp",
+                        **v.output.audio_kwargs(encode_mp4),
+                    )
+                )
             elapsed = time.monotonic() - t0
             per_step = run.seconds_per_step(run_started)
             peak = gpu_memory_bytes()
-            result = ResultData(
-                video=enc.data,
-                poster=enc.poster,
-                width=enc.width,
-                height=enc.height,
-                num_frames=enc.num_frames,
-                fps=enc.fps,
-                duration_s=enc.duration_s,
-                encode_notes=enc.notes or None,
-                generation_seconds=elapsed,
-                seconds_per_step=per_step,
-                peak_gpu_bytes=peak,
-            )
+            results = [
+                ResultData(
+                    video=enc.data,
+                    poster=enc.poster,
+                    width=enc.width,
+                    height=enc.height,
+                    num_frames=enc.num_frames,
+                    fps=enc.fps,
+                    duration_s=enc.duration_s,
+                    encode_notes=enc.notes or None,
+                    generation_seconds=elapsed,
+                    seconds_per_step=per_step,
+                    peak_gpu_bytes=peak,
+                    variant=v.index,
+                )
+                for v, enc in zip(made, encoded, strict=True)
+            ]
+            why_missing = next((v.error for v in variations if v.output is None), None)
         except JobCancelled:
             await self._settle(c, q.acknowledge_cancel, c)
             return
@@ -358,7 +380,7 @@ class Worker:
             )
             return
         try:
-            status = await db_retry(q.complete, c, result)
+            status = await db_retry(q.complete, c, results, missing_reason=why_missing)
         except LeaseLost as exc:
             log.warning("job %s: %s; dropping it", c.job_id, exc)
             return
@@ -377,15 +399,17 @@ class Worker:
             return
         self.jobs_done += 1
         log.info(
-            "job %s done in %.2f s (%s s/step over %d steps, peak GPU memory %s; %d bytes%s, %s)",
+            "job %s done in %.2f s (%s s/step over %d steps, peak GPU memory %s; %d of %d video(s), %s bytes%s, %s)",
             c.job_id,
             elapsed,
             f"{per_step:.3f}" if per_step is not None else "?",
             params.num_inference_steps,
             f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (no GPU)",
-            enc.size_bytes,
-            " with sound" if enc.has_audio else "",
-            enc.notes or "first encode fit",
+            len(encoded),
+            params.num_videos,
+            "+".join(str(enc.size_bytes) for enc in encoded),
+            " with sound" if encoded[0].has_audio else "",
+            "; ".join(enc.notes or "first encode fit" for enc in encoded),
         )
 
     async def _settle(self, c: Claim, fn: Any, *args: Any, **kwargs: Any) -> None:

@@ -22,7 +22,7 @@ commands:
   worker              run only a GPU worker (run several, on several machines, with PostgreSQL)
   db upgrade          apply database migrations (done by `run` automatically)
   db current          show the database's migration revision
-  generate PROMPT     make one video locally, no Discord and no database (check your GPU and model)
+  generate PROMPT     make a video (or --variations N) locally, no Discord and no database (check your GPU and model)
   make-tiny-model DIR [--family F]
                      build a tiny random test model (wan, wan22, ltx, ltx2, cogvideox) into DIR (offline)
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="apply migrations up to the newest")
     db_sub.add_parser("current", help="show the current revision")
     db.set_defaults(func=cmd_db)
-    sub.add_parser("generate", help="make one video locally (see `videobot generate --help`)")
+    sub.add_parser("generate", help="make a video (or N variations) locally (see `videobot generate --help`)")
     sub.add_parser("make-tiny-model", help="build the tiny random test model into DIR")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

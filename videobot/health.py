@@ -125,7 +125,8 @@ async def snapshot(db: Database) -> QueueSnapshot:
         by_status={str(k): int(v) for k, v in by_status.items()},
         queue_depth=int(by_status.get(JobStatus.QUEUED.value, 0)),
         charged=-int(credits.get(LedgerKind.CHARGE.value, 0)),
-        refunded=int(credits.get(LedgerKind.REFUND.value, 0)),
+        refunded=int(credits.get(LedgerKind.REFUND.value, 0))
+        + int(credits.get(LedgerKind.PARTIAL_REFUND.value, 0)),
         generation_buckets=[(b, int(n)) for b, n in zip(GENERATION_BUCKETS, row[2:], strict=True)],
         generation_count=int(row[0]),
         generation_sum=float(row[1]),

@@ -127,14 +127,19 @@ def _load(lang: str) -> tuple[gettext.NullTranslations, frozenset[str]]:
     except OSError as exc:  # a broken install: English is better than no answer
         log.error("cannot read the %s catalog %s (%s); answering in English", lang, path, exc)
         return gettext.NullTranslations(), frozenset()
-    buf = io.BytesIO()
-    write_mo(buf, catalog, use_fuzzy=False)  # fuzzy (unchecked) entries fall back to English
-    buf.seek(0)
     known = frozenset(
         m.id if isinstance(m.id, str) else m.id[0]
         for m in catalog
         if m.id and not m.fuzzy and (m.string if isinstance(m.string, str) else all(m.string))
     )
+    # Untranslated entries leave the compiled catalog: Babel would fill them with the English
+    # singular, the wrong form for a plural in a language with one form (Japanese).
+    for m in list(catalog):
+        if m.id and (m.id if isinstance(m.id, str) else m.id[0]) not in known:
+            del catalog[m.id]
+    buf = io.BytesIO()
+    write_mo(buf, catalog, use_fuzzy=False)  # fuzzy (unchecked) entries fall back to English
+    buf.seek(0)
     return gettext.GNUTranslations(buf), known
 
 
@@ -223,7 +228,7 @@ def N_(msgid: str) -> str:  # noqa: N802 - gettext's name for "extract, translat
 
 def value_text(locale: object, value: Any) -> str:
     """A placeholder value as text in ``locale``: messages and wrappers render, the rest is ``str``."""
-    if isinstance(value, Msg | Joined | Number | Duration):
+    if isinstance(value, Msg | Joined | Number | Duration | _Unstopped):
         return value.render(locale)
     return str(value)
 
@@ -277,17 +282,39 @@ def recognize(text: str) -> Text:
     A worker stores why a job failed as English text (``jobs.error_message``: logs and old rows read
     it as it is); the bot shows it in the server's language by finding the catalog message it came
     from. Each message of the template is a pattern (its words exact, each placeholder any text);
-    the one with the most words that matches the whole text wins. Values come back as the English
-    text showed them (a grouped English number, ``1,234.5``, is a ``Number`` again).
+    the one with the most words that matches the whole text wins. A text made of several sentences
+    is recognised sentence by sentence, and a value that is itself a catalog message (a reason in
+    parentheses) is translated too. Other values come back as the English text showed them (a
+    grouped English number, ``1,234.5``, is a ``Number`` again).
     """
-    stripped = text.strip()
-    if not stripped:
-        return text
+    found = _recognize(text.strip(), 2)
+    return text if found is None else found
+
+
+def _recognize(text: str, depth: int) -> Msg | Joined | None:
+    if not text:
+        return None
+    whole = _whole(text, depth)
+    if whole is not None:
+        return whole
+    # Sentences one after the other (``join(...)``): the first one, then the rest.
+    for i in range(1, len(text) - 1):
+        if text[i] == " " and text[i - 1] in ".!?":
+            first = _whole(text[:i], depth)
+            if first is None:
+                continue
+            rest = _recognize(text[i + 1 :], depth)
+            if rest is not None:
+                return Joined((first, *(rest.parts if isinstance(rest, Joined) else (rest,))))
+    return None
+
+
+def _whole(text: str, depth: int) -> Msg | None:
     for pattern, singular, plural in _patterns():
-        match = pattern.fullmatch(stripped)
+        match = pattern.fullmatch(text)
         if match is None:
             continue
-        values: dict[str, Any] = {k: _value(v) for k, v in match.groupdict().items()}
+        values: dict[str, Any] = {k: _value(v, depth) for k, v in match.groupdict().items()}
         if plural is not None and "n" in values:
             try:
                 n = int(str(match.group("n")).replace(",", ""))
@@ -296,16 +323,32 @@ def recognize(text: str) -> Text:
             values.pop("n")
             return Msg(singular, values, plural, n)
         return Msg(singular, values)
-    return text
+    return None
 
 
 _ENGLISH_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
-def _value(text: str) -> Any:
+def _value(text: str, depth: int) -> Any:
     if _ENGLISH_NUMBER.fullmatch(text):
         return Number(float(text.replace(",", "")) if "." in text else int(text.replace(",", "")))
+    if depth > 1 and " " in text:
+        # A message inside a message: a reason, with or without the full stop it was quoted without.
+        for candidate in (text, text + "."):
+            inner = _whole(candidate, depth - 1)
+            if inner is not None:
+                return inner if candidate == text else _Unstopped(inner)
     return text
+
+
+@dataclass(frozen=True)
+class _Unstopped:
+    """A recognised message quoted without its closing full stop (``(not enough GPU memory)``)."""
+
+    inner: Msg
+
+    def render(self, locale: object) -> str:
+        return self.inner.render(locale).rstrip(".。")
 
 
 #: A message with fewer literal characters than this is too vague to recognise a text by.

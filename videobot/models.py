@@ -108,11 +108,16 @@ class Job(Base):
 
 
 class JobResult(Base):
-    """The finished video, stored in the database so it reaches the bot from any worker machine."""
+    """A finished video, stored in the database so it reaches the bot from any worker machine.
+
+    A job with variations has one row per video made (``variant`` 0, 1, …; a variation that could not
+    be made has no row).
+    """
 
     __tablename__ = "job_results"
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    variant: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=0)
     video: Mapped[bytes] = mapped_column(LargeBinary)
     poster: Mapped[bytes | None] = mapped_column(LargeBinary)
     content_type: Mapped[str] = mapped_column(String(40), default="video/mp4")
@@ -130,6 +135,8 @@ class JobResult(Base):
 class LedgerKind(enum.StrEnum):
     CHARGE = "charge"
     REFUND = "refund"
+    #: The share of a job's charge for the variations it could not make (the job itself succeeded).
+    PARTIAL_REFUND = "partial_refund"
     GRANT = "grant"
 
 

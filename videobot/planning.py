@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from videobot.errors import InvalidParameters
@@ -14,6 +14,7 @@ from videobot.presets import (
     ASPECT_RATIOS,
     DEFAULT_GPU_PRESET,
     MAX_SEED,
+    MAX_VIDEOS,
     PRESETS,
     Preset,
     clean_prompt,
@@ -31,6 +32,10 @@ IMAGE_INPUT = "image"
 IMAGE_REF = "db:image"
 #: The prompt of an image→video job whose member described no motion ("animate naturally").
 NATURAL_MOTION_PROMPT = "The picture comes to life with natural, gentle motion; the camera stays steady."
+#: Discord caps one message request at 25 MiB in all; the files of one message share it.
+MESSAGE_UPLOAD_LIMIT = 25 * 1024 * 1024
+#: Kept free in that request for the JSON payload and the multipart framing.
+MESSAGE_OVERHEAD = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,11 @@ def build_params(
     aspect_ratio: str | None = None,
     audio: bool | None = None,
     image: PreparedImage | None = None,
+    num_videos: int = 1,
 ) -> dict[str, Any]:
     """Validate the request and return the job's parameters (JSON).
+
+    ``num_videos`` (variations, 1 to ``MAX_VIDEOS``) videos with seeds ``seed``, ``seed + 1``, …
 
     With a known preset: the full ``GenerationParams`` (diffusers names). Without one: the cleaned
     bare request (the seed chosen now, so a rerun can change it); the worker plans it for its preset.
@@ -154,6 +162,7 @@ def build_params(
             audio=audio,
             verb="image" if image is not None else None,
             image=IMAGE_REF if image is not None else None,
+            num_videos=num_videos,
         ).to_dict()
     if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
         raise InvalidParameters(
@@ -165,6 +174,8 @@ def build_params(
         )
     if duration is not None and (not math.isfinite(duration) or duration <= 0):
         raise InvalidParameters(msg("The duration must be a positive number of seconds."))
+    if isinstance(num_videos, bool) or not isinstance(num_videos, int) or not 1 <= num_videos <= MAX_VIDEOS:
+        raise InvalidParameters(msg("The number of variations must be from 1 to {max}.", max=MAX_VIDEOS))
     return {
         "prompt": clean_prompt(prompt),
         "negative_prompt": clean_prompt(negative_prompt or "", what="negative prompt", allow_empty=True),
@@ -173,6 +184,7 @@ def build_params(
         "aspect_ratio": aspect_ratio,
         "audio": audio,
         **({"verb": "image", "image": IMAGE_REF} if image is not None else {}),
+        "num_videos": num_videos,
     }
 
 
@@ -255,9 +267,21 @@ def extension_number(lineage: list[Any]) -> int:
 
 
 def job_cost(settings: Settings, target: QueueTarget, params: dict[str, Any]) -> int:
-    """1 credit, or with ``VIDEOBOT_COST_MODE=weighted`` the work relative to the default GPU preset (≥ 1)."""
+    """Per video: 1 credit, or with ``VIDEOBOT_COST_MODE=weighted`` the work relative to the default GPU
+    preset (≥ 1); times the number of videos (``num_videos``, variations)."""
+    from videobot.jobs.records import wanted_videos
+
+    count = wanted_videos(params)
     if settings.cost_mode != "weighted" or "num_frames" not in params:
-        return 1
+        return count
     from videobot.presets import GenerationParams
 
-    return max(1, math.ceil(cost_weight(GenerationParams.from_dict(params))))
+    one = replace(GenerationParams.from_dict(params), num_videos=1)
+    return count * max(1, math.ceil(cost_weight(one)))
+
+
+def file_budget(upload_limit_bytes: int, count: int) -> int:
+    """Bytes each of ``count`` videos posted in ONE message may take: the per-file upload limit, and
+    together at most Discord's per-request limit."""
+    share = (MESSAGE_UPLOAD_LIMIT - MESSAGE_OVERHEAD) // max(count, 1)
+    return min(upload_limit_bytes, share)

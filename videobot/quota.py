@@ -3,7 +3,9 @@
 A member's balance is ``limit + Σ amount`` over the ledger rows whose ``window_at`` falls inside
 the window ``[max(now - window, reset_at), now]``. Charges are negative and written in the same
 transaction as their job; a refund carries its charge's ``window_at`` and is unique per job, so it
-is written exactly once and gives back exactly what was taken. Grants add credits for one window.
+is written exactly once and gives back exactly what was taken. A job that made only some of its
+variations gets a ``partial_refund`` (also once) for the missing ones; a later full refund of that
+job gives back only the rest. Grants add credits for one window.
 
 The limit: a moderator's per-member override, else the highest limit among the member's roles,
 else the guild default, else the ``VIDEOBOT_DEFAULT_QUOTA`` setting.
@@ -133,7 +135,11 @@ async def status(
         )
     ).all()
     sums = {kind: int(total) for kind, total in rows}
-    used = -(sums.get(LedgerKind.CHARGE, 0) + sums.get(LedgerKind.REFUND, 0))
+    used = -(
+        sums.get(LedgerKind.CHARGE, 0)
+        + sums.get(LedgerKind.REFUND, 0)
+        + sums.get(LedgerKind.PARTIAL_REFUND, 0)
+    )
     granted = sums.get(LedgerKind.GRANT, 0)
     # The oldest charge in the window that was not refunded gives its credit back first.
     refunded = select(LedgerEntry.job_id).where(
@@ -174,23 +180,26 @@ async def charge(session: AsyncSession, guild_id: int, user_id: int, job_id: int
     await session.flush()
 
 
-async def refund(session: AsyncSession, job_id: int, *, reason: str | None = None) -> bool:
-    """Give back a job's charge, exactly once. Returns False if it was refunded already (or never charged)."""
-    charged = (
+async def _charged(session: AsyncSession, job_id: int) -> LedgerEntry | None:
+    return (
         await session.execute(
             select(LedgerEntry).where(LedgerEntry.job_id == job_id, LedgerEntry.kind == LedgerKind.CHARGE)
         )
     ).scalar_one_or_none()
-    if charged is None:
-        return False
+
+
+async def _give_back(
+    session: AsyncSession, charged: LedgerEntry, kind: LedgerKind, amount: int, reason: str | None
+) -> bool:
+    """Insert the job's one row of ``kind`` (a no-op when it exists already); True if it was written."""
     stmt = (
         dialect_insert(session)(LedgerEntry)
         .values(
             guild_id=charged.guild_id,
             user_id=charged.user_id,
-            job_id=job_id,
-            kind=LedgerKind.REFUND.value,
-            amount=-charged.amount,
+            job_id=charged.job_id,
+            kind=kind.value,
+            amount=amount,
             window_at=charged.window_at,
             reason=reason,
             created_at=db_now(),
@@ -199,6 +208,44 @@ async def refund(session: AsyncSession, job_id: int, *, reason: str | None = Non
     )
     result = await session.execute(stmt)
     return (result.rowcount or 0) > 0
+
+
+async def refund(session: AsyncSession, job_id: int, *, reason: str | None = None) -> bool:
+    """Give back a job's charge, exactly once (less what a partial refund already gave back).
+
+    Returns False if it was refunded already (or never charged, or nothing is left to give back).
+    """
+    charged = await _charged(session, job_id)
+    if charged is None:
+        return False
+    already = (
+        await session.execute(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                LedgerEntry.job_id == job_id, LedgerEntry.kind == LedgerKind.PARTIAL_REFUND
+            )
+        )
+    ).scalar_one()
+    left = -charged.amount - int(already)
+    if left <= 0:
+        return False
+    return await _give_back(session, charged, LedgerKind.REFUND, left, reason)
+
+
+async def refund_part(
+    session: AsyncSession, job_id: int, missing: int, of: int, *, reason: str | None = None
+) -> int:
+    """Give back the share of a job's charge for ``missing`` of its ``of`` videos, once.
+
+    Returns the credits given back (0 if already done, never charged, or the share rounds to nothing).
+    Call before any full ``refund`` of the job: that one then gives back only the rest.
+    """
+    charged = await _charged(session, job_id)
+    if charged is None or missing <= 0 or of <= 0:
+        return 0
+    amount = -charged.amount * min(missing, of) // of
+    if amount <= 0 or not await _give_back(session, charged, LedgerKind.PARTIAL_REFUND, amount, reason):
+        return 0
+    return amount
 
 
 async def set_limit(

@@ -45,7 +45,7 @@ class Undeliverable(Exception):
 
 NO_PERMISSION = N_("I am missing the permission to post videos in this channel.")
 CHANNEL_GONE = N_("The channel no longer exists.")
-TOO_LARGE = N_("The file is larger than this server's upload limit.")
+TOO_LARGE = N_("The video is larger than this server's upload limit.")
 REFUSED = N_("Discord refused the message.")
 RESULT_MISSING = N_("The finished video is missing from the database.")
 
@@ -89,19 +89,25 @@ class ResultPoster:
             if message_id is not None:
                 log.info("job %s: already posted as message %s before; not posting again", job_id, message_id)
         if message_id is None:
-            result = await self.queue.get_result(job_id)
-            if result is None:
+            results = await self.queue.get_results(job_id)
+            if not results:
                 await self.notifier.undeliverable(job, RESULT_MISSING)
                 return
             try:
-                message = await self._post(job, result)
+                message = await self._post(job, results)
             except Undeliverable as exc:
                 await self.notifier.undeliverable(job, str(exc))
                 return
             message_id = message.id
             self.posted[job_id] = message_id
             self._uncertain.discard(job_id)
-            log.info("job %s: posted as message %s (%d bytes)", job_id, message_id, result.size_bytes)
+            log.info(
+                "job %s: posted as message %s (%d video(s), %d bytes)",
+                job_id,
+                message_id,
+                len(results),
+                sum(r.size_bytes for r in results),
+            )
         await self.queue.mark_delivered(job_id, message_id)
         self.posted.pop(job_id, None)
         await self._after_delivery(job, message_id)
@@ -140,14 +146,14 @@ class ResultPoster:
                 http_reason(exc),
             )
             return None
-        filename = _format.result_filename(job.id)
+        filenames = _format.result_filenames(job)
         # The footer is in the language the server had when it was posted: any of them.
         footers = {"-# " + _format.job_marker(lang, job.id) + " ·" for lang in i18n.LANGUAGES}
         for m in messages:
             if int(m["author"]["id"]) != me.id:
                 continue
             content = m.get("content") or ""
-            if any(a.get("filename") == filename for a in m.get("attachments") or []) or any(
+            if any(a.get("filename") in filenames for a in m.get("attachments") or []) or any(
                 f in content for f in footers
             ):
                 return int(m["id"])
@@ -169,18 +175,23 @@ class ResultPoster:
         n = planning.extension_number(chain)
         return n, (chain[n].id if len(chain) > n else None)
 
-    async def _post(self, job: Job, result: Any) -> discord.Message:
+    async def _post(self, job: Job, results: list[Any]) -> discord.Message:
+        """One message with every video of the job (its variations), each sized by the worker so the
+        files together fit Discord's per-request limit."""
         extension, origin_id = await self._lineage(job)
         locale = await self.notifier.locale(job)  # a public message: the server's language
-        content = _format.result_content(locale, job, result, extension=extension, origin_id=origin_id)
+        content = _format.result_content(locale, job, results, extension=extension, origin_id=origin_id)
         # Buttons for what the model can do; they carry only the job id and work after any restart.
         view = result_view(locale, job, planning.offered_verbs(self.bot.settings))
         mentions = discord.AllowedMentions(
             users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False
         )
 
-        def file() -> discord.File:
-            return discord.File(io.BytesIO(result.video), filename=_format.result_filename(job.id))
+        def files() -> list[discord.File]:  # fresh each try: a sent File's buffer is consumed
+            return [
+                discord.File(io.BytesIO(r.video), filename=_format.result_filename(job, r.variant))
+                for r in results
+            ]
 
         try:
             # A job that answers a message (a rerun under its result, Animate under the picture) is posted
@@ -191,7 +202,7 @@ class ResultPoster:
                 try:
                     await self._answer_if_loading(job, webhook, locale)
                     return await webhook.send(
-                        content, file=file(), allowed_mentions=mentions, view=view, wait=True
+                        content, files=files(), allowed_mentions=mentions, view=view, wait=True
                     )
                 except discord.HTTPException as exc:
                     if exc.status not in (401, 404) and exc.code not in (50027, 10015):
@@ -210,7 +221,7 @@ class ResultPoster:
             await self.editor.budget.acquire(CREATE, job.channel_id, RESULT, job.id)
             return await channel.send(
                 content,
-                file=file(),
+                files=files(),
                 allowed_mentions=mentions,
                 nonce=_format.result_nonce(job.id),
                 reference=reference,  # type: ignore[arg-type]

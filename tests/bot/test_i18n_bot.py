@@ -91,13 +91,13 @@ async def test_the_command_payloads_validate_against_discords_openapi(payloads: 
 
 async def test_no_localization_for_english_or_unsupported_locales() -> None:
     translator = CatalogTranslator()
-    text = discord.app_commands.locale_str("Make a short video from a text prompt")
+    text = discord.app_commands.locale_str("Make a short video from a text prompt (and a picture)")
     ctx = discord.app_commands.TranslationContext(
         discord.app_commands.TranslationContextLocation.command_description, None
     )
     assert (
         await translator.translate(text, discord.Locale.italian, ctx)
-        == "Crea un breve video da un prompt di testo"
+        == "Crea un breve video da un prompt di testo (e da un'immagine)"
     )
     for locale in (discord.Locale.american_english, discord.Locale.british_english, discord.Locale.korean):
         assert await translator.translate(text, locale, ctx) is None

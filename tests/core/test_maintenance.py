@@ -110,7 +110,7 @@ async def test_a_video_never_posted_within_retention_is_refunded_and_removed(db:
     done = await q.get(job.id)
     assert done is not None and done.status == "undeliverable"
     async with db.sessionmaker() as s:
-        assert await s.get(JobResult, job.id) is None
+        assert await s.get(JobResult, (job.id, 0)) is None
         kinds = (
             (await s.execute(select(LedgerEntry.kind).where(LedgerEntry.job_id == job.id))).scalars().all()
         )

@@ -82,3 +82,23 @@ def test_a_model_without_the_image_verb_refuses_pictures_politely() -> None:
     assert "wan2.1-1.3b" in str(info.value) and "Leave the image out" in str(info.value)
     with pytest.raises(InvalidParameters, match="cannot make videos from an image"):
         build_params(queue_target(text_only), "x", image=prepare(png_bytes(32, 32)))
+
+
+def test_variations_are_in_the_params_and_cost_n_times_one_video() -> None:
+    from videobot.planning import job_cost
+
+    for model in ("tiny", "auto"):  # planned by the bot / a bare request the worker plans
+        s = settings(model)
+        target = queue_target(s)
+        one = build_params(target, "a fox", seed=3)
+        three = build_params(target, "a fox", seed=3, num_videos=3)
+        assert one["num_videos"] == 1 and three["num_videos"] == 3 and three["seed"] == 3
+        assert job_cost(s, target, one) == 1 and job_cost(s, target, three) == 3
+        for bad in (0, 5):
+            with pytest.raises(InvalidParameters, match="from 1 to 4"):
+                build_params(target, "a fox", num_videos=bad)
+    weighted = Settings(_env_file=None, VIDEOBOT_MODEL="ltx-video", VIDEOBOT_COST_MODE="weighted")  # type: ignore[call-arg]
+    target = queue_target(weighted)
+    single = job_cost(weighted, target, build_params(target, "a fox", duration=10))
+    assert single > 1
+    assert job_cost(weighted, target, build_params(target, "a fox", duration=10, num_videos=4)) == 4 * single

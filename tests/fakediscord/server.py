@@ -48,6 +48,8 @@ from .schema import load_validator
 log = logging.getLogger(__name__)
 
 MAX_BODY = 200 * w.MiB  # aiohttp's default 1 MiB would reject uploads before our 413 check runs
+#: Discord caps the files of one message request at 25 MiB together, whatever the per-file limit.
+MAX_REQUEST_FILES_BYTES = 25 * w.MiB
 EPHEMERAL, LOADING = 1 << 6, 1 << 7
 ERROR_MESSAGES = {
     0: "",
@@ -1060,7 +1062,7 @@ class FakeDiscord:
             raise _form_error(
                 ["embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"
             )
-        if any(f.size > limit for f in files):
+        if any(f.size > limit for f in files) or sum(f.size for f in files) > MAX_REQUEST_FILES_BYTES:
             raise DiscordError(413, 40005)
         if new and not (
             content

@@ -387,6 +387,11 @@ async def test_discord_rules_are_enforced(h: Harness) -> None:
         await channel.send(file=discord.File(io.BytesIO(bytes(11 * MiB)), "big.mp4"))
     assert too_big.value.status == 413 and too_big.value.code == 40005
     assert fd.requests_to("POST", "/channels/{channel_id}/messages")[-1].files[0].size == 11 * MiB
+    # Each file under the limit, but one request carries at most 25 MiB in all.
+    with pytest.raises(discord.HTTPException) as too_much:
+        await channel.send(files=[discord.File(io.BytesIO(bytes(9 * MiB)), f"{i}.mp4") for i in range(3)])
+    assert too_much.value.status == 413 and too_much.value.code == 40005
+    await channel.send(files=[discord.File(io.BytesIO(bytes(8 * MiB)), f"{i}.mp4") for i in range(3)])
 
     message = await channel.send("progress 10%")
     await message.edit(content="progress 50%")

@@ -60,7 +60,7 @@ async def test_the_registered_commands_carry_every_supported_locale(h: BotHarnes
     cmds = {c["name"]: c for c in h.fd.commands(h.guild_id)}
     video = cmds["video"]
     assert set(video["description_localizations"]) == LOCALIZED
-    assert video["description_localizations"]["ja"] == "テキストのプロンプトから短い動画を作成します"
+    assert video["description_localizations"]["ja"] == "テキストのプロンプト（と画像）から短い動画を作成"
     prompt = next(o for o in video["options"] if o["name"] == "prompt")
     assert prompt["description_localizations"]["pt-BR"].startswith("O que o vídeo mostra")
     ratio = next(o for o in video["options"] if o["name"] == "aspect_ratio")

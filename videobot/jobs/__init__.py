@@ -8,7 +8,9 @@
       │                   step, complete, fail, release, or the lease expires ──▶ cancelled (+ refund)
       └─cancel──▶ cancelled (+ refund)
 
-A cancel always ends a job: a job whose cancel flag is set is never queued again nor claimed, and
+A job with variations stores one result per video made; ``complete`` refunds the share of those
+that could not be made once (``partial_refund``), and a later full refund gives back only the
+rest. A cancel always ends a job: a job whose cancel flag is set is never queued again nor claimed, and
 ends ``cancelled`` (refunded once) at whichever transition comes next, including ``complete``
 (the render is discarded). On PostgreSQL the transitions the bot cares about ``NOTIFY
 videobot_jobs`` with the job ids, at commit.
@@ -38,6 +40,7 @@ from videobot.jobs.records import (
     SubmitRequest,
     Submitted,
     job_error,
+    wanted_videos,
 )
 from videobot.jobs.transitions import CANCEL_MESSAGE, LEASE_CLEARED, NOTIFY_CHANNEL, Transitions
 from videobot.jobs.workers import WorkerRegistry
@@ -60,6 +63,7 @@ __all__ = [
     "Submitted",
     "job_error",
     "projected_order",
+    "wanted_videos",
 ]
 
 

@@ -76,8 +76,17 @@ class Queries:
             return list((await s.execute(select(Job).where(Job.id.in_(list(job_ids))))).scalars())
 
     async def get_result(self, job_id: int) -> JobResult | None:
+        """The job's first video (its lowest variant), or None."""
+        results = await self.get_results(job_id, limit=1)
+        return results[0] if results else None
+
+    async def get_results(self, job_id: int, *, limit: int | None = None) -> list[JobResult]:
+        """Every video the job made, by variant (a variation that could not be made has none)."""
         async with self.db.sessionmaker() as s:
-            return await s.get(JobResult, job_id)
+            stmt = select(JobResult).where(JobResult.job_id == job_id).order_by(JobResult.variant)
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return list((await s.execute(stmt)).scalars())
 
     async def get_inputs(self, job_id: int) -> dict[str, bytes]:
         """A job's stored inputs by kind (``"image"``, ``"video"``); empty for a text-only job."""

@@ -131,6 +131,8 @@ class Beat:
 
 @dataclass
 class ResultData:
+    """One finished video. ``variant`` is its place among a job's variations (seed + variant), 0-based."""
+
     video: bytes
     width: int
     height: int
@@ -143,6 +145,15 @@ class ResultData:
     generation_seconds: float | None = None
     seconds_per_step: float | None = None
     peak_gpu_bytes: int | None = None
+    variant: int = 0
+
+
+def wanted_videos(params: dict[str, Any] | None) -> int:
+    """How many videos (variations) a job's parameters ask for: ``num_videos``, 1 when absent."""
+    try:
+        return max(1, int((params or {}).get("num_videos") or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from videobot.jobs.records import (
     Submitted,
     crash_message,
     expired_message,
+    wanted_videos,
 )
 from videobot.models import Job, JobInput, JobResult, JobStatus
 
@@ -336,42 +337,66 @@ class Transitions(Queries):
             raise LeaseLost(f"job {c.job_id}: lease lost (attempt {c.attempt}, owner {c.owner})")
         return Beat(cancel_requested=bool(row.cancel_requested), lease_expires_at=row.lease_expires_at)
 
-    async def complete(self, c: Claim, result: ResultData) -> str:
-        """Store the video and mark the job succeeded; returns the new status.
+    async def complete(
+        self, c: Claim, result: ResultData | Sequence[ResultData], *, missing_reason: str | None = None
+    ) -> str:
+        """Store the video(s) and mark the job succeeded; returns the new status.
 
-        The result row is written first and the status last, so ``updated_at`` (the bot's feed) is
-        stamped just before the commit, however large the video. A job whose cancel flag was set
-        ends ``cancelled`` and refunded instead, the render discarded (returns "cancelled"): a cancel
-        always ends a job. Raises ``LeaseLost`` if fenced out.
+        ``result`` is one video, or the variations made (each with its ``variant``). When the job asked
+        for more (``num_videos``) than were made, the share of the charge for the missing ones is
+        refunded once (``partial_refund``) and ``error_message`` tells the member, with
+        ``missing_reason`` (why they could not be made). The result rows are written first and the
+        status last, so ``updated_at`` (the bot's feed) is stamped just before the commit, however
+        large the videos. A job whose cancel flag was set ends ``cancelled`` and refunded instead,
+        the render discarded (returns "cancelled"): a cancel always ends a job. Raises ``LeaseLost``
+        if fenced out, ``ValueError`` for no video or variants that are not distinct.
         """
+        results = [result] if isinstance(result, ResultData) else list(result)
+        variants = [r.variant for r in results]
+        if not results or len(set(variants)) != len(variants) or min(variants) < 0:
+            raise ValueError(f"job {c.job_id}: complete() needs distinct videos, got variants {variants}")
+        first = results[0]
         async with self.db.transaction() as s:
             row = (
-                await s.execute(select(Job.cancel_requested).where(*self._fence(c)).with_for_update())
+                await s.execute(
+                    select(Job.cancel_requested, Job.params).where(*self._fence(c)).with_for_update()
+                )
             ).first()
             if row is None:
                 raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
+            wanted = max(wanted_videos(row.params), len(results))
+            missing = wanted - len(results)
             if row.cancel_requested:
                 await self._end_cancelled(s, self._fence(c))
                 cancelled = True
             else:
                 cancelled = False
-                s.add(
-                    JobResult(
-                        job_id=c.job_id,
-                        video=result.video,
-                        poster=result.poster,
-                        content_type=result.content_type,
-                        size_bytes=len(result.video),
-                        width=result.width,
-                        height=result.height,
-                        num_frames=result.num_frames,
-                        fps=result.fps,
-                        duration_s=result.duration_s,
-                        encode_notes=result.encode_notes,
-                        created_at=db_now(),
+                for r in results:
+                    s.add(
+                        JobResult(
+                            job_id=c.job_id,
+                            variant=r.variant,
+                            video=r.video,
+                            poster=r.poster,
+                            content_type=r.content_type,
+                            size_bytes=len(r.video),
+                            width=r.width,
+                            height=r.height,
+                            num_frames=r.num_frames,
+                            fps=r.fps,
+                            duration_s=r.duration_s,
+                            encode_notes=r.encode_notes,
+                            created_at=db_now(),
+                        )
                     )
-                )
                 await s.flush()
+                note: dict[str, Any] = {}
+                if missing:
+                    credits = await quota.refund_part(s, c.job_id, missing, wanted, reason="variations")
+                    note = {
+                        "error_code": "partial",
+                        "error_message": _partial_message(missing, wanted, credits, missing_reason),
+                    }
                 res = await s.execute(
                     _set(
                         *self._fence(c),
@@ -380,9 +405,10 @@ class Transitions(Queries):
                         **LEASE_CLEARED,
                         finished_at=db_now(),
                         progress_step=Job.progress_total,
-                        generation_seconds=result.generation_seconds,
-                        seconds_per_step=result.seconds_per_step,
-                        peak_gpu_bytes=result.peak_gpu_bytes,
+                        generation_seconds=first.generation_seconds,
+                        seconds_per_step=first.seconds_per_step,
+                        peak_gpu_bytes=first.peak_gpu_bytes,
+                        **note,
                     )
                 )
                 if res.rowcount != 1:  # the row is locked above; only a bug gets here
@@ -391,7 +417,14 @@ class Transitions(Queries):
         if cancelled:
             log.info("job %s was cancelled while it was finishing: render discarded, refunded", c.job_id)
             return JobStatus.CANCELLED.value
-        log.info("job %s succeeded (%d bytes)", c.job_id, len(result.video))
+        log.info(
+            "job %s succeeded (%d of %d video(s), %d bytes%s)",
+            c.job_id,
+            len(results),
+            wanted,
+            sum(len(r.video) for r in results),
+            ", the missing ones refunded" if missing else "",
+        )
         return JobStatus.SUCCEEDED.value
 
     async def fail(self, c: Claim, message: str, *, code: str = "error", retryable: bool = False) -> str:
@@ -761,6 +794,35 @@ def _set(*where: Any, touch: bool = True, **values: Any) -> Update:
     if touch:
         values.setdefault("updated_at", db_now())
     return update(Job).where(*where).values(**values).execution_options(synchronize_session=False)
+
+
+def _partial_message(missing: int, wanted: int, credits: int, why: str | None) -> str:
+    """What the result message says when only some of a job's variations were made: stored in
+    English, shown in the server's language (``jobs.job_error`` recognises these messages)."""
+    made = wanted - missing
+    if why:
+        what = nmsg(
+            "{made} of {n} variation was made; {missing} could not be ({reason}).",
+            "{made} of {n} variations were made; {missing} could not be ({reason}).",
+            wanted,
+            made=made,
+            missing=missing,
+            reason=why.rstrip("."),
+        )
+    else:
+        what = nmsg(
+            "{made} of {n} variation was made; {missing} could not be.",
+            "{made} of {n} variations were made; {missing} could not be.",
+            wanted,
+            made=made,
+            missing=missing,
+        )
+    back = (
+        nmsg("{n} credit for them was refunded.", "{n} credits for them were refunded.", credits)
+        if credits
+        else None
+    )
+    return str(join(what, back))
 
 
 def _quota_message(st: quota.QuotaStatus, cost: int) -> Joined:

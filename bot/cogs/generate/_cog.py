@@ -56,6 +56,7 @@ from videobot.i18n import msg, t
 from videobot.images import PreparedImage
 from videobot.jobs import SubmitRequest, Submitted
 from videobot.models import Job
+from videobot.presets import MAX_VIDEOS
 
 from . import _format, _image, _modals
 from ._actions import Asker, ResultActions, asker_from
@@ -115,6 +116,7 @@ class GenerateCog(commands.Cog):
         model="The model to use (empty: the server's default)",
         audio="Sound with the video (empty: on when the model makes sound)",
         image="A picture to start from (PNG, JPEG or WebP); the prompt then describes the motion",
+        variations="How many takes, each with the next seed, posted together; each costs one video (1-4)",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -135,6 +137,7 @@ class GenerateCog(commands.Cog):
         model: str | None = None,
         audio: bool | None = None,
         image: discord.Attachment | None = None,
+        variations: app_commands.Range[int, 1, MAX_VIDEOS] | None = None,
     ) -> None:
         # Acknowledge first: nothing before this line touches the database, the disk or the network.
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -155,6 +158,7 @@ class GenerateCog(commands.Cog):
             aspect_ratio=aspect_ratio.value if aspect_ratio else None,
             audio=audio,
             image=picture,
+            num_videos=variations or 1,
         )
         await self._queue(interaction, target, params, kind="command", picture=picture)
 

@@ -15,9 +15,11 @@ from typing import Any
 import discord
 
 from bot.i18n import user_mention
+from videobot import jobs
 from videobot.i18n import N_, Duration, Number, Text, format_duration, render, t, tn
 from videobot.jobs.records import job_error
 from videobot.models import Job
+from videobot.presets import MAX_VIDEOS
 
 MAX_CONTENT = 2000
 STATUS_PROMPT_CHARS = 300
@@ -29,9 +31,21 @@ def job_marker(locale: str, job_id: int) -> str:
     return t(locale, "job #{job}", job=job_id)
 
 
-def result_filename(job_id: int) -> str:
-    """Never contains user text."""
-    return f"videobot-{job_id}.mp4"
+def wanted_videos(job: Job) -> int:
+    """How many videos (variations) the job asked for."""
+    return jobs.wanted_videos(job.params)
+
+
+def result_filename(job: Job | int, variant: int = 0) -> str:
+    """Never contains user text. A job with variations numbers its files from 1 (``videobot-7-2.mp4``)."""
+    if isinstance(job, int) or wanted_videos(job) == 1:
+        return f"videobot-{job if isinstance(job, int) else job.id}.mp4"
+    return f"videobot-{job.id}-{variant + 1}.mp4"
+
+
+def result_filenames(job: Job) -> set[str]:
+    """Every name the job's result files can have."""
+    return {f"videobot-{job.id}.mp4"} | {f"videobot-{job.id}-{i + 1}.mp4" for i in range(MAX_VIDEOS)}
 
 
 def result_nonce(job_id: int) -> str:
@@ -193,12 +207,23 @@ def lineage_note(locale: str, job: Job, *, extension: int = 0, origin_id: int | 
 
 
 def status_header(locale: str, job: Job) -> str:
+    count = wanted_videos(job)
     plain, of_parent = _ASKED.get(job.kind, _ASKED["command"])
     member = user_mention(job.user_id)
-    if job.parent_job_id is not None and of_parent is not None:
+    if count > 1 and job.kind == "command":
+        verb = tn(
+            locale,
+            "{member} asked for {n} variation",
+            "{member} asked for {n} variations",
+            count,
+            member=member,
+        )
+    elif job.parent_job_id is not None and of_parent is not None:
         verb = t(locale, of_parent, member=member, parent=job.parent_job_id)
     else:
         verb = t(locale, plain, member=member)
+    if count > 1 and job.kind != "command":
+        verb += " " + tn(locale, "({n} variation)", "({n} variations)", count)
     prompt = truncate(escape(prompt_of(job)), STATUS_PROMPT_CHARS)
     return f"🎬 {verb} · {job_marker(locale, job.id)}\n{quote(prompt)}"
 
@@ -297,15 +322,20 @@ def failure_notice(locale: str, job: Job) -> str:
     return truncate(text, MAX_CONTENT)
 
 
-def result_footer(locale: str, job: Job, result: Any) -> str:
+def _seeds(locale: str, job: Job, results: list[Any]) -> str:
+    seed = (job.params or {}).get("seed")
+    if not isinstance(seed, int):
+        return t(locale, "seed {seed}", seed="?")
+    if wanted_videos(job) == 1:
+        return t(locale, "seed {seed}", seed=seed)
+    seeds = ", ".join(str((seed + int(getattr(r, "variant", 0))) % 2**32) for r in results)
+    return t(locale, "seeds {seeds}", seeds=seeds)
+
+
+def result_footer(locale: str, job: Job, results: list[Any]) -> str:
     """``-# job #12 · seed 42 · `model` · 4.0 s · made in 1 min 5 s · react 🔁 for another take``."""
-    params = job.params or {}
-    details = [
-        job_marker(locale, job.id),
-        t(locale, "seed {seed}", seed=params.get("seed", "?")),
-        f"`{escape_model(job.model)}`",
-    ]
-    duration = getattr(result, "duration_s", None)
+    details = [job_marker(locale, job.id), _seeds(locale, job, results), f"`{escape_model(job.model)}`"]
+    duration = getattr(results[0], "duration_s", None) if results else None
     if duration:
         details.append(t(locale, "{seconds} s", seconds=Number(duration, decimals=1)))
     if job.generation_seconds:
@@ -315,17 +345,35 @@ def result_footer(locale: str, job: Job, result: Any) -> str:
 
 
 def result_content(
-    locale: str, job: Job, result: Any, *, extension: int = 0, origin_id: int | None = None
+    locale: str, job: Job, results: Any, *, extension: int = 0, origin_id: int | None = None
 ) -> str:
     """The result message: mention, what it is (a remix of …, with a link to the message it came
-    from), the prompt (escaped, truncated to fit 2000 chars) and the details."""
-    head = t(locale, _READY.get(job.kind, _READY["command"]), member=user_mention(job.user_id))
+    from), the prompt (escaped, truncated to fit 2000 chars) and the details.
+
+    ``results``: the job's videos (one, or its variations); when only some variations were made,
+    a line says so (and that their credits came back).
+    """
+    results = list(results) if isinstance(results, (list, tuple)) else [results]
+    count = len(results)
+    member = user_mention(job.user_id)
+    if count > 1 and job.kind == "command":
+        head = tn(
+            locale,
+            "{member} your {n} variation is ready 🎬",
+            "{member} your {n} variations are ready 🎬",
+            count,
+            member=member,
+        )
+    else:
+        head = t(locale, _READY.get(job.kind, _READY["command"]), member=member)
     note = lineage_note(locale, job, extension=extension, origin_id=origin_id)
     if note:
         if job.reply_to_message_id:
             note += f" · {message_url(job.guild_id, job.channel_id, job.reply_to_message_id)}"
         head += f"\n-# {note}"
-    footer = result_footer(locale, job, result)
+    if job.error_code == "partial" and job.error_message:
+        head += f"\n⚠️ {escape(render(locale, job_error(job)))}"
+    footer = result_footer(locale, job, results)
     budget = MAX_CONTENT - len(head) - len(footer) - 4 - 10
     body = quote(truncate(escape(prompt_of(job)), budget))
     content = f"{head}\n{body}\n{footer}"
