@@ -235,7 +235,7 @@ async def test_extend_continues_the_clip_twice_then_says_the_limit_is_reached(h:
     # The maximum reached: refused at the click, with the reason, before any form; nothing charged.
     refused = await click(h, h.member_id, reply2, "extend")
     reason = await answer(h, refused, "the refusal")
-    assert "extended 2 time(s) already" in reason and f"({MAX_EXTENSIONS})" in reason
+    assert "extended 2 times already" in reason and f"({MAX_EXTENSIONS})" in reason
     assert refused.modal is None
     assert await h.balance_used(h.member_id) == used + 2
 
