@@ -86,7 +86,9 @@ def preview_image(pipe: Any, latents: torch.Tensor, call: dict[str, Any]) -> byt
     vae = pipe.vae
     frame = _middle_frame(pipe, layout, latents.detach(), call)
     # Reduced size: average the latent pixels so the decode costs a fraction of a full frame.
-    scale = int(getattr(pipe, "vae_spatial_compression_ratio", None) or getattr(pipe, "vae_scale_factor_spatial", 8))
+    scale = int(
+        getattr(pipe, "vae_spatial_compression_ratio", None) or getattr(pipe, "vae_scale_factor_spatial", 8)
+    )
     side = max(frame.shape[-2:]) * scale
     shrink = max(1, math.ceil(side / MAX_SIDE))
     if shrink > 1 and min(frame.shape[-2:]) // shrink >= 2:

@@ -134,6 +134,28 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
 
 
+class _Previews:
+    """The worker's preview sink (``generator.preview.PreviewSink``): due at most every ``every`` seconds;
+    the pipeline thread leaves the newest preview here and the heartbeat stores it."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.last: float | None = None
+        self.latest: tuple[int, bytes, str] | None = None  # (step, data, content type)
+        self.stored: tuple[int, bytes, str] | None = None
+
+    def due(self, step: int, total: int) -> bool:
+        return self.last is None or time.monotonic() - self.last >= self.every
+
+    def put(self, step: int, data: bytes, content_type: str) -> None:
+        self.last = time.monotonic()  # after the decode: its cost never shortens the interval
+        self.latest = (step, data, content_type)
+
+    def unstored(self) -> tuple[int, bytes, str] | None:
+        latest = self.latest
+        return latest if latest is not None and latest is not self.stored else None
+
+
 @dataclass
 class _Running:
     claim: Claim
@@ -141,6 +163,7 @@ class _Running:
     written: tuple[int, int] = (0, 0)
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
+    previews: _Previews | None = None
     first_step: tuple[int, float] | None = None  # (step, monotonic time) of the first step callback
     last_step: tuple[int, float] | None = None
 
@@ -273,7 +296,8 @@ class Worker:
     # ------------------------------------------------------------------ one job
     async def process(self, claim: Claim) -> None:
         """Run one claimed job to an end state (or back to the queue)."""
-        run = _Running(claim)
+        every = self.settings.preview_seconds
+        run = _Running(claim, previews=_Previews(every) if every > 0 else None)
         self.current = run
         beat = asyncio.create_task(self._heartbeats(run), name=f"heartbeat-{claim.job_id}")
         try:
@@ -299,7 +323,11 @@ class Worker:
             reset_gpu_peak()
             run_started = time.monotonic()
             out = await asyncio.to_thread(
-                self.pipeline.run, params, lambda k, n: self._on_step(run, k, n), **inputs
+                self.pipeline.run,
+                params,
+                lambda k, n: self._on_step(run, k, n),
+                previews=run.previews,
+                **inputs,
             )
             from generator.encode import encode_mp4
 
@@ -429,6 +457,13 @@ class Worker:
                 run.written = progress
             if beat.cancel_requested:
                 run.cancel.set()
+            preview = run.previews.unstored() if run.previews is not None else None
+            if preview is not None and not run.cancel.is_set():
+                try:
+                    await self.queue.put_preview(run.claim, *preview)
+                    run.previews.stored = preview  # type: ignore[union-attr]
+                except Exception as exc:  # a lost lease shows at the next heartbeat; a preview is never vital
+                    log.warning("job %s: preview not stored (%s)", run.claim.job_id, type(exc).__name__)
             if now - last_seen >= every:
                 try:
                     await self.queue.worker_seen(
