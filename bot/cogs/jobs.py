@@ -77,17 +77,7 @@ class JobsCog(commands.Cog):
                 raise JobNotFound(f"I can't find a job #{job} of yours. /queue lists your jobs.")
         outcome = await self.bot.queue.cancel(job, user_id=user_id, is_moderator=moderator)
         self.bot.delivery.wake()
-        marker = _format.job_marker(job)
-        if outcome.state == "cancelled":
-            whose = "" if outcome.job.user_id == user_id else f" (requested by <@{outcome.job.user_id}>)"
-            text = f"Cancelled {marker}{whose}. The credit was refunded."
-        elif outcome.state == "requested":
-            text = (
-                f"{marker} is being made right now: it will stop at its next step, "
-                "and the credit will be refunded then."
-            )
-        else:
-            text = f"{marker} already finished ({outcome.job.status}); there is nothing to cancel."
+        text = _format.cancel_answer(outcome.state, outcome.job, user_id)
         if moderator:
             log.info("job %s cancelled by moderator %s: %s", job, user_id, outcome.state)
         await interaction.edit_original_response(

@@ -39,7 +39,9 @@ async def preview_rows(db: Database) -> int:
         return int((await s.execute(select(func.count()).select_from(JobPreview))).scalar_one())
 
 
-async def watch(worker: Worker, q: JobQueue, job_id: int, until: set[str], timeout: float = 90) -> list[tuple]:
+async def watch(
+    worker: Worker, q: JobQueue, job_id: int, until: set[str], timeout: float = 90
+) -> list[tuple]:
     """Run the worker until the job reaches ``until``; every preview seen on the way (step, bytes)."""
     task = asyncio.create_task(worker.run())
     seen: list[tuple] = []
@@ -141,7 +143,11 @@ async def test_speed_and_start_estimates_come_from_finished_jobs(qdb, tiny_pipel
     await watch(worker, q, first, {"succeeded"})
     speed = (await q.speeds())["tiny"]
     done = await q.get(first)
-    assert done is not None and speed.jobs == 1 and speed.seconds_per_step == pytest.approx(done.seconds_per_step)
+    assert (
+        done is not None
+        and speed.jobs == 1
+        and speed.seconds_per_step == pytest.approx(done.seconds_per_step)
+    )
     a, b = await submit(q, user=2), await submit(q, user=3)
     estimates = await q.start_estimates()
     # The first in line waits for nothing that is measured; the second waits one job.

@@ -153,12 +153,13 @@ class Queries:
             for model, per_step, per_job, n in rows
         }
 
-    async def start_estimates(self) -> dict[int, float]:
+    async def start_estimates(self, positions: dict[int, int] | None = None) -> dict[int, float]:
         """Seconds until each queued job is expected to start (only for models with measured speed):
         what is left of the running jobs of its model plus the jobs ahead of it, shared among the
-        workers that serve the model."""
+        workers that serve the model. ``positions``: from ``positions()`` if the caller has them."""
         async with self.db.sessionmaker() as s:
-            positions = await self._positions(s)
+            if positions is None:
+                positions = await self._positions(s)
             if not positions:
                 return {}
             speeds = await self._speeds(s)
