@@ -17,10 +17,14 @@ from __future__ import annotations
 import io
 import logging
 import math
-from typing import Any, Protocol
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: the worker imports this module before the model
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,45 @@ class PreviewSink(Protocol):
     def put(self, step: int, data: bytes, content_type: str) -> None: ...
 
 
+#: Previews never take more than this share of a run's time so far: the next one is due only when the
+#: time spent on previews, plus the next one (counted as costly as the last), stays under it. The
+#: issue's budget is 5 %; 4 % leaves room for a preview slower than the one before.
+MAX_SHARE = 0.04
+
+
+class PreviewTimer:
+    """A ``PreviewSink`` that is due at most every ``every`` seconds (the first one ``every`` seconds
+    after it was made: the first steps are mostly noise) and within ``MAX_SHARE`` of the time since it
+    was made; keeps the newest preview in ``latest`` (the worker's heartbeat stores it). Called from
+    the pipeline thread."""
+
+    def __init__(self, every: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self.started = self.last = clock()
+        self.cost = 0.0  # seconds the last preview took
+        self.spent = 0.0  # seconds all previews took
+        self.asked: float | None = None
+        self.latest: tuple[int, bytes, str] | None = None  # (step, data, content type)
+        self.count = 0
+
+    def due(self, step: int, total: int) -> bool:
+        now = self.clock()
+        if now - self.last < self.every or self.spent + self.cost > MAX_SHARE * (now - self.started):
+            return False
+        self.asked = now
+        return True
+
+    def put(self, step: int, data: bytes, content_type: str) -> None:
+        now = self.clock()
+        if self.asked is not None:
+            self.cost = now - self.asked
+            self.spent += self.cost
+        self.last = now
+        self.latest = (step, data, content_type)
+        self.count += 1
+
+
 def latent_layout(pipe: Any) -> str | None:
     """How ``pipe``'s callback latents are laid out: "packed" (LTX, LTX-2), "bcfhw" (Wan), "bfchw"
     (CogVideoX), or None (unknown: no preview)."""
@@ -53,6 +96,8 @@ def latent_layout(pipe: Any) -> str | None:
 
 def _middle_frame(pipe: Any, layout: str, latents: torch.Tensor, call: dict[str, Any]) -> torch.Tensor:
     """The first video's middle latent frame as ``[1, C, 1, h, w]``, in the VAE's (denormalised) scale."""
+    import torch
+
     vae = pipe.vae
     if layout == "bcfhw":
         frame = latents[:1, :, latents.shape[2] // 2 : latents.shape[2] // 2 + 1]
@@ -76,10 +121,18 @@ def _middle_frame(pipe: Any, layout: str, latents: torch.Tensor, call: dict[str,
     return frame * std / vae.config.scaling_factor + mean
 
 
-@torch.inference_mode()
 def preview_image(pipe: Any, latents: torch.Tensor, call: dict[str, Any]) -> bytes | None:
     """A small WebP of the render so far (``call``: the pipeline's call keywords), or None if the
     pipeline's latents have no known layout."""
+    import torch
+
+    with torch.inference_mode():
+        return _preview_image(pipe, latents, call)
+
+
+def _preview_image(pipe: Any, latents: torch.Tensor, call: dict[str, Any]) -> bytes | None:
+    import torch
+
     layout = latent_layout(pipe)
     if layout is None:
         return None

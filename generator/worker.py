@@ -43,6 +43,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from generator.preview import PreviewTimer
 from videobot.db import Database
 from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, LeaseLost, TransientJobError
 from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
@@ -134,22 +135,10 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
 
 
-class _Previews:
-    """The worker's preview sink (``generator.preview.PreviewSink``): due at most every ``every`` seconds;
-    the pipeline thread leaves the newest preview here and the heartbeat stores it."""
+class _Previews(PreviewTimer):
+    """The worker's preview sink: the pipeline thread leaves the newest preview, the heartbeat stores it."""
 
-    def __init__(self, every: float) -> None:
-        self.every = every
-        self.last: float | None = None
-        self.latest: tuple[int, bytes, str] | None = None  # (step, data, content type)
-        self.stored: tuple[int, bytes, str] | None = None
-
-    def due(self, step: int, total: int) -> bool:
-        return self.last is None or time.monotonic() - self.last >= self.every
-
-    def put(self, step: int, data: bytes, content_type: str) -> None:
-        self.last = time.monotonic()  # after the decode: its cost never shortens the interval
-        self.latest = (step, data, content_type)
+    stored: tuple[int, bytes, str] | None = None
 
     def unstored(self) -> tuple[int, bytes, str] | None:
         latest = self.latest

@@ -77,7 +77,7 @@ def posts_of(h: BotHarness, job_id: int) -> list[dict]:
 
 async def test_the_status_message_shows_previews_before_the_result(h: BotHarness) -> None:
     fd = h.fd
-    job = await submit_long(h, h.member_id, "a lighthouse in a storm", steps=6)
+    job = await submit_long(h, h.member_id, "a lighthouse in a storm", steps=9)
     assert job.status_message_id is not None
     [post] = await h.wait_for(lambda: posts_of(h, job.id), 90, "the video post")
     await h.wait_job(job.id, "delivered", 20)
@@ -99,7 +99,7 @@ async def test_the_status_message_shows_previews_before_the_result(h: BotHarness
         with Image.open(io.BytesIO(file.data)) as picture:
             picture.load()
             assert picture.format in ("WEBP", "PNG", "JPEG") and min(picture.size) >= 8
-        assert re.search(r"step \d/6", r.json["content"]), r.json["content"]
+        assert re.search(r"step \d/9", r.json["content"]), r.json["content"]
     # Every preview went out before the video was posted.
     name = f"videobot-{job.id}.mp4"
     [result_request] = [

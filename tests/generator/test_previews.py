@@ -76,3 +76,20 @@ def test_an_oversized_picture_is_shrunk_under_the_byte_cap() -> None:
     data = preview.encode_webp(noise)
     assert data is not None and len(data) <= preview.MAX_BYTES
     assert max(Image.open(io.BytesIO(data)).size) == preview.MAX_SIDE
+
+
+def test_the_timer_waits_its_interval_and_keeps_previews_under_their_share_of_the_time() -> None:
+    now = [0.0]
+    timer = preview.PreviewTimer(10.0, clock=lambda: now[0])
+    now[0] = 9.9
+    assert not timer.due(1, 50)  # the first one comes an interval after the start
+    now[0] = 10.0
+    assert timer.due(2, 50)
+    now[0] = 12.0  # that preview took 2 s: a slow VAE
+    timer.put(2, b"x", "image/webp")
+    now[0] = 22.0
+    # 10 s since the last one, but 2 s + the next 2 s would be over 4 % of 22 s: not yet.
+    assert not timer.due(3, 50)
+    now[0] = 100.0
+    assert timer.due(4, 50)
+    assert (timer.spent + timer.cost) / now[0] <= preview.MAX_SHARE

@@ -65,9 +65,9 @@ async def watch(
 
 async def test_previews_are_stored_while_running_and_removed_when_the_job_ends(qdb, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
     db, data = qdb
-    s = settings_for(data, db.url, VIDEOBOT_TEST_STEP_DELAY=1.2, VIDEOBOT_PREVIEW_SECONDS=0.5)
+    s = settings_for(data, db.url, VIDEOBOT_TEST_STEP_DELAY=1.0, VIDEOBOT_PREVIEW_SECONDS=0.5)
     q = JobQueue(db, QueueConfig(lease_seconds=5))
-    job_id = await submit(q, steps=5)
+    job_id = await submit(q, steps=9)
     worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
     seen = await watch(worker, q, job_id, {"succeeded", "failed"})
     assert (await q.get(job_id)).status == "succeeded"  # type: ignore[union-attr]
