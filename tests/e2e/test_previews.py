@@ -152,3 +152,32 @@ async def test_the_cancel_button_stops_a_running_job_for_a_moderator_not_for_oth
     assert status["attachments"] == [] and fd.buttons(status) == []
     assert posts_of(h, job.id) == []
     assert await preview_rows(h) == 0
+
+
+async def test_the_requester_cancels_a_queued_job_with_the_button(h: BotHarness) -> None:
+    fd = h.fd
+    if h.worker.running:
+        await h.stop_worker()
+    interaction = await h.slash(h.other_id, "video", prompt="a paper boat")
+    await interaction.acknowledged(3)
+    note = await h.wait_for(
+        lambda: re.search(r"Queued as job #(\d+)", (interaction.original or {}).get("content") or ""),
+        15,
+        "queued note",
+    )
+    job = await h.with_status_message(int(note[1]))
+    assert job.status_message_id is not None
+    [button] = fd.buttons(fd.message(job.status_message_id))  # type: ignore[arg-type]
+    clicked = await fd.click(h.guild_id, h.channel_id, h.other_id, job.status_message_id, button["custom_id"])
+    await clicked.acknowledged(3)
+    text = await h.wait_for(lambda: (clicked.original or {}).get("content"), 15, "cancel answer")
+    assert text == f"Cancelled job #{job.id}. The credit was refunded." and clicked.ephemeral
+    assert (await h.job(job.id)).status == "cancelled"
+    kinds = sorted((e.kind, e.amount) for e in await h.ledger(h.other_id) if e.job_id == job.id)
+    assert kinds == [("charge", -1), ("refund", 1)]
+    status = await h.wait_for(
+        lambda: (m := fd.message(job.status_message_id)) and "refunded" in m["content"] and m,
+        20,
+        "final status",
+    )
+    assert fd.buttons(status) == []
