@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 #: The preview's longer side at most (pixels), and its encoded size at most (it travels through the database).
 MAX_SIDE = 256
 MAX_BYTES = 96 * 1024
+#: The shrunken latent frame keeps at least this many pixels on its short side.
+MIN_LATENT_SIDE = 8
 CONTENT_TYPE = "image/webp"
 
 
@@ -143,15 +145,18 @@ def _preview_image(pipe: Any, latents: torch.Tensor, call: dict[str, Any]) -> by
         getattr(pipe, "vae_spatial_compression_ratio", None) or getattr(pipe, "vae_scale_factor_spatial", 8)
     )
     side = max(frame.shape[-2:]) * scale
-    shrink = max(1, math.ceil(side / MAX_SIDE))
-    if shrink > 1 and min(frame.shape[-2:]) // shrink >= 2:
+    # Keep at least 8 latent pixels on the short side: a 32x VAE (LTX) gets no shrink at 480p, its
+    # latent is 15 px tall already; an 8x one (Wan) shrinks 4x at 832x480 and decodes 208x120.
+    shrink = max(1, min(math.ceil(side / MAX_SIDE), min(frame.shape[-2:]) // MIN_LATENT_SIDE))
+    if shrink > 1:
         frame = torch.nn.functional.avg_pool3d(frame, (1, shrink, shrink))
-    frame = frame.to(device=vae.device, dtype=vae.dtype)
+    # On the latents' device: under group offload the VAE's hooks bring its weights there.
+    frame = frame.to(dtype=vae.dtype)
     kwargs: dict[str, Any] = {}
     if layout == "packed" and getattr(vae.config, "timestep_conditioning", False):
         t = call.get("decode_timestep", 0.0)
         t = t[0] if isinstance(t, list) else t
-        kwargs["temb"] = torch.tensor([float(t or 0.0)], device=vae.device, dtype=frame.dtype)
+        kwargs["temb"] = torch.tensor([float(t or 0.0)], device=frame.device, dtype=frame.dtype)
     decoded = vae.decode(frame, return_dict=False, **kwargs)[0]  # [1, 3, F', H, W] in [-1, 1]
     picture = decoded[0, :, decoded.shape[2] // 2].float().clamp(-1, 1)
     pixels = ((picture + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -93,3 +93,17 @@ def test_the_timer_waits_its_interval_and_keeps_previews_under_their_share_of_th
     now[0] = 100.0
     assert timer.due(4, 50)
     assert (timer.spent + timer.cost) / now[0] <= preview.MAX_SHARE
+
+
+def test_a_large_video_gets_a_small_preview(models_dir: Path) -> None:
+    """832x480 on an 8x VAE: the latent frame is shrunk before the decode, the picture fits MAX_SIDE."""
+    import torch
+
+    pipe = load("tiny-wan", models_dir).pipe
+    latents = torch.randn(
+        1, pipe.vae.config.z_dim, 3, 480 // 8, 832 // 8, generator=torch.Generator().manual_seed(0)
+    )
+    data = preview.preview_image(pipe, latents, {"width": 832, "height": 480, "num_frames": 9})
+    assert data is not None
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.size == (208, 120)  # the latent (104x60) averaged 4x, decoded 8x: never the full 832x480
