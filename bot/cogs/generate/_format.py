@@ -83,12 +83,23 @@ def progress_bar(step: int, total: int) -> str:
     return "▰" * full + "▱" * (BAR_CELLS - full)
 
 
-def eta_seconds(job: Job) -> float | None:
-    """Remaining seconds from the measured time per step (database clock), or None before the first step."""
+#: From this step on, the job's own pace (database clock) says how long is left; before it, the
+#: model's measured seconds per step (the mean of its recent jobs), since the first step also holds
+#: the text encoding.
+OWN_PACE_FROM_STEP = 2
+
+
+def eta_seconds(job: Job, per_step: float | None = None) -> float | None:
+    """Remaining seconds of a running job: from the model's measured ``per_step`` (recent jobs) for the
+    first steps, then from this job's own pace; None when neither is known."""
     step, total = job.progress_step or 0, job.progress_total or 0
-    if step <= 0 or total <= 0 or job.started_at is None or job.progress_updated_at is None:
+    if total <= 0:
         return None
-    per_step = max(job.progress_updated_at - job.started_at, 0.0) / step
+    own = step >= OWN_PACE_FROM_STEP or (step > 0 and per_step is None)
+    if own and job.started_at is not None and job.progress_updated_at is not None:
+        per_step = max(job.progress_updated_at - job.started_at, 0.0) / step
+    if per_step is None:
+        return None
     return per_step * max(total - step, 0)
 
 
@@ -169,25 +180,53 @@ def status_header(job: Job) -> str:
     return f"🎬 <@{job.user_id}> {verb} · {job_marker(job.id)}\n{quote(prompt)}"
 
 
-def status_text(job: Job, position: int | None) -> str:
-    """The public status message: queue position while queued, a progress bar while running."""
+def status_text(
+    job: Job, position: int | None, *, per_step: float | None = None, starts_in: float | None = None
+) -> str:
+    """The public status message: queue position (and estimated start) while queued, a progress bar
+    with the time left while running. ``per_step``: the model's measured seconds per step; ``starts_in``:
+    the estimated seconds until a queued job starts."""
     head = status_header(job)
     if job.status == "queued":
         where = f"#{position} in the queue" if position else "waiting in the queue"
+        if starts_in is not None:
+            where += " · starts now" if starts_in < 1 else f" · starts in about {_seconds(starts_in)}"
         return f"{head}\n⏳ {where}"
     if job.status == "running":
         step, total = job.progress_step or 0, job.progress_total or 0
         if job.cancel_requested:
             return f"{head}\n🛑 stopping…"
         if total <= 0 or step <= 0:
-            return f"{head}\n⚙️ starting…"
+            eta = eta_seconds(job, per_step)
+            left = f" · about {_seconds(eta)} left" if eta is not None else ""
+            return f"{head}\n⚙️ starting…{left}"
         pct = math.floor(100 * step / total)
-        eta = eta_seconds(job)
+        eta = eta_seconds(job, per_step)
         left = f" · about {_seconds(eta)} left" if eta is not None and step < total else ""
         if step >= total:
             left = " · encoding…"
         return f"{head}\n`{progress_bar(step, total)}` step {step}/{total} · {pct}%{left}"
     return head
+
+
+def preview_filename(job_id: int, content_type: str) -> str:
+    """The status message's preview picture (never contains user text)."""
+    ext = {"image/webp": "webp", "image/png": "png", "image/jpeg": "jpg"}.get(content_type, "webp")
+    return f"preview-{job_id}.{ext}"
+
+
+def cancel_answer(state: str, job: Job, user_id: int) -> str:
+    """The ephemeral answer to a cancel (``/cancel`` or the Cancel button), by ``CancelOutcome.state``."""
+    marker = job_marker(job.id)
+    if state == "cancelled":
+        whose = "" if job.user_id == user_id else f" (requested by <@{job.user_id}>)"
+        return f"Cancelled {marker}{whose}. The credit was refunded."
+    if state == "requested":
+        return (
+            f"{marker} is being made right now: it will stop at its next step, "
+            "and the credit will be refunded then."
+        )
+    return f"{marker} already finished ({job.status}); there is nothing to cancel."
 
 
 def status_done(job: Job, jump_url: str | None) -> str:
