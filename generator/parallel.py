@@ -244,6 +244,8 @@ class ParallelPipeline:
             raise GroupBroken(self.broken)
         job_id = self.job_id()
         stopped = False
+        # Previews are rank 0's alone (its VAE decode between steps; the other ranks wait at the next step).
+        previews = inputs.pop("previews", None)
 
         def step(k: int, n: int) -> None:
             nonlocal stopped
@@ -261,7 +263,7 @@ class ParallelPipeline:
         try:
             job = {"op": _OP_JOB, "job_id": job_id, "params": params.to_dict(), "inputs": inputs}
             _broadcast_object(job, self.idle_group)
-            return self.local.run(params, step, **inputs)
+            return self.local.run(params, step, previews=previews, **inputs)
         except Exception as exc:
             if stopped:  # every rank stopped at this step: the group is still in step
                 raise

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from generator.encode import frames_to_uint8
+from generator.preview import CONTENT_TYPE as PREVIEW_CONTENT_TYPE
+from generator.preview import PreviewSink, latent_layout, preview_image
 from generator.speed import SpeedOptionError, SpeedOptions, apply_speed_options, reset_step_cache, warm_up
 from videobot.errors import GenerationOOM, InvalidParameters
 from videobot.i18n import N_, msg
@@ -150,6 +152,7 @@ class VideoPipeline:
         #: verb -> pipeline; all built from ``pipe`` with ``from_pipe``, so they share its modules.
         self.pipes: dict[str, Any] = pipes or {v: pipe for v in preset.verbs if v in REQUEST_VERBS}
         self._call_params: dict[int, set[str]] = {}
+        self.offload = "none"  # set by ``load``
         for p in {id(p): p for p in (pipe, *self.pipes.values())}.values():
             p.set_progress_bar_config(disable=True)  # progress goes through on_step instead
             self._call_params[id(p)] = set(inspect.signature(p.__call__).parameters)
@@ -244,12 +247,18 @@ class VideoPipeline:
         try:
             apply_speed_options(pipe, preset.family, speed, pipes=list(pipes.values()))
             loaded = cls(pipe, preset, dev, torch_dtype, pipes)
+            loaded.offload = offload
             if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
                 warm = dataclasses.replace(plan(preset, "warm-up", seed=0), num_inference_steps=2)
                 warm_up(lambda: loaded.run(warm), speed)
         except SpeedOptionError as exc:
             raise ModelLoadError(str(exc)) from None
         return loaded
+
+    def previews_supported(self, pipe: Any | None = None) -> bool:
+        """Whether runs can show previews: the pipeline's latents have a known layout, and the model is
+        not offloaded to the CPU (a VAE decode between steps would swap the transformer out and back)."""
+        return latent_layout(pipe or self.pipe) is not None and self.offload in ("none", "group")
 
     def check_inputs(self, params: GenerationParams) -> None:
         """Validate ``params`` against the preset before any GPU work; raises ``InvalidParameters``."""
@@ -371,8 +380,13 @@ class VideoPipeline:
         *,
         image: Any = None,
         video: np.ndarray | None = None,
+        previews: PreviewSink | None = None,
     ) -> RunOutput:
         """Generate the video(s) of ``params``; exceptions raised by ``on_step`` stop the loop at once.
+
+        ``previews`` is asked after every step (but the last) whether a preview is due, and then gets a
+        small WebP of the current latents (``generator.preview``); a failed preview is logged and ends
+        the previews of this run, never the run.
 
         ``image`` (a PIL image) is the first frame for ``image``; ``video`` (frames F x H x W x 3, uint8 or
         float in [0, 1]) is the clip that ``extend`` continues. The result of an extension starts with
@@ -399,12 +413,25 @@ class VideoPipeline:
             image = _fit_image(image, params.width, params.height)
             digest = pixel_digest(image)
 
-        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        pipe, kwargs, context = self.call_kwargs(params, image=image, video=video)
+        sink = previews if self.previews_supported(pipe) else None
+
+        def callback(pipe: Any, step: int, timestep: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
+            nonlocal sink
             if on_step is not None:
                 on_step(step + 1, total)
-            return kwargs
+            latents = cb_kwargs.get("latents")
+            if sink is not None and latents is not None and step + 1 < total and sink.due(step + 1, total):
+                try:
+                    data = preview_image(pipe, latents, kwargs)
+                except Exception:
+                    log.warning("preview failed; no more previews for this run", exc_info=True)
+                    sink = None
+                else:
+                    if data is not None:
+                        sink.put(step + 1, data, PREVIEW_CONTENT_TYPE)
+            return cb_kwargs
 
-        pipe, kwargs, context = self.call_kwargs(params, image=image, video=video)
         kwargs["callback_on_step_end"] = callback
         out_of_memory = False
         # A cancelled run skipped diffusers' own end-of-call reset: drop its cached residuals.

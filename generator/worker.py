@@ -46,6 +46,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from generator.preview import PreviewTimer
 from videobot.db import Database
 from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, LeaseLost, TransientJobError
 from videobot.i18n import N_
@@ -140,6 +141,16 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
 
 
+class _Previews(PreviewTimer):
+    """The worker's preview sink: the pipeline thread leaves the newest preview, the heartbeat stores it."""
+
+    stored: tuple[int, bytes, str] | None = None
+
+    def unstored(self) -> tuple[int, bytes, str] | None:
+        latest = self.latest
+        return latest if latest is not None and latest is not self.stored else None
+
+
 @dataclass
 class _Running:
     claim: Claim
@@ -147,6 +158,7 @@ class _Running:
     written: tuple[int, int] = (0, 0)
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
+    previews: _Previews | None = None
     first_step: tuple[int, float] | None = None  # (step, monotonic time) of the first step callback
     last_step: tuple[int, float] | None = None
 
@@ -279,7 +291,8 @@ class Worker:
     # ------------------------------------------------------------------ one job
     async def process(self, claim: Claim) -> None:
         """Run one claimed job to an end state (or back to the queue)."""
-        run = _Running(claim)
+        every = self.settings.preview_seconds
+        run = _Running(claim, previews=_Previews(every) if every > 0 else None)
         self.current = run
         beat = asyncio.create_task(self._heartbeats(run), name=f"heartbeat-{claim.job_id}")
         try:
@@ -308,7 +321,12 @@ class Worker:
             from generator.pipeline import run_variations
 
             variations = await asyncio.to_thread(
-                run_variations, self.pipeline, params, lambda k, n: self._on_step(run, k, n), **inputs
+                run_variations,
+                self.pipeline,
+                params,
+                lambda k, n: self._on_step(run, k, n),
+                previews=run.previews,
+                **inputs,
             )
             digest = next((v.output.conditioning_digest for v in variations if v.output is not None), None)
             if digest:
@@ -464,6 +482,13 @@ class Worker:
                 run.written = progress
             if beat.cancel_requested:
                 run.cancel.set()
+            preview = run.previews.unstored() if run.previews is not None else None
+            if preview is not None and not run.cancel.is_set():
+                try:
+                    await self.queue.put_preview(run.claim, *preview)
+                    run.previews.stored = preview  # type: ignore[union-attr]
+                except Exception as exc:  # a lost lease shows at the next heartbeat; a preview is never vital
+                    log.warning("job %s: preview not stored (%s)", run.claim.job_id, type(exc).__name__)
             if now - last_seen >= every:
                 try:
                     await self.queue.worker_seen(

@@ -260,3 +260,19 @@ class JobInput(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     content_type: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class JobPreview(Base):
+    """The latest small picture of a running job (written by its worker, shown in its status message).
+
+    One row per job, overwritten in place; removed by the transition that ends the job (or requeues it).
+    """
+
+    __tablename__ = "job_previews"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(40))
+    #: The denoising step it shows.
+    step: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     #: Tests only: seconds slept at every denoising step, to make tiny-model jobs last long enough to cancel.
     test_step_delay: float = Field(default=0.0, ge=0, alias="VIDEOBOT_TEST_STEP_DELAY")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0, alias="VIDEOBOT_SHUTDOWN_GRACE_SECONDS")
+    #: A live preview of a running job at most this often (seconds); 0 turns previews off.
+    preview_seconds: float = Field(default=10.0, ge=0, alias="VIDEOBOT_PREVIEW_SECONDS")
 
     # --- Quotas ------------------------------------------------------------------------------
     default_quota: int = Field(default=5, ge=0, alias="VIDEOBOT_DEFAULT_QUOTA")

@@ -85,8 +85,9 @@ def format_config(
         default = t(locale, "{n} per member", n=Number(view.default_limit))
     else:
         default = t(locale, "{n} (the bot's default)", n=Number(setting_default))
+    title = t(locale, "Video settings for this server")
     lines = [
-        f"**{t(locale, 'Video settings for this server')}**",
+        f"**{title}**",
         t(locale, "Default quota: {quota}", quota=default),
     ]
     if role_limits:

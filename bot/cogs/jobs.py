@@ -11,10 +11,10 @@ from discord.ext import commands
 
 from bot.checks import is_moderator
 from bot.cogs.generate import _format
-from bot.i18n import member_locale, user_mention
+from bot.i18n import member_locale
 from videobot.errors import JobNotFound
 from videobot.health import record_ack
-from videobot.i18n import N_, Number, msg, t, tn
+from videobot.i18n import Number, msg, t, tn
 from videobot.jobs.records import JOB_NOT_FOUND
 from videobot.models import Job
 
@@ -24,20 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-#: A job's status as /queue and /cancel name it.
-STATUS_NAMES = {
-    "queued": N_("queued"),
-    "running": N_("running"),
-    "succeeded": N_("finished"),
-    "delivered": N_("posted"),
-    "failed": N_("failed"),
-    "cancelled": N_("cancelled"),
-    "undeliverable": N_("not posted"),
-}
-
-
-def status_name(locale: str, status: str) -> str:
-    return t(locale, STATUS_NAMES[status]) if status in STATUS_NAMES else status
+#: A job's status as /queue and /cancel name it (kept with the cancel answers in ``_format``).
+STATUS_NAMES = _format.STATUS_NAMES
+status_name = _format.status_name
 
 
 def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
@@ -74,29 +63,9 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
 
 
 def format_cancel(locale: str, job_id: int, state: str, job: Job, user_id: int) -> str:
-    """The /cancel reply in ``locale`` for a cancel outcome (``CancelOutcome.state``)."""
-    if state == "cancelled":
-        if job.user_id == user_id:
-            return t(locale, "Cancelled job #{job}. The credit was refunded.", job=job_id)
-        return t(
-            locale,
-            "Cancelled job #{job} (requested by {member}). The credit was refunded.",
-            job=job_id,
-            member=user_mention(job.user_id),
-        )
-    if state == "requested":
-        return t(
-            locale,
-            "Job #{job} is being made right now: it will stop at its next step, "
-            "and the credit will be refunded then.",
-            job=job_id,
-        )
-    return t(
-        locale,
-        "Job #{job} already finished ({status}); there is nothing to cancel.",
-        job=job_id,
-        status=status_name(locale, job.status),
-    )
+    """The /cancel reply in ``locale`` for a cancel outcome (``CancelOutcome.state``); the Cancel
+    button answers the same (``_format.cancel_answer``)."""
+    return _format.cancel_answer(locale, state, job, user_id)
 
 
 class JobsCog(commands.Cog):

@@ -10,6 +10,11 @@ most urgent edit that is due:
 3. queue positions of queued jobs (``BACKGROUND``), the nearest place first, and only while the
    budget's reserve is left free for the two above.
 
+A progress edit may carry the job's latest preview picture (``Picture``); it replaces the one before
+on the message, travels in the same ``PROGRESS`` slot as the text it goes with (one edit, never an
+extra one), and a newer text that comes while it waits keeps it. A final text removes the picture and
+the message's buttons.
+
 So the edits of 150 queued jobs' positions lag (they are dropped and merged into the newest text
 while they wait) but never hold up the running job's progress or a result's final text.
 """
@@ -36,6 +41,15 @@ def message_age_seconds(message_id: int) -> float:
     return time.time() - discord.utils.snowflake_time(message_id).timestamp()
 
 
+@dataclass(frozen=True)
+class Picture:
+    """A preview picture to attach to a status message (the file name never contains user text)."""
+
+    filename: str
+    data: bytes
+    step: int
+
+
 @dataclass
 class _Edit:
     channel_id: int
@@ -45,6 +59,12 @@ class _Edit:
     rank: float = 0.0
     since: float = field(default_factory=time.monotonic)
     done: asyncio.Future[bool] | None = None  # a final text's caller waits on it
+    picture: Picture | None = None
+
+
+#: ``edit(channel_id, message_id, text, picture=..., final=...)``: ``picture`` replaces the message's
+#: attachments; ``final`` removes the attachments and the buttons.
+EditFn = Callable[..., Awaitable[None]]
 
 
 class StatusEditor:
@@ -55,7 +75,7 @@ class StatusEditor:
 
     def __init__(
         self,
-        edit: Callable[[int, int, str], Awaitable[None]],
+        edit: EditFn,
         *,
         budget: ChannelBudget | None = None,
         min_interval: float = 3.0,
@@ -69,6 +89,7 @@ class StatusEditor:
         self._finals: dict[int, _Edit] = {}
         self._channel_jobs: dict[int, set[int]] = {}
         self._shown: dict[int, str] = {}
+        self._shown_step: dict[int, int] = {}  # the step of the preview a status message shows
         self._last: dict[int, float] = {}
         self._closed: OrderedDict[int, None] = OrderedDict()  # final text shown, or the message is gone
         self._wakeups: dict[int, asyncio.Event] = {}
@@ -99,6 +120,7 @@ class StatusEditor:
             self._closed.popitem(last=False)
         self._pending.pop(job_id, None)
         self._shown.pop(job_id, None)
+        self._shown_step.pop(job_id, None)
         self._last.pop(job_id, None)
 
     def seed(self, job_id: int, text: str) -> None:
@@ -124,18 +146,30 @@ class StatusEditor:
         *,
         priority: int = BACKGROUND,
         rank: float = 0.0,
+        picture: Picture | None = None,
     ) -> None:
-        """Show ``text`` soon (at most one edit per ``min_interval``; only the newest text is sent)."""
+        """Show ``text`` (and a new preview ``picture``) soon: at most one edit per ``min_interval``;
+        only the newest text is sent, with the newest picture not shown yet."""
         if job_id in self._closed:
             return
-        if self._shown.get(job_id) == text:
+        if picture is not None and self._shown_step.get(job_id) == picture.step:
+            picture = None
+        old = self._pending.get(job_id)
+        if picture is None and old is not None:
+            picture = old.picture
+        if self._shown.get(job_id) == text and picture is None:
             self._pending.pop(job_id, None)
             return
         if message_age_seconds(message_id) > self.MAX_AGE_SECONDS:
             return
-        old = self._pending.get(job_id)
         self._pending[job_id] = _Edit(
-            channel_id, message_id, text, priority, rank, since=old.since if old else time.monotonic()
+            channel_id,
+            message_id,
+            text,
+            priority,
+            rank,
+            since=old.since if old else time.monotonic(),
+            picture=picture,
         )
         self._channel_jobs.setdefault(channel_id, set()).add(job_id)
         self._kick(channel_id)
@@ -228,6 +262,8 @@ class StatusEditor:
             return
         if ok and job_id not in self._closed:
             self._shown[job_id] = edit.text
+            if edit.picture is not None:
+                self._shown_step[job_id] = edit.picture.step
         if job_id not in self._closed:
             self._last[job_id] = time.monotonic()
 
@@ -241,7 +277,9 @@ class StatusEditor:
 
     async def _safe_edit(self, job_id: int, edit: _Edit) -> bool:
         try:
-            await self._edit(edit.channel_id, edit.message_id, edit.text)
+            await self._edit(
+                edit.channel_id, edit.message_id, edit.text, picture=edit.picture, final=edit.done is not None
+            )
             return True
         except discord.HTTPException as exc:
             if exc.status in (403, 404) or exc.code == 30046:

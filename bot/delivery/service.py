@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -14,13 +15,13 @@ import discord
 
 from bot.cogs.generate import _format
 from bot.delivery.budget import BACKGROUND, PROGRESS, ChannelBudget
-from bot.delivery.editor import StatusEditor
+from bot.delivery.editor import Picture, StatusEditor
 from bot.delivery.feed import JobFeed
 from bot.delivery.notify import Notifier
 from bot.delivery.posting import ResultPoster
 from bot.delivery.status import StatusPoster
 from videobot.i18n import N_
-from videobot.jobs import JobQueue
+from videobot.jobs import JobQueue, ModelSpeed
 from videobot.models import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ STATUS_POST_HORIZON_SECONDS = 900.0
 DELIVERY_CONCURRENCY = 3
 #: Stored in English, shown in the server's language (``videobot.jobs.job_error``).
 DISCORD_KEPT_FAILING = N_("Discord kept failing; the video could not be posted.")
+#: How often the models' measured speeds (for the time left and the queue's start estimates) are re-read.
+SPEED_REFRESH_SECONDS = 30.0
 
 
 class DeliveryService:
@@ -67,6 +70,9 @@ class DeliveryService:
         self._retry: dict[int, tuple[int, float]] = {}
         self._recheck: set[int] = set()
         self._last_sweep = 0.0
+        self._speeds: dict[str, ModelSpeed] = {}
+        self._speeds_read = float("-inf")
+        self._preview_steps: dict[int, int] = {}  # job id -> the step of the preview last read
         self.ticks = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -190,26 +196,50 @@ class DeliveryService:
                 self._active[job.id] = job
             return
         self._active.pop(job.id, None)
+        self._preview_steps.pop(job.id, None)
         if status == JobStatus.SUCCEEDED.value:
             self._schedule(job.id, self.poster.deliver)
         elif status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value) and job.notified_at is None:
             self._schedule(job.id, self.notifier.notify)
 
     async def _refresh_status(self) -> None:
-        """Queue positions for queued jobs (one query) and progress for running ones, as status edits:
-        progress before positions, and the nearest place in the queue first (see ``editor``)."""
+        """Queue positions (with estimated starts) for queued jobs and progress (with the time left and
+        the latest preview) for running ones, as status edits: progress before positions, and the
+        nearest place in the queue first (see ``editor``)."""
         if not self._active:
             return
+        if time.monotonic() - self._speeds_read > SPEED_REFRESH_SECONDS:
+            self._speeds = await self.queue.speeds()
+            self._speeds_read = time.monotonic()
         positions: dict[int, int] = {}
+        starts: dict[int, float] = {}
         if any(j.status == JobStatus.QUEUED.value for j in self._active.values()):
             positions = await self.queue.positions()
+            if self._speeds:
+                starts = await self.queue.start_estimates(positions)
+        running = [j.id for j in self._active.values() if j.status == JobStatus.RUNNING.value]
+        pictures = await self._new_previews(running)
         for job in list(self._active.values()):
             assert job.status_message_id is not None
             position = positions.get(job.id)
+            speed = self._speeds.get(job.model)
             # Public: the server's language (cached for a minute, so one read per server at most).
-            text = _format.status_text(await self.notifier.locale(job), job, position)
+            text = _format.status_text(
+                await self.notifier.locale(job),
+                job,
+                position,
+                per_step=speed.seconds_per_step if speed else None,
+                starts_in=starts.get(job.id),
+            )
             if job.status == JobStatus.RUNNING.value:
-                self.editor.update(job.id, job.channel_id, job.status_message_id, text, priority=PROGRESS)
+                self.editor.update(
+                    job.id,
+                    job.channel_id,
+                    job.status_message_id,
+                    text,
+                    priority=PROGRESS,
+                    picture=pictures.get(job.id),
+                )
             else:
                 self.editor.update(
                     job.id,
@@ -219,6 +249,23 @@ class DeliveryService:
                     priority=BACKGROUND,
                     rank=position or 0,
                 )
+
+    async def _new_previews(self, job_ids: list[int]) -> dict[int, Picture]:
+        """The previews of these running jobs that are newer than the ones read before (one small
+        query for their steps, then one read per new preview)."""
+        if not job_ids:
+            return {}
+        pictures: dict[int, Picture] = {}
+        for job_id, step in (await self.queue.preview_steps(job_ids)).items():
+            if self._preview_steps.get(job_id) == step:
+                continue
+            row = await self.queue.get_preview(job_id)
+            if row is None:  # the job ended meanwhile
+                continue
+            self._preview_steps[job_id] = row.step
+            name = _format.preview_filename(job_id, row.content_type)
+            pictures[job_id] = Picture(filename=name, data=bytes(row.data), step=row.step)
+        return pictures
 
     # ------------------------------------------------------------------ per-job tasks
     def _schedule(self, job_id: int, fn: Callable[[int], Coroutine[Any, Any, None]]) -> None:
@@ -276,8 +323,23 @@ class DeliveryService:
                 self._wake.set()
 
     # ------------------------------------------------------------------ helpers
-    async def _edit_status(self, channel_id: int, message_id: int, text: str) -> None:
+    async def _edit_status(
+        self,
+        channel_id: int,
+        message_id: int,
+        text: str,
+        *,
+        picture: Picture | None = None,
+        final: bool = False,
+    ) -> None:
+        """Edit a status message; a ``picture`` replaces its attachments, a ``final`` text removes them and
+        the Cancel button."""
+        extra: dict[str, Any] = {}
+        if picture is not None:
+            extra["attachments"] = [discord.File(io.BytesIO(picture.data), filename=picture.filename)]
+        if final:
+            extra.update(attachments=[], view=None)
         channel = self.bot.get_partial_messageable(channel_id)
         await channel.get_partial_message(message_id).edit(
-            content=text, allowed_mentions=discord.AllowedMentions.none()
+            content=text, allowed_mentions=discord.AllowedMentions.none(), **extra
         )

@@ -25,11 +25,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.cogs.generate import _format
+from bot.cogs.generate._cancel import cancel_view
 from bot.delivery._http import TRANSIENT, http_reason
 from bot.delivery.budget import BACKGROUND, CREATE, ChannelBudget
 from bot.delivery.notify import Notifier
@@ -166,11 +167,15 @@ class StatusPoster:
                 message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
             )
         started = time.monotonic()
+        extra: dict[str, Any] = {}
+        if job.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            extra["view"] = cancel_view(job.id, await self.notifier.locale(job))  # removed by the final text
         message = await channel.send(
             text,
             reference=reference,  # type: ignore[arg-type]
             nonce=status_nonce(job.id),
             allowed_mentions=discord.AllowedMentions.none(),
+            **extra,
         )
         log.debug(
             "job %s: status message %s posted in %.2f s", job.id, message.id, time.monotonic() - started

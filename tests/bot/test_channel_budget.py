@@ -57,7 +57,7 @@ async def test_waiters_are_served_most_urgent_first() -> None:
 async def test_progress_and_final_texts_go_before_a_backlog_of_queue_positions() -> None:
     sent: list[str] = []
 
-    async def edit(channel_id: int, message_id: int, text: str) -> None:
+    async def edit(channel_id: int, message_id: int, text: str, **_: object) -> None:
         sent.append(text)
 
     budget = ChannelBudget(limit=2, per=0.3, reserve=1, margin=0.0)

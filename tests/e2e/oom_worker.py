@@ -1,7 +1,7 @@
 """``videobot worker`` whose GPU runs out of memory for chosen seeds: a real worker process (tiny model,
 real database, real encode), with only the out-of-memory simulated, as a CPU cannot run out of GPU memory.
 
-    python -m tests.e2e.oom_worker      # with OOM_SEEDS="777001,…" in the environment
+    python tests/e2e/oom_worker.py      # with OOM_SEEDS="777001,…" in the environment
 
 Every pipeline run (a batch of videos, or one) whose seeds include one of ``OOM_SEEDS`` raises
 ``GenerationOOM`` as the real pipeline does after a CUDA out-of-memory error.

@@ -14,6 +14,7 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import av
@@ -42,7 +43,9 @@ async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarnes
                     "OOM_SEEDS": str(OOM_SEED),
                 }
             )
-            await harness.worker.start([sys.executable, "-m", "tests.e2e.oom_worker"], env, harness.tmp_path)
+            # By path: the package ``tests`` is not installed, and the worker runs in the test's folder.
+            script = str(Path(__file__).with_name("oom_worker.py"))
+            await harness.worker.start([sys.executable, script], env, harness.tmp_path)
             await harness.worker.wait_log(WORKER_READY, 90)
             yield harness
         finally:

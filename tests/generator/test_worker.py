@@ -134,12 +134,12 @@ async def test_cancel_mid_run_stops_within_one_step_of_the_heartbeat_and_refunds
     real_run = tiny_pipeline.run
     real_heartbeat = q.heartbeat
 
-    def counting_run(params, on_step=None):  # type: ignore[no-untyped-def]
+    def counting_run(params, on_step=None, **kwargs):  # type: ignore[no-untyped-def]
         def wrapped(k: int, n: int) -> None:
             steps_run.append(k)
             on_step(k, n)  # type: ignore[misc]
 
-        return real_run(params, wrapped)
+        return real_run(params, wrapped, **kwargs)
 
     async def watching_heartbeat(c, progress=None):  # type: ignore[no-untyped-def]
         beat = await real_heartbeat(c, progress)
@@ -180,8 +180,8 @@ async def test_cancel_during_encode_ends_cancelled_not_rerun(qdb, tiny_pipeline)
 
     rendered, cancelled = threading.Event(), threading.Event()
 
-    def run_then_wait(params, on_step=None):  # type: ignore[no-untyped-def]
-        frames = real_run(params, on_step)
+    def run_then_wait(params, on_step=None, **kwargs):  # type: ignore[no-untyped-def]
+        frames = real_run(params, on_step, **kwargs)
         rendered.set()
         cancelled.wait(30)  # the cancel lands between the last step and the encode
         time.sleep(1.5)  # and a heartbeat sees it
@@ -439,12 +439,12 @@ async def test_database_unreachable_10_s_mid_run_the_render_is_stored_once_it_is
     steps_run: list[int] = []
     real_run = tiny_pipeline.run
 
-    def counting_run(params, on_step=None):  # type: ignore[no-untyped-def]
+    def counting_run(params, on_step=None, **kwargs):  # type: ignore[no-untyped-def]
         def wrapped(k: int, n: int) -> None:
             steps_run.append(k)
             on_step(k, n)  # type: ignore[misc]
 
-        return real_run(params, wrapped)
+        return real_run(params, wrapped, **kwargs)
 
     tiny_pipeline.run = counting_run
     caplog.set_level("WARNING", logger="generator.worker")

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from videobot import quota
 from videobot.db import Database
-from videobot.jobs.records import ACTIVE
-from videobot.models import Job, JobInput, JobResult, JobStatus
+from videobot.jobs.records import ACTIVE, ModelSpeed
+from videobot.models import Job, JobInput, JobPreview, JobResult, JobStatus, WorkerHeartbeat
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,11 @@ def projected_order(
         served[pick.user_id] = _LATER + tick  # served now: after everything real, after earlier picks
     return order
 
+
+#: The speed of a model is the mean of its last this many finished jobs (a moving average across jobs).
+SPEED_WINDOW = 10
+#: A worker not seen for this long does not count towards a queue's start estimate.
+WORKER_SEEN_SECONDS = 120.0
 
 #: Larger than any database clock reading: a projected pick is served after everything real.
 _LATER = 1e12
@@ -130,6 +135,101 @@ class Queries:
         """The database clock (Unix seconds)."""
         async with self.db.sessionmaker() as s:
             return await quota.now(s)
+
+    async def preview_steps(self, job_ids: Sequence[int]) -> dict[int, int]:
+        """The step each of these jobs' latest preview shows (jobs without one are left out)."""
+        if not job_ids:
+            return {}
+        async with self.db.sessionmaker() as s:
+            rows = await s.execute(
+                select(JobPreview.job_id, JobPreview.step).where(JobPreview.job_id.in_(list(job_ids)))
+            )
+            return {r.job_id: r.step for r in rows}
+
+    async def get_preview(self, job_id: int) -> JobPreview | None:
+        """A running job's latest preview (``data``, ``content_type``, ``step``), if its worker made one."""
+        async with self.db.sessionmaker() as s:
+            return await s.get(JobPreview, job_id)
+
+    # ------------------------------------------------------------------ speed and estimates
+    async def speeds(self) -> dict[str, ModelSpeed]:
+        """Per model: mean seconds per step and per job over its last ``SPEED_WINDOW`` finished jobs."""
+        async with self.db.sessionmaker() as s:
+            return await self._speeds(s)
+
+    async def _speeds(self, s: AsyncSession) -> dict[str, ModelSpeed]:
+        recent = (
+            select(
+                Job.model,
+                Job.seconds_per_step,
+                Job.generation_seconds,
+                func.row_number().over(partition_by=Job.model, order_by=Job.finished_at.desc()).label("n"),
+            )
+            .where(Job.seconds_per_step.is_not(None), Job.finished_at.is_not(None))
+            .subquery()
+        )
+        rows = (
+            await s.execute(
+                select(
+                    recent.c.model,
+                    func.avg(recent.c.seconds_per_step),
+                    func.avg(recent.c.generation_seconds),
+                    func.count(),
+                )
+                .where(recent.c.n <= SPEED_WINDOW)
+                .group_by(recent.c.model)
+            )
+        ).all()
+        return {
+            model: ModelSpeed(seconds_per_step=float(per_step), seconds_per_job=float(per_job or 0.0), jobs=n)
+            for model, per_step, per_job, n in rows
+        }
+
+    async def start_estimates(self, positions: dict[int, int] | None = None) -> dict[int, float]:
+        """Seconds until each queued job is expected to start (only for models with measured speed):
+        what is left of the running jobs of its model plus the jobs ahead of it, shared among the
+        workers that serve the model. ``positions``: from ``positions()`` if the caller has them."""
+        async with self.db.sessionmaker() as s:
+            if positions is None:
+                positions = await self._positions(s)
+            if not positions:
+                return {}
+            speeds = await self._speeds(s)
+            now = await quota.now(s)
+            queued = dict(
+                (await s.execute(select(Job.id, Job.model).where(Job.id.in_(list(positions))))).all()
+            )
+            running = (
+                await s.execute(
+                    select(Job.model, Job.progress_step, Job.progress_total).where(
+                        Job.status == JobStatus.RUNNING.value
+                    )
+                )
+            ).all()
+            workers = (
+                await s.execute(
+                    select(WorkerHeartbeat.models).where(WorkerHeartbeat.seen_at > now - WORKER_SEEN_SECONDS)
+                )
+            ).scalars()
+            served: dict[str, int] = {}
+            for models in workers:
+                for name in models or []:
+                    served[name] = served.get(name, 0) + 1
+        busy: dict[str, float] = {}
+        for model, step, total in running:
+            speed = speeds.get(model)
+            if speed is not None:
+                left = speed.seconds_per_step * max((total or 0) - (step or 0), 0)
+                busy[model] = busy.get(model, 0.0) + left
+        estimates: dict[int, float] = {}
+        for job_id, place in positions.items():
+            model = queued.get(job_id)
+            speed = speeds.get(model) if model is not None else None
+            if speed is None or model is None:
+                continue
+            ahead = busy.get(model, 0.0) + (place - 1) * speed.seconds_per_job
+            estimates[job_id] = ahead / max(served.get(model, 1), 1)
+        return estimates
 
     # ------------------------------------------------------------------ queue positions
     async def _positions(self, s: AsyncSession, models: Iterable[str] | None = None) -> dict[int, int]:

@@ -157,6 +157,15 @@ def wanted_videos(params: dict[str, Any] | None) -> int:
 
 
 @dataclass(frozen=True)
+class ModelSpeed:
+    """A model's measured speed: mean seconds per denoising step and per job (recent finished jobs)."""
+
+    seconds_per_step: float
+    seconds_per_job: float
+    jobs: int
+
+
+@dataclass(frozen=True)
 class CancelOutcome:
     #: "cancelled" (was queued: done and refunded), "requested" (running: the worker will stop),
     #: or "finished" (too late: it already ended).

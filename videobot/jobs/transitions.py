@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Update, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, Update, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -38,11 +38,13 @@ from videobot.jobs.records import (
     expired_message,
     wanted_videos,
 )
-from videobot.models import Job, JobInput, JobResult, JobStatus
+from videobot.models import Job, JobInput, JobPreview, JobResult, JobStatus
 
 log = logging.getLogger(__name__)
 
 INPUT_CONTENT_TYPES = {"image": "image/png", "video": "video/mp4"}
+#: A preview is a small picture; a bigger one is refused (it would only slow the bot's reads).
+MAX_PREVIEW_BYTES = 256 * 1024
 #: A batch result not known until the batch's positions are computed.
 _PENDING = RuntimeError("pending")
 
@@ -337,6 +339,24 @@ class Transitions(Queries):
             raise LeaseLost(f"job {c.job_id}: lease lost (attempt {c.attempt}, owner {c.owner})")
         return Beat(cancel_requested=bool(row.cancel_requested), lease_expires_at=row.lease_expires_at)
 
+    async def put_preview(self, c: Claim, step: int, data: bytes, content_type: str) -> None:
+        """Store the running job's latest preview, replacing the one before (fenced by the lease).
+
+        Stamps the job as changed, so the bot's feed shows it. Raises ``LeaseLost`` if the job is no
+        longer ours, ``ValueError`` for a preview over ``MAX_PREVIEW_BYTES``.
+        """
+        if len(data) > MAX_PREVIEW_BYTES:
+            raise ValueError(f"job {c.job_id}: a preview of {len(data)} bytes is over {MAX_PREVIEW_BYTES}")
+        async with self.db.transaction() as s:
+            res = await s.execute(_set(*self._fence(c)))
+            if res.rowcount != 1:
+                raise LeaseLost(f"job {c.job_id}: preview not stored, lease lost")
+            await s.merge(
+                JobPreview(
+                    job_id=c.job_id, data=data, content_type=content_type, step=step, updated_at=db_now()
+                )
+            )
+
     async def complete(
         self, c: Claim, result: ResultData | Sequence[ResultData], *, missing_reason: str | None = None
     ) -> str:
@@ -413,6 +433,7 @@ class Transitions(Queries):
                 )
                 if res.rowcount != 1:  # the row is locked above; only a bug gets here
                     raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
+                await _drop_previews(s, [c.job_id])
                 await self._notify(s, [c.job_id])
         if cancelled:
             log.info("job %s was cancelled while it was finishing: render discarded, refunded", c.job_id)
@@ -449,6 +470,7 @@ class Transitions(Queries):
                     )
                 )
                 if res.rowcount == 1:
+                    await _drop_previews(s, [c.job_id])
                     await self._notify(s, [c.job_id])
                     log.warning("job %s failed (retryable, %s), queued again: %s", c.job_id, code, message)
                     return JobStatus.QUEUED.value
@@ -465,6 +487,7 @@ class Transitions(Queries):
             )
             if res.rowcount != 1:  # rolls the refund back
                 raise LeaseLost(f"job {c.job_id}: not failed, lease lost")
+            await _drop_previews(s, [c.job_id])
             await self._notify(s, [c.job_id])
         log.warning("job %s failed (%s), refunded: %s", c.job_id, code, message)
         return JobStatus.FAILED.value
@@ -504,6 +527,7 @@ class Transitions(Queries):
                 )
             )
             if res.rowcount == 1:
+                await _drop_previews(s, [c.job_id])
                 await self._notify(s, [c.job_id])
         ok = res.rowcount == 1
         log.info("job %s released by %s: %s", c.job_id, c.owner, "queued again" if ok else "already gone")
@@ -555,6 +579,7 @@ class Transitions(Queries):
                 .scalars()
                 .all()
             )
+            await _drop_previews(s, [*requeued, *(row.id for row in failed_rows)])
             await self._notify(s, [*requeued, *(row.id for row in failed_rows)])
         for job_id in requeued:
             log.warning("job %s: lease expired, queued again", job_id)
@@ -596,6 +621,7 @@ class Transitions(Queries):
         )
         if len(ended) != len(ids):  # the rows are locked (PostgreSQL) or the writer is alone (SQLite)
             raise RuntimeError(f"jobs {ids}: cancelled {ended} only")
+        await _drop_previews(s, ended)
         await self._notify(s, ended)
         return list(ended)
 
@@ -794,6 +820,13 @@ def _set(*where: Any, touch: bool = True, **values: Any) -> Update:
     if touch:
         values.setdefault("updated_at", db_now())
     return update(Job).where(*where).values(**values).execution_options(synchronize_session=False)
+
+
+async def _drop_previews(s: AsyncSession, job_ids: Iterable[int]) -> None:
+    """A job that stops running loses its preview (in the transaction that stops it)."""
+    ids = list(job_ids)
+    if ids:
+        await s.execute(delete(JobPreview).where(JobPreview.job_id.in_(ids)))
 
 
 def _partial_message(missing: int, wanted: int, credits: int, why: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._cancel import register as register_cancel
 from ._cog import GenerateCog
 
 if TYPE_CHECKING:
@@ -13,3 +14,4 @@ if TYPE_CHECKING:
 
 async def setup(bot: VideoBot) -> None:
     await bot.add_cog(GenerateCog(bot))
+    register_cancel(bot)

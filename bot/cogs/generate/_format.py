@@ -16,7 +16,7 @@ import discord
 
 from bot.i18n import user_mention
 from videobot import jobs
-from videobot.i18n import N_, Duration, Number, Text, format_duration, render, t, tn
+from videobot.i18n import N_, Number, Text, format_duration, render, t, tn
 from videobot.jobs.records import job_error
 from videobot.models import Job
 from videobot.presets import MAX_VIDEOS
@@ -77,8 +77,9 @@ def prompt_of(job: Job) -> str:
 
 
 def _seconds(locale: str, value: float) -> str:
-    """A duration in the locale's short units (``45 s``, ``3 min 20 s``, ``1 h 5 min``)."""
-    return format_duration(locale, max(value, 1.0))
+    """A duration in the locale's short units, its largest one only (``45 sec``, ``3 min``, ``2 hr``):
+    an estimate or a measure at a glance, not a timer."""
+    return format_duration(locale, max(value, 1.0), parts=1)
 
 
 def progress_bar(step: int, total: int) -> str:
@@ -87,12 +88,23 @@ def progress_bar(step: int, total: int) -> str:
     return "▰" * full + "▱" * (BAR_CELLS - full)
 
 
-def eta_seconds(job: Job) -> float | None:
-    """Remaining seconds from the measured time per step (database clock), or None before the first step."""
+#: From this step on, the job's own pace (database clock) says how long is left; before it, the
+#: model's measured seconds per step (the mean of its recent jobs), since the first step also holds
+#: the text encoding.
+OWN_PACE_FROM_STEP = 2
+
+
+def eta_seconds(job: Job, per_step: float | None = None) -> float | None:
+    """Remaining seconds of a running job: from the model's measured ``per_step`` (recent jobs) for the
+    first steps, then from this job's own pace; None when neither is known."""
     step, total = job.progress_step or 0, job.progress_total or 0
-    if step <= 0 or total <= 0 or job.started_at is None or job.progress_updated_at is None:
+    if total <= 0:
         return None
-    per_step = max(job.progress_updated_at - job.started_at, 0.0) / step
+    own = step >= OWN_PACE_FROM_STEP or (step > 0 and per_step is None)
+    if own and job.started_at is not None and job.progress_updated_at is not None:
+        per_step = max(job.progress_updated_at - job.started_at, 0.0) / step
+    if per_step is None:
+        return None
     return per_step * max(total - step, 0)
 
 
@@ -235,17 +247,37 @@ def queue_place(locale: str, position: int | None) -> str:
     return t(locale, "waiting in the queue")
 
 
-def status_text(locale: str, job: Job, position: int | None) -> str:
-    """The public status message: queue position while queued, a progress bar while running."""
+def status_text(
+    locale: str,
+    job: Job,
+    position: int | None,
+    *,
+    per_step: float | None = None,
+    starts_in: float | None = None,
+) -> str:
+    """The public status message: queue position (and estimated start) while queued, a progress bar
+    with the time left while running. ``per_step``: the model's measured seconds per step; ``starts_in``:
+    the estimated seconds until a queued job starts."""
     head = status_header(locale, job)
     if job.status == "queued":
-        return f"{head}\n⏳ {queue_place(locale, position)}"
+        where = queue_place(locale, position)
+        if starts_in is not None:
+            if starts_in < 1:
+                where += " · " + t(locale, "starts now")
+            else:
+                where += " · " + t(locale, "starts in about {time}", time=_seconds(locale, starts_in))
+        return f"{head}\n⏳ {where}"
     if job.status == "running":
         step, total = job.progress_step or 0, job.progress_total or 0
         if job.cancel_requested:
-            return f"{head}\n🛑 {t(locale, 'stopping…')}"
+            stopping = t(locale, "stopping…")
+            return f"{head}\n🛑 {stopping}"
         if total <= 0 or step <= 0:
-            return f"{head}\n⚙️ {t(locale, 'starting…')}"
+            eta = eta_seconds(job, per_step)
+            line = t(locale, "starting…")
+            if eta is not None:
+                line += " · " + t(locale, "about {time} left", time=_seconds(locale, eta))
+            return f"{head}\n⚙️ {line}"
         pct = math.floor(100 * step / total)
         line = t(
             locale,
@@ -254,13 +286,61 @@ def status_text(locale: str, job: Job, position: int | None) -> str:
             total=Number(total),
             percent=Number(pct),
         )
-        eta = eta_seconds(job)
+        eta = eta_seconds(job, per_step)
         if step >= total:
             line += " · " + t(locale, "encoding…")
         elif eta is not None:
-            line += " · " + t(locale, "about {time} left", time=Duration(max(eta, 1.0)))
+            line += " · " + t(locale, "about {time} left", time=_seconds(locale, eta))
         return f"{head}\n`{progress_bar(step, total)}` {line}"
     return head
+
+
+def preview_filename(job_id: int, content_type: str) -> str:
+    """The status message's preview picture (never contains user text)."""
+    ext = {"image/webp": "webp", "image/png": "png", "image/jpeg": "jpg"}.get(content_type, "webp")
+    return f"preview-{job_id}.{ext}"
+
+
+#: A job's status as /queue and the cancel answers name it.
+STATUS_NAMES = {
+    "queued": N_("queued"),
+    "running": N_("running"),
+    "succeeded": N_("finished"),
+    "delivered": N_("posted"),
+    "failed": N_("failed"),
+    "cancelled": N_("cancelled"),
+    "undeliverable": N_("not posted"),
+}
+
+
+def status_name(locale: str, status: str) -> str:
+    return t(locale, STATUS_NAMES[status]) if status in STATUS_NAMES else status
+
+
+def cancel_answer(locale: str, state: str, job: Job, user_id: int) -> str:
+    """The ephemeral answer to a cancel (``/cancel`` or the Cancel button), by ``CancelOutcome.state``."""
+    if state == "cancelled":
+        if job.user_id == user_id:
+            return t(locale, "Cancelled job #{job}. The credit was refunded.", job=job.id)
+        return t(
+            locale,
+            "Cancelled job #{job} (requested by {member}). The credit was refunded.",
+            job=job.id,
+            member=user_mention(job.user_id),
+        )
+    if state == "requested":
+        return t(
+            locale,
+            "Job #{job} is being made right now: it will stop at its next step, "
+            "and the credit will be refunded then.",
+            job=job.id,
+        )
+    return t(
+        locale,
+        "Job #{job} already finished ({status}); there is nothing to cancel.",
+        job=job.id,
+        status=status_name(locale, job.status),
+    )
 
 
 def status_done(locale: str, job: Job, jump_url: str | None) -> str:
