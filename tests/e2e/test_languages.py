@@ -95,6 +95,8 @@ async def test_the_queued_answer_is_in_the_members_language(
     assert credits.format(n=QUOTA - used - 1) in text, text
     if locale == "ja":
         assert "としてキューに追加しました" in text
+    # One at a time: a member may have only a few videos waiting.
+    await h.wait_job(job_id_in(text), ("delivered", "failed"), 90)
 
 
 @pytest.mark.parametrize(
