@@ -75,8 +75,10 @@ async def test_the_registered_commands_carry_every_supported_locale(h: BotHarnes
     assert choices["default"]["name_localizations"]["it"].startswith("Predefinita del server")
     assert choices["ja"]["name"] == "日本語"
     for cmd in cmds.values():
-        assert set(cmd.get("description_localizations") or {}) == LOCALIZED, cmd["name"]
         assert not cmd.get("name_localizations"), "command names stay as documented"
+        if cmd.get("type", 1) != 1:
+            continue  # Apps → Animate: a message command has no description to localize
+        assert set(cmd.get("description_localizations") or {}) == LOCALIZED, cmd["name"]
 
 
 @pytest.mark.parametrize(
