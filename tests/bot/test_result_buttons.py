@@ -19,6 +19,8 @@ def job(**kw: object) -> SimpleNamespace:
         model="tiny",
         params={"prompt": "a fox", "seed": 3},
         generation_seconds=None,
+        error_code=None,
+        error_message=None,
     )
     base.update(kw)
     return SimpleNamespace(**base)
