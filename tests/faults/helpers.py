@@ -6,6 +6,8 @@ import contextlib
 import os
 import re
 import signal
+import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,12 +48,34 @@ async def ledger_kinds(h: BotHarness, job_id: int) -> list[tuple[str, int]]:
     return sorted((e.kind, e.amount) for e in rows if e.job_id == job_id)
 
 
+def _write_lock_free(path: str) -> bool:
+    con = sqlite3.connect(path, timeout=0.2)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        con.close()
+
+
 @contextlib.contextmanager
 def worker_paused(h: BotHarness) -> Iterator[None]:
-    """Freeze the worker process (well inside its 30 s lease) so a queued job stays queued meanwhile."""
+    """Freeze the worker process (well inside its 30 s lease) so a queued job stays queued meanwhile.
+
+    Never frozen inside a SQLite write transaction (it would hold the lock until thawed, and the bot
+    could not queue anything): when the write lock is held at the moment of freezing, thaw and retry.
+    """
     pid = h.worker.pid
     assert pid is not None and h.worker.running
-    os.kill(pid, signal.SIGSTOP)
+    path = h.db_url.split(":///", 1)[1] if h.db_url.startswith("sqlite") else None
+    for _ in range(100):
+        os.kill(pid, signal.SIGSTOP)
+        if path is None or _write_lock_free(path):
+            break
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.02)
     try:
         yield
     finally:

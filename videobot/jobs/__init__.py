@@ -76,3 +76,4 @@ class JobQueue(Transitions, WorkerRegistry):
         self.db = db
         self.config = config or QueueConfig()
         self._next_id_cache = {}
+        self._idle = set()
