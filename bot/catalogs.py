@@ -10,7 +10,9 @@ Texts come from two places:
 * calls in the code, found by Babel's extractor: ``t(locale, "…")``, ``tn(locale, "…", "…", n)``,
   ``msg("…")``, ``nmsg("…", "…", n)`` and ``N_("…")`` (a constant translated later);
 * the slash commands' descriptions, option descriptions and choice names, read from the command
-  tree the cogs declare (what ``bot.i18n.CatalogTranslator`` will be asked for).
+  tree the cogs declare (what ``bot.i18n.CatalogTranslator`` will be asked for), and the options'
+  names, with the context ``option name`` (lower case, no spaces, at most 32 characters: Discord's
+  rule for names).
 """
 
 from __future__ import annotations
@@ -69,19 +71,29 @@ def cog_classes() -> list[type[commands.Cog]]:
 
 def command_strings() -> Iterator[tuple[str, str]]:
     """(text, where) for each description and choice name the command tree declares."""
+    for text, where, context in command_texts():
+        if context is None:
+            yield text, where
 
-    def walk(cmd: app_commands.Command | app_commands.Group, path: str) -> Iterator[tuple[str, str]]:
+
+def command_texts() -> Iterator[tuple[str, str, str | None]]:
+    """(text, where, context) for each description, choice name and option name of the command tree."""
+
+    def walk(
+        cmd: app_commands.Command | app_commands.Group, path: str
+    ) -> Iterator[tuple[str, str, str | None]]:
         here = f"/{path}{cmd.name}"
-        yield cmd.description, f"{here} (description)"
+        yield cmd.description, f"{here} (description)", None
         if isinstance(cmd, app_commands.Group):
             for sub in cmd.commands:
                 yield from walk(sub, f"{path}{cmd.name} ")
             return
         for param in cmd.parameters:
+            yield param.name, f"{here} {param.name} (option name)", i18n.OPTION_NAME
             if param.description and param.description != NO_DESCRIPTION:
-                yield param.description, f"{here} {param.name} (option)"
+                yield param.description, f"{here} {param.name} (option)", None
             for choice in param.choices:
-                yield choice.name, f"{here} {param.name} (choice)"
+                yield choice.name, f"{here} {param.name} (choice)", None
 
     for cls in cog_classes():
         for cmd in cls.__cog_app_commands__:
@@ -101,12 +113,13 @@ def template() -> Catalog:
             existing.locations.append((file, int(line)))
         else:
             pot.add(msgid, locations=[(file, int(line))], flags=("python-brace-format",))
-    for text, where in command_strings():
-        existing = pot.get(text)
+    for text, where, context in command_texts():
+        existing = pot.get(text, context=context)
         if existing is not None:
-            existing.auto_comments.append(where)
+            if where not in existing.auto_comments:
+                existing.auto_comments.append(where)
         else:
-            pot.add(text, auto_comments=[where])
+            pot.add(text, auto_comments=[where], context=context)
     return pot
 
 

@@ -14,6 +14,7 @@ The texts themselves live in ``videobot.i18n`` (catalogs, ``t``, formats).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Protocol
 
@@ -100,11 +101,17 @@ class GuildLanguages:
         return self.discord_locale(guild_id, interaction) or i18n.SOURCE
 
 
-class CatalogTranslator(app_commands.Translator):
-    """Descriptions and choice names from the catalogs, for every Discord locale they serve.
+#: Discord's rule for command and option names: lower case letters (any script), digits, - and _.
+OPTION_NAME_RULE = re.compile(r"[-_\w]{1,32}")
 
-    Command and option *names* stay as they are: messages, the README and moderators helping
-    each other refer to ``/cancel job:`` and ``/videoconfig block-add`` by name, in every language.
+
+class CatalogTranslator(app_commands.Translator):
+    """Descriptions, choice names and option names from the catalogs, for every Discord locale they serve.
+
+    Option names (``prompt``, ``job``) are shown in the member's language (``/cancel lavoro:``); the
+    catalogs' texts that name an option use the same word. Command and subcommand names stay as
+    they are (``/video``, ``/videoconfig block-add``): they are the product's words, typed and
+    quoted the same way in every language.
     """
 
     async def translate(
@@ -113,6 +120,14 @@ class CatalogTranslator(app_commands.Translator):
         locale: discord.Locale,
         context: app_commands.TranslationContextTypes,
     ) -> str | None:
+        if context.location is Where.parameter_name:
+            name = i18n.lookup(locale.value, string.message, i18n.OPTION_NAME)
+            if name is not None and (not OPTION_NAME_RULE.fullmatch(name) or name != name.lower()):
+                log.error(
+                    "the %s option name %r for %r breaks Discord's rule; not used", locale, name, string
+                )
+                return None
+            return name
         if context.location not in (
             Where.command_description,
             Where.group_description,

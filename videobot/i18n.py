@@ -110,6 +110,10 @@ def po_path(lang: str) -> Path:
     return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
+#: The catalog context of slash-command option names (``msgctxt "option name"``).
+OPTION_NAME = "option name"
+
+
 def translations(lang: str) -> gettext.NullTranslations:
     """The catalog for ``lang``, compiled in memory from its ``.po`` (English: no catalog, the ids)."""
     return _load(lang)[0]
@@ -128,26 +132,38 @@ def _load(lang: str) -> tuple[gettext.NullTranslations, frozenset[str]]:
         log.error("cannot read the %s catalog %s (%s); answering in English", lang, path, exc)
         return gettext.NullTranslations(), frozenset()
     known = frozenset(
-        m.id if isinstance(m.id, str) else m.id[0]
+        _key(m)
         for m in catalog
         if m.id and not m.fuzzy and (m.string if isinstance(m.string, str) else all(m.string))
     )
     # Untranslated entries leave the compiled catalog: Babel would fill them with the English
     # singular, the wrong form for a plural in a language with one form (Japanese).
     for m in list(catalog):
-        if m.id and (m.id if isinstance(m.id, str) else m.id[0]) not in known:
-            del catalog[m.id]
+        if m.id and _key(m) not in known:
+            catalog.delete(m.id, context=m.context)
     buf = io.BytesIO()
     write_mo(buf, catalog, use_fuzzy=False)  # fuzzy (unchecked) entries fall back to English
     buf.seek(0)
     return gettext.GNUTranslations(buf), known
 
 
-def lookup(locale: object, msgid: str) -> str | None:
-    """The catalog's own translation of ``msgid`` (which may read like the English), or None."""
+def _key(message: Any) -> str:
+    """How ``_load`` names a message: its id (the singular's), after its context if it has one."""
+    msgid = message.id if isinstance(message.id, str) else message.id[0]
+    return f"{message.context}\x04{msgid}" if message.context else msgid
+
+
+def lookup(locale: object, msgid: str, context: str | None = None) -> str | None:
+    """The catalog's own translation of ``msgid`` (which may read like the English), or None.
+
+    ``context`` tells apart a message that is not a sentence, e.g. ``OPTION_NAME`` for an option's
+    name (``prompt``), which Discord shows members in their language."""
     lang = language(locale)
-    if lang == SOURCE or msgid not in _load(lang)[1]:
+    key = f"{context}\x04{msgid}" if context else msgid
+    if lang == SOURCE or key not in _load(lang)[1]:
         return None
+    if context:
+        return translations(lang).pgettext(context, msgid)
     return translations(lang).gettext(msgid)
 
 

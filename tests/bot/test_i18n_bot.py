@@ -6,6 +6,7 @@ what ``tree.sync`` sends, checked against Discord's OpenAPI description when it 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -69,8 +70,16 @@ async def test_every_description_and_choice_is_localized_for_every_supported_loc
             for code, text in localized.items():
                 assert text == i18n.t(code, english) != english, (path, code)
                 assert 1 <= len(text) <= 100, (path, code, len(text))
-            # Names stay as typed in the docs and in the messages (/cancel job:…), in every language.
-            assert not item.get("name_localizations"), path
+            if item.get("type", 1) in (1, 2):
+                # Command and subcommand names are the product's words, the same in every language.
+                assert not item.get("name_localizations"), path
+            else:
+                # Options are named in the member's language, by Discord's rule for names.
+                names = item.get("name_localizations") or {}
+                assert set(names) == DISCORD_CODES, (path, sorted(names))
+                for code, name in names.items():
+                    assert name == i18n.lookup(code, item["name"], i18n.OPTION_NAME), (path, code)
+                    assert re.fullmatch(r"[-_\w]{1,32}", name) and name == name.lower(), (path, name)
             for choice in item.get("choices", []):
                 if choice["name"] in LANGUAGE_NAMES:
                     continue  # a language is named in its own language for everyone

@@ -20,9 +20,10 @@ from videobot.i18n import Duration, Number, join, msg, nmsg, t, tn
 from videobot.jobs.records import CANCEL_MESSAGE, crash_message, expired_message
 
 TRANSLATED = [lang for lang in i18n.LANGUAGES if lang != i18n.SOURCE]
-#: Product words that a translation must keep as they are (commands are typed in English everywhere).
+#: Product words that a translation must keep as they are (commands are typed in English everywhere;
+#: option names such as ``job:`` are shown in the member's language, see below).
 KEPT = re.compile(
-    r"/(?:video|queue|cancel|quota show|videoconfig show)\b|\bjob:|\*\*|`\(a\+\)\+`|`\\w\+\\w\+`|#\{job\}"
+    r"/(?:video|queue|cancel|quota show|videoconfig show)\b|\*\*|`\(a\+\)\+`|`\\w\+\\w\+`|#\{job\}"
 )
 
 
@@ -37,7 +38,11 @@ def template() -> Catalog:
 
 
 def ids(catalog: Catalog) -> set[str]:
-    return {m.id if isinstance(m.id, str) else m.id[0] for m in catalog if m.id}
+    return {
+        (f"{m.context}|" if m.context else "") + (m.id if isinstance(m.id, str) else m.id[0])
+        for m in catalog
+        if m.id
+    }
 
 
 # ---------------------------------------------------------------------------------------- catalogs
@@ -59,7 +64,7 @@ def test_every_message_is_translated_with_the_same_placeholders(lang: str, templ
     for source in template:
         if not source.id:
             continue
-        entry = catalog[source.id]
+        entry = catalog.get(source.id, context=source.context)
         assert entry is not None and not entry.fuzzy, (lang, source.id)
         if source.pluralizable:
             english = source.id[1]
@@ -73,6 +78,15 @@ def test_every_message_is_translated_with_the_same_placeholders(lang: str, templ
             assert sorted(KEPT.findall(form)) == sorted(KEPT.findall(english)), (
                 f"{lang}: commands, code, bold and mentions must stay as in English: {english!r} -> {form!r}"
             )
+
+
+@pytest.mark.parametrize("lang", TRANSLATED)
+def test_a_text_that_names_an_option_names_it_as_discord_shows_it_in_that_language(lang: str) -> None:
+    """``/cancel job:<number>`` in Italian is ``/cancel lavoro:<numero>``: the name the member sees."""
+    job = i18n.lookup(lang, "job", i18n.OPTION_NAME)
+    assert job, f"{lang} has no name for the option job"
+    hint = i18n.t(lang, "Cancel one with `/cancel job:<number>` (your credit is refunded).")
+    assert f"`/cancel {job}:" in hint
 
 
 @pytest.mark.parametrize("lang", TRANSLATED)

@@ -63,6 +63,9 @@ async def test_the_registered_commands_carry_every_supported_locale(h: BotHarnes
     assert video["description_localizations"]["ja"] == "テキストのプロンプト（と画像）から短い動画を作成"
     prompt = next(o for o in video["options"] if o["name"] == "prompt")
     assert prompt["description_localizations"]["pt-BR"].startswith("O que o vídeo mostra")
+    # Options carry their names in each language; members' interactions still use the English ones.
+    job = next(o for o in cmds["cancel"]["options"] if o["name"] == "job")
+    assert job["name_localizations"]["it"] == "lavoro" and job["name_localizations"]["ja"] == "ジョブ"
     ratio = next(o for o in video["options"] if o["name"] == "aspect_ratio")
     assert {c["name_localizations"]["de"] for c in ratio["choices"]} == {
         "16:9 Querformat",
