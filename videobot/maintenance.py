@@ -29,6 +29,8 @@ class MaintenanceConfig:
     lease_seconds: float
     lock_renew_seconds: float = 5.0
     purge_seconds: float = 600.0
+    #: A worker row not renewed for this long is a process that was killed: removed (and logged).
+    forget_worker_seconds: float = 24 * 3600.0
 
     @property
     def recover_seconds(self) -> float:
@@ -82,6 +84,8 @@ class Maintenance:
             purged = await self.queue.purge_results(c.retention_seconds)
             if purged:
                 log.info("purged %d stored video(s) older than the retention period", purged)
+            for worker_id in await self.queue.forget_workers(c.forget_worker_seconds):
+                log.info("worker %s not seen for a day: removed from the worker list", worker_id)
             changed |= bool(given_up)
         if changed:
             self.on_change()

@@ -13,7 +13,7 @@ from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig
 from videobot.maintenance import Maintenance, MaintenanceConfig
 from videobot.models import BotLock as BotLockRow
-from videobot.models import Job, JobResult, LedgerEntry
+from videobot.models import Job, JobResult, LedgerEntry, WorkerHeartbeat
 
 from .test_queue import req, result
 
@@ -115,3 +115,25 @@ async def test_a_video_never_posted_within_retention_is_refunded_and_removed(db:
             (await s.execute(select(LedgerEntry.kind).where(LedgerEntry.job_id == job.id))).scalars().all()
         )
     assert sorted(kinds) == ["charge", "refund"]
+
+
+async def test_a_worker_killed_without_goodbye_leaves_the_worker_list_after_a_day(db: Database) -> None:
+    q = JobQueue(db, QueueConfig())
+    await q.worker_seen("killed", ["tiny"])
+    await q.worker_seen("alive", ["tiny"])
+    async with db.transaction() as s:
+        await s.execute(
+            update(WorkerHeartbeat)
+            .where(WorkerHeartbeat.worker_id == "killed")
+            .values(seen_at=WorkerHeartbeat.seen_at - 2 * 86400)
+        )
+    lock = BotLock(db)
+    await lock.acquire()
+    m = Maintenance(
+        q, lock, MaintenanceConfig(retention_seconds=86400, queue_expiry_seconds=3600, lease_seconds=60)
+    )
+    await m.tick()
+    async with db.sessionmaker() as s:
+        left = (await s.execute(select(WorkerHeartbeat.worker_id))).scalars().all()
+    assert left == ["alive"]
+    await lock.release()

@@ -237,6 +237,20 @@ async def test_hostile_pictures_are_refused_privately_uncharged_unqueued_and_mem
     assert grown < 100 * MB, f"the bot grew by {grown / MB:.0f} MB on {case!r}"
 
 
+async def test_a_member_without_credits_is_refused_before_the_picture_is_fetched(h: BotHarness) -> None:
+    broke = h.fd.add_member(h.guild_id, name="broke")
+    limit = await h.slash(h.mod_id, "quota", ["set"], user=broke, limit=0)
+    assert "0" in await answer(h, limit)
+    pic = h.fd.attachment("cat.png", picture(64, 48))
+    jobs_before, ledger_before = len(await h.jobs()), len(await h.ledger())
+
+    text = await answer(h, await h.slash(broke, "video", prompt="it moves", image=pic))
+
+    assert "credit" in text and "Queued" not in text, text
+    assert int(pic["id"]) not in h.fd.cdn_requests  # nothing downloaded for a request that cannot run
+    assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
+
+
 async def test_animate_opens_a_modal_then_the_video_replies_under_the_picture(h: BotHarness) -> None:
     fd = h.fd
     # A message without a picture: refused at once, no modal.

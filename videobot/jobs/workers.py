@@ -40,6 +40,16 @@ class WorkerRegistry:
             if res.rowcount == 0:
                 s.add(WorkerHeartbeat(worker_id=worker_id, started_at=db_now(), **values))
 
+    async def forget_workers(self, unseen_seconds: float) -> list[str]:
+        """Remove the rows of workers not seen for ``unseen_seconds`` (killed ones never say goodbye)."""
+        async with self.db.transaction() as s:
+            rows = await s.execute(
+                delete(WorkerHeartbeat)
+                .where(WorkerHeartbeat.seen_at < db_now() - unseen_seconds)
+                .returning(WorkerHeartbeat.worker_id)
+            )
+            return [row[0] for row in rows]
+
     async def worker_gone(self, worker_id: str) -> None:
         async with self.db.transaction() as s:
             await s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == worker_id))

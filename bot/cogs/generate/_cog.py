@@ -148,6 +148,7 @@ class GenerateCog(commands.Cog):
         picture = None
         if image is not None:
             planning.check_image(settings)  # before downloading anything
+            await self._check_before_download(interaction, prompt, cost=variations or 1)
             picture = await self._read_image(image)
         params = planning.build_params(
             target,
@@ -161,6 +162,29 @@ class GenerateCog(commands.Cog):
             num_videos=variations or 1,
         )
         await self._queue(interaction, target, params, kind="command", picture=picture)
+
+    async def _check_before_download(
+        self, interaction: discord.Interaction, prompt: str, *, cost: int
+    ) -> None:
+        """The channel, the blocklist and the member's credits, before a picture is fetched for nothing.
+
+        An early, read-only answer: ``_queue`` checks again, and the submit decides the charge (a
+        weighted cost may be higher than ``cost``, the least the request can cost)."""
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        if prompt.strip():
+            await self.check_guild(
+                interaction.guild_id,
+                interaction.channel_id,
+                prompt,
+                interaction.channel,
+                int(interaction.filesize_limit),
+            )
+        await self.bot.queue.check_limits(
+            interaction.guild_id,
+            interaction.user.id,
+            role_ids=member_role_ids(interaction.user),
+            cost=cost,
+        )
 
     async def _read_image(self, attachment: discord.Attachment) -> PreparedImage:
         assert self.bot.http_session is not None
@@ -247,6 +271,7 @@ class GenerateCog(commands.Cog):
         settings = self.bot.settings
         target = planning.check_model(settings, None)
         planning.check_image(settings)
+        await self._check_before_download(interaction, prompt, cost=1)
         picture = await self._read_image(attachment)
         params = planning.build_params(target, prompt, image=picture)
         await self._queue(
