@@ -267,21 +267,17 @@ class Transitions(Queries):
             .scalar_subquery()
         )
         last_served = select(func.max(h.started_at)).where(h.user_id == j.user_id).scalar_subquery()
-        q = select(j.id).where(j.status == JobStatus.QUEUED.value, j.cancel_requested.is_(False))
-        model_list = list(models or [])
-        if model_list:
-            q = q.where(j.model.in_(model_list))
+        q = select(j.id).where(*_claimable(j, models))
         q = q.order_by(running, last_served.asc().nulls_first(), j.queued_at, j.id).limit(1)
         if self.db.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True, of=j)
         return q
 
     async def _anything_queued(self, models: tuple[str, ...]) -> bool:
-        q = select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.cancel_requested.is_(False))
-        if models:
-            q = q.where(Job.model.in_(models))
         async with self.db.sessionmaker() as s:
-            return (await s.execute(q.limit(1))).first() is not None
+            return (
+                await s.execute(select(Job.id).where(*_claimable(Job, models)).limit(1))
+            ).first() is not None
 
     async def claim(self, owner: str, models: Iterable[str] | None = None) -> Claim | None:
         """Atomically take the next job (see ``_next_job_query``), or None if nothing is queued."""
@@ -835,6 +831,15 @@ def _set(*where: Any, touch: bool = True, **values: Any) -> Update:
     if touch:
         values.setdefault("updated_at", db_now())
     return update(Job).where(*where).values(**values).execution_options(synchronize_session=False)
+
+
+def _claimable(job: Any, models: Iterable[str] | None) -> list[ColumnElement[bool]]:
+    """What a claim may take: queued, not cancelled, of one of ``models`` (any model when empty)."""
+    where = [job.status == JobStatus.QUEUED.value, job.cancel_requested.is_(False)]
+    model_list = list(models or [])
+    if model_list:
+        where.append(job.model.in_(model_list))
+    return where
 
 
 async def _drop_previews(s: AsyncSession, job_ids: Iterable[int]) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import errors as bot_errors
+from videobot.presets import MAX_PROMPT_CHARS
 
 from . import _format
 
@@ -44,7 +45,7 @@ class AnimateModal(discord.ui.Modal):
             style=discord.TextStyle.paragraph,
             placeholder=_format.label(locale, _format.ANIMATE_PLACEHOLDER, _format.MAX_PLACEHOLDER),
             required=False,
-            max_length=1000,
+            max_length=MAX_PROMPT_CHARS,
         )
         self.add_item(self.prompt)
 

@@ -47,21 +47,24 @@ def _placeholder(locale: str, text: str) -> str:
     return _format.label(locale, text, _format.MAX_PLACEHOLDER)
 
 
+def _prompt_input(locale: str, label: str, prompt: str) -> discord.ui.TextInput:
+    """The required ``prompt`` input both forms open with, prefilled with the source's prompt."""
+    return discord.ui.TextInput(
+        label=_label(locale, label),
+        custom_id="prompt",
+        style=discord.TextStyle.paragraph,
+        default=_prefill(prompt),
+        placeholder=_placeholder(locale, _format.PROMPT_PLACEHOLDER),
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        required=True,
+    )
+
+
 def remix_form(locale: str, job_id: int, prompt: str, negative_prompt: str) -> discord.ui.Modal:
     """Prompt and negative prompt, prefilled with the source's."""
     modal = _form(locale, "remix", job_id, _format.REMIX_TITLE)
-    modal.add_item(
-        discord.ui.TextInput(
-            label=_label(locale, _format.PROMPT_LABEL),
-            custom_id="prompt",
-            style=discord.TextStyle.paragraph,
-            default=_prefill(prompt),
-            placeholder=_placeholder(locale, _format.PROMPT_PLACEHOLDER),
-            min_length=1,
-            max_length=MAX_PROMPT_CHARS,
-            required=True,
-        )
-    )
+    modal.add_item(_prompt_input(locale, _format.PROMPT_LABEL, prompt))
     modal.add_item(
         discord.ui.TextInput(
             label=_label(locale, _format.NEGATIVE_LABEL),
@@ -80,18 +83,7 @@ def remix_form(locale: str, job_id: int, prompt: str, negative_prompt: str) -> d
 def extend_form(locale: str, job_id: int, prompt: str) -> discord.ui.Modal:
     """What happens next, prefilled with the source's prompt."""
     modal = _form(locale, "extend", job_id, _format.EXTEND_TITLE)
-    modal.add_item(
-        discord.ui.TextInput(
-            label=_label(locale, _format.EXTEND_PROMPT_LABEL),
-            custom_id="prompt",
-            style=discord.TextStyle.paragraph,
-            default=_prefill(prompt),
-            placeholder=_placeholder(locale, _format.PROMPT_PLACEHOLDER),
-            min_length=1,
-            max_length=MAX_PROMPT_CHARS,
-            required=True,
-        )
-    )
+    modal.add_item(_prompt_input(locale, _format.EXTEND_PROMPT_LABEL, prompt))
     modal.stop()
     return modal
 
