@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import BigInteger, Float, and_, bindparam, case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from videobot.audit import audit
@@ -49,6 +50,94 @@ async def now(session: AsyncSession) -> float:
     return float((await session.execute(select(db_now()))).scalar_one())
 
 
+_MQ = MemberQuota.__table__
+_RL = RoleLimit.__table__
+_GC = GuildConfig.__table__
+_L = LedgerEntry.__table__
+_GUILD = bindparam("q_guild", type_=BigInteger)
+_USER = bindparam("q_user", type_=BigInteger)
+_MEMBER = and_(_MQ.c.guild_id == _GUILD, _MQ.c.user_id == _USER)
+
+
+class _Stmt:
+    """The statements a submit runs (a burst runs hundreds), built once with bound parameters: building
+    them again at each call cost more Python than the database spends on them."""
+
+    #: The clock and every source of the member's limit, in one row.
+    limits = select(
+        db_now().label("now"),
+        select(_MQ.c.limit_override).where(_MEMBER).scalar_subquery().label("override"),
+        select(_MQ.c.reset_at).where(_MEMBER).scalar_subquery().label("reset_at"),
+        select(func.max(_RL.c.limit))
+        .where(_RL.c.guild_id == _GUILD, _RL.c.role_id.in_(bindparam("q_roles", expanding=True)))
+        .scalar_subquery()
+        .label("role_best"),
+        select(_GC.c.default_limit).where(_GC.c.guild_id == _GUILD).scalar_subquery().label("guild_default"),
+    )
+    #: The window's ledger in one pass: net spent, granted, and the oldest charge not refunded.
+    _r = _L.alias("r")
+    _refunded = (
+        select(_r.c.job_id).where(_r.c.job_id == _L.c.job_id, _r.c.kind == LedgerKind.REFUND.value).exists()
+    )
+    ledger = select(
+        func.coalesce(
+            func.sum(
+                case(
+                    (
+                        _L.c.kind.in_(
+                            [
+                                LedgerKind.CHARGE.value,
+                                LedgerKind.REFUND.value,
+                                LedgerKind.PARTIAL_REFUND.value,
+                            ]
+                        ),
+                        _L.c.amount,
+                    ),
+                    else_=0,
+                )
+            ),
+            0,
+        ).label("net"),
+        func.coalesce(func.sum(case((_L.c.kind == LedgerKind.GRANT.value, _L.c.amount), else_=0)), 0).label(
+            "granted"
+        ),
+        func.min(
+            case(
+                (
+                    and_(_L.c.kind == LedgerKind.CHARGE.value, _L.c.job_id.is_not(None), ~_refunded),
+                    _L.c.window_at,
+                )
+            )
+        ).label("oldest"),
+    ).where(
+        _L.c.guild_id == _GUILD, _L.c.user_id == _USER, _L.c.window_at >= bindparam("q_start", type_=Float)
+    )
+    lock_member = select(_MQ.c.user_id).where(_MEMBER).with_for_update()
+    charge = insert(_L).values(
+        guild_id=_GUILD,
+        user_id=_USER,
+        job_id=bindparam("q_job"),
+        kind=LedgerKind.CHARGE.value,
+        amount=bindparam("q_amount"),
+        window_at=db_now(),
+        created_at=db_now(),
+    )
+    #: The account row, by dialect (``ON CONFLICT`` is spelled by each).
+    ensure_member: dict[str, Any] = {}
+
+
+def _ensure_member_stmt(session: AsyncSession) -> Any:
+    name = session.bind.dialect.name
+    stmt = _Stmt.ensure_member.get(name)
+    if stmt is None:
+        stmt = _Stmt.ensure_member[name] = (
+            dialect_insert(session)(_MQ)
+            .values(guild_id=_GUILD, user_id=_USER, updated_at=db_now())
+            .on_conflict_do_nothing(index_elements=["guild_id", "user_id"])
+        )
+    return stmt
+
+
 async def lock_account(session: AsyncSession, guild_id: int, user_id: int) -> MemberQuota:
     """Create the member's account row if needed and lock it for the rest of the transaction.
 
@@ -56,12 +145,18 @@ async def lock_account(session: AsyncSession, guild_id: int, user_id: int) -> Me
     the row lock makes concurrent charges for one member take turns, so the balance is read and
     charged atomically.
     """
-    ins = dialect_insert(session)(MemberQuota).values(guild_id=guild_id, user_id=user_id, updated_at=db_now())
-    await session.execute(ins.on_conflict_do_nothing(index_elements=["guild_id", "user_id"]))
+    await lock_member(session, guild_id, user_id)
     stmt = select(MemberQuota).where(MemberQuota.guild_id == guild_id, MemberQuota.user_id == user_id)
-    if session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
     return (await session.execute(stmt.execution_options(populate_existing=True))).scalar_one()
+
+
+async def lock_member(session: AsyncSession, guild_id: int, user_id: int) -> None:
+    """``lock_account`` without loading the account (what a submit needs: statements built once)."""
+    conn = await session.connection()
+    member = {"q_guild": guild_id, "q_user": user_id}
+    await conn.execute(_ensure_member_stmt(session), member)
+    if session.bind.dialect.name == "postgresql":
+        await conn.execute(_Stmt.lock_member, member)
 
 
 async def effective_limit(
@@ -72,31 +167,23 @@ async def effective_limit(
     default_limit: int,
 ) -> tuple[int, str]:
     """The member's limit and where it comes from (override > highest role > guild > setting)."""
-    override = (
-        await session.execute(
-            select(MemberQuota.limit_override).where(
-                MemberQuota.guild_id == guild_id, MemberQuota.user_id == user_id
-            )
-        )
-    ).scalar_one_or_none()
-    if override is not None:
-        return override, "override"
-    roles = [int(r) for r in role_ids]
-    if roles:
-        best = (
-            await session.execute(
-                select(func.max(RoleLimit.limit)).where(
-                    RoleLimit.guild_id == guild_id, RoleLimit.role_id.in_(roles)
-                )
-            )
-        ).scalar_one_or_none()
-        if best is not None:
-            return best, "role"
-    guild_default = (
-        await session.execute(select(GuildConfig.default_limit).where(GuildConfig.guild_id == guild_id))
-    ).scalar_one_or_none()
-    if guild_default is not None:
-        return guild_default, "guild"
+    row = await _limits(session, guild_id, user_id, role_ids)
+    return _limit_of(row, default_limit)
+
+
+async def _limits(session: AsyncSession, guild_id: int, user_id: int, role_ids: Iterable[int]) -> Any:
+    conn = await session.connection()
+    params = {"q_guild": guild_id, "q_user": user_id, "q_roles": [int(r) for r in role_ids]}
+    return (await conn.execute(_Stmt.limits, params)).one()
+
+
+def _limit_of(row: Any, default_limit: int) -> tuple[int, str]:
+    if row.override is not None:
+        return row.override, "override"
+    if row.role_best is not None:
+        return row.role_best, "role"
+    if row.guild_default is not None:
+        return row.guild_default, "guild"
     return default_limit, "default"
 
 
@@ -109,49 +196,20 @@ async def status(
     default_limit: int,
     window_seconds: float,
 ) -> QuotaStatus:
-    """Balance, limit, usage and the time the next credit comes back."""
-    t = await now(session)
-    limit, source = await effective_limit(session, guild_id, user_id, role_ids, default_limit)
-    reset_at = (
-        await session.execute(
-            select(MemberQuota.reset_at).where(
-                MemberQuota.guild_id == guild_id, MemberQuota.user_id == user_id
-            )
-        )
-    ).scalar_one_or_none()
+    """Balance, limit, usage and the time the next credit comes back (two statements)."""
+    row = await _limits(session, guild_id, user_id, role_ids)
+    t = float(row.now)
+    limit, source = _limit_of(row, default_limit)
     start = t - window_seconds
-    if reset_at is not None and reset_at > start:
-        start = reset_at
-    in_window = and_(
-        LedgerEntry.guild_id == guild_id,
-        LedgerEntry.user_id == user_id,
-        LedgerEntry.window_at >= start,
-    )
-    rows = (
-        await session.execute(
-            select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount), 0))
-            .where(in_window)
-            .group_by(LedgerEntry.kind)
-        )
-    ).all()
-    sums = {kind: int(total) for kind, total in rows}
-    used = -(
-        sums.get(LedgerKind.CHARGE, 0)
-        + sums.get(LedgerKind.REFUND, 0)
-        + sums.get(LedgerKind.PARTIAL_REFUND, 0)
-    )
-    granted = sums.get(LedgerKind.GRANT, 0)
-    # The oldest charge in the window that was not refunded gives its credit back first.
-    refunded = select(LedgerEntry.job_id).where(
-        LedgerEntry.kind == LedgerKind.REFUND, LedgerEntry.job_id.is_not(None)
-    )
-    oldest = (
-        await session.execute(
-            select(func.min(LedgerEntry.window_at)).where(
-                in_window, LedgerEntry.kind == LedgerKind.CHARGE, LedgerEntry.job_id.not_in(refunded)
-            )
-        )
-    ).scalar_one_or_none()
+    if row.reset_at is not None and row.reset_at > start:
+        start = row.reset_at
+    conn = await session.connection()
+    ledger = (
+        await conn.execute(_Stmt.ledger, {"q_guild": guild_id, "q_user": user_id, "q_start": start})
+    ).one()
+    used = -int(ledger.net)
+    granted = int(ledger.granted)
+    oldest = ledger.oldest
     return QuotaStatus(
         limit=limit,
         source=source,
@@ -166,18 +224,10 @@ async def status(
 
 async def charge(session: AsyncSession, guild_id: int, user_id: int, job_id: int, amount: int) -> None:
     """Write the charge for a job (call inside the job's own insert transaction)."""
-    session.add(
-        LedgerEntry(
-            guild_id=guild_id,
-            user_id=user_id,
-            job_id=job_id,
-            kind=LedgerKind.CHARGE.value,
-            amount=-abs(amount),
-            window_at=db_now(),
-            created_at=db_now(),
-        )
+    conn = await session.connection()
+    await conn.execute(
+        _Stmt.charge, {"q_guild": guild_id, "q_user": user_id, "q_job": job_id, "q_amount": -abs(amount)}
     )
-    await session.flush()
 
 
 async def _charged(session: AsyncSession, job_id: int) -> LedgerEntry | None:

@@ -153,7 +153,7 @@ class Transitions(Queries):
     async def _queue_one(self, s: AsyncSession, req: SubmitRequest) -> tuple[Job, int]:
         """Check the member's limits, insert the job and charge it (inside the caller's transaction).
         Returns the job and the balance left; raises the refusal with nothing written."""
-        await quota.lock_account(s, req.guild_id, req.user_id)
+        await quota.lock_member(s, req.guild_id, req.user_id)
         st = await self._check_limits(s, req.guild_id, req.user_id, req.role_ids, req.cost)
         job = Job(
             idempotency_key=req.idempotency_key,
@@ -199,12 +199,9 @@ class Transitions(Queries):
         self, s: AsyncSession, guild_id: int, user_id: int, role_ids: Sequence[int], cost: int
     ) -> quota.QuotaStatus:
         """The member's limits for one more job of ``cost``: raises the refusal, else their quota status."""
+        conn = await s.connection()
         active = (
-            await s.execute(
-                select(func.count())
-                .select_from(Job)
-                .where(Job.guild_id == guild_id, Job.user_id == user_id, Job.status.in_(ACTIVE))
-            )
+            await conn.execute(_Hot.active_count, {"b_guild": guild_id, "b_user": user_id})
         ).scalar_one()
         if active >= self.config.max_queued_per_user:
             raise TooManyQueued(
@@ -241,11 +238,17 @@ class Transitions(Queries):
             await self._check_limits(s, guild_id, user_id, role_ids, cost)
 
     async def _by_key(self, key: str, session: AsyncSession | None = None) -> Job | None:
-        stmt = select(Job).where(Job.idempotency_key == key)
+        async def go(s: AsyncSession) -> Job | None:
+            # Nearly always a new key: a light look first, the whole job only when there is one.
+            found = (await (await s.connection()).execute(_Hot.id_by_key, {"b_key": key})).first()
+            if found is None:
+                return None
+            return (await s.execute(select(Job).where(Job.id == found.id))).scalar_one()
+
         if session is not None:
-            return (await session.execute(stmt)).scalar_one_or_none()
+            return await go(session)
         async with self.db.sessionmaker() as s:
-            return (await s.execute(stmt)).scalar_one_or_none()
+            return await go(s)
 
     async def _submitted(
         self, job: Job, *, created: bool, req: SubmitRequest, session: AsyncSession | None = None
@@ -863,6 +866,12 @@ class _Hot:
             peak_gpu_bytes=bindparam("b_peak_gpu_bytes"),
         )
     )
+    active_count = select(func.count()).where(
+        _JOBS.c.guild_id == bindparam("b_guild"),
+        _JOBS.c.user_id == bindparam("b_user"),
+        _JOBS.c.status.in_(ACTIVE),
+    )
+    id_by_key = select(_JOBS.c.id).where(_JOBS.c.idempotency_key == bindparam("b_key"))
     drop_preview = delete(JobPreview.__table__).where(JobPreview.__table__.c.job_id == bindparam("b_id"))
 
 
