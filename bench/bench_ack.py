@@ -13,9 +13,11 @@ and prints one row:
   number of interactions not acknowledged within Discord's 3 s;
 - bot CPU seconds (user + system, all threads) from the burst until the last answer: the work the
   bot does for the burst, which the machine's load does not change much (latencies it does);
-- answer latency (dispatched → the fake accepted the edit of the deferred ephemeral response into
-  "Queued as…" or the refusal), which includes the database work (guild configuration, quota check +
-  charge + job in one transaction);
+- answer latency (dispatched → the fake accepted the private "Queued as…" or the refusal: the first
+  response itself when the bot answered within its inline second, else the edit of its deferred
+  response), which includes the database work (guild configuration, quota check + charge + job in
+  one transaction);
+- how many were answered, queued, and deferred ("thinking…" first, the answer edited in later);
 - how many accepted jobs have their public status message when the last member was answered, and
   how long after the burst the last one appeared (the status posts share the channel's 5-per-5 s
   message budget, so 150 of them take ~150 s: the bench waits for them at most ``--status-wait`` s);
@@ -43,8 +45,6 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.e2e.harness import PG_ENV, BotHarness  # noqa: E402
-
-ORIGINAL = "/webhooks/{application_id}/{token}/messages/@original"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -103,18 +103,16 @@ async def one_run(args: argparse.Namespace, db: str) -> str:
                 await asyncio.sleep(0.05)
             cpu_after = proc.cpu_times()
             cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
-            answered: dict[str, float] = {}
-            for r in fd.requests:
-                if r.method == "PATCH" and r.route == ORIGINAL and r.status == 200:
-                    answered.setdefault(r.path.split("/")[3], r.at)
-            answers = [answered[i.token] - i.created for i in interactions if i.token in answered]
+            # The answer in the first response, or the first accepted edit of the deferred one.
+            answers = [i.answered_at - i.created for i in interactions if i.answered_at is not None]
+            last_answer = max((i.answered_at for i in interactions if i.answered_at is not None), default=0.0)
             rss_after = proc.memory_info().rss
             acks = [i.ack_latency for i in interactions if i.ack_latency is not None]
             missed = sum(1 for i in interactions if i.ack_latency is None or i.ack_latency > 3)
+            deferred = sum(1 for i in interactions if i.response_type == 5)  # answered by an edit later
             queued = sum(
                 1 for i in interactions if ((i.original or {}).get("content") or "").startswith("Queued")
             )
-            last_answer = max(answered.values(), default=0.0)
             created = post_times(fd)
             jobs = await h.jobs()
             with_status_at_answer = sum(
@@ -140,7 +138,7 @@ async def one_run(args: argparse.Namespace, db: str) -> str:
                     if answers
                     else "none"
                 )
-                + f" | {cpu_s:.1f} s | {len(answers)} / {queued} | {with_status_at_answer} | "
+                + f" | {cpu_s:.1f} s | {len(answers)} / {queued} / {deferred} | {with_status_at_answer} | "
                 + f"{len(posted)}/{len(jobs)} in {max(posted, default=0):.0f} s | {sum(hits.values())} | "
                 + f"{rss_before / 2**20:.0f} → {rss_after / 2**20:.0f} MiB | "
                 + (f"{synced:.2f} / {ready:.2f} s |" if synced is not None and ready is not None else "? |")
@@ -150,7 +148,7 @@ async def one_run(args: argparse.Namespace, db: str) -> str:
 
 HEADER = (
     "| database | dispatched | ack p50 / p99 | not acked in 3 s | answer p50 / p99 / max | bot CPU until all answered "
-    "| answered / queued "
+    "| answered / queued / deferred "
     "| status msgs posted when all answered | status msgs posted (time after burst) | 429s served "
     "| bot RSS | synced / ready |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
 )

@@ -31,9 +31,10 @@ import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import regex
-from sqlalchemy import select
+from sqlalchemy import BigInteger, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from videobot.audit import audit
@@ -82,7 +83,8 @@ class GuildSettingsView:
 
 
 # ---------------------------------------------------------------------------------------- reading
-def _view(guild_id: int, row: GuildConfig | None) -> GuildSettingsView:
+def _view(guild_id: int, row: Any) -> GuildSettingsView:
+    """``row``: a ``guild_configs`` row (or ``GuildConfig``), or None."""
     if row is None:
         return GuildSettingsView(guild_id=guild_id)
     return GuildSettingsView(
@@ -98,14 +100,14 @@ def _view(guild_id: int, row: GuildConfig | None) -> GuildSettingsView:
 
 async def get_config(session: AsyncSession, guild_id: int) -> GuildSettingsView:
     """The guild's configuration, or the defaults when nothing was configured."""
-    row = (
-        await session.execute(
-            select(GuildConfig)
-            .where(GuildConfig.guild_id == guild_id)
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    # Every /video reads it: a statement built once, and a plain row rather than an ORM object.
+    row = (await session.execute(_CONFIG_BY_GUILD, {"g_guild": guild_id})).first()
     return _view(guild_id, row)
+
+
+_CONFIG_BY_GUILD = select(GuildConfig.__table__).where(
+    GuildConfig.__table__.c.guild_id == bindparam("g_guild", type_=BigInteger)
+)
 
 
 async def role_limits(session: AsyncSession, guild_id: int) -> list[tuple[int, int]]:

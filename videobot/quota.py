@@ -172,9 +172,8 @@ async def effective_limit(
 
 
 async def _limits(session: AsyncSession, guild_id: int, user_id: int, role_ids: Iterable[int]) -> Any:
-    conn = await session.connection()
     params = {"q_guild": guild_id, "q_user": user_id, "q_roles": [int(r) for r in role_ids]}
-    return (await conn.execute(_Stmt.limits, params)).one()
+    return (await session.execute(_Stmt.limits, params)).one()
 
 
 def _limit_of(row: Any, default_limit: int) -> tuple[int, str]:

@@ -5,7 +5,7 @@ public status message after the member was answered; ``editor`` throttles status
 shares one channel's message budget by priority; ``posting`` posts a result exactly once; ``notify``
 tells requesters how a job ended.
 
-One background loop (``DeliveryService``) reads the job feed (``JobQueue.changed_since`` with a
+One background loop (``DeliveryService``) reads the job feed (``JobQueue.changes_since`` with a
 cursor on the database clock). It wakes when this bot submits or cancels a job (``wake()``),
 on PostgreSQL when a worker's transition commits (``LISTEN``/``NOTIFY videobot_jobs``, whose payload
 names the jobs, read by id whatever the cursor says), and every ``VIDEOBOT_POLL_SECONDS``. Every minute (and at

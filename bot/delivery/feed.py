@@ -1,4 +1,4 @@
-"""The bot's view of job changes: a cursor over ``JobQueue.changed_since`` on the database clock, the
+"""The bot's view of job changes: a cursor over ``JobQueue.changes_since`` on the database clock, the
 jobs PostgreSQL named in a ``NOTIFY``, and the sweep of everything still owed (at start-up and every
 minute, whatever the feed said).
 
@@ -76,15 +76,19 @@ class JobFeed:
         since = self._cursor - (0.0 if self._saturated else OVERLAP_SECONDS)
         notified, self._notified = self._notified, set()
         try:
-            changed = await self.queue.changed_since(since, limit=FEED_LIMIT)
-            named = await self.queue.get_many(sorted(notified - {j.id for j in changed}))
+            # Ids and stamps first: the overlap re-reads up to OVERLAP_SECONDS of changes each time,
+            # and only the jobs not seen in that state are loaded.
+            changed = await self.queue.changes_since(since, limit=FEED_LIMIT)
+            wanted = [i for i, stamp in changed if self._seen.get(i) != stamp]
+            wanted += sorted(notified - {i for i, _ in changed})
+            loaded = {j.id: j for j in await self.queue.get_many(wanted)}
         except BaseException:
             self._notified |= notified  # read them next time
             raise
         self._saturated = len(changed) >= FEED_LIMIT
-        fresh = [j for j in [*changed, *named] if self._seen.get(j.id) != j.updated_at]
-        for job in changed:
-            self._cursor = max(self._cursor, job.updated_at)
+        fresh = [loaded[i] for i in wanted if i in loaded and self._seen.get(i) != loaded[i].updated_at]
+        for _, stamp in changed:
+            self._cursor = max(self._cursor, stamp)
         for job in fresh:
             self._seen[job.id] = job.updated_at
         if len(self._seen) > 5000:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The least time between two ticks when woken: wakes inside it are read together (a burst wakes it per job).
+MIN_TICK_SECONDS = 0.25
 SWEEP_SECONDS = 60.0
 MAX_ATTEMPTS = 8
 MAX_BACKOFF_SECONDS = 300.0
@@ -113,6 +115,7 @@ class DeliveryService:
     async def _run(self) -> None:
         backoff = 0.0
         while True:
+            started = time.monotonic()
             try:
                 self._wake.clear()
                 await self._tick()
@@ -127,6 +130,10 @@ class DeliveryService:
                 timeout = backoff
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+            if not self.feed.saturated:
+                # Wakes closer together than this (a burst of submits, a NOTIFY per job) are read in
+                # one tick: each tick reads the feed and recomputes queue positions.
+                await asyncio.sleep(max(0.0, started + MIN_TICK_SECONDS - time.monotonic()))
 
     def _timeout(self) -> float:
         timeout = self.poll_seconds

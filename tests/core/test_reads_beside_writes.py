@@ -48,7 +48,7 @@ async def test_reads_do_not_wait_for_a_writer_and_see_the_last_commit(db_url: st
         try:
             got = await reader.get(job.id)
             queued = await reader.queue_length("tiny")
-            feed = await reader.changed_since(committed.updated_at - 1)
+            feed = await reader.changes_since(committed.updated_at - 1)
             mine = await reader.user_jobs(1, 3)
             committed_before_reads = state["writer_committed"]
         finally:
@@ -57,7 +57,7 @@ async def test_reads_do_not_wait_for_a_writer_and_see_the_last_commit(db_url: st
         assert not committed_before_reads, "a read waited for the writer to commit"
         assert got is not None and got.progress_step == 0  # the last committed state
         assert queued == 1
-        assert [j.id for j in feed] == [job.id] and feed[0].updated_at == committed.updated_at
+        assert feed == [(job.id, committed.updated_at)]
         assert [(j.id, pos) for j, pos in mine] == [(job.id, 1)]
         # Once the writer committed, a new read sees its change.
         after = await reader.get(job.id)

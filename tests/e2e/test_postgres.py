@@ -57,7 +57,7 @@ async def test_database_outage_is_a_polite_retry_later_and_charges_nothing(h: Bo
     )
     try:
         interaction = await h.slash(h.other_id, "video", prompt="a storm over the sea")
-        body = await interaction.acknowledged(3)  # acknowledged before touching the database
+        body = await interaction.acknowledged(3)  # answered, or deferred, inside Discord's 3 s
         assert body["data"]["flags"] & 64
         text = await h.wait_for(lambda: (interaction.original or {}).get("content"), 30, "the answer")
         assert re.search(r"try again in a minute", text) and "Nothing was charged" in text, text

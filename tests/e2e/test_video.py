@@ -71,8 +71,8 @@ async def test_video_is_acknowledged_then_posted_as_playable_mp4(h: BotHarness) 
     prompt = f"a red fox in fresh snow @everyone <@{h.other_id}> **loud**"
     interaction = await h.slash(h.member_id, "video", prompt=prompt)
     body = await interaction.acknowledged(3)
-    # Acknowledged at once and privately ("thinking…" only the requester sees).
-    assert body["type"] == 5 and body["data"]["flags"] & 64
+    # Answered at once and privately: the "Queued as…" note is the first response (no "thinking…").
+    assert body["type"] == 4 and body["data"]["flags"] & 64 and "Queued as job #" in body["data"]["content"]
     assert interaction.ack_latency is not None and interaction.ack_latency < 3
 
     post = await h.wait_for(lambda: next(iter(result_posts(h)), None), 60, "the video post")

@@ -88,6 +88,24 @@ class Interaction:
         return None if self.acked_at is None else self.acked_at - self.created
 
     @property
+    def answered_at(self) -> float | None:
+        """When the member first saw text: the initial response if it carried a message (type 4), else
+        the first accepted edit of the deferred response (``@original``); None if neither yet."""
+        if self.response_type == 4 and ((self.initial or {}).get("data") or {}).get("content"):
+            return self.acked_at
+        return next(
+            (
+                r.at
+                for r in self.fd.requests
+                if r.method == "PATCH"
+                and r.route == "/webhooks/{application_id}/{token}/messages/@original"
+                and r.status == 200
+                and self.token in r.path
+            ),
+            None,
+        )
+
+    @property
     def response_type(self) -> int | None:
         return None if self.initial is None else self.initial["type"]
 

@@ -74,7 +74,8 @@ async def test_429_storm_during_a_burst_acknowledges_in_time_and_delivers_each_o
     faults = [
         # Fewer than discord.py's 5 tries per request, so every request gets through in the end.
         fd.inject("POST", r"^/channels/\d+/messages$", 429, count=4, retry_after=0.3),
-        fd.inject("PATCH", r"^/webhooks/\d+/[^/]+/messages/@original$", 429, count=4, retry_after=0.3),
+        # The answer: the first response itself (the database is quick here).
+        fd.inject("POST", r"^/interactions/\d+/[^/]+/callback$", 429, count=4, retry_after=0.3),
         fd.inject("PATCH", r"^/channels/\d+/messages/\d+$", 429, count=4, retry_after=0.3),
         fd.inject("POST", r"^/webhooks/\d+/[^/]+$", 429, count=4, retry_after=0.3),
     ]
@@ -246,6 +247,8 @@ async def test_sqlite_write_lock_for_5_s_during_a_burst(h: BotHarness) -> None:
     await h.wait_for(lambda: all(i.initial for i in interactions), 10, "acknowledgements")
     assert not locker.done(), "the lock was released before the burst was acknowledged"
     assert max(i.ack_latency for i in interactions) < 3
+    # Queueing waits for the lock: each member gets the private "thinking…" in time, then the note.
+    assert all(i.response_type == 5 and i.ephemeral for i in interactions)
     texts = await asyncio.gather(*(answer(h, i, 40) for i in interactions))
     await locker
     assert all(t.startswith("Queued as job #") for t in texts), texts

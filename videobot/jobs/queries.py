@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Float, Integer, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from videobot import quota
@@ -309,19 +309,13 @@ class Queries:
             return int((await s.execute(q)).scalar_one())
 
     # ------------------------------------------------------------------ the bot's feed
-    async def changed_since(self, since: float, *, limit: int = 200) -> list[Job]:
-        """Jobs updated after ``since`` (database clock), oldest change first: the bot's event feed."""
+    async def changes_since(self, since: float, *, limit: int = 200) -> list[tuple[int, float]]:
+        """``(id, updated_at)`` of the jobs updated after ``since`` (database clock), oldest change first:
+        the bot's event feed. Only ids and stamps: the feed loads (``get_many``) just the jobs it has
+        not seen in that state, since its overlap re-reads the last seconds of changes every time."""
         async with self.db.sessionmaker() as s:
-            return list(
-                (
-                    await s.execute(
-                        select(Job)
-                        .where(Job.updated_at > since)
-                        .order_by(Job.updated_at, Job.id)
-                        .limit(limit)
-                    )
-                ).scalars()
-            )
+            rows = await s.execute(_CHANGES, {"b_since": since, "b_limit": limit})
+            return [(int(r.id), float(r.updated_at)) for r in rows]
 
     async def without_status_message(self, *, created_after: float, limit: int = 1000) -> list[Job]:
         """Jobs whose public status message is not recorded yet (oldest first): queued and running
@@ -366,3 +360,13 @@ class Queries:
                     )
                 ).scalars()
             )
+
+
+_JOBS = Job.__table__
+#: Built once: the feed runs it at every tick (``changes_since``).
+_CHANGES = (
+    select(_JOBS.c.id, _JOBS.c.updated_at)
+    .where(_JOBS.c.updated_at > bindparam("b_since", type_=Float))
+    .order_by(_JOBS.c.updated_at, _JOBS.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+)

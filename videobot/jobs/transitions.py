@@ -240,7 +240,7 @@ class Transitions(Queries):
     async def _by_key(self, key: str, session: AsyncSession | None = None) -> Job | None:
         async def go(s: AsyncSession) -> Job | None:
             # Nearly always a new key: a light look first, the whole job only when there is one.
-            found = (await (await s.connection()).execute(_Hot.id_by_key, {"b_key": key})).first()
+            found = (await s.execute(_Hot.id_by_key, {"b_key": key})).first()
             if found is None:
                 return None
             return (await s.execute(select(Job).where(Job.id == found.id))).scalar_one()

@@ -14,21 +14,25 @@ the member's credits) first, within ``FORM_DEADLINE`` of Discord's 3 s; a databa
 gets a "busy, click again" note instead of a late, failed answer. The form's submission is a new
 interaction, handled in ``on_interaction`` by its custom id (so it survives a restart too).
 
-Acknowledgement design: the first thing ``/video`` does is ``defer(ephemeral=True, thinking=True)``,
-before any database or disk work, because the 3 s deadline must hold even when the database is
-slow under a burst. Whether the request will be refused is only known after the database check,
-and a deferred response keeps the visibility chosen at defer time, so the defer is ephemeral:
+Acknowledgement design: ``/video`` (text) starts queueing at once (no network; the guild's rules,
+then the charge and the job in one transaction) and gives it ``INLINE_ANSWER_SECONDS``. Done by then,
+the private "Queued as job #N (#k in the queue)" note, or the refusal, is the first response itself
+(ephemeral: one request, no "thinking…"). Not done (a slow database, a burst), it defers
+(``ephemeral=True, thinking=True``) right then, well inside Discord's 3 s, and edits the note or the
+refusal in when it is ready. A deferred response keeps the visibility chosen at defer time, so the
+defer is ephemeral too. ``/video image:`` and the other entry points defer before anything else
+(fetching a picture has no bound):
 
-* refused (quota, too many queued, blocked prompt, channel, bad options): the ephemeral
-  "thinking…" becomes the reason and what to do; nobody else sees anything;
-* accepted: the ephemeral response becomes a short "Queued as job #N (#k in the queue)" note at
-  once, and only then is the PUBLIC status message (the requester, the prompt, the queue position,
-  later the progress bar) handed to the delivery service, which posts it in the background
-  (``bot.delivery.status``): a channel allows ~5 messages per 5 s, so under a burst the status
-  posts lag by minutes while every member still has their answer within a second or two. The
-  answer carries no link to the status message (it does not exist yet when the answer is sent; an
-  extra edit per job to add it would cost an interaction request per member for little). The result
-  is posted publicly later (interaction follow-up while the token is valid, else a channel message).
+* refused (quota, too many queued, blocked prompt, channel, bad options): the member sees only the
+  reason and what to do; nobody else sees anything;
+* accepted: the private note comes first, and only then is the PUBLIC status message (the
+  requester, the prompt, the queue position, later the progress bar) handed to the delivery
+  service, which posts it in the background (``bot.delivery.status``): a channel allows ~5 messages
+  per 5 s, so under a burst the status posts lag by minutes while every member still has their
+  answer within a second or two. The answer carries no link to the status message (it does not
+  exist yet when the answer is sent; an extra edit per job to add it would cost an interaction
+  request per member for little). The result is posted publicly later (interaction follow-up while
+  the token is valid, else a channel message).
 
 The alternative, a public defer, would show a public "thinking…" for refusals too, and the only
 way to make a refusal private then is deleting the public response and sending an ephemeral
@@ -40,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -77,6 +82,9 @@ RERUN_COOLDOWN_SECONDS = 30
 FEEDBACK_SECONDS = 15
 #: Remix / Extend must answer with their form within Discord's 3 s: the database gets this long.
 FORM_DEADLINE = 2.0
+#: /video answers in its first response when queueing takes less than this; else it defers then
+#: (leaving Discord's 3 s for a slow event loop and the defer itself) and edits the answer in later.
+INLINE_ANSWER_SECONDS = 1.0
 
 
 def member_role_ids(member: object) -> list[int]:
@@ -139,29 +147,73 @@ class GenerateCog(commands.Cog):
         image: discord.Attachment | None = None,
         variations: app_commands.Range[int, 1, MAX_VIDEOS] | None = None,
     ) -> None:
-        # Acknowledge first: nothing before this line touches the database, the disk or the network.
+        settings = self.bot.settings
+
+        def plan(picture: PreparedImage | None) -> tuple[planning.QueueTarget, dict[str, Any]]:
+            target = planning.check_model(settings, model)
+            planning.check_audio(settings, audio)
+            return target, planning.build_params(
+                target,
+                prompt,
+                negative_prompt=negative_prompt,
+                seed=seed,
+                duration=duration,
+                aspect_ratio=aspect_ratio.value if aspect_ratio else None,
+                audio=audio,
+                image=picture,
+                num_videos=variations or 1,
+            )
+
+        if image is None:
+            # Answered in the first response when the database is quick, else deferred (``_answer``).
+            async def queue() -> Submitted:
+                target, params = plan(None)
+                return await self._submit(interaction, target, params, kind="command")
+
+            await self._answer(interaction, queue())
+            return
+        # A picture: acknowledge first, since nothing bounds how long fetching it takes.
         await interaction.response.defer(ephemeral=True, thinking=True)
         record_ack(interaction.created_at)
-        settings = self.bot.settings
-        target = planning.check_model(settings, model)
+        planning.check_model(settings, model)
         planning.check_audio(settings, audio)
-        picture = None
-        if image is not None:
-            planning.check_image(settings)  # before downloading anything
-            await self._check_before_download(interaction, prompt, cost=variations or 1)
-            picture = await self._read_image(image)
-        params = planning.build_params(
-            target,
-            prompt,
-            negative_prompt=negative_prompt,
-            seed=seed,
-            duration=duration,
-            aspect_ratio=aspect_ratio.value if aspect_ratio else None,
-            audio=audio,
-            image=picture,
-            num_videos=variations or 1,
-        )
+        planning.check_image(settings)  # before downloading anything
+        await self._check_before_download(interaction, prompt, cost=variations or 1)
+        picture = await self._read_image(image)
+        target, params = plan(picture)
         await self._queue(interaction, target, params, kind="command", picture=picture)
+
+    async def _answer(self, interaction: discord.Interaction, queue: Coroutine[Any, Any, Submitted]) -> None:
+        """Run ``queue`` (checks, charge and job) and answer with its "Queued as…" note or its refusal.
+
+        Within ``INLINE_ANSWER_SECONDS`` the note (or the refusal, by the error handler) is the first
+        response itself: one request instead of a defer and an edit, and no "thinking…". A slower
+        database (a burst, a lock) gets the deferred "thinking…" at that point, well inside
+        Discord's 3 s, and the note as an edit when it is ready.
+        """
+        task = asyncio.ensure_future(queue)
+        done, _ = await asyncio.wait({task}, timeout=INLINE_ANSWER_SECONDS)
+        if not done:
+            try:
+                await interaction.response.defer(ephemeral=True, thinking=True)
+                record_ack(interaction.created_at)
+            finally:
+                submitted = await task  # a refusal goes to the error handler, which edits the response
+            await self._reply_queued(interaction, submitted)
+            return
+        submitted = task.result()  # a refusal goes to the error handler, as the first response
+        try:
+            await interaction.response.send_message(
+                _format.queued_note(
+                    member_locale(interaction), submitted.job, submitted.position, submitted.balance
+                ),
+                ephemeral=True,
+            )
+            record_ack(interaction.created_at)
+        finally:
+            # Then the public status message, also when the answer failed (it is owed either way).
+            if not submitted.job.status_message_id:
+                self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
 
     async def _check_before_download(
         self, interaction: discord.Interaction, prompt: str, *, cost: int
@@ -200,7 +252,24 @@ class GenerateCog(commands.Cog):
         picture: PreparedImage | None = None,
         reply_to_message_id: int | None = None,
     ) -> None:
-        """Channel rules, then charge and queue in one transaction; answer privately, then post the status."""
+        """Channel rules, then charge and queue in one transaction; answer the deferred response
+        privately, then post the status."""
+        submitted = await self._submit(
+            interaction, target, params, kind=kind, picture=picture, reply_to_message_id=reply_to_message_id
+        )
+        await self._reply_queued(interaction, submitted)
+
+    async def _submit(
+        self,
+        interaction: discord.Interaction,
+        target: planning.QueueTarget,
+        params: dict[str, Any],
+        *,
+        kind: str,
+        picture: PreparedImage | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> Submitted:
+        """Channel rules, then charge and queue in one transaction (the refusal raised, nothing written)."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
         limit = int(interaction.filesize_limit)
@@ -233,6 +302,10 @@ class GenerateCog(commands.Cog):
                 len(picture.png),
             )
         self.bot.delivery.wake()
+        return submitted
+
+    async def _reply_queued(self, interaction: discord.Interaction, submitted: Submitted) -> None:
+        """Edit the deferred response into the "Queued as…" note, then have the status message posted."""
         try:
             # Answer first: the member's "Queued as…" never waits for the channel's message budget.
             await interaction.edit_original_response(
