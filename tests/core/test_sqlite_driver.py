@@ -1,0 +1,99 @@
+"""The SQLite driver (``videobot.sqlite_driver``): aiosqlite's behaviour, one thread hop per statement,
+and connections handed back to the pool never keep a transaction (or SQLite's write lock) open."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+import pytest
+from sqlalchemy import text
+
+from videobot import sqlite_driver
+from videobot.db import Database
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call aiosqlite hands to a connection's thread."""
+    calls: list[str] = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(getattr(fn, "__name__", "?"))
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return calls
+
+
+async def test_cursor_answers_like_aiosqlite(tmp_path: Path) -> None:
+    conn = await sqlite_driver.connect(str(tmp_path / "d.db"), isolation_level=None)
+    try:
+        cur = conn.cursor()
+        await cur.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+        await cur.execute("INSERT INTO t (name) VALUES (?)", ("a",))
+        assert (cur.rowcount, cur.lastrowid) == (1, 1)
+        await cur.executemany("INSERT INTO t (name) VALUES (?)", [("b",), ("c",), ("d",)])
+        assert cur.rowcount == 3
+        await cur.execute("UPDATE t SET name = name || '!' WHERE id > ?", (2,))
+        assert cur.rowcount == 2
+        await cur.execute("SELECT id, name FROM t ORDER BY id")
+        assert [d[0] for d in cur.description] == ["id", "name"]
+        assert await cur.fetchone() == (1, "a")
+        assert await cur.fetchmany(2) == [(2, "b"), (3, "c!")]
+        assert await cur.fetchall() == [(4, "d!")]
+        assert await cur.fetchone() is None
+        with pytest.raises(sqlite3.IntegrityError):
+            await cur.execute("INSERT INTO t (name) VALUES ('a')")
+        await cur.execute("SELECT count(*) FROM t")
+        assert await cur.fetchall() == [(4,)]  # the failed insert changed nothing
+    finally:
+        await conn.close()
+
+
+async def test_one_thread_hop_per_statement(tmp_path: Path, hops: list[str]) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}")
+    try:
+        async with db.transaction() as s:  # the first use opens the connection (its set-up hops)
+            await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)"))
+        hops.clear()
+        async with db.transaction() as s:
+            for n in range(5):
+                await s.execute(text("INSERT INTO t (n) VALUES (:n)"), {"n": n})
+            rows = (await s.execute(text("SELECT n FROM t ORDER BY n"))).scalars().all()
+        assert rows == [0, 1, 2, 3, 4]
+        # BEGIN IMMEDIATE, six statements, COMMIT; no rollback when the connection goes back to the pool.
+        assert len(hops) == 8, hops
+        assert hops[-1] == "commit" and "rollback" not in hops
+    finally:
+        await db.dispose()
+
+
+async def test_a_failed_transaction_leaves_no_lock_behind(tmp_path: Path, hops: list[str]) -> None:
+    path = tmp_path / "d.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.transaction() as s:
+            await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as s:
+                await s.execute(text("INSERT INTO t (id) VALUES (1)"))
+                raise RuntimeError("a bug in the middle of a write")
+        assert "rollback" in hops
+        # Another process can take the write lock at once, and the insert is gone.
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            assert other.execute("SELECT count(*) FROM t").fetchone() == (0,)
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        # And the pooled connection works for the next transaction.
+        async with db.transaction() as s:
+            await s.execute(text("INSERT INTO t (id) VALUES (2)"))
+        async with db.sessionmaker() as s:
+            assert (await s.execute(text("SELECT id FROM t"))).scalars().all() == [2]
+    finally:
+        await db.dispose()
