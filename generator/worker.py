@@ -2,7 +2,9 @@
 
 Loads one pipeline once, then loops: recover stale leases, claim (fair share, only the models it
 serves), run the pipeline in a thread (so heartbeats keep flowing during a 10-minute job),
-encode, store, complete. A job with variations (``num_videos``) renders them in batches of up to
+encode, store, complete. A busy worker claims its next job in the transaction that stores the last
+one (``complete_and_claim``: one commit between two jobs); a claim it holds when it stops goes back
+to the queue, its attempt not counted. A job with variations (``num_videos``) renders them in batches of up to
 the preset's ``batch_cap`` (``run_variations``), encodes each within its share of one message's
 upload limit and stores them in one ``complete``; variations that ran out of memory are left out
 and refunded there. While a job runs, its lease is renewed every second (with progress when
@@ -236,6 +238,7 @@ class Worker:
         last_recover = 0.0
         last_seen = self.monotonic()
         backoff = 0.0
+        claim: Claim | None = None  # the next job, when storing the last one claimed it already
         try:
             while not self.stopping.is_set():
                 try:
@@ -248,7 +251,8 @@ class Worker:
                         await self.queue.worker_seen(
                             self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes()
                         )
-                    claim = await self.queue.claim(self.worker_id, self.models)
+                    if claim is None:
+                        claim = await self.queue.claim(self.worker_id, self.models)
                     backoff = 0.0
                 except DB_ERRORS as exc:
                     backoff = min(max(backoff * 2, 0.5), 10.0)
@@ -266,14 +270,17 @@ class Worker:
                     except TimeoutError:
                         pass
                     continue
-                await self._process_with_grace(claim)
+                claim = await self._process_with_grace(claim)
         finally:
+            if claim is not None:  # claimed with the last result, never started: back to the queue
+                await self._settle(claim, self.queue.release, claim)
             try:
                 await self.queue.worker_gone(self.worker_id)
             except DB_ERRORS:
                 log.warning("could not remove worker %s from the database", self.worker_id)
 
-    async def _process_with_grace(self, claim: Claim) -> None:
+    async def _process_with_grace(self, claim: Claim) -> Claim | None:
+        """``process`` with the shutdown grace period; returns the next job if it was claimed."""
         task = asyncio.create_task(self.process(claim), name=f"job-{claim.job_id}")
         stop_wait = asyncio.create_task(self.stopping.wait())
         try:
@@ -284,19 +291,23 @@ class Worker:
                 done, _ = await asyncio.wait({task}, timeout=grace)
                 if task not in done:
                     self.abort.set()  # the next denoising step raises _Abort; the job is released
-            await task
+            return await task
         finally:
             stop_wait.cancel()
 
     # ------------------------------------------------------------------ one job
-    async def process(self, claim: Claim) -> None:
-        """Run one claimed job to an end state (or back to the queue)."""
+    async def process(self, claim: Claim) -> Claim | None:
+        """Run one claimed job to an end state (or back to the queue).
+
+        Returns the next job when storing this one's result claimed it in the same transaction
+        (``complete_and_claim``; not while stopping), else None.
+        """
         every = self.settings.preview_seconds
         run = _Running(claim, previews=_Previews(every) if every > 0 else None)
         self.current = run
         beat = asyncio.create_task(self._heartbeats(run), name=f"heartbeat-{claim.job_id}")
         try:
-            await self._run_job(run)
+            return await self._run_job(run)
         finally:
             beat.cancel()
             try:
@@ -305,7 +316,7 @@ class Worker:
                 pass
             self.current = None
 
-    async def _run_job(self, run: _Running) -> None:
+    async def _run_job(self, run: _Running) -> Claim | None:
         c = run.claim
         q = self.queue
         t0 = time.monotonic()
@@ -380,14 +391,14 @@ class Worker:
             why_missing = next((v.error for v in variations if v.output is None), None)
         except JobCancelled:
             await self._settle(c, q.acknowledge_cancel, c)
-            return
+            return None
         except _Abort:
             await self._settle(c, q.release, c)
-            return
+            return None
         except (InvalidParameters, GenerationOOM) as exc:
             # Never retried: the same request would fail the same way. Refunded by fail().
             await self._settle(c, q.fail, c, str(exc), code=exc.code, retryable=False)
-            return
+            return None
         except Exception as exc:
             from generator.encode import StorageError
 
@@ -396,12 +407,16 @@ class Worker:
             await self._settle(
                 c, q.fail, c, GENERIC_FAILURE, code="storage" if retryable else "error", retryable=retryable
             )
-            return
+            return None
         try:
-            status = await db_retry(q.complete, c, results, missing_reason=why_missing)
+            # Going on: the next job is claimed in the same transaction (one commit between jobs).
+            going_on = None if self.stopping.is_set() else self.models
+            status, following = await db_retry(
+                q.complete_and_claim, c, results, missing_reason=why_missing, models=going_on
+            )
         except LeaseLost as exc:
             log.warning("job %s: %s; dropping it", c.job_id, exc)
-            return
+            return None
         except Exception as exc:
             if db_unreachable(exc):
                 log.exception(
@@ -411,10 +426,10 @@ class Worker:
             else:
                 log.exception("job %s: the result could not be stored (a bug, not an outage)", c.job_id)
                 await self._settle(c, q.fail, c, GENERIC_FAILURE, code="error", retryable=False)
-            return
+            return None
         if status == JobStatus.CANCELLED.value:
             log.info("job %s: cancelled after its last step; the render was discarded", c.job_id)
-            return
+            return following
         self.jobs_done += 1
         log.info(
             "job %s done in %.2f s (%s s/step over %d steps, peak GPU memory %s; %d of %d video(s), %s bytes%s, %s)",
@@ -429,6 +444,7 @@ class Worker:
             " with sound" if encoded[0].has_audio else "",
             "; ".join(enc.notes or "first encode fit" for enc in encoded),
         )
+        return following
 
     async def _settle(self, c: Claim, fn: Any, *args: Any, **kwargs: Any) -> None:
         """Record a job's end state, surviving a database outage and a lost lease."""

@@ -613,3 +613,49 @@ async def test_heartbeats_renew_the_lease_and_the_worker_row_on_time(
         beats.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beats
+
+
+async def test_a_busy_worker_claims_the_next_job_as_it_stores_one_and_hands_back_one_it_never_started(
+    qdb, tiny_pipeline
+) -> None:  # type: ignore[no-untyped-def]
+    db, data = qdb
+    s = settings_for(data, db.url)
+    q = JobQueue(db, QueueConfig(lease_seconds=5))
+    first, second, third = [await submit(q, user=u, steps=2) for u in (1, 2, 3)]
+    worker = Worker(s, q, tiny_pipeline, worker_id="w1", models=["tiny"])
+    stored = q.complete_and_claim
+
+    async def then_sigterm(*args, **kwargs):  # type: ignore[no-untyped-def]
+        status, following = await stored(*args, **kwargs)
+        worker.stop()  # SIGTERM right after the commit that stored the first job and claimed the next
+        return status, following
+
+    q.complete_and_claim = then_sigterm  # type: ignore[method-assign]
+    await asyncio.wait_for(worker.run(), 60)
+    done, handed_back, untouched = [await q.get(i) for i in (first, second, third)]
+    assert done is not None and done.status == "succeeded" and done.attempts == 1
+    # The next job was claimed with the first one's result, and given back unstarted: queued again,
+    # no lease, its attempt not counted.
+    assert handed_back is not None and handed_back.status == "queued"
+    assert handed_back.attempts == 0 and handed_back.lease_owner is None
+    assert untouched is not None and untouched.status == "queued" and untouched.attempts == 0
+
+    # A worker that goes on runs the rest, each claimed as the one before is stored.
+    q.complete_and_claim = stored  # type: ignore[method-assign]
+    claims = 0
+    plain_claim = q.claim
+
+    async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal claims
+        found = await plain_claim(*args, **kwargs)
+        claims += found is not None
+        return found
+
+    q.claim = counted  # type: ignore[method-assign]
+    worker = Worker(s, q, tiny_pipeline, worker_id="w2", models=["tiny"])
+    assert await run_until(worker, q, third, {"succeeded", "failed"}) == "succeeded"
+    for job_id in (second, third):
+        job = await q.get(job_id)
+        assert job is not None and job.status == "succeeded" and job.attempts == 1, job_id
+    assert claims == 1  # the second job by a claim; the third with the second's result
+    assert await refunds(db, second) == 0

@@ -306,14 +306,23 @@ class Transitions(Queries):
             # An idle worker polls every second: a read (beside writers, in WAL) instead of the write
             # lock each time, which a submit would otherwise wait behind. Busy workers skip the look.
             return None
+        async with self.db.transaction() as s:
+            row = await self._take_next(s, owner, key)
+        return self._claimed(row, owner, key)
+
+    async def _take_next(self, s: AsyncSession, owner: str, key: tuple[str, ...]) -> Any:
+        """The claim's one statement, in the caller's transaction: the claimed row, or None."""
         stmt = self._next_id_cache.get(key)
         if stmt is None:
             stmt = self._next_id_cache[key] = _claim_statement(self._next_job_query(key).scalar_subquery())
-        async with self.db.transaction() as s:
-            conn = await s.connection()
-            row = (await conn.execute(stmt, {"b_owner": owner, "b_lease": self.config.lease_seconds})).first()
-            if row is not None:
-                await self._notify(s, [row.id])
+        conn = await s.connection()
+        row = (await conn.execute(stmt, {"b_owner": owner, "b_lease": self.config.lease_seconds})).first()
+        if row is not None:
+            await self._notify(s, [row.id])
+        return row
+
+    def _claimed(self, row: Any, owner: str, key: tuple[str, ...]) -> Claim | None:
+        """After the commit: the ``Claim`` of a claimed row (None if nothing was queued)."""
         if row is None:
             self._idle.add(key)
             return None
@@ -378,6 +387,18 @@ class Transitions(Queries):
     async def complete(
         self, c: Claim, result: ResultData | Sequence[ResultData], *, missing_reason: str | None = None
     ) -> str:
+        """Store the video(s) and mark the job succeeded; returns the new status (see ``complete_and_claim``)."""
+        status, _ = await self.complete_and_claim(c, result, missing_reason=missing_reason)
+        return status
+
+    async def complete_and_claim(
+        self,
+        c: Claim,
+        result: ResultData | Sequence[ResultData],
+        *,
+        missing_reason: str | None = None,
+        models: Iterable[str] | None = None,
+    ) -> tuple[str, Claim | None]:
         """Store the video(s) and mark the job succeeded; returns the new status.
 
         ``result`` is one video, or the variations made (each with its ``variant``). When the job asked
@@ -388,6 +409,10 @@ class Transitions(Queries):
         large the videos. A job whose cancel flag was set ends ``cancelled`` and refunded instead,
         the render discarded (returns "cancelled"): a cancel always ends a job. Raises ``LeaseLost``
         if fenced out, ``ValueError`` for no video or variants that are not distinct.
+
+        With ``models`` (a busy worker that goes on), the same transaction also claims the worker's
+        next job (as ``claim(c.owner, models)`` would) and returns its ``Claim``: one commit between
+        two jobs instead of two. Returns ``(status, next claim or None)``.
         """
         results = [result] if isinstance(result, ResultData) else list(result)
         variants = [r.variant for r in results]
@@ -449,9 +474,12 @@ class Transitions(Queries):
                     raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
                 await conn.execute(_Hot.drop_preview, {"b_id": c.job_id})
                 await self._notify(s, [c.job_id])
+            key = tuple(models or ()) if models is not None else None
+            taken = await self._take_next(s, c.owner, key) if key is not None else None
+        following = self._claimed(taken, c.owner, key) if key is not None else None
         if cancelled:
             log.info("job %s was cancelled while it was finishing: render discarded, refunded", c.job_id)
-            return JobStatus.CANCELLED.value
+            return JobStatus.CANCELLED.value, following
         log.info(
             "job %s succeeded (%d of %d video(s), %d bytes%s)",
             c.job_id,
@@ -460,7 +488,7 @@ class Transitions(Queries):
             sum(len(r.video) for r in results),
             ", the missing ones refunded" if missing else "",
         )
-        return JobStatus.SUCCEEDED.value
+        return JobStatus.SUCCEEDED.value, following
 
     async def fail(self, c: Claim, message: str, *, code: str = "error", retryable: bool = False) -> str:
         """Record a failure. Retryable failures go back to the queue while attempts remain.
