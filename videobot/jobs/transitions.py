@@ -199,10 +199,7 @@ class Transitions(Queries):
         self, s: AsyncSession, guild_id: int, user_id: int, role_ids: Sequence[int], cost: int
     ) -> quota.QuotaStatus:
         """The member's limits for one more job of ``cost``: raises the refusal, else their quota status."""
-        conn = await s.connection()
-        active = (
-            await conn.execute(_Hot.active_count, {"b_guild": guild_id, "b_user": user_id})
-        ).scalar_one()
+        active = (await s.execute(_Hot.active_count, {"b_guild": guild_id, "b_user": user_id})).scalar_one()
         if active >= self.config.max_queued_per_user:
             raise TooManyQueued(
                 nmsg(
@@ -299,8 +296,8 @@ class Transitions(Queries):
     async def claim(self, owner: str, models: Iterable[str] | None = None) -> Claim | None:
         """Atomically take the next job (see ``_next_job_query``), or None if nothing is queued."""
         # Building the fair-share query (three aliases, two subqueries) costs ~10 ms of Python per
-        # claim: the whole statement is built once per model list (see _Hot); SQLAlchemy caches its
-        # compiled form.
+        # claim: the whole statement is built once per model list (``_claim_statement``); SQLAlchemy
+        # caches its compiled form.
         key = tuple(models or ())
         if key in self._idle and not await self._anything_queued(key):
             # An idle worker polls every second: a read (beside writers, in WAL) instead of the write
