@@ -257,3 +257,38 @@ async def test_sqlite_write_lock_for_5_s_during_a_burst(h: BotHarness) -> None:
     assert "database is locked" not in h.bot.log(since_start=True)
     for job_id in [int(t.split("#", 1)[1].split(" ", 1)[0]) for t in texts]:
         await delivered_once(h, job_id, 90)
+
+
+async def test_a_failed_defer_still_queues_once_and_posts_the_status_message(h: BotHarness) -> None:
+    # The database is slow (a 2 s write lock), so /video defers after its inline second, and Discord
+    # refuses that defer (as it does once the 3 s are over). The job is still queued, charged once,
+    # and its public status message is posted at once, not only by the minute's sweep.
+    path = h.data_dir / "videobot.db"
+    refused = h.fd.inject("POST", r"^/interactions/\d+/[^/]+/callback$", 404, count=2, code=10062)
+
+    def hold_lock() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            time.sleep(2)
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    user = h.members[6]
+    before = {j.id for j in await h.jobs(user)}
+    with worker_paused(h):
+        locker = asyncio.create_task(asyncio.to_thread(hold_lock))
+        await asyncio.sleep(0.3)
+        interaction = await h.slash(user, "video", prompt="an unanswered heron")
+        await locker
+        deadline = time.monotonic() + 20
+        while not (jobs := [j for j in await h.jobs(user) if j.id not in before]):
+            assert time.monotonic() < deadline, "no job"
+            await asyncio.sleep(0.1)
+        [job] = jobs
+        assert refused.hits >= 1 and interaction.initial is None  # the member got no answer
+        recorded = await status_recorded(h, job.id, timeout=15)  # well before the 60 s sweep
+        assert h.fd.message(recorded.status_message_id) is not None
+    assert await ledger_kinds(h, job.id) == [("charge", -1)]
+    await delivered_once(h, job.id, 90)

@@ -197,8 +197,12 @@ class GenerateCog(commands.Cog):
             try:
                 await interaction.response.defer(ephemeral=True, thinking=True)
                 record_ack(interaction.created_at)
-            finally:
-                submitted = await task  # a refusal goes to the error handler, which edits the response
+            except Exception:
+                # Too late for Discord (or it failed): queueing still ends, and a queued job's
+                # public status message is owed whatever became of the answer.
+                self._owe_status(await task)
+                raise
+            submitted = await task  # a refusal goes to the error handler, which edits the response
             await self._reply_queued(interaction, submitted)
             return
         submitted = task.result()  # a refusal goes to the error handler, as the first response
@@ -212,8 +216,12 @@ class GenerateCog(commands.Cog):
             record_ack(interaction.created_at)
         finally:
             # Then the public status message, also when the answer failed (it is owed either way).
-            if not submitted.job.status_message_id:
-                self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
+            self._owe_status(submitted)
+
+    def _owe_status(self, submitted: Submitted) -> None:
+        """Have the job's public status message posted (in the background), unless it exists."""
+        if not submitted.job.status_message_id:
+            self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
 
     async def _check_before_download(
         self, interaction: discord.Interaction, prompt: str, *, cost: int
@@ -315,8 +323,7 @@ class GenerateCog(commands.Cog):
             )
         finally:
             # Then the public status message, also when the answer failed (it is owed either way).
-            if not submitted.job.status_message_id:
-                self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
+            self._owe_status(submitted)
 
     # ------------------------------------------------------------------ Apps → Animate
     async def animate(self, interaction: discord.Interaction, message: discord.Message) -> None:
