@@ -9,7 +9,7 @@ between one job's ``finished_at`` and the next job's ``started_at``. Also printe
 the worker's own time in the same jobs (each job's ``generation_seconds``: parameters read → encode
 done), the overhead without the drift between the A and B halves of a round.
 
-    python bench/bench_worker.py --jobs 20 --rounds 3 [--steps 8]
+    python bench/bench_worker.py --jobs 20 --rounds 3 [--steps 8] [--noise]
 """
 
 from __future__ import annotations
@@ -106,6 +106,12 @@ async def main() -> None:
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument(
+        "--noise",
+        action="store_true",
+        help="instead of the worker, run the bare loop twice per round: the ratio of a thing to itself, "
+        "i.e. how far this machine moves a round's ratio with no overhead at all",
+    )
     args = ap.parse_args()
     data = Path(tempfile.mkdtemp(prefix="videobot-bench-"))
     build_tiny_model(data / "models" / "tiny")
@@ -118,6 +124,15 @@ async def main() -> None:
 
         params_list.append(GenerationParams.from_dict(p))
     bare(pipe, params_list[:2])  # warm-up
+    if args.noise:
+        same = []
+        for _ in range(args.rounds):
+            first = bare(pipe, params_list)
+            same.append(bare(pipe, params_list) / first)
+        print(f"jobs={args.jobs} rounds={args.rounds} steps={args.steps}: bare / bare, no worker")
+        print(f"ratio per round: {', '.join(f'{r:.3f}' for r in same)}")
+        print(f"ratio min / median / max: {min(same):.3f} / {statistics.median(same):.3f} / {max(same):.3f}")
+        return
     a, b, all_gaps, inside = [], [], [], []
     for r in range(args.rounds):
         a.append(bare(pipe, params_list))
