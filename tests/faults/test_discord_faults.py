@@ -37,6 +37,17 @@ async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarnes
         yield started
 
 
+def hold_write_lock(h: BotHarness, seconds: float) -> None:
+    """Hold the bot's SQLite write lock for ``seconds`` from another connection (another process would)."""
+    conn = sqlite3.connect(h.data_dir / "videobot.db", isolation_level=None, timeout=30)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 async def status_recorded(h: BotHarness, job_id: int, timeout: float = 30.0) -> Job:
     """The job once its public status message is recorded (it is posted after the member's answer)."""
     deadline = time.monotonic() + timeout
@@ -230,18 +241,7 @@ async def test_gateway_drops_mid_burst_lose_no_command(h: BotHarness) -> None:
 
 
 async def test_sqlite_write_lock_for_5_s_during_a_burst(h: BotHarness) -> None:
-    path = h.data_dir / "videobot.db"
-
-    def hold_lock() -> None:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            time.sleep(5)
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-
-    locker = asyncio.create_task(asyncio.to_thread(hold_lock))
+    locker = asyncio.create_task(asyncio.to_thread(hold_write_lock, h, 5))
     await asyncio.sleep(0.3)
     interactions = [
         await h.slash(user, "video", prompt=f"a locked door {n}") for n, user in enumerate(h.members[:6])
@@ -263,22 +263,12 @@ async def test_a_failed_defer_still_queues_once_and_posts_the_status_message(h: 
     # The database is slow (a 2 s write lock), so /video defers after its inline second, and Discord
     # refuses that defer (as it does once the 3 s are over). The job is still queued, charged once,
     # and its public status message is posted at once, not only by the minute's sweep.
-    path = h.data_dir / "videobot.db"
     refused = h.fd.inject("POST", r"^/interactions/\d+/[^/]+/callback$", 404, count=2, code=10062)
-
-    def hold_lock() -> None:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            time.sleep(2)
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
 
     user = h.members[6]
     before = {j.id for j in await h.jobs(user)}
     with worker_paused(h):
-        locker = asyncio.create_task(asyncio.to_thread(hold_lock))
+        locker = asyncio.create_task(asyncio.to_thread(hold_write_lock, h, 2))
         await asyncio.sleep(0.3)
         interaction = await h.slash(user, "video", prompt="an unanswered heron")
         await locker

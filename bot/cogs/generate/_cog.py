@@ -181,7 +181,8 @@ class GenerateCog(commands.Cog):
         await self._check_before_download(interaction, prompt, cost=variations or 1)
         picture = await self._read_image(image)
         target, params = plan(picture)
-        await self._queue(interaction, target, params, kind="command", picture=picture)
+        submitted = await self._submit(interaction, target, params, kind="command", picture=picture)
+        await self._reply_queued(interaction, submitted)
 
     async def _answer(self, interaction: discord.Interaction, queue: Coroutine[Any, Any, Submitted]) -> None:
         """Run ``queue`` (checks, charge and job) and answer with its "Queued as…" note or its refusal.
@@ -228,7 +229,7 @@ class GenerateCog(commands.Cog):
     ) -> None:
         """The channel, the blocklist and the member's credits, before a picture is fetched for nothing.
 
-        An early, read-only answer: ``_queue`` checks again, and the submit decides the charge (a
+        An early, read-only answer: ``_submit`` checks again, and the submit decides the charge (a
         weighted cost may be higher than ``cost``, the least the request can cost)."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
         if prompt.strip():
@@ -249,23 +250,6 @@ class GenerateCog(commands.Cog):
     async def _read_image(self, attachment: discord.Attachment) -> PreparedImage:
         assert self.bot.http_session is not None
         return await _image.read_image(self.bot.http_session, attachment, self.bot.settings)
-
-    async def _queue(
-        self,
-        interaction: discord.Interaction,
-        target: planning.QueueTarget,
-        params: dict[str, Any],
-        *,
-        kind: str,
-        picture: PreparedImage | None = None,
-        reply_to_message_id: int | None = None,
-    ) -> None:
-        """Channel rules, then charge and queue in one transaction; answer the deferred response
-        privately, then post the status."""
-        submitted = await self._submit(
-            interaction, target, params, kind=kind, picture=picture, reply_to_message_id=reply_to_message_id
-        )
-        await self._reply_queued(interaction, submitted)
 
     async def _submit(
         self,
@@ -354,9 +338,10 @@ class GenerateCog(commands.Cog):
         await self._check_before_download(interaction, prompt, cost=1)
         picture = await self._read_image(attachment)
         params = planning.build_params(target, prompt, image=picture)
-        await self._queue(
+        submitted = await self._submit(
             interaction, target, params, kind="animate", picture=picture, reply_to_message_id=message.id
         )
+        await self._reply_queued(interaction, submitted)
 
     @video.autocomplete("model")
     async def _model_autocomplete(
