@@ -178,6 +178,12 @@ async def test_delete_reaction_only_for_the_requester(h: BotHarness) -> None:
 
 async def test_refusals_are_ephemeral_and_charge_nothing(h: BotHarness) -> None:
     used = await h.balance_used(h.other_id)
+    # Earlier tests' status messages are posted in the background (the channel's budget): count the
+    # public messages once every job so far has its status message.
+    deadline = time.monotonic() + 60
+    while not all(j.status_message_id and h.fd.message(j.status_message_id) for j in await h.jobs()):
+        assert time.monotonic() < deadline, "earlier jobs' status messages never appeared"
+        await asyncio.sleep(0.1)
     public_before = len(h.messages())
     cases = [
         ({"prompt": "a cat", "seed": 2**32}, "seed must be a whole number from 0 to 4294967295"),
