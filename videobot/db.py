@@ -177,8 +177,9 @@ def _setup_sqlite(engine: AsyncEngine, clock: Callable[[], float] | None, *, rea
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        # A read takes no lock until it reads, and under WAL never waits for a writer.
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # A read takes no lock until it reads, and under WAL never waits for a writer. The BEGIN runs
+        # in the same hop to the connection's thread as the transaction's first statement.
+        conn.connection.driver_connection.begin_with_next("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _setup_pg_clock(engine: AsyncEngine, clock: Callable[[], float]) -> None:

@@ -6,7 +6,9 @@ adapter makes four such calls per statement (open a cursor, execute, fetch all, 
 transaction of three statements spent most of its ~3 ms in hand-overs, not in SQLite. Here the
 cursor does all four in one call: ``execute`` runs the statement, fetches its rows and closes the
 sqlite3 cursor in the thread, and ``fetchall``/``description``/``rowcount`` answer from what it
-brought back. Everything else (the thread, commit, rollback, close) is aiosqlite's own.
+brought back. A transaction's ``BEGIN`` (``begin_with_next``) rides in the same hop as its first
+statement, and a transaction that ran no statement commits or rolls back without a hop. Everything
+else (the thread, close) is aiosqlite's own.
 
 Used through ``connect_args={"async_creator_fn": connect}``, which SQLAlchemy's aiosqlite dialect
 calls instead of ``aiosqlite.connect`` with the same arguments (``videobot.db.create_engine``).
@@ -23,8 +25,10 @@ import aiosqlite
 
 
 def _run(
-    conn: sqlite3.Connection, sql: str, parameters: Any, many: bool
+    conn: sqlite3.Connection, sql: str, parameters: Any, many: bool, begin: str | None
 ) -> tuple[Any, int, int | None, list[Any]]:
+    if begin is not None:
+        conn.execute(begin)
     cur = conn.cursor()
     try:
         if many:
@@ -62,8 +66,9 @@ class Cursor:
 
     async def _go(self, sql: str, parameters: Any, many: bool) -> Cursor:
         conn = self._conn
+        begin, conn.pending_begin = conn.pending_begin, None
         self.description, self.rowcount, self.lastrowid, rows = await conn._execute(
-            lambda: _run(conn._conn, sql, parameters, many)
+            lambda: _run(conn._conn, sql, parameters, many, begin)
         )
         self._rows = deque(rows)
         return self
@@ -92,15 +97,41 @@ class Cursor:
 class OneHopConnection(aiosqlite.Connection):
     """An ``aiosqlite.Connection`` whose cursors make one thread hop per statement."""
 
+    #: The ``BEGIN`` to run just before the next statement, in its hop (``begin_with_next``).
+    pending_begin: str | None = None
+
     def cursor(self) -> Cursor:  # type: ignore[override]
         return Cursor(self)
+
+    def begin_with_next(self, sql: str) -> None:
+        """Start a transaction with ``sql`` (``BEGIN IMMEDIATE``, say) in the next statement's hop.
+
+        The lock it takes is taken before that statement runs, as if ``BEGIN`` had run on its own; an
+        error it raises (a busy database) is that statement's.
+        """
+        self.pending_begin = sql
+
+    async def commit(self) -> None:
+        if self.pending_begin is not None:  # no statement ran: there is no transaction to end
+            self.pending_begin = None
+            return
+        await super().commit()
+
+    async def rollback(self) -> None:
+        if self.pending_begin is not None:
+            self.pending_begin = None
+            return
+        await super().rollback()
 
 
 def in_transaction(dbapi_conn: Any) -> bool:
     """Whether SQLAlchemy's adapted connection has a transaction open (sqlite3's ``in_transaction``,
-    read without a hop; true too when it cannot tell, e.g. closed)."""
+    read without a hop; true too when it cannot tell, e.g. closed). A ``BEGIN`` still waiting for a
+    statement is dropped: no transaction was started."""
     try:
-        return bool(dbapi_conn._connection._conn.in_transaction)
+        conn = dbapi_conn._connection
+        conn.pending_begin = None
+        return bool(conn._conn.in_transaction)
     except Exception:
         return True
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from videobot import sqlite_driver
 from videobot.db import Database
@@ -64,8 +65,9 @@ async def test_one_thread_hop_per_statement(tmp_path: Path, hops: list[str]) -> 
                 await s.execute(text("INSERT INTO t (n) VALUES (:n)"), {"n": n})
             rows = (await s.execute(text("SELECT n FROM t ORDER BY n"))).scalars().all()
         assert rows == [0, 1, 2, 3, 4]
-        # BEGIN IMMEDIATE, six statements, COMMIT; no rollback when the connection goes back to the pool.
-        assert len(hops) == 8, hops
+        # Six statements (BEGIN IMMEDIATE rides with the first), COMMIT; no rollback when the
+        # connection goes back to the pool.
+        assert len(hops) == 7, hops
         assert hops[-1] == "commit" and "rollback" not in hops
     finally:
         await db.dispose()
@@ -91,6 +93,57 @@ async def test_a_failed_transaction_leaves_no_lock_behind(tmp_path: Path, hops: 
         finally:
             other.close()
         # And the pooled connection works for the next transaction.
+        async with db.transaction() as s:
+            await s.execute(text("INSERT INTO t (id) VALUES (2)"))
+        async with db.sessionmaker() as s:
+            assert (await s.execute(text("SELECT id FROM t"))).scalars().all() == [2]
+    finally:
+        await db.dispose()
+
+
+async def test_the_write_lock_is_held_from_the_first_statement(tmp_path: Path, hops: list[str]) -> None:
+    """BEGIN IMMEDIATE travels with the first statement: that statement already runs under the write
+    lock, and a transaction that runs no statement takes no lock and costs no hop."""
+    path = tmp_path / "d.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        async with db.transaction() as s:
+            await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        async with db.transaction() as s:
+            await s.execute(text("SELECT count(*) FROM t"))  # a read, but in a write transaction
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # released at the commit
+        other.execute("ROLLBACK")
+        hops.clear()
+        async with db.transaction() as s:
+            await s.connection()
+            other.execute("BEGIN IMMEDIATE")  # no statement yet: no lock taken
+            other.execute("ROLLBACK")
+        assert hops == []
+    finally:
+        other.close()
+        await db.dispose()
+
+
+async def test_a_busy_begin_fails_its_statement_and_leaves_the_connection_usable(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.engine.connect() as conn:  # the pool's one connection, with a short busy timeout
+            await conn.exec_driver_sql("PRAGMA busy_timeout=50")
+        async with db.transaction() as s:
+            await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError, match="database is locked"):
+                async with db.transaction() as s:
+                    await s.execute(text("INSERT INTO t (id) VALUES (1)"))
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
         async with db.transaction() as s:
             await s.execute(text("INSERT INTO t (id) VALUES (2)"))
         async with db.sessionmaker() as s:
