@@ -382,10 +382,17 @@ class Transitions(Queries):
             )
 
     async def complete(
-        self, c: Claim, result: ResultData | Sequence[ResultData], *, missing_reason: str | None = None
+        self,
+        c: Claim,
+        result: ResultData | Sequence[ResultData],
+        *,
+        missing_reason: str | None = None,
+        had_previews: bool = True,
     ) -> str:
         """Store the video(s) and mark the job succeeded; returns the new status (see ``complete_and_claim``)."""
-        status, _ = await self.complete_and_claim(c, result, missing_reason=missing_reason)
+        status, _ = await self.complete_and_claim(
+            c, result, missing_reason=missing_reason, had_previews=had_previews
+        )
         return status
 
     async def complete_and_claim(
@@ -395,6 +402,7 @@ class Transitions(Queries):
         *,
         missing_reason: str | None = None,
         models: Iterable[str] | None = None,
+        had_previews: bool = True,
     ) -> tuple[str, Claim | None]:
         """Store the video(s) and mark the job succeeded; returns the new status.
 
@@ -409,28 +417,72 @@ class Transitions(Queries):
 
         With ``models`` (a busy worker that goes on), the same transaction also claims the worker's
         next job (as ``claim(c.owner, models)`` would) and returns its ``Claim``: one commit between
-        two jobs instead of two. Returns ``(status, next claim or None)``.
+        two jobs instead of two. Returns ``(status, next claim or None)``. ``had_previews=False``
+        (the worker never tried to store a preview in this attempt) skips deleting the job's preview:
+        every transition that stops a running job deletes it, so an earlier attempt left none.
         """
         results = [result] if isinstance(result, ResultData) else list(result)
         variants = [r.variant for r in results]
         if not results or len(set(variants)) != len(variants) or min(variants) < 0:
             raise ValueError(f"job {c.job_id}: complete() needs distinct videos, got variants {variants}")
+        key = tuple(models or ()) if models is not None else None
+        try:
+            # Nearly always the job is still ours and not cancelled: the status change (fenced, and
+            # only while the cancel flag is clear) says so without reading the row first.
+            status, taken, wanted = await self._complete(
+                c, results, missing_reason, key, had_previews, checked=False
+            )
+        except _Recheck:  # fenced out or cancelled meanwhile: everything rolled back; look, then settle
+            status, taken, wanted = await self._complete(
+                c, results, missing_reason, key, had_previews, checked=True
+            )
+        following = self._claimed(taken, c.owner, key) if key is not None else None
+        if status == JobStatus.CANCELLED.value:
+            log.info("job %s was cancelled while it was finishing: render discarded, refunded", c.job_id)
+            return status, following
+        log.info(
+            "job %s succeeded (%d of %d video(s), %d bytes%s)",
+            c.job_id,
+            len(results),
+            wanted,
+            sum(len(r.video) for r in results),
+            ", the missing ones refunded" if wanted > len(results) else "",
+        )
+        return status, following
+
+    async def _complete(
+        self,
+        c: Claim,
+        results: list[ResultData],
+        missing_reason: str | None,
+        key: tuple[str, ...] | None,
+        had_previews: bool,
+        *,
+        checked: bool,
+    ) -> tuple[str, Any, int]:
+        """``complete_and_claim``'s transaction: (status, the claimed row or None, videos wanted).
+
+        ``checked=False`` writes straight away and raises ``_Recheck`` (rolling back) when the status
+        change finds the job no longer ours or cancelled; ``checked=True`` locks and reads the row
+        first: ``LeaseLost``, or the cancel settled (cancelled, refunded).
+        """
         first = results[0]
         fence = {"b_id": c.job_id, "b_owner": c.owner, "b_attempt": c.attempt}
         async with self.db.transaction() as s:
             # The common path runs statements built once (_Hot): building them again at every call
             # cost ~4 ms of Python, three times what SQLite spends on the transaction.
             conn = await s.connection()
-            row = (await conn.execute(_Hot.lock_running, fence)).first()
-            if row is None:
-                raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
-            wanted = max(wanted_videos(row.params), len(results))
-            missing = wanted - len(results)
-            if row.cancel_requested:
+            params = c.params
+            if checked:
+                row = (await conn.execute(_Hot.lock_running, fence)).first()
+                if row is None:
+                    raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
+                params = row.params
+            wanted = max(wanted_videos(params), len(results))
+            if checked and row.cancel_requested:
                 await self._end_cancelled(s, self._fence(c))
-                cancelled = True
+                status = JobStatus.CANCELLED.value
             else:
-                cancelled = False
                 await conn.execute(
                     _Hot.insert_result,
                     [
@@ -452,6 +504,7 @@ class Transitions(Queries):
                     ],
                 )
                 succeed = _Hot.succeed
+                missing = wanted - len(results)
                 if missing:
                     credits = await quota.refund_part(s, c.job_id, missing, wanted, reason="variations")
                     succeed = succeed.values(
@@ -467,25 +520,16 @@ class Transitions(Queries):
                         "b_peak_gpu_bytes": first.peak_gpu_bytes,
                     },
                 )
-                if res.rowcount != 1:  # the row is locked above; only a bug gets here
-                    raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
-                await conn.execute(_Hot.drop_preview, {"b_id": c.job_id})
+                if res.rowcount != 1:
+                    if checked:  # the row is locked above; only a bug gets here
+                        raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
+                    raise _Recheck()
+                if had_previews or checked:
+                    await conn.execute(_Hot.drop_preview, {"b_id": c.job_id})
                 await self._notify(s, [c.job_id])
-            key = tuple(models or ()) if models is not None else None
+                status = JobStatus.SUCCEEDED.value
             taken = await self._take_next(s, c.owner, key) if key is not None else None
-        following = self._claimed(taken, c.owner, key) if key is not None else None
-        if cancelled:
-            log.info("job %s was cancelled while it was finishing: render discarded, refunded", c.job_id)
-            return JobStatus.CANCELLED.value, following
-        log.info(
-            "job %s succeeded (%d of %d video(s), %d bytes%s)",
-            c.job_id,
-            len(results),
-            wanted,
-            sum(len(r.video) for r in results),
-            ", the missing ones refunded" if missing else "",
-        )
-        return JobStatus.SUCCEEDED.value, following
+        return status, taken, wanted
 
     async def fail(self, c: Claim, message: str, *, code: str = "error", retryable: bool = False) -> str:
         """Record a failure. Retryable failures go back to the queue while attempts remain.
@@ -869,6 +913,10 @@ _FENCED = (
     _JOBS.c.lease_owner == bindparam("b_owner"),
     _JOBS.c.attempts == bindparam("b_attempt"),
 )
+
+
+class _Recheck(Exception):
+    """``complete``'s status change found the job no longer ours or cancelled: roll back and look."""
 
 
 class _Hot:
