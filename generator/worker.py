@@ -147,6 +147,8 @@ class _Previews(PreviewTimer):
     """The worker's preview sink: the pipeline thread leaves the newest preview, the heartbeat stores it."""
 
     stored: tuple[int, bytes, str] | None = None
+    #: A preview was sent to the database in this attempt (stored or not): ``complete`` deletes it.
+    sent = False
 
     def unstored(self) -> tuple[int, bytes, str] | None:
         latest = self.latest
@@ -223,13 +225,24 @@ class Worker:
         self.abort = threading.Event()
         self.current: _Running | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._grace: asyncio.TimerHandle | None = None
         self.jobs_done = 0
 
     def stop(self) -> None:
         """Stop claiming; the running job gets the grace period, then is handed back."""
-        if not self.stopping.is_set():
-            log.info("worker %s stopping: no new jobs will be claimed", self.worker_id)
-            self.stopping.set()
+        if self.stopping.is_set():
+            return
+        log.info("worker %s stopping: no new jobs will be claimed", self.worker_id)
+        self.stopping.set()
+        if self.current is not None and self._loop is not None:
+            grace = self.settings.shutdown_grace_seconds
+            log.info(
+                "job %s: waiting up to %.0f s for it to finish before shutdown",
+                self.current.claim.job_id,
+                grace,
+            )
+            # Then the next denoising step raises _Abort and the job goes back to the queue.
+            self._grace = self._loop.call_later(grace, self.abort.set)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -270,30 +283,19 @@ class Worker:
                     except TimeoutError:
                         pass
                     continue
-                claim = await self._process_with_grace(claim)
+                if self.stopping.is_set():  # asked to stop while claiming: the claim goes back (finally)
+                    break
+                # In this task: stop() gives the running job its grace period (see stop).
+                claim = await self.process(claim)
         finally:
+            if self._grace is not None:
+                self._grace.cancel()
             if claim is not None:  # claimed with the last result, never started: back to the queue
                 await self._settle(claim, self.queue.release, claim)
             try:
                 await self.queue.worker_gone(self.worker_id)
             except DB_ERRORS:
                 log.warning("could not remove worker %s from the database", self.worker_id)
-
-    async def _process_with_grace(self, claim: Claim) -> Claim | None:
-        """``process`` with the shutdown grace period; returns the next job if it was claimed."""
-        task = asyncio.create_task(self.process(claim), name=f"job-{claim.job_id}")
-        stop_wait = asyncio.create_task(self.stopping.wait())
-        try:
-            done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if task not in done:
-                grace = self.settings.shutdown_grace_seconds
-                log.info("job %s: waiting up to %.0f s for it to finish before shutdown", claim.job_id, grace)
-                done, _ = await asyncio.wait({task}, timeout=grace)
-                if task not in done:
-                    self.abort.set()  # the next denoising step raises _Abort; the job is released
-            return await task
-        finally:
-            stop_wait.cancel()
 
     # ------------------------------------------------------------------ one job
     async def process(self, claim: Claim) -> Claim | None:
@@ -326,19 +328,8 @@ class Worker:
             batch = max(1, min(self.pipeline.preset.batch_cap, params.num_videos))
             run.progress = (0, params.num_inference_steps * -(-params.num_videos // batch))
             blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
-            inputs = await asyncio.to_thread(self.load_inputs, params, blobs)
-            reset_gpu_peak()
-            run_started = time.monotonic()
-            from generator.pipeline import run_variations
-
-            variations = await asyncio.to_thread(
-                run_variations,
-                self.pipeline,
-                params,
-                lambda k, n: self._on_step(run, k, n),
-                previews=run.previews,
-                **inputs,
-            )
+            # Inputs, render and encode in one hand-over to a thread: heartbeats go on meanwhile.
+            run_started, variations, made, encoded = await asyncio.to_thread(self._make, run, params, blobs)
             digest = next((v.output.conditioning_digest for v in variations if v.output is not None), None)
             if digest:
                 log.info(
@@ -347,26 +338,6 @@ class Worker:
                     params.width,
                     params.height,
                     digest,
-                )
-            from generator.encode import encode_mp4
-
-            made = [v for v in variations if v.output is not None]
-            # Every video of the job goes in one message: each gets its share of the request's limit.
-            budget = file_budget(c.upload_limit_bytes, len(made))
-            encoded: list[Any] = []
-            for v in made:
-                assert v.output is not None
-                if run.cancel.is_set():  # cancelled after the last step: don't encode the rest for nothing
-                    raise JobCancelled()
-                encoded.append(
-                    await asyncio.to_thread(
-                        encode_mp4,
-                        v.output.frames,
-                        params.fps,
-                        max_bytes=budget,
-                        tmp_dir=self.settings.data_dir / "tmp",
-                        **v.output.audio_kwargs(encode_mp4),
-                    )
                 )
             elapsed = time.monotonic() - t0
             per_step = run.seconds_per_step(run_started)
@@ -412,7 +383,12 @@ class Worker:
             # Going on: the next job is claimed in the same transaction (one commit between jobs).
             going_on = None if self.stopping.is_set() else self.models
             status, following = await db_retry(
-                q.complete_and_claim, c, results, missing_reason=why_missing, models=going_on
+                q.complete_and_claim,
+                c,
+                results,
+                missing_reason=why_missing,
+                models=going_on,
+                had_previews=run.previews is not None and run.previews.sent,
             )
         except LeaseLost as exc:
             log.warning("job %s: %s; dropping it", c.job_id, exc)
@@ -445,6 +421,47 @@ class Worker:
             "; ".join(enc.notes or "first encode fit" for enc in encoded),
         )
         return following
+
+    def _make(
+        self, run: _Running, params: GenerationParams, blobs: dict[str, bytes]
+    ) -> tuple[float, list[Any], list[Any], list[Any]]:
+        """In a thread: decode the job's inputs, render its video(s), encode each.
+
+        Returns (render start on the monotonic clock, the variations, those made, their encodes).
+        Raises ``JobCancelled`` when the heartbeat saw a cancel (at a denoising step, or between
+        encodes: a cancel after the last step does not encode the rest for nothing).
+        """
+        from generator.encode import encode_mp4
+        from generator.pipeline import run_variations
+
+        inputs = self.load_inputs(params, blobs)
+        reset_gpu_peak()
+        run_started = time.monotonic()
+        variations = run_variations(
+            self.pipeline,
+            params,
+            lambda k, n: self._on_step(run, k, n),
+            previews=run.previews,
+            **inputs,
+        )
+        made = [v for v in variations if v.output is not None]
+        # Every video of the job goes in one message: each gets its share of the request's limit.
+        budget = file_budget(run.claim.upload_limit_bytes, len(made))
+        encoded: list[Any] = []
+        for v in made:
+            assert v.output is not None
+            if run.cancel.is_set():
+                raise JobCancelled()
+            encoded.append(
+                encode_mp4(
+                    v.output.frames,
+                    params.fps,
+                    max_bytes=budget,
+                    tmp_dir=self.settings.data_dir / "tmp",
+                    **v.output.audio_kwargs(encode_mp4),
+                )
+            )
+        return run_started, variations, made, encoded
 
     async def _settle(self, c: Claim, fn: Any, *args: Any, **kwargs: Any) -> None:
         """Record a job's end state, surviving a database outage and a lost lease."""
@@ -501,6 +518,7 @@ class Worker:
             preview = run.previews.unstored() if run.previews is not None else None
             if preview is not None and not run.cancel.is_set():
                 try:
+                    run.previews.sent = True  # type: ignore[union-attr]
                     await self.queue.put_preview(run.claim, *preview)
                     run.previews.stored = preview  # type: ignore[union-attr]
                 except Exception as exc:  # a lost lease shows at the next heartbeat; a preview is never vital
