@@ -11,18 +11,27 @@ Two kinds of transaction:
   ONLY`` transactions on the writer's pool): a write in a read session fails at once instead of
   attempting the lock upgrade above.
 
+- ``Database.run_sync(fn)`` writes too: ``fn(connection)`` is a synchronous function, the whole
+  transaction in one hand-over to a thread on SQLite (a synchronous ``pysqlite`` engine on the same
+  file, set up the same way), where the async engine hands each statement to the connection's
+  thread. For the transaction a busy worker runs for every job (``complete_and_claim``); on
+  PostgreSQL (and an in-memory SQLite) ``fn`` runs through the async engine's ``run_sync``.
+
 SQLite: WAL journal, ``busy_timeout``, foreign keys on. PostgreSQL (asyncpg): claims use
 ``FOR UPDATE SKIP LOCKED``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+import sqlalchemy
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.compiler import compiles
@@ -32,6 +41,8 @@ from sqlalchemy.types import Float
 from videobot import sqlite_driver
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -153,7 +164,26 @@ def read_engine(engine: AsyncEngine, url: str, *, clock: Callable[[], float] | N
 
 
 def _setup_sqlite(engine: AsyncEngine, clock: Callable[[], float] | None, *, read_only: bool) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+    _on_sqlite_connect(engine.sync_engine, clock, read_only=read_only)
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_conn, _record, _state) -> None:  # type: ignore[no-untyped-def]
+        # The pool's reset, done only when needed: reading the flag needs no hop to the connection's
+        # thread, which is idle here (the connection is being returned).
+        if sqlite_driver.in_transaction(dbapi_conn):
+            dbapi_conn.rollback()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        # A read takes no lock until it reads, and under WAL never waits for a writer. The BEGIN runs
+        # in the same hop to the connection's thread as the transaction's first statement.
+        conn.connection.driver_connection.begin_with_next("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _on_sqlite_connect(engine: Engine, clock: Callable[[], float] | None, *, read_only: bool) -> None:
+    """Every SQLite connection, async or not: WAL, busy timeout, foreign keys, the test clock."""
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         # Take transaction control away from the driver so we can emit BEGIN IMMEDIATE ourselves.
         dbapi_conn.isolation_level = None
@@ -168,18 +198,25 @@ def _setup_sqlite(engine: AsyncEngine, clock: Callable[[], float] | None, *, rea
         if clock is not None:
             dbapi_conn.create_function("videobot_now", 0, clock)
 
-    @event.listens_for(engine.sync_engine, "reset")
-    def _on_reset(dbapi_conn, _record, _state) -> None:  # type: ignore[no-untyped-def]
-        # The pool's reset, done only when needed: reading the flag needs no hop to the connection's
-        # thread, which is idle here (the connection is being returned).
-        if sqlite_driver.in_transaction(dbapi_conn):
-            dbapi_conn.rollback()
 
-    @event.listens_for(engine.sync_engine, "begin")
+def sqlite_thread_engine(
+    path: Path, *, echo: bool = False, clock: Callable[[], float] | None = None
+) -> Engine:
+    """A synchronous engine on the SQLite file ``path`` for ``Database.run_sync``: the same connection
+    set-up as the async engine's, ``BEGIN IMMEDIATE`` for each transaction, used from threads."""
+    engine = sqlalchemy.create_engine(
+        f"sqlite:///{path}",
+        echo=echo,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+    _on_sqlite_connect(engine, clock, read_only=False)
+
+    @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        # A read takes no lock until it reads, and under WAL never waits for a writer. The BEGIN runs
-        # in the same hop to the connection's thread as the transaction's first statement.
-        conn.connection.driver_connection.begin_with_next("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dialect.videobot_clock = clock  # type: ignore[attr-defined]
+    return engine
 
 
 def _setup_pg_clock(engine: AsyncEngine, clock: Callable[[], float]) -> None:
@@ -209,12 +246,33 @@ class Database:
         self.sessionmaker = create_sessionmaker(self.reader)
         self._writer = create_sessionmaker(self.engine)
         self.dialect = make_url(url).get_backend_name()
+        path = sqlite_path(url) if self.dialect == "sqlite" else None
+        #: SQLite file: the synchronous engine ``run_sync`` uses in a thread (None: it uses ``engine``).
+        self.thread_engine = sqlite_thread_engine(path, echo=echo, clock=clock) if path is not None else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed on success, rolled back on error."""
         async with self._writer() as session, session.begin():
             yield session
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)``, a synchronous function, in one write transaction: committed
+        when it returns, rolled back when it raises.
+
+        SQLite (a file): in a thread, on ``thread_engine`` (one hand-over for the whole transaction).
+        Otherwise on the async engine (``AsyncConnection.run_sync``).
+        """
+        if self.thread_engine is not None:
+            return await asyncio.to_thread(self._in_thread, fn, *args)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(fn, *args)
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self.thread_engine is not None
+        conn: Connection
+        with self.thread_engine.begin() as conn:
+            return fn(conn, *args)
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached (a read: it does not wait for a writer)."""
@@ -224,6 +282,8 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self.thread_engine is not None:
+            self.thread_engine.dispose()
         await self.engine.dispose()
         if self.reader.sync_engine.pool is not self.engine.sync_engine.pool:
             await self.reader.dispose()

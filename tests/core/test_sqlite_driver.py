@@ -1,18 +1,20 @@
 """The SQLite driver (``videobot.sqlite_driver``): aiosqlite's behaviour, one thread hop per statement,
-and connections handed back to the pool never keep a transaction (or SQLite's write lock) open."""
+and connections handed back to the pool never keep a transaction (or SQLite's write lock) open; and
+``Database.run_sync``, a whole write transaction in one thread."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import aiosqlite
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Column, Connection, Float, ForeignKey, Integer, MetaData, Table, insert, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from videobot import sqlite_driver
-from videobot.db import Database
+from videobot.db import Database, db_now
 
 
 @pytest.fixture
@@ -148,5 +150,54 @@ async def test_a_busy_begin_fails_its_statement_and_leaves_the_connection_usable
             await s.execute(text("INSERT INTO t (id) VALUES (2)"))
         async with db.sessionmaker() as s:
             assert (await s.execute(text("SELECT id FROM t"))).scalars().all() == [2]
+    finally:
+        await db.dispose()
+
+
+async def test_run_sync_is_one_write_transaction_in_a_thread(tmp_path: Path, hops: list[str]) -> None:
+    """``Database.run_sync`` on a SQLite file: the whole transaction in one thread (no hand-over per
+    statement), under the write lock from its start, with foreign keys and the injected clock, and
+    rolled back when the function raises."""
+    path = tmp_path / "d.db"
+    db = Database(f"sqlite+aiosqlite:///{path}", clock=lambda: 1234.5)
+    t = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("at", Float))
+    child = Table(
+        "child",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("t_id", Integer, ForeignKey(t.c.id)),
+    )
+    try:
+        async with db.transaction() as s:
+            await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, at FLOAT)"))
+            await s.execute(
+                text("CREATE TABLE child (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id))")
+            )
+        hops.clear()
+
+        def body(conn: Connection, job_id: int) -> bool:
+            other = sqlite3.connect(path, isolation_level=None, timeout=0)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")  # held from the start: BEGIN IMMEDIATE
+            finally:
+                other.close()
+            conn.execute(insert(t).values(id=job_id, at=db_now()))
+            return threading.current_thread() is not threading.main_thread()
+
+        assert await db.run_sync(body, 1)
+        assert hops == []  # not a single statement handed to an aiosqlite connection
+
+        def broken(conn: Connection) -> None:
+            conn.execute(insert(t).values(id=2, at=db_now()))
+            raise RuntimeError("a bug after a write")
+
+        with pytest.raises(RuntimeError):
+            await db.run_sync(broken)
+        with pytest.raises(IntegrityError):  # foreign keys are on
+            await db.run_sync(lambda conn: conn.execute(insert(child).values(id=1, t_id=99)))
+        async with db.sessionmaker() as s:
+            assert (await s.execute(text("SELECT id, at FROM t"))).all() == [(1, 1234.5)]
+            assert (await s.execute(text("SELECT count(*) FROM child"))).scalar() == 0
     finally:
         await db.dispose()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -29,10 +30,12 @@ from .harness import BotHarness, register, unregister
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HOLD_SECONDS = 5.0
+T = TypeVar("T")
 
 
 class SlowCommitDatabase(Database):
-    """Every transaction stays open ``HOLD_SECONDS`` after its last statement, then commits."""
+    """Every transaction (``transaction()`` and ``run_sync``) stays open ``HOLD_SECONDS`` after its
+    last statement, then commits."""
 
     held_at: float | None = None
 
@@ -42,6 +45,13 @@ class SlowCommitDatabase(Database):
             yield session
             self.held_at = time.monotonic()
             await asyncio.sleep(HOLD_SECONDS)
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self.engine.begin() as conn:
+            result = await conn.run_sync(fn, *args)
+            self.held_at = time.monotonic()
+            await asyncio.sleep(HOLD_SECONDS)
+            return result
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

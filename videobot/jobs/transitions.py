@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Float,
     Select,
     Update,
@@ -309,13 +310,16 @@ class Transitions(Queries):
 
     async def _take_next(self, s: AsyncSession, owner: str, key: tuple[str, ...]) -> Any:
         """The claim's one statement, in the caller's transaction: the claimed row, or None."""
+        conn = await s.connection()
+        return await conn.run_sync(self._take_next_sync, owner, key)
+
+    def _take_next_sync(self, conn: Connection, owner: str, key: tuple[str, ...]) -> Any:
         stmt = self._next_id_cache.get(key)
         if stmt is None:
             stmt = self._next_id_cache[key] = _claim_statement(self._next_job_query(key).scalar_subquery())
-        conn = await s.connection()
-        row = (await conn.execute(stmt, {"b_owner": owner, "b_lease": self.config.lease_seconds})).first()
+        row = conn.execute(stmt, {"b_owner": owner, "b_lease": self.config.lease_seconds}).first()
         if row is not None:
-            await self._notify(s, [row.id])
+            _notify_sync(conn, [row.id])
         return row
 
     def _claimed(self, row: Any, owner: str, key: tuple[str, ...]) -> Claim | None:
@@ -426,16 +430,20 @@ class Transitions(Queries):
         if not results or len(set(variants)) != len(variants) or min(variants) < 0:
             raise ValueError(f"job {c.job_id}: complete() needs distinct videos, got variants {variants}")
         key = tuple(models or ()) if models is not None else None
-        try:
+        wanted = max(wanted_videos(c.params), len(results))
+        taken: Any = None
+        status = None
+        if wanted == len(results):
             # Nearly always the job is still ours and not cancelled: the status change (fenced, and
-            # only while the cancel flag is clear) says so without reading the row first.
-            status, taken, wanted = await self._complete(
-                c, results, missing_reason, key, had_previews, checked=False
-            )
-        except _Recheck:  # fenced out or cancelled meanwhile: everything rolled back; look, then settle
-            status, taken, wanted = await self._complete(
-                c, results, missing_reason, key, had_previews, checked=True
-            )
+            # only while the cancel flag is clear) says so without reading the row first, and the
+            # whole transaction is one synchronous function (on SQLite, one hand-over to a thread).
+            try:
+                taken = await self.db.run_sync(self._complete_sync, c, results, key, had_previews)
+                status = JobStatus.SUCCEEDED.value
+            except _Recheck:  # fenced out or cancelled meanwhile: everything was rolled back
+                pass
+        if status is None:
+            status, taken, wanted = await self._complete_checked(c, results, missing_reason, key)
         following = self._claimed(taken, c.owner, key) if key is not None else None
         if status == JobStatus.CANCELLED.value:
             log.info("job %s was cancelled while it was finishing: render discarded, refunded", c.job_id)
@@ -450,59 +458,38 @@ class Transitions(Queries):
         )
         return status, following
 
-    async def _complete(
+    def _complete_sync(
         self,
+        conn: Connection,
         c: Claim,
         results: list[ResultData],
-        missing_reason: str | None,
         key: tuple[str, ...] | None,
         had_previews: bool,
-        *,
-        checked: bool,
-    ) -> tuple[str, Any, int]:
-        """``complete_and_claim``'s transaction: (status, the claimed row or None, videos wanted).
+    ) -> Any:
+        """``complete_and_claim``'s common transaction: store, succeed, claim the next (its row or
+        None). Raises ``_Recheck`` (rolling back) when the job is no longer ours or cancelled."""
+        if not _store_results(conn, c, results, _Hot.succeed, drop_preview=had_previews):
+            raise _Recheck()
+        _notify_sync(conn, [c.job_id])
+        return self._take_next_sync(conn, c.owner, key) if key is not None else None
 
-        ``checked=False`` writes straight away and raises ``_Recheck`` (rolling back) when the status
-        change finds the job no longer ours or cancelled; ``checked=True`` locks and reads the row
-        first: ``LeaseLost``, or the cancel settled (cancelled, refunded).
-        """
-        first = results[0]
+    async def _complete_checked(
+        self, c: Claim, results: list[ResultData], missing_reason: str | None, key: tuple[str, ...] | None
+    ) -> tuple[str, Any, int]:
+        """``complete_and_claim`` that locks and reads the row first: ``LeaseLost``, a cancel settled
+        (cancelled, refunded), or the videos stored with the missing variations refunded. Returns
+        (status, the claimed row or None, videos wanted)."""
         fence = {"b_id": c.job_id, "b_owner": c.owner, "b_attempt": c.attempt}
         async with self.db.transaction() as s:
-            # The common path runs statements built once (_Hot): building them again at every call
-            # cost ~4 ms of Python, three times what SQLite spends on the transaction.
             conn = await s.connection()
-            params = c.params
-            if checked:
-                row = (await conn.execute(_Hot.lock_running, fence)).first()
-                if row is None:
-                    raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
-                params = row.params
-            wanted = max(wanted_videos(params), len(results))
-            if checked and row.cancel_requested:
+            row = (await conn.execute(_Hot.lock_running, fence)).first()
+            if row is None:
+                raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
+            wanted = max(wanted_videos(row.params), len(results))
+            if row.cancel_requested:
                 await self._end_cancelled(s, self._fence(c))
                 status = JobStatus.CANCELLED.value
             else:
-                await conn.execute(
-                    _Hot.insert_result,
-                    [
-                        {
-                            "job_id": c.job_id,
-                            "variant": r.variant,
-                            "video": r.video,
-                            "poster": r.poster,
-                            "content_type": r.content_type,
-                            "size_bytes": len(r.video),
-                            "width": r.width,
-                            "height": r.height,
-                            "num_frames": r.num_frames,
-                            "fps": r.fps,
-                            "duration_s": r.duration_s,
-                            "encode_notes": r.encode_notes,
-                        }
-                        for r in results
-                    ],
-                )
                 succeed = _Hot.succeed
                 missing = wanted - len(results)
                 if missing:
@@ -511,21 +498,9 @@ class Transitions(Queries):
                         error_code="partial",
                         error_message=_partial_message(missing, wanted, credits, missing_reason),
                     )
-                res = await conn.execute(
-                    succeed,
-                    {
-                        **fence,
-                        "b_generation_seconds": first.generation_seconds,
-                        "b_seconds_per_step": first.seconds_per_step,
-                        "b_peak_gpu_bytes": first.peak_gpu_bytes,
-                    },
-                )
-                if res.rowcount != 1:
-                    if checked:  # the row is locked above; only a bug gets here
-                        raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
-                    raise _Recheck()
-                if had_previews or checked:
-                    await conn.execute(_Hot.drop_preview, {"b_id": c.job_id})
+                # The row is locked above: only a bug fails here.
+                if not await conn.run_sync(_store_results, c, results, succeed, True):
+                    raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
                 await self._notify(s, [c.job_id])
                 status = JobStatus.SUCCEEDED.value
             taken = await self._take_next(s, c.owner, key) if key is not None else None
@@ -709,19 +684,11 @@ class Transitions(Queries):
         return list(ended)
 
     async def _notify(self, s: AsyncSession, job_ids: Iterable[int]) -> None:
-        """PostgreSQL: ``NOTIFY videobot_jobs, '<id>,<id>…'``, delivered to the bot at commit.
-
-        The payload names the jobs, so the bot reads them whatever its feed cursor says (SQLite: the
-        bot polls; its writers are serialised, so the cursor never passes an uncommitted change).
-        """
+        """PostgreSQL: tell the bot at commit which jobs changed (``_notify_sync``)."""
         if self.db.dialect != "postgresql":
             return
-        ids = [str(i) for i in job_ids]
-        for start in range(0, len(ids), 500):
-            await s.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": NOTIFY_CHANNEL, "payload": ",".join(ids[start : start + 500])},
-            )
+        conn = await s.connection()
+        await conn.run_sync(_notify_sync, list(job_ids))
 
     # ------------------------------------------------------------------ user / bot side
     async def cancel(self, job_id: int, *, user_id: int, is_moderator: bool = False) -> CancelOutcome:
@@ -913,6 +880,67 @@ _FENCED = (
     _JOBS.c.lease_owner == bindparam("b_owner"),
     _JOBS.c.attempts == bindparam("b_attempt"),
 )
+
+
+def _notify_sync(conn: Connection, job_ids: Iterable[int]) -> None:
+    """PostgreSQL: ``NOTIFY videobot_jobs, '<id>,<id>…'``, delivered to the bot at commit.
+
+    The payload names the jobs, so the bot reads them whatever its feed cursor says (SQLite: the
+    bot polls; its writers are serialised, so the cursor never passes an uncommitted change).
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    ids = [str(i) for i in job_ids]
+    for start in range(0, len(ids), 500):
+        conn.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": NOTIFY_CHANNEL, "payload": ",".join(ids[start : start + 500])},
+        )
+
+
+def _store_results(
+    conn: Connection, c: Claim, results: Sequence[ResultData], succeed: Update, drop_preview: bool
+) -> bool:
+    """Write a job's videos, then its status (``succeed``: fenced by ``c``, only while the cancel flag
+    is clear; the status stays the last write, the feed's stamp), then drop its preview when
+    ``drop_preview``. False (nothing to keep: the caller rolls back) when the status did not change."""
+    conn.execute(
+        _Hot.insert_result,
+        [
+            {
+                "job_id": c.job_id,
+                "variant": r.variant,
+                "video": r.video,
+                "poster": r.poster,
+                "content_type": r.content_type,
+                "size_bytes": len(r.video),
+                "width": r.width,
+                "height": r.height,
+                "num_frames": r.num_frames,
+                "fps": r.fps,
+                "duration_s": r.duration_s,
+                "encode_notes": r.encode_notes,
+            }
+            for r in results
+        ],
+    )
+    first = results[0]
+    res = conn.execute(
+        succeed,
+        {
+            "b_id": c.job_id,
+            "b_owner": c.owner,
+            "b_attempt": c.attempt,
+            "b_generation_seconds": first.generation_seconds,
+            "b_seconds_per_step": first.seconds_per_step,
+            "b_peak_gpu_bytes": first.peak_gpu_bytes,
+        },
+    )
+    if res.rowcount != 1:
+        return False
+    if drop_preview:
+        conn.execute(_Hot.drop_preview, {"b_id": c.job_id})
+    return True
 
 
 class _Recheck(Exception):
