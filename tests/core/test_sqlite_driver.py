@@ -31,6 +31,14 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+async def next_write_and_read(db: Database) -> list[int]:
+    """Insert id 2 into ``t`` in a new transaction, then read every id back."""
+    async with db.transaction() as s:
+        await s.execute(text("INSERT INTO t (id) VALUES (2)"))
+    async with db.sessionmaker() as s:
+        return list((await s.execute(text("SELECT id FROM t"))).scalars())
+
+
 async def test_cursor_answers_like_aiosqlite(tmp_path: Path) -> None:
     conn = await sqlite_driver.connect(str(tmp_path / "d.db"), isolation_level=None)
     try:
@@ -94,11 +102,7 @@ async def test_a_failed_transaction_leaves_no_lock_behind(tmp_path: Path, hops: 
             other.execute("ROLLBACK")
         finally:
             other.close()
-        # And the pooled connection works for the next transaction.
-        async with db.transaction() as s:
-            await s.execute(text("INSERT INTO t (id) VALUES (2)"))
-        async with db.sessionmaker() as s:
-            assert (await s.execute(text("SELECT id FROM t"))).scalars().all() == [2]
+        assert await next_write_and_read(db) == [2]  # the pooled connection works for the next one
     finally:
         await db.dispose()
 
@@ -146,10 +150,7 @@ async def test_a_busy_begin_fails_its_statement_and_leaves_the_connection_usable
             other.execute("ROLLBACK")
         finally:
             other.close()
-        async with db.transaction() as s:
-            await s.execute(text("INSERT INTO t (id) VALUES (2)"))
-        async with db.sessionmaker() as s:
-            assert (await s.execute(text("SELECT id FROM t"))).scalars().all() == [2]
+        assert await next_write_and_read(db) == [2]
     finally:
         await db.dispose()
 
