@@ -1,8 +1,10 @@
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,12 +26,21 @@ def test_generate_writes_a_playable_video(tiny_data_dir: Path, tiny_model_dir: P
     assert (info["width"], info["height"], info["num_frames"], info["fps"]) == (32, 64, 17, 8.0)
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
-    # Same seed, same video.
-    again = tmp_path / "again.mp4"
+    # Same seed, same video (to the eye: on a loaded CPU, MKL / oneDNN may split a sum differently
+    # between threads, which moves the last bits of a float and then the encoder's choices; this
+    # failed 2 in 8 full parallel runs as an exact comparison). Another seed: another video.
+    again, other = tmp_path / "again.mp4", tmp_path / "other.mp4"
     assert main([*argv[:2], str(again), *argv[3:]]) == 0
-    np_a = probe_mp4(out.read_bytes(), decode=True)["frames"]
-    np_b = probe_mp4(again.read_bytes(), decode=True)["frames"]
-    assert (np_a == np_b).all()
+    assert main([*argv[:2], str(other), *argv[3:6], "8", *argv[7:]]) == 0
+    first, same, different = (probe_mp4(p.read_bytes(), decode=True)["frames"] for p in (out, again, other))
+    assert psnr(first, same) >= 40, f"same seed, a different video: PSNR {psnr(first, same):.1f} dB"
+    assert psnr(first, different) < 30, f"another seed, the same video: PSNR {psnr(first, different):.1f} dB"
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 videos in dB (infinite when identical)."""
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 @pytest.mark.parametrize(
