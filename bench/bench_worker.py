@@ -33,7 +33,7 @@ from sqlalchemy import select
 from generator.encode import encode_mp4
 from generator.pipeline import VideoPipeline
 from generator.tiny import build_tiny_model
-from generator.worker import Worker
+from generator.worker import Worker, freeze_loaded_objects
 from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig, SubmitRequest
 from videobot.migrate import upgrade
@@ -199,6 +199,7 @@ async def main() -> None:
         p["num_inference_steps"] = args.steps
         params_list.append(GenerationParams.from_dict(p))
     bare(pipe, params_list[:2])  # warm-up
+    freeze_loaded_objects()  # as ``videobot worker`` does once its model is loaded
     layout = "halves: all bare jobs, then all worker jobs" if args.halves else "interleaved job by job"
     print(f"jobs={args.jobs} rounds={args.rounds} steps={args.steps} ({layout})")
     if args.noise:
