@@ -170,7 +170,7 @@ def _setup_sqlite(engine: AsyncEngine, clock: Callable[[], float] | None, *, rea
     def _on_reset(dbapi_conn, _record, _state) -> None:  # type: ignore[no-untyped-def]
         # The pool's reset, done only when needed: reading the flag needs no hop to the connection's
         # thread, which is idle here (the connection is being returned).
-        if sqlite_driver.in_transaction(dbapi_conn):
+        if sqlite_driver.returned_to_pool(dbapi_conn):
             dbapi_conn.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")

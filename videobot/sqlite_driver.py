@@ -124,10 +124,10 @@ class OneHopConnection(aiosqlite.Connection):
         await super().rollback()
 
 
-def in_transaction(dbapi_conn: Any) -> bool:
-    """Whether SQLAlchemy's adapted connection has a transaction open (sqlite3's ``in_transaction``,
-    read without a hop; true too when it cannot tell, e.g. closed). A ``BEGIN`` still waiting for a
-    statement is dropped: no transaction was started."""
+def returned_to_pool(dbapi_conn: Any) -> bool:
+    """SQLAlchemy's adapted connection is going back to the pool: forget a ``BEGIN`` still waiting
+    for a statement (no transaction was started), and say whether a transaction is open to roll back
+    (sqlite3's ``in_transaction``, read without a hop; true too when it cannot tell, e.g. closed)."""
     try:
         conn = dbapi_conn._connection
         conn.pending_begin = None
