@@ -16,7 +16,7 @@ from sqlalchemy import Float, Integer, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from videobot import quota
-from videobot.db import Database
+from videobot.db import Database, db_now
 from videobot.jobs.records import ACTIVE, ModelSpeed
 from videobot.models import Job, JobInput, JobPreview, JobResult, JobStatus, WorkerHeartbeat
 
@@ -130,6 +130,18 @@ class Queries:
             return (
                 await s.execute(select(Job).where(Job.result_message_id == message_id).limit(1))
             ).scalar_one_or_none()
+
+    async def seconds_since_child(self, parent_id: int, user_id: int, kind: str) -> float | None:
+        """Seconds (database clock) since ``user_id`` last queued a ``kind`` of ``parent_id``; None if
+        never (a reaction's cooldown: a sliding window, not a clock-aligned bucket)."""
+        async with self.db.sessionmaker() as s:
+            return (
+                await s.execute(
+                    select(db_now() - func.max(Job.created_at)).where(
+                        Job.parent_job_id == parent_id, Job.user_id == user_id, Job.kind == kind
+                    )
+                )
+            ).scalar()
 
     async def db_now(self) -> float:
         """The database clock (Unix seconds)."""

@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 ANIMATE = "Animate"
 RERUN_EMOJI = "🔁"
 DELETE_EMOJI = "❌"
-#: Reaction spam inside one window queues at most one rerun per member and message.
+#: A member reruns a result at most once per this many seconds (counted from their last rerun of it).
 RERUN_COOLDOWN_SECONDS = 30
 FEEDBACK_SECONDS = 15
 #: Remix / Extend must answer with their form within Discord's 3 s: the database gets this long.
@@ -406,6 +406,16 @@ class GenerateCog(commands.Cog):
 
     async def _rerun(self, payload: discord.RawReactionActionEvent, parent: Job) -> None:
         assert payload.guild_id is not None
+        since = await self.bot.queue.seconds_since_child(parent.id, payload.user_id, "rerun")
+        if since is not None and since < RERUN_COOLDOWN_SECONDS:
+            log.info(
+                "job %s: rerun reaction by %s inside the cooldown (%.0f s after the last); not queued again",
+                parent.id,
+                payload.user_id,
+                since,
+            )
+            return
+        # Reactions that arrive together share a key (one job); the look above is the cooldown itself.
         bucket = int(time.time() // RERUN_COOLDOWN_SECONDS)
         async with self.bot.db.sessionmaker() as s:
             view = await guilds.get_config(s, payload.guild_id)
