@@ -102,3 +102,17 @@ def test_animate_picks_the_first_picture_of_a_message() -> None:
     assert pick_image(Message([notes, photo])) is photo  # type: ignore[arg-type]
     with pytest.raises(ImageRejected, match="no picture to animate"):
         pick_image(Message([notes]))  # type: ignore[arg-type]
+    # A GIF (not a format the models take) does not hide the PNG beside it; alone, it is refused
+    # with the reason, before any form opens.
+    gif = attachment("http://x/dance.gif", 10, "dance.gif", "image/gif")
+    png = attachment("http://x/cat", 10, "cat", "image/png")
+    assert pick_image(Message([notes, gif, png])) is png  # type: ignore[arg-type]
+    with pytest.raises(ImageRejected) as refused:
+        pick_image(Message([gif, notes]))  # type: ignore[arg-type]
+    reason = refused.value.render("en")
+    assert "has a GIF picture" in reason and "PNG, JPEG or WebP" in reason
+    # Only a picture type's letters are shown back.
+    odd = attachment("http://x/odd", 10, "odd", "image/<b>@everyone")
+    with pytest.raises(ImageRejected) as refused:
+        pick_image(Message([odd]))  # type: ignore[arg-type]
+    assert "BEVERYONE" in refused.value.render("en") and "<" not in refused.value.render("en")

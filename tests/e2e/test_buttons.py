@@ -360,3 +360,107 @@ async def test_queue_shows_where_a_job_came_from(h: BotHarness) -> None:
     finally:
         await h.start_worker()
     await reply_to(h, post)
+
+
+async def test_a_click_and_a_rerun_reaction_right_after_the_post_work(h: BotHarness) -> None:
+    """The result is visible (buttons, 🔁) before the bot has recorded it as delivered: clicks and
+    reactions in that window work. The window is held open by holding Discord's answer to the post."""
+    held = h.fd.hold("POST", r"^/webhooks/\d+/[^/]+$")  # the result, as the /video's follow-up
+    try:
+        note = await answer(h, await h.slash(h.member_id, "video", prompt="a heron at dawn"), "queued note")
+        job_id = int(re.search(r"job #(\d+)", note)[1])  # type: ignore[index]
+        await held.reached(90)
+        [post] = [m for m in result_posts(h) if m["attachments"][0]["filename"] == f"videobot-{job_id}.mp4"]
+        assert (await h.job(job_id)).status == "succeeded"
+
+        clicked = await click(h, h.other_id, post, "rerun")
+        text = await answer(h, clicked, "the rerun answer")
+        assert "Queued as job #" in text, text
+        opened = await open_form(h, h.other_id, post, "extend")
+        assert form_inputs(opened.modal or {})["prompt"]["value"] == "a heron at dawn"
+        await h.react(h.member_id, int(post["id"]), "🔁")
+
+        async def reaction_rerun() -> list[Job]:
+            return [j for j in await h.jobs(h.member_id) if j.parent_job_id == job_id and j.kind == "rerun"]
+
+        deadline = time.monotonic() + 30
+        while not await reaction_rerun():
+            assert time.monotonic() < deadline, f"no rerun from 🔁\n{h.bot.tail(30)}"
+            await asyncio.sleep(0.1)
+        # All of it while the post was still unrecorded.
+        assert (await h.job(job_id)).status == "succeeded"
+    finally:
+        held.release()
+    await h.wait_job(job_id, "delivered", 30)
+    [from_click] = [j for j in await h.jobs(h.other_id) if j.parent_job_id == job_id]
+    assert from_click.kind == "rerun" and from_click.reply_to_message_id == int(post["id"])
+    [from_reaction] = await reaction_rerun()
+    assert from_reaction.reply_to_message_id == int(post["id"])
+    # Both are answered under the post once made.
+    await h.wait_for(
+        lambda: (
+            len(
+                [
+                    m
+                    for m in result_posts(h)
+                    if (m.get("message_reference") or {}).get("message_id") == post["id"]
+                ]
+            )
+            >= 2
+        ),
+        90,
+        "the two reruns under the post",
+    )
+
+
+async def test_delete_acts_only_on_its_own_result_and_says_when_discord_refuses(h: BotHarness) -> None:
+    assert h.queue is not None
+    post_a, job_a = await make_video(h, h.member_id, "a red balloon")
+    post_b, job_b = await make_video(h, h.member_id, "a blue balloon")
+    # A Delete button carrying job A's id, on message B: refused, nothing deleted.
+    forged = await h.fd.click(
+        h.guild_id, h.channel_id, h.member_id, int(post_b["id"]), f"videobot:delete:{job_a.id}"
+    )
+    assert "does not belong to this message" in await answer(h, forged, "the refusal")
+    assert forged.ephemeral or (forged.original or {}).get("ephemeral")
+    assert not h.fd.message(post_a["id"])["deleted"] and not h.fd.message(post_b["id"])["deleted"]
+    assert "result" in await h.queue.stored_files(job_a.id)
+    assert "result" in await h.queue.stored_files(job_b.id)
+
+    # Discord refuses the delete (403): the member is told why; the message and its file stay.
+    path = rf"^/channels/{h.channel_id}/messages/{post_b['id']}$"
+    h.fd.inject("DELETE", path, 403, code=50013, message="Missing Permissions")
+    refused = await click(h, h.member_id, post_b, "delete")
+    text = await answer(h, refused, "the 403 answer")
+    assert "missing a permission" in text and "moderator" in text, text
+    assert not h.fd.message(post_b["id"])["deleted"]
+    assert "result" in await h.queue.stored_files(job_b.id)
+    assert (await h.job(job_b.id)).result_message_id == int(post_b["id"])
+
+    # Refused, and the message turns out to be gone after all: its stored file goes too.
+    h.fd.inject("DELETE", path, 403, code=50013, message="Missing Permissions")
+    h.fd.inject("GET", path, 404, code=10008, message="Unknown Message")
+    refused = await click(h, h.member_id, post_b, "delete")
+    assert "missing a permission" in await answer(h, refused, "the second 403 answer")
+    assert await h.queue.stored_files(job_b.id) == frozenset()
+
+    # The real button still works.
+    done = await click(h, h.member_id, post_a, "delete")
+    assert f"job #{job_a.id}" in await answer(h, done, "deleted")
+    assert h.fd.message(post_a["id"])["deleted"]
+
+
+async def test_remix_and_extend_forms_check_the_channel_where_they_are_submitted(h: BotHarness) -> None:
+    post, source = await make_video(h, h.member_id, "a sailboat at noon")
+    remix = await open_form(h, h.other_id, post, "remix")
+    extend = await open_form(h, h.other_id, post, "extend")
+    elsewhere = h.fd.add_channel(h.guild_id, "elsewhere")
+    await h.set_guild_config(allowed_channel_ids=[elsewhere])
+    try:
+        for opened in (remix, extend):
+            late = await h.fd.submit_modal(opened, {"prompt": "a sailboat at night"})
+            text = await answer(h, late, "the refusal")
+            assert "can't be made in this channel" in text and f"<#{elsewhere}>" in text, text
+    finally:
+        await h.set_guild_config(allowed_channel_ids=[])
+    assert [j for j in await h.jobs(h.other_id) if j.parent_job_id == source.id] == []

@@ -307,6 +307,94 @@ async def test_animate_on_a_file_that_is_not_a_picture_is_refused_after_the_moda
     assert len(h.messages()) == public_before
 
 
+def gif(w: int, h: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 30, 30)).save(out, format="GIF")
+    return out.getvalue()
+
+
+async def test_animate_takes_the_first_supported_picture_and_refuses_a_gif_before_the_form(
+    h: BotHarness,
+) -> None:
+    fd = h.fd
+    jobs_before, ledger_before = len(await h.jobs()), len(await h.ledger())
+    # Only a GIF: refused at once, privately, with the reason; no form, nothing downloaded.
+    only_gif = fd.post_user_message(h.other_id, h.channel_id, "gif", files=[("dance.gif", gif(40, 30))])
+    refused = await fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", only_gif)
+    body = await refused.acknowledged(3)
+    assert body["type"] == 4 and body["data"]["flags"] & 64 and refused.modal is None, body
+    assert "GIF" in body["data"]["content"] and "PNG, JPEG or WebP" in body["data"]["content"]
+    [gif_attachment] = fd.message(only_gif)["attachments"]
+    assert int(gif_attachment["id"]) not in fd.cdn_requests
+    assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
+
+    # A GIF beside a PNG: the PNG is animated.
+    upload = picture(96, 96, "PNG")
+    both = fd.post_user_message(
+        h.other_id, h.channel_id, "two files", files=[("first.gif", gif(40, 30)), ("second.png", upload)]
+    )
+    opened = await fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", both)
+    assert (await opened.acknowledged(3))["type"] == 9
+    job_id = await queued_job_id(h, await fd.submit_modal(opened, {"prompt": "it turns"}))
+    assert await stored_inputs(h, job_id) == {"image": prepare(upload).png}
+    gif_id, png_id = (int(a["id"]) for a in fd.message(both)["attachments"])
+    assert png_id in fd.cdn_requests and gif_id not in fd.cdn_requests
+    await check_video_from(h, job_id, upload)
+
+
+async def test_animate_checks_the_channel_first_even_with_an_empty_prompt(h: BotHarness) -> None:
+    fd = h.fd
+    upload = picture(64, 64, "PNG")
+    mid = fd.post_user_message(h.other_id, h.channel_id, "cat", files=[("cat.png", upload)])
+    [attachment] = fd.message(mid)["attachments"]
+    opened = await fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", mid)
+    assert (await opened.acknowledged(3))["type"] == 9
+    elsewhere = fd.add_channel(h.guild_id, "animate-here")
+    await h.set_guild_config(allowed_channel_ids=[elsewhere])
+    jobs_before, ledger_before = len(await h.jobs()), len(await h.ledger())
+    try:
+        # The form, opened while the channel was allowed, submitted empty (its default) after the rule
+        # changed: refused before the picture is downloaded.
+        text = await answer(h, await fd.submit_modal(opened, {}))
+        assert "can't be made in this channel" in text and f"<#{elsewhere}>" in text, text
+        assert int(attachment["id"]) not in fd.cdn_requests
+        # And a new Animate is refused before its form opens.
+        again = await fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", mid)
+        body = await again.acknowledged(3)
+        assert body["type"] == 4 and body["data"]["flags"] & 64 and again.modal is None, body
+        assert "can't be made in this channel" in body["data"]["content"]
+    finally:
+        await h.set_guild_config(allowed_channel_ids=[])
+    assert int(attachment["id"]) not in fd.cdn_requests
+    assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
+
+
+async def test_an_animate_form_opened_before_a_bot_restart_is_answered_after_it(h: BotHarness) -> None:
+    fd = h.fd
+    upload = picture(160, 90, "JPEG", quality=90)
+    mid = fd.post_user_message(h.other_id, h.channel_id, "sunset", files=[("sunset.jpg", upload)])
+    opened = await fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", mid)
+    assert (await opened.acknowledged(3))["type"] == 9
+    await h.kill_bot()
+    await h.start_bot()
+
+    submitted = await fd.submit_modal(opened, {"prompt": "the sun sinks"})
+    job_id = await queued_job_id(h, submitted)
+    post, job = await check_video_from(h, job_id, upload)
+    assert (post.get("message_reference") or {}).get("message_id") == str(mid)
+    assert job.kind == "animate" and job.user_id == h.member_id and job.params["prompt"] == "the sun sinks"
+
+    # A form whose picture message was deleted meanwhile: refused politely, nothing charged.
+    gone = fd.post_user_message(h.other_id, h.channel_id, "soon gone", files=[("x.png", picture(32, 32))])
+    opened = await fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", gone)
+    assert (await opened.acknowledged(3))["type"] == 9
+    fd.delete_user_message(gone)
+    jobs_before, ledger_before = len(await h.jobs()), len(await h.ledger())
+    text = await answer(h, await fd.submit_modal(opened, {}))
+    assert "could not download that picture" in text and "Queued" not in text, text
+    assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
+
+
 async def test_the_picture_is_purged_with_the_result_and_a_text_only_model_refuses_pictures(
     h: BotHarness,
 ) -> None:

@@ -1,7 +1,7 @@
 """A fake Discord (REST + gateway) on loopback for end-to-end tests of the real bot process."""
 
 from .ratelimits import Bucket, RateLimitHit, RateLimits
-from .records import Fault, Interaction, RecordedFile, RecordedRequest
+from .records import Fault, Hold, Interaction, RecordedFile, RecordedRequest
 from .server import DiscordError, FakeDiscord
 from .world import Guild, MiB
 
@@ -11,6 +11,7 @@ __all__ = [
     "FakeDiscord",
     "Fault",
     "Guild",
+    "Hold",
     "Interaction",
     "MiB",
     "RateLimitHit",

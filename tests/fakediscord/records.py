@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,29 @@ class Fault:
     def cancel(self) -> None:
         """Stop injecting this fault."""
         self.count = 0
+
+
+@dataclass
+class Hold:
+    """Matching requests are carried out (a message is stored and shown), then their answer waits
+    until ``release()``: the window where Discord has done something and the bot does not know yet."""
+
+    method: str
+    path_regex: str
+    count: int
+    held: list[RecordedRequest] = field(default_factory=list)
+    _reached: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _released: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    async def reached(self, timeout: float = 60.0) -> RecordedRequest:  # noqa: ASYNC109
+        """Wait until a request is held; the first one held."""
+        await asyncio.wait_for(self._reached.wait(), timeout)
+        return self.held[0]
+
+    def release(self) -> None:
+        """Send the held answers, and stop holding."""
+        self.count = 0
+        self._released.set()
 
 
 @dataclass

@@ -42,7 +42,7 @@ from .ratelimits import (
     limited_body,
     limited_headers,
 )
-from .records import Fault, Interaction, RecordedFile, RecordedRequest
+from .records import Fault, Hold, Interaction, RecordedFile, RecordedRequest
 from .schema import load_validator
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,7 @@ class FakeDiscord:
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
         self.command_syncs: list[tuple[int | None, list[dict[str, Any]]]] = []
         self._faults: list[Fault] = []
+        self._holds: list[Hold] = []
         self._change = asyncio.Event()
         self._routes = self._build_routes()
         self._runner: web.AppRunner | None = None
@@ -249,6 +250,8 @@ class FakeDiscord:
 
     async def close(self) -> None:
         """Stop listening, then close gateway sockets (so a reconnect cannot slip in between)."""
+        for held in self._holds:
+            held.release()
         if self._runner is not None:
             for site in list(self._runner.sites):
                 await site.stop()
@@ -480,6 +483,11 @@ class FakeDiscord:
 
     # ----------------------------------------------------------------- faults & recording
 
+    def delete_user_message(self, message_id: int) -> None:
+        """The author deletes a message (MESSAGE_DELETE; later requests for it get 404 10008)."""
+        stored = self._messages[int(message_id)]
+        self._delete_message(self._channel(stored.data["channel_id"]), stored)
+
     def inject(
         self,
         method: str,
@@ -501,6 +509,20 @@ class FakeDiscord:
         fault = Fault(method.upper(), path_regex, status, count, code, message, retry_after, is_global)
         self._faults.append(fault)
         return fault
+
+    def hold(self, method: str, path_regex: str, count: int = 1) -> Hold:
+        """Carry out the next ``count`` successful matching requests, but hold their answers until
+        ``hold.release()`` (e.g. a result posted and visible, its id not yet known to the bot)."""
+        held = Hold(method.upper(), path_regex, count)
+        self._holds.append(held)
+        return held
+
+    def _take_hold(self, method: str, path: str) -> Hold | None:
+        for held in self._holds:
+            if held.count > 0 and held.method in ("*", method) and re.search(held.path_regex, path):
+                held.count -= 1
+                return held
+        return None
 
     def requests_to(self, method: str, route: str) -> list[RecordedRequest]:
         """Recorded requests for one route template, e.g. ``("POST", "/channels/{channel_id}/messages")``."""
@@ -1359,6 +1381,10 @@ class FakeDiscord:
             status, body = 500, {"message": "500: Internal Server Error", "code": 0}
         record.status, record.response = status, body
         self._changed()
+        if status < 400 and (held := self._take_hold(method, path)):
+            held.held.append(record)
+            held._reached.set()
+            await held._released.wait()
         if status == 204 or body is None:
             return web.Response(status=204, headers=headers)
         return self._json(status, body, headers)

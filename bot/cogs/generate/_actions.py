@@ -7,18 +7,24 @@ what the new job needs is still stored: an extension needs the source's video (`
 a rerun or remix of a video made from an image (or of an extension) needs that job's inputs
 (``job_inputs``); both are purged ``VIDEOBOT_RESULT_RETENTION_HOURS`` after posting. A rerun or
 remix of a text video needs only the row, so it keeps working after the purge.
+
+A result is usable from the moment it is posted, not only once ``mark_delivered`` has committed:
+members see the message (its buttons, its 🔁) before that write lands, and under a busy database
+the gap grows. A ``succeeded`` job counts as posted when the message the member acted on is the
+bot's and carries the job's result file (``Posted.shows``): Discord tells us what is on it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import discord
 
 from videobot import planning
-from videobot.errors import InvalidParameters, JobNotFound
+from videobot.errors import InvalidParameters, JobNotFound, VideobotError
 from videobot.i18n import Msg, Number, msg, nmsg
 from videobot.jobs import SubmitRequest, Submitted
 from videobot.models import Job, JobStatus
@@ -37,6 +43,64 @@ class ResultGone(JobNotFound):
     code = "result_gone"
 
 
+class NotThisResult(InvalidParameters):
+    """A button whose job id does not belong to the message it is on: nothing is done."""
+
+    code = "not_this_result"
+
+
+class CannotDelete(VideobotError):
+    """Discord refused to delete the message (403): the member is told, the message stays."""
+
+    code = "cannot_delete"
+
+
+#: A result file's name carries its job id (``_format.result_filename``).
+_RESULT_FILE = re.compile(r"videobot-(?P<job_id>[0-9]{1,20})(?:-[0-9]+)?\.mp4")
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A message a member acted on (a button's, a reaction's), as Discord describes it."""
+
+    id: int
+    author_id: int | None
+    filenames: frozenset[str]
+
+    @classmethod
+    def of(cls, message: discord.Message) -> Posted:
+        return cls(message.id, message.author.id, frozenset(a.filename for a in message.attachments))
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Posted:
+        """From the REST form of a message (``GET /channels/{id}/messages/{id}``)."""
+        author = data.get("author") or {}
+        return cls(
+            int(data["id"]),
+            int(author["id"]) if author.get("id") else None,
+            frozenset(str(a.get("filename") or "") for a in data.get("attachments") or []),
+        )
+
+    def job_id(self) -> int | None:
+        """The job whose result file this message carries, if any."""
+        for name in self.filenames:
+            if found := _RESULT_FILE.fullmatch(name):
+                return int(found["job_id"])
+        return None
+
+    def shows(self, job: Job, bot_id: int | None) -> bool:
+        """Whether this message is ``job``'s posted result: the recorded one, or (posted but not yet
+        marked delivered) the bot's own message carrying the job's result file."""
+        if job.result_message_id is not None:
+            return job.result_message_id == self.id
+        return (
+            job.status == JobStatus.SUCCEEDED.value
+            and bot_id is not None
+            and self.author_id == bot_id
+            and bool(self.filenames & _format.result_filenames(job))
+        )
+
+
 @dataclass(frozen=True)
 class Asker:
     """Who asked, where, and what Discord told us about the destination (from the interaction or reaction)."""
@@ -49,6 +113,8 @@ class Asker:
     message_id: int | None
     upload_limit: int
     channel: object = None
+    #: That message as Discord showed it (None: not sent with the interaction).
+    posted: Posted | None = None
 
 
 class ResultActions:
@@ -59,15 +125,18 @@ class ResultActions:
         self.bot = cog.bot
 
     # ------------------------------------------------------------------ checks
-    async def source(self, job_id: int, guild_id: int, kind: str) -> Job:
-        """The posted job a button (or reaction) refers to, if ``kind`` can still be made from it."""
+    def is_posted(self, job: Job, posted: Posted | None) -> bool:
+        """Delivered (and not deleted since), or posted and not yet marked: ``posted`` shows it."""
+        if job.status == JobStatus.DELIVERED.value and job.result_message_id is not None:
+            return True  # a None id: deleted with its Delete button or ❌
+        bot_id = self.bot.user.id if self.bot.user is not None else None
+        return posted is not None and posted.shows(job, bot_id)
+
+    async def source(self, job_id: int, guild_id: int, kind: str, posted: Posted | None = None) -> Job:
+        """The posted job a button (or reaction) on ``posted`` refers to, if ``kind`` can still be
+        made from it."""
         job = await self.bot.queue.get(job_id)
-        if (
-            job is None
-            or job.guild_id != guild_id
-            or job.status != JobStatus.DELIVERED.value
-            or job.result_message_id is None  # deleted with its Delete button or ❌
-        ):
+        if job is None or job.guild_id != guild_id or not self.is_posted(job, posted):
             raise ResultGone(msg(_format.RESULT_GONE))
         settings = self.bot.settings
         target = planning.queue_target(settings)
@@ -146,7 +215,7 @@ class ResultActions:
         negative_prompt: str | None = None,
     ) -> tuple[Submitted, Job]:
         """Queue a rerun, remix or extension of ``job_id`` charged to ``asker``; raises the refusal."""
-        source = await self.source(job_id, asker.guild_id, kind)
+        source = await self.source(job_id, asker.guild_id, kind, asker.posted)
         params = self._params(source, kind, prompt, negative_prompt)
         await self.cog.check_guild(
             asker.guild_id, asker.channel_id, str(params["prompt"]), asker.channel, asker.upload_limit
@@ -201,6 +270,7 @@ def asker_from(interaction: discord.Interaction, message_id: int | None) -> Aske
     from ._cog import member_role_ids
 
     assert interaction.guild_id is not None and interaction.channel_id is not None
+    message = interaction.message
     return Asker(
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
@@ -209,4 +279,5 @@ def asker_from(interaction: discord.Interaction, message_id: int | None) -> Aske
         message_id=message_id,
         upload_limit=int(interaction.filesize_limit),
         channel=interaction.channel,
+        posted=Posted.of(message) if message is not None and message.id == message_id else None,
     )

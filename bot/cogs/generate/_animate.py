@@ -1,45 +1,44 @@
-"""The modal Apps → Animate opens: one optional text input (``prompt``), the motion to make.
+"""The form Apps → Animate opens: one optional text input (``prompt``), the motion to make.
 
-It lives in this process's memory between the member opening it and submitting it (a modal needs no
-state across restarts: one opened before a restart simply fails on Discord's side and is opened again).
-The picture is downloaded only when the modal is submitted, right after that interaction is
-acknowledged: the CDN URL comes from the message Discord just resolved, so it is fresh.
+Like the Remix and Extend forms (``_modals``), nothing of it lives in this process's memory: its custom
+id carries what the submission needs (``videobot:animate-form:<message id>:<attachment id>``) and the
+submission is handled from the raw interaction (``GenerateCog.on_interaction``), so a form opened
+before a restart is answered after it. The member and the channel are the submission's own (Discord
+lets only the member it was shown to submit a form, in the channel it was opened in). The picture's
+URL is not kept: CDN URLs are signed and expire, so the submission reads the message again from
+Discord (a fresh URL; a deleted message is refused politely) and downloads the picture after that
+interaction is acknowledged.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
 
 import discord
 
-from bot import errors as bot_errors
 from videobot.presets import MAX_PROMPT_CHARS
 
 from . import _format
 
-if TYPE_CHECKING:
-    from ._cog import GenerateCog
-
 PROMPT_ID = "prompt"
-MODAL_SECONDS = 15 * 60
+FORM_ID = re.compile(r"videobot:animate-form:(?P<message_id>[0-9]{1,20}):(?P<attachment_id>[0-9]{1,20})")
 
 
-class AnimateModal(discord.ui.Modal):
-    """ "Animate this picture": what should move (empty: natural motion)."""
+def form_id(message_id: int, attachment_id: int) -> str:
+    """At most 22 + 20 + 1 + 20 = 63 characters (Discord allows 100)."""
+    return f"videobot:animate-form:{message_id}:{attachment_id}"
 
-    def __init__(
-        self, cog: GenerateCog, message: discord.Message, attachment: discord.Attachment, locale: str = "en"
-    ) -> None:
-        # In the language of the member who opened it (``locale``: ``member_locale``).
-        super().__init__(
-            title=_format.label(locale, _format.ANIMATE_TITLE, _format.MAX_TITLE),
-            timeout=MODAL_SECONDS,
-            custom_id=f"animate:{message.id}"[:100],
-        )
-        self.cog = cog
-        self.message = message
-        self.attachment = attachment
-        self.prompt: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
+
+def animate_form(locale: str, message_id: int, attachment_id: int) -> discord.ui.Modal:
+    """ "Animate this picture": what should move (empty: natural motion), in ``locale``
+    (``member_locale`` of the member who opened it)."""
+    modal = discord.ui.Modal(
+        title=_format.label(locale, _format.ANIMATE_TITLE, _format.MAX_TITLE),
+        custom_id=form_id(message_id, attachment_id),
+        timeout=None,
+    )
+    modal.add_item(
+        discord.ui.TextInput(
             label=_format.label(locale, _format.ANIMATE_LABEL, _format.MAX_TITLE),
             custom_id=PROMPT_ID,
             style=discord.TextStyle.paragraph,
@@ -47,11 +46,6 @@ class AnimateModal(discord.ui.Modal):
             required=False,
             max_length=MAX_PROMPT_CHARS,
         )
-        self.add_item(self.prompt)
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        await self.cog.animate_submitted(interaction, self.message, self.attachment, self.prompt.value or "")
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]
-        # The same typed refusals and reference ids as the command tree's handler.
-        await bot_errors.on_app_command_error(interaction, error)  # type: ignore[arg-type]
+    )
+    modal.stop()  # rendered only: the submission is handled from the raw interaction
+    return modal

@@ -4,9 +4,11 @@ reactions: parse, call the services, format the answer.
 A picture (``/video image:``, or the message Animate is used on) is downloaded only after the
 interaction is acknowledged, and checked and normalised by ``videobot.images`` (``_image.py``); the
 image decision (verb, aspect ratio) is ``planning.build_params(..., image=...)``. Animate's first
-response must be its modal (``_animate.py``), so only checks without database or network run before
-it; the modal's submission is acknowledged like ``/video`` and queues a job of kind ``animate``
-whose status and result reply under the picture.
+response must be its form (``_animate.py``), so only quick checks run before it (a supported picture
+on the message, its declared size, the channel rule within ``FORM_DEADLINE``); the form's submission
+(handled by its custom id, so it survives a restart) is acknowledged like ``/video``, checks the
+channel again, reads the message again from Discord for a fresh picture URL, and queues a job of
+kind ``animate`` whose status and result reply under the picture.
 
 Buttons (``_buttons.py``, ``_actions.py``, ``_modals.py``): Rerun and Delete defer (ephemeral) at once
 like ``/video``. Remix and Extend must answer with their form, and a form can only be the first response, so they read the source job (and check
@@ -47,6 +49,7 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -58,14 +61,13 @@ from videobot import guilds, planning
 from videobot.errors import NotModerator, VideobotError
 from videobot.health import record_ack
 from videobot.i18n import msg, t
-from videobot.images import PreparedImage
+from videobot.images import ImageRejected, PreparedImage
 from videobot.jobs import SubmitRequest, Submitted
 from videobot.models import Job
 from videobot.presets import MAX_VIDEOS
 
-from . import _format, _image, _modals
-from ._actions import Asker, ResultActions, asker_from
-from ._animate import AnimateModal
+from . import _animate, _format, _image, _modals
+from ._actions import Asker, CannotDelete, NotThisResult, Posted, ResultActions, asker_from
 from ._buttons import DYNAMIC_ITEMS
 
 if TYPE_CHECKING:
@@ -232,14 +234,14 @@ class GenerateCog(commands.Cog):
         An early, read-only answer: ``_submit`` checks again, and the submit decides the charge (a
         weighted cost may be higher than ``cost``, the least the request can cost)."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
-        if prompt.strip():
-            await self.check_guild(
-                interaction.guild_id,
-                interaction.channel_id,
-                prompt,
-                interaction.channel,
-                int(interaction.filesize_limit),
-            )
+        # In every case, an empty prompt (Animate's default) too: the channel rule comes first.
+        await self.check_guild(
+            interaction.guild_id,
+            interaction.channel_id,
+            prompt,
+            interaction.channel,
+            int(interaction.filesize_limit),
+        )
         await self.bot.queue.check_limits(
             interaction.guild_id,
             interaction.user.id,
@@ -311,37 +313,75 @@ class GenerateCog(commands.Cog):
 
     # ------------------------------------------------------------------ Apps → Animate
     async def animate(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        """Message command: ask for the motion in a modal (which must be the first response, so only
-        checks that need no database or network run before it), then queue from its submission."""
+        """Message command: ask for the motion in a form (which must be the first response, so only
+        quick checks run before it), then queue from its submission (``animate_submitted``)."""
         settings = self.bot.settings
         planning.check_image(settings)
         attachment = _image.pick_image(message)
         _image.check_declared_size(attachment, settings)
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        try:
+            # The channel rule before the form, when the database answers in time (the submission
+            # checks it again in every case).
+            await asyncio.wait_for(
+                self.check_guild(
+                    interaction.guild_id,
+                    interaction.channel_id,
+                    "",
+                    interaction.channel,
+                    int(interaction.filesize_limit),
+                ),
+                FORM_DEADLINE,
+            )
+        except TimeoutError:
+            log.info(
+                "Animate by %s: channel not checked before the form (slow database)", interaction.user.id
+            )
         await interaction.response.send_modal(
-            AnimateModal(self, message, attachment, member_locale(interaction))
+            _animate.animate_form(member_locale(interaction), message.id, attachment.id)
         )
         record_ack(interaction.created_at)
 
     async def animate_submitted(
-        self,
-        interaction: discord.Interaction,
-        message: discord.Message,
-        attachment: discord.Attachment,
-        prompt: str,
+        self, interaction: discord.Interaction, message_id: int, attachment_id: int, prompt: str
     ) -> None:
-        """The modal's submission: a new interaction, acknowledged first like ``/video``."""
+        """The form's submission (also of a form opened before a restart): a new interaction,
+        acknowledged first like ``/video``; the channel rule before anything is downloaded."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         record_ack(interaction.created_at)
         settings = self.bot.settings
         target = planning.check_model(settings, None)
         planning.check_image(settings)
         await self._check_before_download(interaction, prompt, cost=1)
+        attachment = await self._form_picture(interaction, message_id, attachment_id)
         picture = await self._read_image(attachment)
         params = planning.build_params(target, prompt, image=picture)
         submitted = await self._submit(
-            interaction, target, params, kind="animate", picture=picture, reply_to_message_id=message.id
+            interaction, target, params, kind="animate", picture=picture, reply_to_message_id=message_id
         )
         await self._reply_queued(interaction, submitted)
+
+    async def _form_picture(
+        self, interaction: discord.Interaction, message_id: int, attachment_id: int
+    ) -> discord.Attachment:
+        """The picture the Animate form was opened on, read again from Discord (a fresh CDN URL)."""
+        assert interaction.channel_id is not None
+        channel = self.bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
+        try:
+            message = await channel.fetch_message(message_id)
+        except discord.HTTPException as exc:
+            log.info(
+                "Animate by %s: message %s could not be read (%s/%s)",
+                interaction.user.id,
+                message_id,
+                exc.status,
+                exc.code,
+            )
+            raise ImageRejected(msg(_image.NOT_DOWNLOADED)) from None
+        for attachment in message.attachments:
+            if attachment.id == attachment_id:
+                return attachment
+        raise ImageRejected(msg(_image.NOT_DOWNLOADED))  # removed from the message meanwhile
 
     @video.autocomplete("model")
     async def _model_autocomplete(
@@ -393,10 +433,13 @@ class GenerateCog(commands.Cog):
             return
         try:
             job = await self.bot.queue.by_result_message(payload.message_id)
+            posted = None
             if job is None:
-                return
+                posted, job = await self._posted_unmarked(payload)
+                if job is None:
+                    return
             if emoji == RERUN_EMOJI:
-                await self._rerun(payload, job)
+                await self._rerun(payload, job, posted)
             else:
                 await self._delete(payload, job)
         except Exception:
@@ -404,7 +447,25 @@ class GenerateCog(commands.Cog):
                 "reaction %s on message %s by %s failed", emoji, payload.message_id, payload.user_id
             )
 
-    async def _rerun(self, payload: discord.RawReactionActionEvent, parent: Job) -> None:
+    async def _posted_unmarked(
+        self, payload: discord.RawReactionActionEvent
+    ) -> tuple[Posted | None, Job | None]:
+        """A reaction on a result posted but not yet marked delivered (the database write still on its
+        way): the message itself, read from Discord, says which job it shows."""
+        try:
+            posted = Posted.from_data(await self.bot.http.get_message(payload.channel_id, payload.message_id))
+        except (discord.HTTPException, aiohttp.ClientError, OSError):
+            return None, None
+        job_id = posted.job_id()
+        job = await self.bot.queue.get(job_id) if job_id is not None else None
+        me = self.bot.user
+        if job is None or job.guild_id != payload.guild_id or not posted.shows(job, me.id if me else None):
+            return None, None
+        return posted, job
+
+    async def _rerun(
+        self, payload: discord.RawReactionActionEvent, parent: Job, posted: Posted | None = None
+    ) -> None:
         assert payload.guild_id is not None
         since = await self.bot.queue.seconds_since_child(parent.id, payload.user_id, "rerun")
         if since is not None and since < RERUN_COOLDOWN_SECONDS:
@@ -428,6 +489,7 @@ class GenerateCog(commands.Cog):
             upload_limit=view.upload_limit_bytes or self.bot.settings.upload_limit_bytes,
             # The channel rules and blocklist may have changed since the original was made.
             channel=self.bot.get_channel(payload.channel_id),
+            posted=posted,
         )
         try:
             submitted, _ = await self.actions.submit(
@@ -500,7 +562,7 @@ class GenerateCog(commands.Cog):
         asker = asker_from(interaction, interaction.message.id)
 
         async def prepare() -> Job:
-            job = await self.actions.source(job_id, asker.guild_id, action)
+            job = await self.actions.source(job_id, asker.guild_id, action, asker.posted)
             await self.actions.precheck(asker, job, action)
             return job
 
@@ -526,11 +588,21 @@ class GenerateCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
-        """A Remix or Extend form submitted (also one opened before a restart)."""
+        """A Remix, Extend or Animate form submitted (also one opened before a restart)."""
         if interaction.type is not discord.InteractionType.modal_submit or interaction.guild_id is None:
             return
         data: dict[str, object] = dict(interaction.data or {})  # type: ignore[arg-type]
-        match = _modals.FORM_ID.fullmatch(str(data.get("custom_id") or ""))
+        custom_id = str(data.get("custom_id") or "")
+        if animate := _animate.FORM_ID.fullmatch(custom_id):
+            try:
+                prompt = _modals.submitted_values(data).get(_animate.PROMPT_ID, "")  # type: ignore[arg-type]
+                await self.animate_submitted(
+                    interaction, int(animate["message_id"]), int(animate["attachment_id"]), prompt
+                )
+            except Exception as exc:
+                await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
+            return
+        match = _modals.FORM_ID.fullmatch(custom_id)
         if match is None:
             return
         kind, job_id = match["kind"], int(match["job_id"])
@@ -558,29 +630,66 @@ class GenerateCog(commands.Cog):
 
     async def _delete_click(self, interaction: discord.Interaction, job_id: int) -> None:
         assert interaction.message is not None and interaction.channel_id is not None
+        message = interaction.message
         job = await self.bot.queue.get(job_id)
-        allowed = (
-            job is not None and job.guild_id == interaction.guild_id and job.user_id == interaction.user.id
-        )
-        if not allowed and not await is_moderator(self.bot, interaction):
+        me = self.bot.user
+        # The button's job must be what the message shows (its result, or its status message):
+        # the job authorises the delete, so it must not delete some other message.
+        if (
+            job is None
+            or job.guild_id != interaction.guild_id
+            or not (
+                Posted.of(message).shows(job, me.id if me else None) or job.status_message_id == message.id
+            )
+        ):
+            log.warning(
+                "job %s: delete by %s refused: message %s is not its result or status message",
+                job_id,
+                interaction.user.id,
+                message.id,
+            )
+            raise NotThisResult(msg(_format.DELETE_MISMATCH))
+        if job.user_id != interaction.user.id and not await is_moderator(self.bot, interaction):
             log.info(
                 "job %s: delete by %s refused (not the requester or a moderator)", job_id, interaction.user.id
             )
             raise NotModerator(msg(_format.DELETE_REFUSED))
+        is_result = message.id != job.status_message_id
         try:
             await self.bot.http.delete_message(
-                interaction.channel_id, interaction.message.id, reason=f"Delete by {interaction.user.id}"
+                interaction.channel_id, message.id, reason=f"Delete by {interaction.user.id}"
             )
         except discord.NotFound:
             pass  # already gone: the member's wish is granted
-        if job is not None and job.result_message_id == interaction.message.id:
+        except discord.Forbidden as exc:
+            log.warning(
+                "job %s: could not delete message %s for %s (%s/%s)",
+                job_id,
+                message.id,
+                interaction.user.id,
+                exc.status,
+                exc.code,
+            )
+            # The stored file goes only with the message: keep it while the message is still there.
+            if is_result and not await self._still_there(interaction.channel_id, message.id):
+                await self.bot.queue.forget_result(job.id)
+            raise CannotDelete(msg(_format.DELETE_FORBIDDEN)) from None
+        if is_result:
             await self.bot.queue.forget_result(job.id)
-        log.info(
-            "job %s: result message %s deleted by %s", job_id, interaction.message.id, interaction.user.id
-        )
+        log.info("job %s: message %s deleted by %s", job_id, message.id, interaction.user.id)
         await interaction.edit_original_response(
             content=t(member_locale(interaction), _format.DELETED, job=job_id)
         )
+
+    async def _still_there(self, channel_id: int, message_id: int) -> bool:
+        """Whether a message exists (a 404 says it does not; anything else: assume it does)."""
+        try:
+            await self.bot.http.get_message(channel_id, message_id)
+        except discord.NotFound:
+            return False
+        except (discord.HTTPException, aiohttp.ClientError, OSError):  # TimeoutError is an OSError
+            return True
+        return True
 
     async def _feedback(self, payload: discord.RawReactionActionEvent, text: str) -> None:
         """A short note that mentions (and pings) only the reactor and deletes itself."""

@@ -171,6 +171,11 @@ EXTEND_LIMIT = (
 )
 DELETE_REFUSED = N_("Only the person who asked for this video or a moderator can delete it.")
 DELETED = N_("Deleted the video (job #{job}).")
+DELETE_MISMATCH = N_("This button does not belong to this message, so nothing was deleted.")
+DELETE_FORBIDDEN = N_(
+    "I could not delete this message: I am missing a permission in this channel. "
+    "Please ask a moderator to delete it."
+)
 BUSY = N_("The video service is busy right now; please click again in a moment.")
 
 #: What a job is, by ``Job.kind``: the status header's verb (without and with its source job).

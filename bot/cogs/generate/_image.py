@@ -44,16 +44,46 @@ def _too_large(size: int, cap: int) -> ImageRejected:
     )
 
 
-def looks_like_image(attachment: discord.Attachment) -> bool:
-    ctype = (attachment.content_type or "").split(";")[0].strip().lower()
-    return ctype.startswith("image/") or attachment.filename.lower().endswith(IMAGE_SUFFIXES)
+#: Content types of the formats ``videobot.images`` accepts (PNG, JPEG, WebP).
+SUPPORTED_TYPES = frozenset({"image/png", "image/jpeg", "image/jpg", "image/pjpeg", "image/webp"})
+
+
+def _content_type(attachment: discord.Attachment) -> str:
+    return (attachment.content_type or "").split(";")[0].strip().lower()
+
+
+def is_supported(attachment: discord.Attachment) -> bool:
+    """Whether the attachment claims to be a PNG, JPEG or WebP picture (a hint; the bytes decide):
+    its declared content type, or its file name when no picture type is declared."""
+    ctype = _content_type(attachment)
+    if ctype.startswith("image/"):
+        return ctype in SUPPORTED_TYPES
+    return attachment.filename.lower().endswith(IMAGE_SUFFIXES)
 
 
 def pick_image(message: discord.Message) -> discord.Attachment:
-    """The first attachment of ``message`` that claims to be a picture, or a refusal saying what to do."""
+    """The first attachment of ``message`` that claims to be a supported picture (a GIF beside a PNG
+    does not hide the PNG), or a refusal saying why and what to do."""
     for attachment in message.attachments:
-        if looks_like_image(attachment):
+        if is_supported(attachment):
             return attachment
+    # The declared type is the client's text: only its letters and digits are shown back.
+    others = sorted(
+        {
+            kind
+            for a in message.attachments
+            if (ctype := _content_type(a)).startswith("image/")
+            and (kind := "".join(c for c in ctype.removeprefix("image/") if c.isalnum())[:12].upper())
+        }
+    )
+    if others:
+        raise ImageRejected(
+            msg(
+                "I can only animate PNG, JPEG or WebP pictures, and that message has a {formats} picture. "
+                "Please post the picture as PNG, JPEG or WebP and use Apps → Animate on that message.",
+                formats=", ".join(others),
+            )
+        )
     raise ImageRejected(
         msg(
             "That message has no picture to animate. Use Apps → Animate on a message with a PNG, JPEG or "
