@@ -417,15 +417,25 @@ async def test_delete_acts_only_on_its_own_result_and_says_when_discord_refuses(
     assert h.queue is not None
     post_a, job_a = await make_video(h, h.member_id, "a red balloon")
     post_b, job_b = await make_video(h, h.member_id, "a blue balloon")
-    # A Delete button carrying job A's id, on message B: refused, nothing deleted.
-    forged = await h.fd.click(
-        h.guild_id, h.channel_id, h.member_id, int(post_b["id"]), f"videobot:delete:{job_a.id}"
-    )
-    assert "does not belong to this message" in await answer(h, forged, "the refusal")
-    assert forged.ephemeral or (forged.original or {}).get("ephemeral")
-    assert not h.fd.message(post_a["id"])["deleted"] and not h.fd.message(post_b["id"])["deleted"]
+    buttons = {"components": post_a["components"]}  # job A's buttons, Delete included
+    # A message of the bot's with job A's buttons but not job A's video (an edit gone wrong, say):
+    # Delete authorises on job A, so it must not delete this message.
+    stray = h.fd.post_bot_message(h.channel_id, {"content": "something else", **buttons})
+    refused = await click(h, h.member_id, h.fd.message(stray), "delete")
+    assert "does not belong to this message" in await answer(h, refused, "the refusal")
+    assert not h.fd.message(stray)["deleted"] and not h.fd.message(post_a["id"])["deleted"]
     assert "result" in await h.queue.stored_files(job_a.id)
-    assert "result" in await h.queue.stored_files(job_b.id)
+    # A copy of job A's result (posted twice): deleted, and job A's recorded post and file stay.
+    copy = h.fd.post_bot_message(
+        h.channel_id,
+        {"content": post_a["content"], **buttons},
+        [(f"videobot-{job_a.id}.mp4", h.fd.attachment_bytes(post_a["attachments"][0]))],
+    )
+    assert f"job #{job_a.id}" in await answer(
+        h, await click(h, h.member_id, h.fd.message(copy), "delete"), "ok"
+    )
+    assert h.fd.message(copy)["deleted"] and not h.fd.message(post_a["id"])["deleted"]
+    assert "result" in await h.queue.stored_files(job_a.id)
 
     # Discord refuses the delete (403): the member is told why; the message and its file stay.
     path = rf"^/channels/{h.channel_id}/messages/{post_b['id']}$"

@@ -483,6 +483,18 @@ class FakeDiscord:
 
     # ----------------------------------------------------------------- faults & recording
 
+    def post_bot_message(
+        self, channel_id: int, body: dict[str, Any], files: Iterable[tuple[str, bytes]] = ()
+    ) -> int:
+        """A message by the bot that the bot did not just send (``body`` as the bot would post it: content,
+        components): one from an earlier run, a duplicate, an edit gone wrong. Returns its id."""
+        channel = self._channel(channel_id)
+        uploads = [
+            RecordedFile(f"files[{i}]", name, "video/mp4", data) for i, (name, data) in enumerate(files)
+        ]
+        stored = self._store_message(channel, self.bot_user, body, uploads)
+        return int(stored.data["id"])
+
     def delete_user_message(self, message_id: int) -> None:
         """The author deletes a message (MESSAGE_DELETE; later requests for it get 404 10008)."""
         stored = self._messages[int(message_id)]

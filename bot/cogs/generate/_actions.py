@@ -88,17 +88,20 @@ class Posted:
                 return int(found["job_id"])
         return None
 
+    def carries(self, job: Job, bot_id: int | None) -> bool:
+        """Whether this is the bot's own message with ``job``'s result file (its post, or a copy)."""
+        return (
+            bot_id is not None
+            and self.author_id == bot_id
+            and bool(self.filenames & _format.result_filenames(job))
+        )
+
     def shows(self, job: Job, bot_id: int | None) -> bool:
         """Whether this message is ``job``'s posted result: the recorded one, or (posted but not yet
         marked delivered) the bot's own message carrying the job's result file."""
         if job.result_message_id is not None:
             return job.result_message_id == self.id
-        return (
-            job.status == JobStatus.SUCCEEDED.value
-            and bot_id is not None
-            and self.author_id == bot_id
-            and bool(self.filenames & _format.result_filenames(job))
-        )
+        return job.status == JobStatus.SUCCEEDED.value and self.carries(job, bot_id)
 
 
 @dataclass(frozen=True)

@@ -632,14 +632,16 @@ class GenerateCog(commands.Cog):
         assert interaction.message is not None and interaction.channel_id is not None
         message = interaction.message
         job = await self.bot.queue.get(job_id)
-        me = self.bot.user
-        # The button's job must be what the message shows (its result, or its status message):
-        # the job authorises the delete, so it must not delete some other message.
+        posted, me = Posted.of(message), self.bot.user
+        bot_id = me.id if me else None
+        # The job authorises the delete, so the message must be that job's: its result (or a copy of
+        # it), or its status message; never some other message the button ended up on.
         if (
             job is None
             or job.guild_id != interaction.guild_id
-            or not (
-                Posted.of(message).shows(job, me.id if me else None) or job.status_message_id == message.id
+            or (
+                message.id not in (job.result_message_id, job.status_message_id)
+                and not posted.carries(job, bot_id)
             )
         ):
             log.warning(
@@ -654,7 +656,8 @@ class GenerateCog(commands.Cog):
                 "job %s: delete by %s refused (not the requester or a moderator)", job_id, interaction.user.id
             )
             raise NotModerator(msg(_format.DELETE_REFUSED))
-        is_result = message.id != job.status_message_id
+        # The stored file goes with the result message (not with a copy or the status message).
+        is_result = posted.shows(job, bot_id)
         try:
             await self.bot.http.delete_message(
                 interaction.channel_id, message.id, reason=f"Delete by {interaction.user.id}"
