@@ -664,3 +664,28 @@ async def test_enforcement_can_be_turned_off() -> None:
             answers = [await _post(session, url, {"content": str(i)}) for i in range(12)]
         assert [s for s, _, _ in answers] == [200] * 12
         assert fd.rate_limit_hits == []
+
+
+async def test_a_held_request_is_carried_out_and_answered_only_when_released(fd: FakeDiscord) -> None:
+    guild = fd.add_guild()
+    channel = fd.add_channel(guild.id, "videos")
+    held = fd.hold("POST", r"^/channels/\d+/messages$")
+    async with aiohttp.ClientSession(headers=_auth(fd)) as session:
+        url = f"{fd.api_base}/channels/{channel}/messages"
+        sending = asyncio.create_task(_post(session, url, {"content": "the result"}))
+        record = await held.reached(5)
+        # Stored and shown to members, while the sender still waits for the answer.
+        assert [m["content"] for m in fd.messages(channel)] == ["the result"] and not sending.done()
+        assert record.status == 200
+        held.release()
+        status, _, body = await sending
+        assert status == 200 and body["id"] == fd.messages(channel)[0]["id"]
+        # Released: the next one is answered at once.
+        assert (await _post(session, url, {"content": "next"}))[0] == 200
+    # A member deletes their message; a message of the bot's from elsewhere can be placed.
+    mid = fd.post_user_message(fd.owner.id, channel, "mine")
+    fd.delete_user_message(mid)
+    assert fd.message(mid)["deleted"]
+    bot_mid = fd.post_bot_message(channel, {"content": "old post"}, [("videobot-1.mp4", b"\0\0")])
+    assert fd.message(bot_mid)["author"]["id"] == str(fd.bot_user_id)
+    assert fd.message(bot_mid)["attachments"][0]["filename"] == "videobot-1.mp4"
