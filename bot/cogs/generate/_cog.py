@@ -435,6 +435,8 @@ class GenerateCog(commands.Cog):
             job = await self.bot.queue.by_result_message(payload.message_id)
             posted = None
             if job is None:
+                if payload.message_author_id != me.id:
+                    return  # not known to be the bot's message: not worth asking Discord
                 posted, job = await self._posted_unmarked(payload)
                 if job is None:
                     return
