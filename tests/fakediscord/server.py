@@ -444,11 +444,18 @@ class FakeDiscord:
 
     # ----------------------------------------------------------------- messages
 
-    def messages(self, channel_id: int, *, include_ephemeral: bool = True) -> list[dict[str, Any]]:
-        """The channel's current messages, oldest first (edits applied, deletions removed)."""
+    def messages(
+        self, channel_id: int, *, include_ephemeral: bool = True, include_deleted: bool = False
+    ) -> list[dict[str, Any]]:
+        """The channel's current messages, oldest first (edits applied; deleted ones left out unless
+        ``include_deleted``: then they are there with ``deleted: True``)."""
         ids = self._channel_messages.get(int(channel_id), [])
         stored = [self._messages[i] for i in ids]
-        return [m.view() for m in stored if not m.deleted and (include_ephemeral or not m.ephemeral)]
+        return [
+            m.view()
+            for m in stored
+            if (include_deleted or not m.deleted) and (include_ephemeral or not m.ephemeral)
+        ]
 
     def message(self, message_id: int) -> dict[str, Any] | None:
         """One message as it is now (deleted ones have ``deleted: True``), or None."""

@@ -686,6 +686,9 @@ async def test_a_held_request_is_carried_out_and_answered_only_when_released(fd:
     mid = fd.post_user_message(fd.owner.id, channel, "mine")
     fd.delete_user_message(mid)
     assert fd.message(mid)["deleted"]
+    assert mid not in [int(m["id"]) for m in fd.messages(channel)]
+    [gone] = [m for m in fd.messages(channel, include_deleted=True) if int(m["id"]) == mid]
+    assert gone["deleted"] and gone["content"] == "mine"
     bot_mid = fd.post_bot_message(channel, {"content": "old post"}, [("videobot-1.mp4", b"\0\0")])
     assert fd.message(bot_mid)["author"]["id"] == str(fd.bot_user_id)
     assert fd.message(bot_mid)["attachments"][0]["filename"] == "videobot-1.mp4"
