@@ -8,7 +8,7 @@ lease; each worker is ``tests/e2e/oom_worker.py``, the real ``videobot worker`` 
 memory" for the seeds in ``OOM_SEEDS``, so that variations are partly made and refunded, and some single
 videos fail). Many members then do everything a member can, in a seeded random order, each verb its
 share of the submissions (``--mix``; a verb with nothing to act on yet, say Rerun before the first
-result, is done a little later and a ``/video`` is sent in its place):
+result, is tried again later in its deck, a few times, and a ``/video`` is sent in its place):
 
 - ``/video`` (text), ``/video image:`` (a picture served by the fake Discord's CDN), ``/video
   variations:`` 2–4 (some with a seed that runs out of memory for one of the takes);
@@ -327,6 +327,7 @@ class Chaos:
         self.pending_recovery: dict[int, float] = {}  # job id -> time of the kill (time.time())
         self.tasks: set[asyncio.Task] = set()
         self.deck: list[str] = []
+        self.postponed: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ processes
     async def start_worker(self, i: int) -> None:
@@ -454,11 +455,14 @@ class Chaos:
     async def submit(self, n: int) -> None:
         """One submission: a verb drawn from the mix (one that has nothing to act on yet: a /video)."""
         if not self.deck:  # each verb's share of a deck is its weight; the order is seeded
+            self.postponed.clear()
             self.deck = [v for v in VERBS for _ in range(self.cfg.mix.get(v, 0))]
             self.rng.shuffle(self.deck)
         verb = self.deck.pop()
         if not await getattr(self, f"do_{verb}")(n):
-            self.deck.insert(0, verb)  # nothing to act on yet: later in this deck
+            if self.postponed[verb] < 3 * self.cfg.mix[verb]:  # nothing to act on yet: later in this deck
+                self.postponed[verb] += 1
+                self.deck.insert(self.rng.randrange(len(self.deck) + 1), verb)
             verb = "video"
             await self.do_video(n)
         self.report.submitted += 1
@@ -593,13 +597,18 @@ class Chaos:
         return self.rng.choice(active) if active else None
 
     async def do_cancel_button(self, n: int) -> bool:
-        job = await self.cancellable()
-        if job is None or not job.status_message_id:
+        """A member presses 🛑 Cancel on one of the status messages that still shows it."""
+        with_button = [
+            (m, custom_id)
+            for m in self.h.fd.messages(self.h.channel_id, include_ephemeral=False)[-60:]
+            if (custom_id := self.button(m, "videobot:cancel:"))
+        ]
+        if not with_button:
             return False
-        status = self.h.fd.message(job.status_message_id)
-        custom_id = status and not status["deleted"] and self.button(status, "videobot:cancel:")
-        if not custom_id:
-            return False
+        status, custom_id = self.rng.choice(with_button)
+        async with self.h.db.sessionmaker() as s:  # type: ignore[union-attr]
+            job = await s.get(Job, int(custom_id.rsplit(":", 1)[1]))
+        assert job is not None
         allowed = self.rng.random() < 0.9
         user = (
             job.user_id if allowed else next(u for u in (self.member(), self.h.other_id) if u != job.user_id)
