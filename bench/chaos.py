@@ -134,6 +134,8 @@ class ChaosConfig:
     step_delay: float = 0.4
     #: How long a SIGSTOPped worker stays frozen beyond its lease.
     stop_extra: float = 3.0
+    #: How long a member waits for a status message with a Cancel button to press.
+    cancel_wait: float = 45.0
 
 
 @dataclass
@@ -159,6 +161,8 @@ class VerbFigures:
     forms: int = 0
     not_acknowledged: int = 0
     unanswered: int = 0
+    #: Cancel: no status message showed the button while the member waited (nothing sent).
+    no_target: int = 0
 
     def line(self, verb: str) -> str:
         parts = [f"{self.submitted} submitted"]
@@ -170,6 +174,7 @@ class VerbFigures:
             ("forms opened", self.forms),
             ("not acknowledged (bot down or killed)", self.not_acknowledged),
             ("acknowledged but unanswered", self.unanswered),
+            ("no Cancel button appeared while waiting (nothing sent)", self.no_target),
         ):
             if value:
                 parts.append(f"{name} {value}")
@@ -328,6 +333,7 @@ class Chaos:
         self.tasks: set[asyncio.Task] = set()
         self.deck: list[str] = []
         self.postponed: Counter[str] = Counter()
+        self.pressed: set[str] = set()  # Cancel buttons pressed
 
     # ------------------------------------------------------------------ processes
     async def start_worker(self, i: int) -> None:
@@ -597,15 +603,27 @@ class Chaos:
         return self.rng.choice(active) if active else None
 
     async def do_cancel_button(self, n: int) -> bool:
-        """A member presses 🛑 Cancel on one of the status messages that still shows it."""
-        with_button = [
+        """A member waits for a status message showing 🛑 Cancel (under this load the status messages
+        lag behind the jobs, so most are posted already final, without it) and presses it."""
+        self.spawn(self.press_cancel())
+        return True
+
+    def cancel_buttons(self) -> list[tuple[dict[str, Any], str]]:
+        return [
             (m, custom_id)
             for m in self.h.fd.messages(self.h.channel_id, include_ephemeral=False)[-60:]
-            if (custom_id := self.button(m, "videobot:cancel:"))
+            if (custom_id := self.button(m, "videobot:cancel:")) and custom_id not in self.pressed
         ]
-        if not with_button:
-            return False
-        status, custom_id = self.rng.choice(with_button)
+
+    async def press_cancel(self) -> None:
+        deadline = time.monotonic() + self.cfg.cancel_wait
+        while not (shown := self.cancel_buttons()):
+            if time.monotonic() > deadline:
+                self.report.verbs.setdefault("cancel_button", VerbFigures()).no_target += 1
+                return
+            await asyncio.sleep(0.5)
+        status, custom_id = self.rng.choice(shown)
+        self.pressed.add(custom_id)
         async with self.h.db.sessionmaker() as s:  # type: ignore[union-attr]
             job = await s.get(Job, int(custom_id.rsplit(":", 1)[1]))
         assert job is not None
@@ -613,7 +631,7 @@ class Chaos:
         user = (
             job.user_id if allowed else next(u for u in (self.member(), self.h.other_id) if u != job.user_id)
         )
-        return await self.click("cancel_button", user, status, custom_id, allowed=allowed) is not None  # type: ignore[arg-type]
+        await self.click("cancel_button", user, status, custom_id, allowed=allowed)
 
     async def do_cancel_command(self, n: int) -> bool:
         job = await self.cancellable()
