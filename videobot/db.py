@@ -102,7 +102,11 @@ def sqlite_path(url: str) -> Path | None:
 
 
 #: Options in a PostgreSQL URL that SQLAlchemy's asyncpg dialect consumes itself (not asyncpg's).
-_SQLALCHEMY_ONLY_OPTIONS = ("async_creator_fn", "prepared_statement_cache_size", "prepared_statement_name_func")
+_SQLALCHEMY_ONLY_OPTIONS = (
+    "async_creator_fn",
+    "prepared_statement_cache_size",
+    "prepared_statement_name_func",
+)
 
 
 def asyncpg_connect_args(url: str) -> dict[str, Any]:
