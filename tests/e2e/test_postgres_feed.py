@@ -223,3 +223,13 @@ async def test_the_listener_reconnects_after_its_connection_is_killed(h: BotHarn
         "the video post",
     )
     assert time.monotonic() - committed < 2.0  # woken by NOTIFY: the bot polls only every 30 s here
+
+
+async def test_the_listener_keeps_the_urls_tls_and_host_options() -> None:
+    # What the LISTEN connection is opened with (no server needed): the engine's reading of the URL.
+    url = "postgresql+asyncpg://u:p@db.example:6543/v?ssl=require&prepared_statement_cache_size=0"
+    assert asyncpg_connect_args(url) == {
+        "host": "db.example", "port": 6543, "user": "u", "password": "p", "database": "v", "ssl": "require",
+    }  # fmt: skip
+    hosts = asyncpg_connect_args("postgresql+asyncpg://u@/v?host=a:5432&host=b:5433")
+    assert (hosts["host"], hosts["port"]) == (["a", "b"], [5432, 5433])
