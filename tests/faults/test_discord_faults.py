@@ -169,7 +169,7 @@ async def test_a_late_ready_note_is_in_the_requesters_language(h: BotHarness) ->
             lambda: h.bot.log(since_start=True).count("could not tell") > before, 30, "both edits lost"
         )
         lost.cancel()
-        [job] = await h.jobs(user)
+        [job] = [j for j in await h.jobs(user) if j.idempotency_key == f"interaction:{interaction.id}"]
     post = await delivered_once(h, job.id)
     assert post["content"]  # the public post itself follows the server's language (English)
     edits = [
