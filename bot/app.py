@@ -29,6 +29,7 @@ from bot.connection import describe as describe_discord_problem
 from bot.delivery import DeliveryService
 from bot.endpoints import use_endpoints
 from bot.i18n import CatalogTranslator, GuildLanguages
+from videobot import i18n
 from videobot.botlock import AnotherBotRunning, BotLock
 from videobot.db import Database
 from videobot.health import HealthServer
@@ -93,6 +94,10 @@ class VideoBot(commands.Bot):
     async def setup_hook(self) -> None:
         if self.http_session is None:
             self.http_session = aiohttp.ClientSession()
+        # Now, not inside a member's first command (in a thread: the gateway is not connected yet, but
+        # nothing of the loop's should wait on it).
+        patterns = await asyncio.to_thread(i18n.preload)
+        log.info("texts loaded: %d languages, %d recognition patterns", len(i18n.LANGUAGES), patterns)
         # Before the sync: command and option descriptions are registered in every supported language.
         await self.tree.set_translator(CatalogTranslator())
         for ext in CORE_EXTENSIONS:

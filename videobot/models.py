@@ -83,6 +83,8 @@ class Job(Base):
     interaction_expires_at: Mapped[float | None] = mapped_column(Float)
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
     reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: The requester's Discord client language (``interaction.locale``), for late private answers.
+    locale: Mapped[str | None] = mapped_column(String(16))
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)
     notified_at: Mapped[float | None] = mapped_column(Float)
     generation_seconds: Mapped[float | None] = mapped_column(Float)
@@ -232,6 +234,9 @@ class WorkerHeartbeat(Base):
     current_job_id: Mapped[int | None] = mapped_column(Integer)
     gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
+    # /healthz, the claim's "models some live worker has" and the clean-up read by seen_at.
+    __table_args__ = (Index("ix_workers_seen_at", "seen_at"),)
+
 
 class BotLock(Base):
     """The one ``videobot bot`` per database (SQLite; PostgreSQL uses an advisory lock instead)."""
@@ -239,7 +244,7 @@ class BotLock(Base):
     __tablename__ = "bot_lock"
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
-    #: ``host:pid:nonce`` of the bot holding it.
+    #: ``host:pid:started:nonce`` of the bot holding it (``videobot.botlock.default_owner``).
     owner: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[float] = mapped_column(Float)
     #: The holder renews this; a bot that stops renewing loses the lock when it passes.

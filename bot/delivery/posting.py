@@ -252,8 +252,10 @@ class ResultPoster:
         """Answer the /video's deferred response if it is still "thinking…" (its answer is late: the bot
         died, or Discord rate-limited it). Discord fills a loading deferred response with the first
         follow-up, which would put the video in the requester's ephemeral message, hidden from the channel.
-        The job does not keep the member's language, so this note is in the server's (``locale``).
+        Only the requester sees this note: it is in their language (``job.locale``), else the server's
+        (``locale``: jobs queued before the job kept it).
         """
+        locale = job.locale or locale
         try:
             original = await webhook.fetch_message("@original")  # type: ignore[arg-type]
         except discord.DiscordServerError:

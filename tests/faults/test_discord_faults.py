@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -129,6 +130,55 @@ async def test_result_ready_before_the_rate_limited_answer_is_still_posted_publi
     await h.wait_for(lambda: slow.hits == 1 and interaction.original.get("content"), 20, "the answer")
     assert f"job #{job_id}" in interaction.original["content"]
     assert interaction.original["ephemeral"] and not interaction.original["attachments"]
+
+
+async def test_a_late_ready_note_is_in_the_requesters_language(h: BotHarness) -> None:
+    # A slow database makes the bot defer ("thinking…"); Discord then loses both the "Queued as…" edit and
+    # the error handler's (404 here), so the member's deferred response is still loading when the video
+    # is ready. Only the member sees it: the bot's note there is in their language (Japanese), not the
+    # server's (English).
+    fd = h.fd
+    user = h.members[6]
+    lost = fd.inject("PATCH", r"^/webhooks/\d+/[^/]+/messages/@original$", 404, count=None, code=10008)
+    before = h.bot.log(since_start=True).count("could not tell")
+    with worker_paused(h):
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            conn = sqlite3.connect(h.data_dir / "videobot.db", isolation_level=None, timeout=30)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                held.set()
+                release.wait(10)
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+
+        holder = asyncio.create_task(asyncio.to_thread(hold))
+        assert await asyncio.to_thread(held.wait, 10)
+        try:
+            interaction = await fd.slash(
+                h.guild_id, h.channel_id, user, "video", {"prompt": "a koi pond in the rain"}, locale="ja"
+            )
+            body = await interaction.acknowledged(3)
+            assert body["type"] == 5, body  # deferred: the database was busy
+        finally:
+            release.set()
+            await holder
+        await h.wait_for(
+            lambda: h.bot.log(since_start=True).count("could not tell") > before, 30, "both edits lost"
+        )
+        lost.cancel()
+        [job] = [j for j in await h.jobs(user) if j.idempotency_key == f"interaction:{interaction.id}"]
+    post = await delivered_once(h, job.id)
+    assert post["content"]  # the public post itself follows the server's language (English)
+    edits = [
+        r.json.get("content", "")
+        for r in fd.requests_to("PATCH", "/webhooks/{application_id}/{token}/messages/@original")
+        if not r.fault and r.path.split("/")[3] == interaction.token
+    ]
+    assert edits == [f"動画（ジョブ #{job.id}）ができました。下に投稿しています。"], edits
+    assert interaction.original is not None and interaction.original["content"] == edits[0]
 
 
 async def test_missing_attach_permission_tells_the_member_and_never_posts(h: BotHarness) -> None:

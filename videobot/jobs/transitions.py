@@ -177,6 +177,7 @@ class Transitions(Queries):
             interaction_token=req.interaction_token,
             interaction_expires_at=(st.now + req.interaction_ttl) if req.interaction_token else None,
             reply_to_message_id=req.reply_to_message_id,
+            locale=req.locale,
             created_at=st.now,
             queued_at=st.now,
             updated_at=st.now,

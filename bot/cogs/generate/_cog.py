@@ -282,6 +282,7 @@ class GenerateCog(commands.Cog):
                 upload_limit_bytes=limit,
                 application_id=interaction.application_id,
                 interaction_token=interaction.token,
+                locale=member_locale(interaction)[:16],
                 reply_to_message_id=reply_to_message_id,
                 inputs={planning.IMAGE_INPUT: picture.png} if picture is not None else {},
             )
