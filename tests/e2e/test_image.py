@@ -66,8 +66,9 @@ def picture(w: int, h: int, fmt: str = "PNG", **save: object) -> bytes:
     return out.getvalue()
 
 
-def decompression_bomb(side: int = 14000) -> bytes:
-    """A real, decodable greyscale PNG of ``side``×``side`` pixels (196 MP, 588 MB as RGB) in ~200 KB."""
+def decompression_bomb(side: int = 14000, *, rgb: bool = False) -> bytes:
+    """A real, decodable PNG of ``side``×``side`` black pixels, greyscale (14000: 196 MP, 588 MB as RGB,
+    in ~200 KB) or ``rgb`` (8000: 64 MP, 256 MB once decoded, in ~190 KB)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (
@@ -78,9 +79,9 @@ def decompression_bomb(side: int = 14000) -> bytes:
         )
 
     comp = zlib.compressobj(9)
-    row = b"\x00" * (side + 1)  # filter byte + one byte per pixel
+    row = b"\x00" * (side * (3 if rgb else 1) + 1)  # filter byte + the pixels' bytes
     idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2 if rgb else 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
@@ -196,6 +197,8 @@ async def test_rerun_reaction_starts_from_the_same_picture(h: BotHarness) -> Non
     ("case", "message"),
     [
         ("bomb", "pixels"),
+        # Under Pillow's own bomb limit (89.5 MP warns, 179 MP refuses): only the product's check stops it.
+        ("bomb under Pillow's limit", "That image is 8000×8000 pixels"),
         ("not an image", "not a picture I can read"),
         ("oversize", "too large"),
         ("lies about its size", "too large"),
@@ -206,13 +209,17 @@ async def test_hostile_pictures_are_refused_privately_uncharged_unqueued_and_mem
 ) -> None:
     data, declared = {
         "bomb": (decompression_bomb(), None),
+        "bomb under Pillow's limit": (decompression_bomb(8000, rgb=True), None),
         "not an image": (b"%PDF-1.7\n" + os.urandom(4000), None),
         "oversize": (os.urandom(2 * MB), None),
         "lies about its size": (os.urandom(2 * MB), 1000),
     }[case]
-    if case == "bomb":
-        # Small on the wire, 14000×14000 once decoded (the IHDR's width and height).
-        assert len(data) < MB and struct.unpack(">II", data[16:24]) == (14000, 14000)
+    if case.startswith("bomb"):
+        # Small on the wire, 14000×14000 / 8000×8000 once decoded (the IHDR's width and height).
+        side = 14000 if case == "bomb" else 8000
+        assert len(data) < MB and struct.unpack(">II", data[16:24]) == (side, side)
+        pillow_limit = Image.MAX_IMAGE_PIXELS
+        assert pillow_limit is not None and (side * side > 2 * pillow_limit) == (case == "bomb")
     pic = h.fd.attachment("cat.png", data)
     if declared is not None:
         pic["size"] = declared  # the client's word; only the bytes count
