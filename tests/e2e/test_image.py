@@ -381,6 +381,20 @@ async def test_animate_on_a_file_that_is_not_a_picture_is_refused_after_the_moda
     assert len(h.messages()) == public_before
 
 
+async def test_animate_decodes_through_the_same_bounded_decoder(h: BotHarness) -> None:
+    """Apps → Animate on a 6324×6324 PNG: refused after the modal by the PNG decode budget, like /video."""
+    fd = h.fd
+    mid = fd.post_user_message(h.other_id, h.channel_id, "huge", files=[("huge.png", png_of(6324))])
+    opened = await fd.message_command(h.guild_id, h.channel_id, h.members[0], "Animate", mid)
+    assert (await opened.acknowledged(3))["type"] == 9
+    jobs_before, ledger_before = len(await h.jobs()), len(await h.ledger())
+    submitted = await fd.submit_modal(opened, {"prompt": "waves"})
+    text = await answer(h, submitted)
+    assert submitted.ephemeral and "Queued" not in text
+    assert "6324×6324 pixels; I can read PNG pictures of up to 16.8 megapixels (4096×4096)" in text, text
+    assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
+
+
 async def test_the_picture_is_purged_with_the_result_and_a_text_only_model_refuses_pictures(
     h: BotHarness,
 ) -> None:
