@@ -46,6 +46,8 @@ DECODE_BUDGET = 64 * 1024 * 1024
 #: 4096×4096 picture). PNG and JPEG: the image itself (RGB is stored as 4 bytes). WebP: libwebp's
 #: animation decoder keeps two canvases, hands over a copy, and the image is a fourth.
 DECODE_BYTES_PER_PIXEL = {"PNG": 4, "JPEG": 4, "WebP": 16}
+#: Where Pillow keeps what ``ImageOps.exif_transpose`` reads: EXIF, and XMP by each format's name.
+ORIENTATION_INFO = ("exif", "xmp", "XML:com.adobe.xmp")
 #: Rows flattened and reduced at a time after the decode (a few MB of a very wide picture).
 STRIP_ROWS = 256
 
@@ -181,7 +183,9 @@ def prepare(
             _draft(im)
             im.load()
             rgb = _reduced_rgb(im)
-            rgb.info = dict(im.info)  # the EXIF (and XMP) orientation, for exif_transpose below
+            # Only the orientation comes along (for exif_transpose below): a palette's transparency or
+            # a CMYK colour profile would be wrong on the RGB copy.
+            rgb.info = {k: v for k, v in im.info.items() if k in ORIENTATION_INFO}
         finally:
             im.close()  # the full-size decode is released before the resize below
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError):

@@ -140,6 +140,17 @@ def test_a_large_transparent_picture_is_flattened_and_reduced_in_strips_exactly_
     assert stored.tobytes() == reduced.resize(stored.size, Image.Resampling.LANCZOS).tobytes()
 
 
+@pytest.mark.parametrize("width", [30, 3000])
+def test_a_palette_png_with_a_transparent_colour_is_flattened_small_or_large(width: int) -> None:
+    im = Image.new("P", (width, 40), 1)
+    im.putpalette([0, 0, 0, 250, 10, 10] * 128)
+    im.paste(0, (0, 0, width // 2, 40))  # the left half in the transparent colour
+    out = io.BytesIO()
+    im.save(out, format="PNG", transparency=0)
+    stored = open_png(prepare(out.getvalue()).png)
+    assert stored.getpixel((0, 10)) == (0, 0, 0) and stored.getpixel((stored.width - 1, 10)) == (250, 10, 10)
+
+
 def test_a_large_jpeg_is_decoded_reduced_and_still_turned_upright() -> None:
     im = Image.new("RGB", (4200, 2100), (0, 120, 250))
     exif = Image.Exif()
