@@ -29,7 +29,7 @@ from bot.connection import describe as describe_discord_problem
 from bot.delivery import DeliveryService
 from bot.endpoints import use_endpoints
 from bot.i18n import CatalogTranslator, GuildLanguages
-from videobot import i18n
+from videobot import i18n, images
 from videobot.botlock import AnotherBotRunning, BotLock
 from videobot.db import Database
 from videobot.health import HealthServer
@@ -89,6 +89,8 @@ class VideoBot(commands.Bot):
         self._ready_logged = False
         #: For members' pictures from Discord's CDN (``bot.cogs.generate._image``); opened in setup_hook.
         self.http_session: aiohttp.ClientSession | None = None
+        #: Decodes members' pictures, a bounded number at a time (``videobot.images.Decoder``).
+        self.image_decoder = images.Decoder(settings.image_decoders)
         bot_errors.install(self.tree)
 
     async def setup_hook(self) -> None:
@@ -125,6 +127,7 @@ class VideoBot(commands.Bot):
         await self.delivery.close()
         if self.http_session is not None:
             await self.http_session.close()
+        self.image_decoder.close()
         await super().close()
 
     # ------------------------------------------------------------------ command sync

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=40_000_000, ge=1_000_000, le=200_000_000, alias="VIDEOBOT_MAX_IMAGE_PIXELS"
     )
+    #: Memory (MiB) one picture's decode may take: PNG 4 bytes a pixel (64: 4096x4096), WebP 16 (64:
+    #: 2048x2048), JPEG 4 at the reduced size it is decoded at. Larger pictures are refused from the header.
+    image_decode_mb: int = Field(default=64, ge=16, le=1024, alias="VIDEOBOT_IMAGE_DECODE_MB")
+    #: Pictures the bot decodes at the same time (the others wait): its memory for pictures is about
+    #: twice the decode budget per decoder, however many arrive together.
+    image_decoders: int = Field(default=1, ge=1, le=16, alias="VIDEOBOT_IMAGE_DECODERS")
     #: Seconds the bot waits for a picture's download from Discord before it gives up.
     image_download_seconds: float = Field(default=20.0, gt=0, le=300, alias="VIDEOBOT_IMAGE_DOWNLOAD_SECONDS")
 

@@ -251,7 +251,9 @@ class GenerateCog(commands.Cog):
 
     async def _read_image(self, attachment: discord.Attachment) -> PreparedImage:
         assert self.bot.http_session is not None
-        return await _image.read_image(self.bot.http_session, attachment, self.bot.settings)
+        return await _image.read_image(
+            self.bot.http_session, attachment, self.bot.settings, self.bot.image_decoder
+        )
 
     async def _submit(
         self,
