@@ -521,6 +521,19 @@ def offered_verbs(model_setting: str, presets: dict[str, Preset] = PRESETS) -> f
         return frozenset()
 
 
+def offered_ratios(model_setting: str, presets: dict[str, Preset] = PRESETS) -> tuple[str, ...]:
+    """The aspect ratios a worker configured with ``model_setting`` has a trained size for, in
+    ``ASPECT_RATIOS`` order; ``auto`` offers what both of its choices have, an unknown model all of them."""
+    if (model_setting or "").strip() == "auto":
+        sizes = presets[DEFAULT_GPU_PRESET].sizes.keys() & presets["tiny"].sizes.keys()
+    else:
+        try:
+            sizes = resolve_preset(model_setting, presets).sizes.keys()
+        except InvalidParameters:
+            return ASPECT_RATIOS
+    return tuple(r for r in ASPECT_RATIOS if r in sizes)
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Everything the worker needs to generate one video; stored as JSON in the job row.
