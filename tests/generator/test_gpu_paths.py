@@ -252,3 +252,18 @@ def test_the_ltx2_family_decodes_in_tiles(data_dir: Path) -> None:
     assert PRESETS["ltx-2"].memory_options["vae_tiling"]
     params = plan(vp.preset, "a cat", seed=1)
     assert vp.run(params).frames.shape[0] == params.num_frames
+
+
+def test_the_torch_floor_has_what_the_code_and_diffusers_use() -> None:
+    """``torch.OutOfMemoryError`` (generator/pipeline.py) came in torch 2.5, ``torch.accelerator`` (diffusers'
+    multi-GPU path) in 2.6: an install that pyproject allows must have both."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    [torch_req] = [r for r in map(Requirement, project["project"]["dependencies"]) if r.name == "torch"]
+    floors = [Version(s.version) for s in torch_req.specifier if s.operator == ">="]
+    assert floors and min(floors) >= Version("2.6"), torch_req
+    assert hasattr(torch, "OutOfMemoryError") and hasattr(torch, "accelerator")
