@@ -45,6 +45,31 @@ OFFLOAD_MODES = ("none", "model", "sequential", "group")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+class _SchedulerTimestepsNote(logging.Filter):
+    """Drops diffusers' "`timesteps` were passed without `sigmas`" warning, logged on every LTX-Video job:
+    ``LTXConditionPipeline`` itself always hands the scheduler timesteps and never sigmas (its own
+    linear-quadratic schedule, or a distilled preset's documented one), so the warning says nothing about
+    this job. Explained once at load instead (``_explain_ltx_timesteps``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "were passed without `sigmas`" not in record.getMessage()
+
+
+_TIMESTEPS_NOTE = _SchedulerTimestepsNote()
+
+
+def _explain_ltx_timesteps(pipes: dict[str, Any]) -> None:
+    if not any(type(p).__name__ == "LTXConditionPipeline" for p in pipes.values()):
+        return
+    scheduler_log = logging.getLogger("diffusers.schedulers.scheduling_flow_match_euler_discrete")
+    if _TIMESTEPS_NOTE not in scheduler_log.filters:
+        scheduler_log.addFilter(_TIMESTEPS_NOTE)
+        log.info(
+            "LTXConditionPipeline passes its timestep schedule without sigmas on every call, as diffusers' "
+            "LTX docs do: diffusers' warning about that is not repeated for each job"
+        )
+
+
 class ModelLoadError(Exception):
     """The model could not be loaded; the message says which model, why, and what to do."""
 
@@ -219,15 +244,22 @@ class VideoPipeline:
                 torch.set_num_threads(1)
         else:
             source = preset.repo_id
+        # Per-component dtypes at load (Wan's VAE in float32): read from the checkpoint straight into them, not
+        # rounded through ``torch_dtype`` first.
+        load_dtype: Any = torch_dtype
+        if preset.component_dtypes:
+            load_dtype = {"default": torch_dtype} | {
+                name: _DTYPES[dtype_name] for name, dtype_name in preset.component_dtypes.items()
+            }
         log.info("loading %s from %s (%s, %s)", preset.name, source, dev, torch_dtype)
         try:
-            pipe = DiffusionPipeline.from_pretrained(source, dtype=torch_dtype)
+            pipe = DiffusionPipeline.from_pretrained(source, dtype=load_dtype)
         except ImportError as exc:
             raise ModelLoadError(f"Model `{preset.name}` needs a missing Python package: {exc}") from exc
         except (OSError, ValueError) as exc:
             raise ModelLoadError(_download_hint(preset.name, source, exc)) from exc
 
-        _apply_preset_settings(pipe, preset, dev)
+        _apply_preset_settings(pipe, preset)
         # One checkpoint, several pipelines: from_pipe reuses the loaded modules (no second copy).
         pipes: dict[str, Any] = {}
         for verb in sorted(v for v in preset.verbs if v in REQUEST_VERBS):
@@ -238,19 +270,30 @@ class VideoPipeline:
             pipe_cls = getattr(diffusers, name, None)
             if pipe_cls is None:
                 raise ModelLoadError(f"Model `{preset.name}` wants `{name}`, which this diffusers lacks.")
-            # from_pipe casts every module to one dtype: put back the float32 VAE and kept-in-fp32 layers.
-            saved = _tensor_dtypes(pipe)
+            # from_pipe casts every module to one dtype: put back the very tensors of the float32 VAE and the
+            # kept-in-fp32 layers (a cast back would keep the rounding).
+            saved = _tensors_not_in(pipe, torch_dtype)
             pipes[verb] = pipe_cls.from_pipe(pipe, dtype=torch_dtype)
-            _restore_dtypes(pipe, saved)
+            _restore_tensors(pipe, saved)
+        if preset.family == "ltx2" and not vae_tiling:
+            # diffusers' LTX-2 page decodes in tiles: its VAE does not fit a whole default-size clip otherwise.
+            log.info("VAE tiling on: the %s family decodes its video in tiles", preset.family)
+            vae_tiling = True
+        _explain_ltx_timesteps(pipes)
         _apply_memory_options(pipe, dev, torch_dtype, offload, vae_tiling, layerwise_fp8)
         speed = speed or SpeedOptions(vae_tiling=vae_tiling)
         try:
-            apply_speed_options(pipe, preset.family, speed, pipes=list(pipes.values()))
+            apply_speed_options(
+                pipe, preset.family, speed, pipes=list(pipes.values()), device=dev, dtype=torch_dtype
+            )
             loaded = cls(pipe, preset, dev, torch_dtype, pipes)
             loaded.offload = offload
             if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
                 warm = dataclasses.replace(plan(preset, "warm-up", seed=0), num_inference_steps=2)
-                warm_up(lambda: loaded.run(warm), speed)
+                # An image-only model warms up on a plain grey first frame.
+                inputs = {"image": _grey(warm.width, warm.height)} if warm.verb == "image" else {}
+                memory = [f"VIDEOBOT_OFFLOAD={offload}"] + (["VIDEOBOT_FP8=true"] if layerwise_fp8 else [])
+                warm_up(lambda: loaded.run(warm, **inputs), speed, memory=memory)
         except SpeedOptionError as exc:
             raise ModelLoadError(str(exc)) from None
         return loaded
@@ -341,6 +384,9 @@ class VideoPipeline:
             "frame_rate": params.fps,  # LTX uses it for its rotary embeddings
             **self.preset.extra_call_kwargs,
         }
+        schedule = kwargs.get("timesteps")
+        if schedule is not None and len(schedule) != params.num_inference_steps:
+            del kwargs["timesteps"]  # a preset's schedule is for its own step count (the warm-up runs 2)
         if n > 1:
             # diffusers 0.42 sizes these per prompt, not per video: a scalar breaks the VAE decode of a batch.
             for key in ("decode_timestep", "decode_noise_scale"):
@@ -434,15 +480,19 @@ class VideoPipeline:
 
         kwargs["callback_on_step_end"] = callback
         out_of_memory = False
-        # A cancelled run skipped diffusers' own end-of-call reset: drop its cached residuals.
-        reset_step_cache(pipe)
+        completed = False
+        # A cancelled run skipped diffusers' own end-of-call reset: drop its cached residuals and timesteps.
+        reset_step_cache(pipe, list(self.pipes.values()))
         try:
             with torch.inference_mode():
                 output = pipe(**kwargs)
+            completed = True
         except Exception as exc:
             if not _is_oom(exc):
                 raise
             out_of_memory = True
+        finally:
+            self._rearm_offload(pipe, completed)
         if out_of_memory:  # outside the except block so the traceback no longer pins GPU tensors
             self._free_memory()
             raise GenerationOOM(msg(OOM_MESSAGE))
@@ -466,6 +516,13 @@ class VideoPipeline:
             audios=audios,
             conditioning_digest=digest,
         )
+
+    def _rearm_offload(self, pipe: Any, completed: bool) -> None:
+        """Put every model back on the CPU after a model-offloaded run, as diffusers does at the end of a call
+        (``maybe_free_model_hooks``), where diffusers did not: the offload hooks belong to ``self.pipe``, so a
+        verb pipeline built with ``from_pipe`` never frees them, and a stopped run (cancel, OOM) skips it."""
+        if self.offload == "model" and (pipe is not self.pipe or not completed):
+            self.pipe.maybe_free_model_hooks()
 
     def _free_memory(self) -> None:
         gc.collect()
@@ -566,24 +623,32 @@ def _modules(pipe: Any) -> dict[str, torch.nn.Module]:
     return {k: m for k, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
 
 
-def _tensor_dtypes(pipe: Any) -> dict[tuple[str, str], torch.dtype]:
+def _tensors_not_in(pipe: Any, dtype: torch.dtype) -> dict[tuple[str, str], torch.Tensor]:
+    """The parameters' and buffers' data of ``pipe`` that is not in ``dtype`` (the same tensors, not copies)."""
     return {
-        (name, key): t.dtype
+        (name, key): t.data
         for name, module in _modules(pipe).items()
         for key, t in (*module.named_parameters(), *module.named_buffers())
+        if t.is_floating_point() and t.dtype != dtype
     }
 
 
-def _restore_dtypes(pipe: Any, saved: dict[tuple[str, str], torch.dtype]) -> None:
+def _restore_tensors(pipe: Any, saved: dict[tuple[str, str], torch.Tensor]) -> None:
     for name, module in _modules(pipe).items():
         for key, t in (*module.named_parameters(), *module.named_buffers()):
-            want = saved.get((name, key))
-            if want is not None and t.dtype != want:
-                t.data = t.data.to(want)
+            data = saved.get((name, key))
+            if data is not None and t.data is not data:
+                t.data = data
 
 
-def _apply_preset_settings(pipe: Any, preset: Preset, dev: torch.device) -> None:
-    """Scheduler shift, pipeline config flags and component dtypes from the preset; refuse silent no-ops."""
+def _grey(width: int, height: int) -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (width, height), (128, 128, 128))
+
+
+def _apply_preset_settings(pipe: Any, preset: Preset) -> None:
+    """Scheduler shift and pipeline config flags from the preset; refuse silent no-ops."""
     if preset.scheduler:
         unknown = sorted(k for k in preset.scheduler if k not in pipe.scheduler.config)
         if unknown:
@@ -597,11 +662,6 @@ def _apply_preset_settings(pipe: Any, preset: Preset, dev: torch.device) -> None
         if unknown:
             raise ModelLoadError(f"`{preset.name}`: {type(pipe).__name__} has no setting {unknown}.")
         pipe.register_to_config(**preset.pipeline_config)
-    if dev.type == "cuda":  # on the CPU everything runs in float32 anyway
-        for name, dtype_name in preset.component_dtypes.items():
-            module = getattr(pipe, name, None)
-            if module is not None:
-                module.to(dtype=_DTYPES[dtype_name])
 
 
 def _apply_memory_options(

@@ -100,13 +100,16 @@ class Preset:
         return self.extend_context_frames + self.extend_frames
 
 
-_WAN_SIZES = {"16:9": (832, 480), "9:16": (480, 832), "1:1": (624, 624)}
-# Wan 2.2 TI2V-5B is a 720p model; its VAE compresses 16x and patches 2x, so sizes are multiples of 32.
-_WAN22_SIZES = {"16:9": (1280, 704), "9:16": (704, 1280), "1:1": (960, 960)}
+# Only sizes a model was trained at are offered (a ratio without one is not offered for that model).
+# Wan 2.1 1.3B: 480p, 832x480 landscape or 480x832 portrait (model card; diffusers' example is 480x832).
+_WAN_SIZES = {"16:9": (832, 480), "9:16": (480, 832)}
+# Wan 2.2 TI2V-5B is a 720p model, 1280x704 or 704x1280 (model card); its VAE compresses 16x and patches
+# 2x, so sizes are multiples of 32.
+_WAN22_SIZES = {"16:9": (1280, 704), "9:16": (704, 1280)}
 # LTX wants multiples of 32; 832x480 is the same pixel budget as its usual 768x512 but really 16:9.
 _LTX_SIZES = {"16:9": (832, 480), "9:16": (480, 832), "1:1": (640, 640)}
-# CogVideoX 1.0 was trained at 720x480 (3:2): offer that as "landscape" rather than an untrained 16:9 size.
-_COG_SIZES = {"16:9": (720, 480), "9:16": (480, 720), "1:1": (480, 480)}
+# CogVideoX 1.0 was trained at 720x480 (3:2) only (model card): offered as "landscape", no portrait or square.
+_COG_SIZES = {"16:9": (720, 480)}
 _TINY_SIZES = {"16:9": (48, 32), "9:16": (32, 48), "1:1": (32, 32)}
 _TINY_SIZES_32 = {"16:9": (64, 32), "9:16": (32, 64), "1:1": (32, 32)}
 
@@ -131,6 +134,11 @@ _WAN22 = {"text": "WanPipeline", "image": "WanImageToVideoPipeline"}
 _LTX2 = {"text": "LTX2Pipeline", "image": "LTX2ImageToVideoPipeline"}
 # Lightricks' recommended settings for timestep-aware VAEs (0.9.1+).
 _LTX_DECODE = {"decode_timestep": 0.05, "decode_noise_scale": 0.025, "image_cond_noise_scale": 0.025}
+#: The 8-step schedule the LTX-Video distilled checkpoints were distilled for (diffusers' LTX docs and
+#: Lightricks' configs); without it LTXConditionPipeline's default 8-step schedule ends at t=421.88, not
+#: near 0, and the video comes out unfinished.
+LTX_DISTILLED_TIMESTEPS = (1000.0, 993.0, 987.0, 981.0, 975.0, 909.0, 725.0, 0.03)
+_LTX_DISTILLED = {**_LTX_DECODE, "timesteps": list(LTX_DISTILLED_TIMESTEPS)}
 
 
 def _tiny(name: str, family: str, pipeline_class: str, description: str, **kw: Any) -> Preset:
@@ -276,7 +284,7 @@ PRESETS: dict[str, Preset] = {
             needs_gpu=True,
             vram_gb=18.0,
             description="LTX-Video 0.9.7 13B distilled: 8 steps; text, a first image, or extend a clip.",
-            extra_call_kwargs=_LTX_DECODE,
+            extra_call_kwargs=_LTX_DISTILLED,
             verbs=_TEXT_IMAGE_EXTEND,
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
@@ -303,7 +311,7 @@ PRESETS: dict[str, Preset] = {
             needs_gpu=True,
             vram_gb=18.0,
             description="LTX-Video 0.9.8 13B distilled: 8 steps; text, a first image, or extend a clip.",
-            extra_call_kwargs=_LTX_DECODE,
+            extra_call_kwargs=_LTX_DISTILLED,
             verbs=_TEXT_IMAGE_EXTEND,
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
@@ -333,12 +341,13 @@ PRESETS: dict[str, Preset] = {
             verbs=frozenset({"text", "image", "audio"}),
             pipelines=_LTX2,
             negative_prompt=LTX_NEGATIVE,
-            memory_options={"layerwise_fp8": True, "offload": "model"},
+            # diffusers' LTX-2 page decodes in tiles at this size (the LTX-2 family always tiles, see load).
+            memory_options={"layerwise_fp8": True, "offload": "model", "vae_tiling": True},
             vram_source="estimate (19B in fp8 storage ~19 GB + Gemma 3 offloaded; docs use sequential offload)",
         ),
         Preset(
             name="cogvideox-2b",
-            repo_id="THUDM/CogVideoX-2b",
+            repo_id="zai-org/CogVideoX-2b",
             pipeline_class="CogVideoXPipeline",
             family="cogvideox",
             fps=8,
@@ -355,11 +364,13 @@ PRESETS: dict[str, Preset] = {
             vram_gb=12.5,
             description="CogVideoX 2B: 6 s at 720x480, 8 fps. Text only.",
             pipelines={"text": "CogVideoXPipeline"},
-            vram_source="model card (12.5 GB in diffusers, no offload)",
+            # The card's figure was measured with model offload and VAE tiling (without: ~3x more).
+            memory_options={"offload": "model", "vae_tiling": True},
+            vram_source="model card (12.5 GB in diffusers, with model offload and VAE tiling)",
         ),
         Preset(
             name="cogvideox-5b",
-            repo_id="THUDM/CogVideoX-5b",
+            repo_id="zai-org/CogVideoX-5b",
             pipeline_class="CogVideoXPipeline",
             family="cogvideox",
             fps=8,
@@ -376,11 +387,12 @@ PRESETS: dict[str, Preset] = {
             vram_gb=20.7,
             description="CogVideoX 5B: better than 2B, needs a 24 GB GPU (or CPU offload). Text only.",
             pipelines={"text": "CogVideoXPipeline"},
-            vram_source="model card (20.7 GB in diffusers, no offload)",
+            memory_options={"offload": "model", "vae_tiling": True},
+            vram_source="model card (20.7 GB in diffusers, with model offload and VAE tiling)",
         ),
         Preset(
             name="cogvideox-5b-i2v",
-            repo_id="THUDM/CogVideoX-5b-I2V",
+            repo_id="zai-org/CogVideoX-5b-I2V",
             pipeline_class="CogVideoXImageToVideoPipeline",
             family="cogvideox",
             fps=8,
@@ -398,7 +410,9 @@ PRESETS: dict[str, Preset] = {
             description="CogVideoX 5B I2V: animates a first image (no text-only videos), 6 s at 720x480.",
             verbs=frozenset({"image"}),
             pipelines={"image": "CogVideoXImageToVideoPipeline"},
-            vram_source="estimate (the CogVideoX-5b transformer; its card gives 20.7 GB)",
+            memory_options={"offload": "model", "vae_tiling": True},
+            vram_source="estimate (the CogVideoX-5b transformer; its card gives 20.7 GB with model offload and "
+            "VAE tiling)",
         ),
         _tiny(
             "tiny",
@@ -505,6 +519,19 @@ def offered_verbs(model_setting: str, presets: dict[str, Preset] = PRESETS) -> f
         return resolve_preset(model_setting, presets).verbs
     except InvalidParameters:
         return frozenset()
+
+
+def offered_ratios(model_setting: str, presets: dict[str, Preset] = PRESETS) -> tuple[str, ...]:
+    """The aspect ratios a worker configured with ``model_setting`` has a trained size for, in
+    ``ASPECT_RATIOS`` order; ``auto`` offers what both of its choices have, an unknown model all of them."""
+    if (model_setting or "").strip() == "auto":
+        sizes = presets[DEFAULT_GPU_PRESET].sizes.keys() & presets["tiny"].sizes.keys()
+    else:
+        try:
+            sizes = resolve_preset(model_setting, presets).sizes.keys()
+        except InvalidParameters:
+            return ASPECT_RATIOS
+    return tuple(r for r in ASPECT_RATIOS if r in sizes)
 
 
 @dataclass(frozen=True)
@@ -695,6 +722,15 @@ def plan(
     else:
         num_frames = preset.default_frames if duration_s is None else frames_for_duration(preset, duration_s)
     aspect = preset.default_aspect if aspect_ratio is None else aspect_ratio.strip()
+    if aspect in ASPECT_RATIOS and aspect not in preset.sizes:
+        raise InvalidParameters(
+            msg(
+                "The model `{model}` has no trained size for {ratio} videos. Choose one of: {ratios}.",
+                model=preset.name,
+                ratio=aspect,
+                ratios=", ".join(preset.sizes),
+            )
+        )
     if aspect not in preset.sizes:
         raise InvalidParameters(
             msg(

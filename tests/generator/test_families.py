@@ -216,25 +216,29 @@ def test_real_presets_only_use_settings_their_pipelines_take(name: str) -> None:
     assert 1 <= preset.batch_cap <= 4
 
 
-def test_wan_vae_stays_float32_when_the_rest_is_bfloat16(models_dir: Path) -> None:
+def test_wan_vae_weights_are_the_saved_float32_ones_after_load_and_from_pipe(models_dir: Path) -> None:
+    """Wan's VAE runs in float32 with the rest in bfloat16: read straight into float32 (not rounded through
+    bfloat16 and cast back), and still exactly the saved weights after ``from_pipe`` built the image pipeline."""
     import torch
+    from safetensors.torch import load_file
 
-    from generator.pipeline import _apply_preset_settings, _restore_dtypes, _tensor_dtypes
-
-    vp = load("tiny-wan22", models_dir)
-    pipe = diffusers.DiffusionPipeline.from_pretrained(
-        str(models_dir / "models" / "tiny-wan22"), dtype=torch.bfloat16
-    )
-    _apply_preset_settings(
-        pipe, PRESETS["wan2.2-ti2v-5b"], torch.device("cuda")
-    )  # the GPU branch, on CPU tensors
-    assert {p.dtype for p in pipe.vae.parameters()} == {torch.float32}
-    saved = _tensor_dtypes(pipe)
-    image_pipe = diffusers.WanImageToVideoPipeline.from_pipe(pipe, dtype=torch.bfloat16)
-    _restore_dtypes(pipe, saved)
-    assert image_pipe.vae is pipe.vae and {p.dtype for p in pipe.vae.parameters()} == {torch.float32}
-    assert pipe.config.expand_timesteps and image_pipe.config.expand_timesteps
-    assert vp.pipes["image"].config.expand_timesteps
+    vp = VideoPipeline.load("tiny-wan22", data_dir=models_dir / "bf16", device="cpu", dtype="bfloat16")
+    saved: dict[str, torch.Tensor] = {}
+    for f in sorted((models_dir / "bf16" / "models" / "tiny-wan22" / "vae").glob("*.safetensors")):
+        saved |= load_file(str(f))
+    assert saved and all(t.dtype == torch.float32 for t in saved.values())
+    assert vp.pipes["image"] is not vp.pipe and vp.pipes["image"].vae is vp.pipe.vae  # built with from_pipe
+    weights = dict(vp.pipe.vae.state_dict())
+    assert set(weights) == set(saved)
+    for key, want in saved.items():
+        assert weights[key].dtype == torch.float32 and torch.equal(weights[key], want), key
+    assert vp.pipe.transformer.dtype == torch.bfloat16
+    assert vp.pipe.config.expand_timesteps and vp.pipes["image"].config.expand_timesteps
+    # and it renders both verbs in mixed precision
+    params = plan(PRESETS["tiny-wan22"], "a cat", seed=1)
+    assert vp.run(params).frames.shape[0] == params.num_frames
+    image = plan(PRESETS["tiny-wan22"], "a cat", seed=1, verb="image")
+    assert vp.run(image, image=picture()).frames.shape[0] == image.num_frames
 
 
 # --- requests --------------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ follow-up: a visible flicker for every refused request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Coroutine
@@ -105,6 +106,15 @@ class GenerateCog(commands.Cog):
         self.animate_menu = app_commands.ContextMenu(name=ANIMATE, callback=self.animate)
         self.animate_menu.guild_only = True
         self.actions = ResultActions(self)
+        # Only the aspect ratios the configured model was trained at are offered. The choices are declared
+        # on the class; this cog's own copy of the command gets its own, narrowed parameter.
+        ratios = planning.offered_ratios(bot.settings)
+        param = self.video._params["aspect_ratio"]
+        self.video._params = self.video._params | {
+            "aspect_ratio": dataclasses.replace(
+                param, choices=[c for c in param.choices if c.value in ratios]
+            )
+        }
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.animate_menu)
