@@ -18,7 +18,7 @@ import torch
 
 from generator.encode import frames_to_uint8
 from generator.preview import CONTENT_TYPE as PREVIEW_CONTENT_TYPE
-from generator.preview import PreviewSink, latent_layout, preview_image
+from generator.preview import PreviewPlan, PreviewSink, latent_layout, preview_image, preview_plan
 from generator.speed import SpeedOptionError, SpeedOptions, apply_speed_options, reset_step_cache, warm_up
 from videobot.errors import GenerationOOM, InvalidParameters
 from videobot.i18n import N_, msg
@@ -248,6 +248,8 @@ class VideoPipeline:
             apply_speed_options(pipe, preset.family, speed, pipes=list(pipes.values()))
             loaded = cls(pipe, preset, dev, torch_dtype, pipes)
             loaded.offload = offload
+            shown = loaded.preview_plan()  # said once, here: a run never turns previews off on its own
+            log.log(logging.INFO if shown.method else logging.WARNING, "%s: %s", preset.name, shown.why)
             if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
                 warm = dataclasses.replace(plan(preset, "warm-up", seed=0), num_inference_steps=2)
                 warm_up(lambda: loaded.run(warm), speed)
@@ -255,10 +257,18 @@ class VideoPipeline:
             raise ModelLoadError(str(exc)) from None
         return loaded
 
+    def preview_plan(self, pipe: Any | None = None) -> PreviewPlan:
+        """How runs show previews under this model's memory options (``generator.preview.preview_plan``):
+        the VAE where nothing is offloaded, else a latent projection that never touches the VAE."""
+        pipe = pipe or self.pipe
+        if latent_layout(pipe) is None:
+            return preview_plan(None, self.offload)
+        channels = _latent_channels(pipe)
+        return preview_plan(self.preset.family, self.offload, channels)
+
     def previews_supported(self, pipe: Any | None = None) -> bool:
-        """Whether runs can show previews: the pipeline's latents have a known layout, and the model is
-        not offloaded to the CPU (a VAE decode between steps would swap the transformer out and back)."""
-        return latent_layout(pipe or self.pipe) is not None and self.offload in ("none", "group")
+        """Whether runs can show previews: the pipeline's latents have a known layout (whatever is offloaded)."""
+        return self.preview_plan(pipe).method is not None
 
     def check_inputs(self, params: GenerationParams) -> None:
         """Validate ``params`` against the preset before any GPU work; raises ``InvalidParameters``."""
@@ -414,7 +424,8 @@ class VideoPipeline:
             digest = pixel_digest(image)
 
         pipe, kwargs, context = self.call_kwargs(params, image=image, video=video)
-        sink = previews if self.previews_supported(pipe) else None
+        method = self.preview_plan(pipe).method
+        sink = previews if method is not None else None
 
         def callback(pipe: Any, step: int, timestep: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
             nonlocal sink
@@ -423,7 +434,7 @@ class VideoPipeline:
             latents = cb_kwargs.get("latents")
             if sink is not None and latents is not None and step + 1 < total and sink.due(step + 1, total):
                 try:
-                    data = preview_image(pipe, latents, kwargs)
+                    data = preview_image(pipe, latents, kwargs, method, self.preset.family)
                 except Exception:
                     log.warning("preview failed; no more previews for this run", exc_info=True)
                     sink = None
@@ -526,6 +537,16 @@ def run_variations(
     if last_oom is not None and all(v.output is None for v in made.values()):
         raise last_oom
     return [made[i] for i in range(n)]
+
+
+def _latent_channels(pipe: Any) -> int | None:
+    """Latent channels of ``pipe``'s VAE, from its config (None when it does not say)."""
+    config = getattr(getattr(pipe, "vae", None), "config", None)
+    for key in ("z_dim", "latent_channels"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def _to_pil(frame: np.ndarray) -> Any:
