@@ -633,9 +633,9 @@ def _fuse_loras(pipe: Any, model: str, loras: Sequence[LoraSpec]) -> None:
     """Load each LoRA with the family's ``load_lora_weights``, check every one of its layers found a
     place in the model, then fuse them all at their scales into the weights and drop the adapters.
 
-    Fused, not kept as adapters: measured on the tiny Wan model (bench/README.md), adapters cost each
-    step extra matmuls (the run took 1.3x as long) while a fused LoRA costs nothing per step, and
-    the LoRAs never change while the worker runs. Fused before the memory options, so fp8 storage and
+    Fused, not kept as adapters: adapters add two small matmuls per adapted layer to every step (on the
+    tiny Wan model a run took 1.25-1.56x as long, ``bench/bench_lora.py``), a fused LoRA leaves the
+    same matmuls as no LoRA (same video, measured), and a worker's LoRAs never change while it runs. Fused before the memory options, so fp8 storage and
     offload see the final weights. A LoRA that does not fit stops start-up with its name.
     """
     if not loras:
