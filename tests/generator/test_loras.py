@@ -141,3 +141,23 @@ def test_the_fast_variant_declares_its_lora_and_its_own_steps() -> None:
         LoraSpec("lightx2v/Wan2.1-Distill-Loras", "wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors"),
     )
     assert (fast.steps, fast.guidance) == (4, 1.0)
+
+
+def test_the_worker_stops_at_start_naming_a_lora_that_does_not_fit(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from generator import worker
+    from videobot.runner import MODEL_LOAD_FAILED
+
+    ltx = VideoPipeline.load("tiny-ltx", data_dir=data_dir, device="cpu")
+    foreign = build_tiny_lora(ltx.pipe, data_dir / "loras" / "not-for-wan.safetensors")
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        VIDEOBOT_DATA_DIR=str(data_dir),
+        VIDEOBOT_MODEL="tiny-wan",
+        VIDEOBOT_LORAS=f"{foreign}@0.7",
+        DATABASE_URL=f"sqlite+aiosqlite:///{data_dir / 'never.db'}",
+    )
+    assert worker.main(settings) == MODEL_LOAD_FAILED
+    err = capsys.readouterr().err
+    assert "not-for-wan.safetensors@0.7" in err and "does not fit `tiny-wan`" in err, err
