@@ -231,7 +231,7 @@ class VideoPipeline:
             raise ModelLoadError(_download_hint(preset.name, source, exc)) from exc
 
         _apply_preset_settings(pipe, preset, dev)
-        _fuse_loras(pipe, preset.name, (*preset.loras, *loras))
+        _fuse_loras(pipe, preset.name, (*preset.loras, *loras), len(preset.loras))
         # One checkpoint, several pipelines: from_pipe reuses the loaded modules (no second copy).
         pipes: dict[str, Any] = {}
         for verb in sorted(v for v in preset.verbs if v in REQUEST_VERBS):
@@ -629,14 +629,15 @@ def _apply_preset_settings(pipe: Any, preset: Preset, dev: torch.device) -> None
                 module.to(dtype=_DTYPES[dtype_name])
 
 
-def _fuse_loras(pipe: Any, model: str, loras: Sequence[LoraSpec]) -> None:
+def _fuse_loras(pipe: Any, model: str, loras: Sequence[LoraSpec], preset_loras: int = 0) -> None:
     """Load each LoRA with the family's ``load_lora_weights``, check every one of its layers found a
     place in the model, then fuse them all at their scales into the weights and drop the adapters.
 
     Fused, not kept as adapters: adapters add two small matmuls per adapted layer to every step (on the
     tiny Wan model a run took 1.25-1.56x as long, ``bench/bench_lora.py``), a fused LoRA leaves the
-    same matmuls as no LoRA (same video, measured), and a worker's LoRAs never change while it runs. Fused before the memory options, so fp8 storage and
-    offload see the final weights. A LoRA that does not fit stops start-up with its name.
+    same matmuls as no LoRA (same video, measured), and a worker's LoRAs never change while it runs.
+    Fused before the memory options, so fp8 storage and offload see the final weights. A LoRA that
+    does not fit stops start-up with its name; ``preset_loras`` (the first ones) are the preset's own.
     """
     if not loras:
         return
@@ -647,26 +648,27 @@ def _fuse_loras(pipe: Any, model: str, loras: Sequence[LoraSpec]) -> None:
     names = []
     for i, lora in enumerate(loras):
         name = f"lora{i}"
+        origin = f"preset `{model}`'s own" if i < preset_loras else "VIDEOBOT_LORAS"
         try:
             expected = _lora_layer_keys(pipe, lora)
         except ImportError as exc:
             raise ModelLoadError(f"LoRAs need a missing Python package: {exc}") from exc
         except Exception as exc:
             raise ModelLoadError(
-                f"The LoRA `{lora}` (VIDEOBOT_LORAS) could not be read: {_short(exc)}. Check the repo id, "
+                f"The LoRA `{lora}` ({origin}) could not be read: {_short(exc)}. Check the repo id, "
                 "the weight name and the path (a Hub LoRA downloads once, then comes from the cache)."
             ) from exc
         try:
             pipe.load_lora_weights(lora.source, weight_name=lora.weight_name, adapter_name=name)
         except Exception as exc:
             raise ModelLoadError(
-                f"The LoRA `{lora}` (VIDEOBOT_LORAS) does not fit `{model}`: {_short(exc)}. It was made "
+                f"The LoRA `{lora}` ({origin}) does not fit `{model}`: {_short(exc)}. It was made "
                 f"for another model: remove it or use one made for this model ({type(pipe).__name__})."
             ) from exc
         placed = _lora_layers(pipe, name)
         if placed < expected or placed == 0:
             raise ModelLoadError(
-                f"The LoRA `{lora}` (VIDEOBOT_LORAS) does not fit `{model}`: {placed} of its {expected} "
+                f"The LoRA `{lora}` ({origin}) does not fit `{model}`: {placed} of its {expected} "
                 "layers match the model. It was made for another model: remove it or use one made for "
                 f"this model's family ({type(pipe).__name__})."
             )
