@@ -8,7 +8,7 @@ import gc
 import inspect
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import torch
 
 from generator.encode import frames_to_uint8
 from generator.preview import CONTENT_TYPE as PREVIEW_CONTENT_TYPE
-from generator.preview import PreviewSink, latent_layout, preview_image
+from generator.preview import PreviewPlan, PreviewSink, latent_layout, preview_image, preview_plan
 from generator.speed import SpeedOptionError, SpeedOptions, apply_speed_options, reset_step_cache, warm_up
 from videobot.errors import GenerationOOM, InvalidParameters
 from videobot.i18n import N_, msg
@@ -28,6 +28,7 @@ from videobot.presets import (
     MAX_VIDEOS,
     REQUEST_VERBS,
     GenerationParams,
+    LoraSpec,
     Preset,
     check_verb,
     clean_prompt,
@@ -199,10 +200,12 @@ class VideoPipeline:
         vae_tiling: bool = False,
         layerwise_fp8: bool = False,
         speed: SpeedOptions | None = None,
+        loras: Sequence[LoraSpec] = (),
     ) -> VideoPipeline:
         """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options.
 
         ``auto`` also brings the chosen preset's recommended memory options when none were set.
+        ``loras`` (``VIDEOBOT_LORAS``), after the preset's own, are fused into the model (``_fuse_loras``).
         """
         try:
             preset = resolve_preset(resolve_auto_model(model))
@@ -260,6 +263,7 @@ class VideoPipeline:
             raise ModelLoadError(_download_hint(preset.name, source, exc)) from exc
 
         _apply_preset_settings(pipe, preset)
+        _fuse_loras(pipe, preset.name, (*preset.loras, *loras), len(preset.loras))
         # One checkpoint, several pipelines: from_pipe reuses the loaded modules (no second copy).
         pipes: dict[str, Any] = {}
         for verb in sorted(v for v in preset.verbs if v in REQUEST_VERBS):
@@ -288,6 +292,8 @@ class VideoPipeline:
             )
             loaded = cls(pipe, preset, dev, torch_dtype, pipes)
             loaded.offload = offload
+            shown = loaded.preview_plan()  # said once, here: a run never turns previews off on its own
+            log.log(logging.INFO if shown.method else logging.WARNING, "%s: %s", preset.name, shown.why)
             if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
                 warm = dataclasses.replace(plan(preset, "warm-up", seed=0), num_inference_steps=2)
                 # An image-only model warms up on a plain grey first frame.
@@ -298,10 +304,18 @@ class VideoPipeline:
             raise ModelLoadError(str(exc)) from None
         return loaded
 
+    def preview_plan(self, pipe: Any | None = None) -> PreviewPlan:
+        """How runs show previews under this model's memory options (``generator.preview.preview_plan``):
+        the VAE where nothing is offloaded, else a latent projection that never touches the VAE."""
+        pipe = pipe or self.pipe
+        if latent_layout(pipe) is None:
+            return preview_plan(None, self.offload)
+        channels = _latent_channels(pipe)
+        return preview_plan(self.preset.family, self.offload, channels)
+
     def previews_supported(self, pipe: Any | None = None) -> bool:
-        """Whether runs can show previews: the pipeline's latents have a known layout, and the model is
-        not offloaded to the CPU (a VAE decode between steps would swap the transformer out and back)."""
-        return latent_layout(pipe or self.pipe) is not None and self.offload in ("none", "group")
+        """Whether runs can show previews: the pipeline's latents have a known layout (whatever is offloaded)."""
+        return self.preview_plan(pipe).method is not None
 
     def check_inputs(self, params: GenerationParams) -> None:
         """Validate ``params`` against the preset before any GPU work; raises ``InvalidParameters``."""
@@ -460,7 +474,8 @@ class VideoPipeline:
             digest = pixel_digest(image)
 
         pipe, kwargs, context = self.call_kwargs(params, image=image, video=video)
-        sink = previews if self.previews_supported(pipe) else None
+        method = self.preview_plan(pipe).method
+        sink = previews if method is not None else None
 
         def callback(pipe: Any, step: int, timestep: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
             nonlocal sink
@@ -469,7 +484,7 @@ class VideoPipeline:
             latents = cb_kwargs.get("latents")
             if sink is not None and latents is not None and step + 1 < total and sink.due(step + 1, total):
                 try:
-                    data = preview_image(pipe, latents, kwargs)
+                    data = preview_image(pipe, latents, kwargs, method, self.preset.family)
                 except Exception:
                     log.warning("preview failed; no more previews for this run", exc_info=True)
                     sink = None
@@ -585,6 +600,16 @@ def run_variations(
     return [made[i] for i in range(n)]
 
 
+def _latent_channels(pipe: Any) -> int | None:
+    """Latent channels of ``pipe``'s VAE, from its config (None when it does not say)."""
+    config = getattr(getattr(pipe, "vae", None), "config", None)
+    for key in ("z_dim", "latent_channels"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
 def _to_pil(frame: np.ndarray) -> Any:
     from PIL import Image
 
@@ -662,6 +687,79 @@ def _apply_preset_settings(pipe: Any, preset: Preset) -> None:
         if unknown:
             raise ModelLoadError(f"`{preset.name}`: {type(pipe).__name__} has no setting {unknown}.")
         pipe.register_to_config(**preset.pipeline_config)
+
+
+def _fuse_loras(pipe: Any, model: str, loras: Sequence[LoraSpec], preset_loras: int = 0) -> None:
+    """Load each LoRA with the family's ``load_lora_weights``, check every one of its layers found a
+    place in the model, then fuse them all at their scales into the weights and drop the adapters.
+
+    Fused, not kept as adapters: adapters add two small matmuls per adapted layer to every step (on the
+    tiny Wan model a run took 1.25-1.56x as long, ``bench/bench_lora.py``), a fused LoRA leaves the
+    same matmuls as no LoRA (same video, measured), and a worker's LoRAs never change while it runs.
+    Fused before the memory options, so fp8 storage and offload see the final weights. A LoRA that
+    does not fit stops start-up with its name; ``preset_loras`` (the first ones) are the preset's own.
+    """
+    if not loras:
+        return
+    if not hasattr(pipe, "load_lora_weights"):
+        raise ModelLoadError(
+            f"VIDEOBOT_LORAS: `{model}` ({type(pipe).__name__}) cannot load LoRAs; remove VIDEOBOT_LORAS."
+        )
+    names = []
+    for i, lora in enumerate(loras):
+        name = f"lora{i}"
+        origin = f"preset `{model}`'s own" if i < preset_loras else "VIDEOBOT_LORAS"
+        try:
+            expected = _lora_layer_keys(pipe, lora)
+        except ImportError as exc:
+            raise ModelLoadError(f"LoRAs need a missing Python package: {exc}") from exc
+        except Exception as exc:
+            raise ModelLoadError(
+                f"The LoRA `{lora}` ({origin}) could not be read: {_short(exc)}. Check the repo id, "
+                "the weight name and the path (a Hub LoRA downloads once, then comes from the cache)."
+            ) from exc
+        try:
+            pipe.load_lora_weights(lora.source, weight_name=lora.weight_name, adapter_name=name)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"The LoRA `{lora}` ({origin}) does not fit `{model}`: {_short(exc)}. It was made "
+                f"for another model: remove it or use one made for this model ({type(pipe).__name__})."
+            ) from exc
+        placed = _lora_layers(pipe, name)
+        if placed < expected or placed == 0:
+            raise ModelLoadError(
+                f"The LoRA `{lora}` ({origin}) does not fit `{model}`: {placed} of its {expected} "
+                "layers match the model. It was made for another model: remove it or use one made for "
+                f"this model's family ({type(pipe).__name__})."
+            )
+        names.append(name)
+        log.info("LoRA %s: %d layers into %s", lora, placed, model)
+    pipe.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+    pipe.fuse_lora(adapter_names=names)
+    pipe.unload_lora_weights()  # the fused weights stay; the adapter layers go
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one line of at most 300 characters (diffusers' are long)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def _lora_layer_keys(pipe: Any, lora: LoraSpec) -> int:
+    """How many layers the LoRA file holds (its ``lora_A`` weights, after diffusers' key conversion)."""
+    state = type(pipe).lora_state_dict(lora.source, weight_name=lora.weight_name)
+    if isinstance(state, tuple):
+        state = state[0]
+    return sum(1 for key in state if "lora_A" in key or "lora_down" in key)
+
+
+def _lora_layers(pipe: Any, adapter: str) -> int:
+    """How many of the model's layers carry the adapter ``adapter``."""
+    return sum(
+        1
+        for module in _modules(pipe).values()
+        for layer in module.modules()
+        if adapter in getattr(layer, "lora_A", {})
+    )
 
 
 def _apply_memory_options(

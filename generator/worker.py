@@ -550,6 +550,7 @@ def load_pipeline(settings: Settings) -> Any:
         vae_tiling=settings.vae_tiling,
         layerwise_fp8=settings.layerwise_fp8,
         speed=SpeedOptions.from_settings(settings),
+        loras=settings.loras,
     )
 
 

@@ -27,6 +27,56 @@ VERBS = ("text", "image", "extend", "audio")
 REQUEST_VERBS = ("text", "image", "extend")
 
 
+#: Largest LoRA scale accepted (either sign): beyond it a LoRA only adds noise.
+MAX_LORA_SCALE = 10.0
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """A LoRA the worker loads at start: a Hugging Face repo id or a local file/folder, the weight file
+    inside it (None: the repo's only or default one), and its scale (1.0: as trained)."""
+
+    source: str
+    weight_name: str | None = None
+    scale: float = 1.0
+
+    def __str__(self) -> str:
+        text = self.source + (f":{self.weight_name}" if self.weight_name else "")
+        return text + (f"@{self.scale:g}" if self.scale != 1.0 else "")
+
+
+def parse_loras(text: str) -> tuple[LoraSpec, ...]:
+    """``VIDEOBOT_LORAS``: comma-separated ``SOURCE[:WEIGHT_NAME][@SCALE]`` entries, e.g.
+    ``owner/repo:style.safetensors@0.8, /srv/loras/fast.safetensors``; raises ``ValueError`` saying
+    which entry is wrong and how to write it."""
+    specs = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        scale = 1.0
+        if "@" in entry:
+            entry, _, scale_text = entry.rpartition("@")
+            try:
+                scale = float(scale_text)
+            except ValueError:
+                raise ValueError(
+                    f"`{raw.strip()}`: after `@` comes the scale, a number such as 0.8"
+                ) from None
+            if not math.isfinite(scale) or abs(scale) > MAX_LORA_SCALE:
+                raise ValueError(
+                    f"`{raw.strip()}`: the scale must be between -{MAX_LORA_SCALE:g} and {MAX_LORA_SCALE:g}"
+                )
+        source, _, weight_name = entry.partition(":")
+        source, weight_name = source.strip(), weight_name.strip()
+        if not source or (":" in entry and not weight_name):
+            raise ValueError(
+                f"`{raw.strip()}`: write SOURCE[:WEIGHT_NAME][@SCALE], e.g. owner/repo:lora.safetensors@0.8"
+            )
+        specs.append(LoraSpec(source, weight_name or None, scale))
+    return tuple(specs)
+
+
 @dataclass(frozen=True)
 class Preset:
     """A model the worker can load, with the settings its model card gives and what it can do."""
@@ -73,6 +123,9 @@ class Preset:
     #: Settings that make ``vram_gb`` true (VideoPipeline.load option -> value), and where the figure comes from.
     memory_options: dict[str, Any] = field(default_factory=dict)
     vram_source: str = "estimate"
+    #: LoRAs fused into the model at load, before any the owner adds with ``VIDEOBOT_LORAS`` (a "fast"
+    #: variant's step-distillation LoRA; its ``steps`` / ``guidance`` are the LoRA's).
+    loras: tuple[LoraSpec, ...] = ()
 
     @property
     def min_duration_s(self) -> float:
@@ -212,6 +265,40 @@ PRESETS: dict[str, Preset] = {
             memory_options={"offload": "model"},
             vram_source="model card (8.19 GB, with offload)",
             batch_cap=2,
+        ),
+        Preset(
+            # A "fast" variant: Wan 2.1 T2V 14B with lightx2v's 4-step, CFG-distilled LoRA fused at load.
+            # Repo and file as listed on huggingface.co/lightx2v/Wan2.1-Distill-Loras (not yet run here:
+            # no GPU; diffusers converts its ComfyUI-style keys, see README).
+            name="wan2.1-14b-lightx2v",
+            repo_id="Wan-AI/Wan2.1-T2V-14B-Diffusers",
+            pipeline_class="WanPipeline",
+            family="wan",
+            fps=16,
+            default_frames=81,
+            min_frames=17,
+            max_frames=81,
+            frame_rule=4,
+            size_multiple=16,
+            sizes=_WAN_SIZES,
+            steps=4,
+            guidance=1.0,
+            default_dtype="bfloat16",
+            needs_gpu=True,
+            vram_gb=20.0,
+            description="Wan 2.1 14B with the lightx2v 4-step LoRA: 4 steps, no CFG, 5 s at 832x480. Text only.",
+            verbs=_TEXT,
+            pipelines={"text": "WanPipeline"},
+            scheduler={"flow_shift": 5.0},  # lightx2v's 4-step configs use shift 5 (not verified here)
+            negative_prompt=WAN_NEGATIVE,
+            component_dtypes={"vae": "float32"},
+            memory_options={"offload": "model", "layerwise_fp8": True},
+            vram_source="estimate",
+            loras=(
+                LoraSpec(
+                    "lightx2v/Wan2.1-Distill-Loras", "wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors"
+                ),
+            ),
         ),
         Preset(
             name="wan2.2-ti2v-5b",

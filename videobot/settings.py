@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from videobot.presets import LoraSpec, parse_loras
+
 
 class SettingsError(Exception):
     """A setting has an invalid value; the message names the setting."""
@@ -57,6 +59,8 @@ class Settings(BaseSettings):
     )
     compile: Literal["off", "regional"] = Field(default="off", alias="VIDEOBOT_COMPILE")
     vae_slicing: bool = Field(default=False, alias="VIDEOBOT_VAE_SLICING")
+    #: LoRAs fused into the model at start: comma-separated SOURCE[:WEIGHT_NAME][@SCALE] (videobot.presets.parse_loras).
+    loras: Annotated[tuple[LoraSpec, ...], NoDecode] = Field(default=(), alias="VIDEOBOT_LORAS")
     #: GPUs of this machine one worker uses for each video (diffusers context parallelism; Wan 2.1 / 2.2).
     gpus: int = Field(default=1, ge=1, le=64, alias="VIDEOBOT_GPUS")
     #: How attention is split across those GPUs: ulysses (heads, fastest on NVLink) or ring (K/V passed around).
@@ -114,6 +118,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("loras", mode="before")
+    @classmethod
+    def _parse_loras(cls, value: object) -> object:
+        return parse_loras(value) if isinstance(value, str) else value
 
     @field_validator("discord_guild_ids", mode="before")
     @classmethod
