@@ -118,13 +118,15 @@ class AutoPlan:
 
 
 def explicit_settings(settings: Any) -> dict[str, Any]:
-    """The model and memory options the owner set (environment or ``.env``), by ``plan_auto``'s keys."""
-    return {k: getattr(settings, k) for k in EXPLICIT_ENV if k in settings.model_fields_set}
+    """The model and memory options the owner set, by ``plan_auto``'s keys (an empty setting is not set)."""
+    chosen = {k: getattr(settings, k) for k in MEMORY_OPTIONS if getattr(settings, k) is not None}
+    model = (settings.model or AUTO).strip()
+    return {"model": model, **chosen} if model != AUTO else chosen
 
 
 def explicit_memory_options(settings: Any) -> dict[str, Any]:
     """``VideoPipeline.load``'s memory options: the owner's value where set, ``None`` (not set) elsewhere."""
-    return {k: getattr(settings, k) if k in settings.model_fields_set else None for k in MEMORY_OPTIONS}
+    return {k: getattr(settings, k) for k in MEMORY_OPTIONS}
 
 
 def tier_for(total_gb: float) -> Tier:

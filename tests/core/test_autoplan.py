@@ -85,7 +85,9 @@ def test_explicit_settings_always_win() -> None:
 def test_only_what_the_owner_wrote_counts_as_explicit() -> None:
     assert explicit_settings(settings()) == {}
     assert explicit_memory_options(settings()) == {"offload": None, "vae_tiling": None, "layerwise_fp8": None}
-    # An explicit value equal to the default still wins over the tier.
+    # An empty setting (as .env.example has them) is not set; an explicit default still wins over the tier.
+    empty = settings(VIDEOBOT_OFFLOAD="", VIDEOBOT_FP8="", VIDEOBOT_VAE_TILING="", VIDEOBOT_MODEL="auto")
+    assert explicit_settings(empty) == {}
     chosen = settings(VIDEOBOT_OFFLOAD="none", VIDEOBOT_FP8="false")
     assert explicit_settings(chosen) == {"offload": "none", "layerwise_fp8": False}
     assert plan_auto(24, "cuda", explicit_settings(chosen)).options["offload"] == "none"
