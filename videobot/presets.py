@@ -518,8 +518,8 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-#: The ``auto`` choice on a CUDA GPU: the best preset that does text, image and extend on a 24 GB card
-#: (with its ``memory_options``, which ``auto`` applies). See README "Models".
+#: ``auto``'s choice on 12-40 GB cards (``videobot.autoplan`` picks by the card's memory; every tier from
+#: 12 GB does text, image and extend, which is what the bot offers with ``auto``). See README "Models".
 DEFAULT_GPU_PRESET = "ltx-video-0.9.8-distilled"
 #: Costs are measured against this preset's default video, so quotas do not move when the default does.
 COST_REFERENCE_PRESET = "wan2.1-1.3b"

@@ -15,7 +15,7 @@ from videobot.autoplan import (
     explicit_settings,
     plan_auto,
 )
-from videobot.presets import PRESETS
+from videobot.presets import PRESETS, offered_verbs
 from videobot.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +49,7 @@ def test_big_cards_get_sound_and_previews_and_the_bot_verbs_everywhere_from_12_g
     big = plan_auto(80, "cuda")
     assert "audio" in PRESETS[big.model].verbs and big.options["offload"] == "none"
     assert big.options["vae_tiling"], "LTX-2 needs VAE tiling at its default size"
+    assert offered_verbs("auto") == AUTO_VERBS  # what the bot offers with `auto`, whatever the card
     for tier in TIERS:
         if tier.min_gb >= 12:
             assert PRESETS[tier.preset].verbs >= AUTO_VERBS, tier
