@@ -38,6 +38,9 @@ DOWNLOAD_GB: dict[str, float] = {
     "THUDM/CogVideoX-2b": 13.0,
     "THUDM/CogVideoX-5b": 21.0,
     "THUDM/CogVideoX-5b-I2V": 21.0,
+    "zai-org/CogVideoX-2b": 13.0,  # the same repositories under their current names
+    "zai-org/CogVideoX-5b": 21.0,
+    "zai-org/CogVideoX-5b-I2V": 21.0,
 }
 
 #: What an owner accepts by running a family's weights (read the model card before going live).
