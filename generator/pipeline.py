@@ -24,7 +24,6 @@ from videobot.errors import GenerationOOM, InvalidParameters
 from videobot.i18n import N_, msg
 from videobot.images import fit, pixel_digest
 from videobot.presets import (
-    DEFAULT_GPU_PRESET,
     MAX_VIDEOS,
     REQUEST_VERBS,
     GenerationParams,
@@ -75,19 +74,14 @@ class ModelLoadError(Exception):
     """The model could not be loaded; the message says which model, why, and what to do."""
 
 
-def resolve_auto_model(model: str) -> str:
-    """``"auto"`` means the default GPU preset when CUDA is available, else the built-in tiny model."""
+def resolve_auto_model(model: str, device: str = "auto") -> str:
+    """``"auto"`` means what ``videobot.autoplan`` picks for this machine's GPU memory (``tiny`` without
+    CUDA); any other name is returned as it is."""
     if model != "auto":
         return model
-    if torch.cuda.is_available():
-        return DEFAULT_GPU_PRESET
-    log.warning(
-        "No CUDA GPU found: using the built-in `tiny` model, which makes abstract test videos. "
-        "To generate real videos install a CUDA build of torch and pick a model with VIDEOBOT_MODEL "
-        "(or `--model`), e.g. %s.",
-        DEFAULT_GPU_PRESET,
-    )
-    return "tiny"
+    from generator.machine import auto_plan
+
+    return auto_plan(device=device).model
 
 
 def _resolve_device(device: str, model: str) -> torch.device:
@@ -196,26 +190,36 @@ class VideoPipeline:
         data_dir: Path,
         device: str = "auto",
         dtype: str = "auto",
-        offload: str = "none",
-        vae_tiling: bool = False,
-        layerwise_fp8: bool = False,
+        offload: str | None = None,
+        vae_tiling: bool | None = None,
+        layerwise_fp8: bool | None = None,
         speed: SpeedOptions | None = None,
         loras: Sequence[LoraSpec] = (),
     ) -> VideoPipeline:
         """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options.
 
-        ``auto`` also brings the chosen preset's recommended memory options when none were set.
+        A memory option left ``None`` was not set by the owner: ``auto`` then takes the one it picks for
+        the card's memory (``videobot.autoplan``), any other model has it off.
         ``loras`` (``VIDEOBOT_LORAS``), after the preset's own, are fused into the model (``_fuse_loras``).
         """
+        from generator.machine import auto_plan
+
+        explicit = {"offload": offload, "vae_tiling": vae_tiling, "layerwise_fp8": layerwise_fp8}
+        if model == "auto":
+            chosen = auto_plan(explicit, device)
+            model, options = chosen.model, chosen.options
+        else:
+            options = {"offload": "none", "vae_tiling": False, "layerwise_fp8": False}
+            options.update({k: v for k, v in explicit.items() if v is not None})
+        offload, vae_tiling, layerwise_fp8 = (
+            options["offload"],
+            options["vae_tiling"],
+            options["layerwise_fp8"],
+        )
         try:
-            preset = resolve_preset(resolve_auto_model(model))
+            preset = resolve_preset(model)
         except InvalidParameters as exc:
             raise ModelLoadError(str(exc)) from None
-        if model == "auto" and offload == "none" and not (vae_tiling or layerwise_fp8):
-            opts = preset.memory_options
-            offload = opts.get("offload", offload)
-            vae_tiling = bool(opts.get("vae_tiling", vae_tiling))
-            layerwise_fp8 = bool(opts.get("layerwise_fp8", layerwise_fp8))
         if offload not in OFFLOAD_MODES:
             raise ModelLoadError(f"Unknown offload mode `{offload}`: use one of {', '.join(OFFLOAD_MODES)}.")
         dev = _resolve_device(device, preset.name)
@@ -268,8 +272,9 @@ class VideoPipeline:
         pipes: dict[str, Any] = {}
         for verb in sorted(v for v in preset.verbs if v in REQUEST_VERBS):
             name = preset.pipeline_for(verb)
-            if name == type(pipe).__name__:
-                pipes[verb] = pipe
+            built = {type(p).__name__: p for p in (pipe, *pipes.values())}
+            if name in built:  # one pipeline serves every verb it runs (LTX-2's condition pipeline)
+                pipes[verb] = built[name]
                 continue
             pipe_cls = getattr(diffusers, name, None)
             if pipe_cls is None:
@@ -406,26 +411,27 @@ class VideoPipeline:
             for key in ("decode_timestep", "decode_noise_scale"):
                 if isinstance(kwargs.get(key), (int, float)):
                     kwargs[key] = [kwargs[key]] * n
+        schedule = kwargs.get("sigmas")
+        if isinstance(schedule, (list, tuple)) and len(schedule) != params.num_inference_steps:
+            # A distilled schedule is fixed: a job of another length (warm-up, `videobot check --run`)
+            # gets the scheduler's own spacing instead.
+            del kwargs["sigmas"]
         context = 0
-        is_condition = type(pipe).__name__ == "LTXConditionPipeline"
+        condition = _condition_maker(type(pipe).__name__)
         if params.verb == "image":
             picture = _fit_image(image, params.width, params.height)
-            if is_condition:
-                from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
-
-                kwargs["conditions"] = [LTXVideoCondition(image=picture, frame_index=0, strength=1.0)]
+            if condition is not None:
+                kwargs["conditions"] = [condition(picture)]
             else:
                 kwargs["image"] = picture
         elif params.verb == "extend":
-            if not is_condition:
+            if condition is None:
                 raise InvalidParameters(msg("`{model}` cannot extend clips.", model=self.preset.name))
-            from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
-
             source = _fit_video(video, params.width, params.height)
             rule = self.preset.frame_rule
             context = min(self.preset.extend_context_frames, (len(source) - 1) // rule * rule + 1)
             tail = [_to_pil(f) for f in source[len(source) - context :]]
-            kwargs["conditions"] = [LTXVideoCondition(video=tail, frame_index=0, strength=1.0)]
+            kwargs["conditions"] = [condition(tail)]
             kwargs["num_frames"] = context + self.preset.extend_frames
         accepted = self._call_params[id(pipe)]
         dropped = sorted(k for k in self.preset.extra_call_kwargs if k not in accepted)
@@ -523,6 +529,14 @@ class VideoPipeline:
                 np.asarray(w.float().cpu().numpy(), dtype=np.float32) for w in waveform[: len(videos)]
             )
             rate = int(pipe.vocoder.config.output_sampling_rate)
+            if params.verb == "extend":
+                # The model made sound for its window (the source's last frames and the new ones); the
+                # source's earlier part has none here: silence keeps the soundtrack in step with the frames.
+                lead = len(videos[0]) - self.preset.extend_frames - context
+                pad = round(lead / params.fps * rate)
+                audios = tuple(
+                    np.concatenate([np.zeros((a.shape[0], pad), np.float32), a], axis=1) for a in audios
+                )
         return RunOutput(
             frames=videos[0],
             variations=tuple(videos),
@@ -607,6 +621,25 @@ def _latent_channels(pipe: Any) -> int | None:
         value = getattr(config, key, None)
         if isinstance(value, int):
             return value
+    return None
+
+
+def _condition_maker(pipeline_class: str) -> Callable[[Any], Any] | None:
+    """For pipelines that take ``conditions``: a function from a picture (or a list of frames) to the
+    condition that holds it from frame 0 at full strength; ``None`` for the others."""
+    if pipeline_class == "LTXConditionPipeline":
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+        def ltx(frames: Any) -> Any:
+            if isinstance(frames, list):
+                return LTXVideoCondition(video=frames, frame_index=0, strength=1.0)
+            return LTXVideoCondition(image=frames, frame_index=0, strength=1.0)
+
+        return ltx
+    if pipeline_class == "LTX2ConditionPipeline":
+        from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+        return lambda frames: LTX2VideoCondition(frames=frames, index=0, strength=1.0)
     return None
 
 

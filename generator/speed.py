@@ -60,7 +60,7 @@ class SpeedOptions:
             step_cache=settings.step_cache,
             compile=settings.compile,
             vae_slicing=settings.vae_slicing,
-            vae_tiling=settings.vae_tiling,
+            vae_tiling=bool(settings.vae_tiling),
         )
 
     @property

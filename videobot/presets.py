@@ -185,6 +185,27 @@ _LTX_COND = {
 }
 _WAN22 = {"text": "WanPipeline", "image": "WanImageToVideoPipeline"}
 _LTX2 = {"text": "LTX2Pipeline", "image": "LTX2ImageToVideoPipeline"}
+# One LTX-2 pipeline for every verb: conditions (a first image, a clip's last frames) at any frame index.
+_LTX2_COND = {
+    "text": "LTX2ConditionPipeline",
+    "image": "LTX2ConditionPipeline",
+    "extend": "LTX2ConditionPipeline",
+}
+#: ``diffusers.pipelines.ltx2.utils.DISTILLED_SIGMA_VALUES`` (0.42.1), copied so this module needs no
+#: diffusers; a test checks they agree. The scheduler appends the final 0.
+LTX2_DISTILLED_SIGMAS = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875)
+# Distilled LTX-2.x runs without any guidance pass: CFG, spatio-temporal and modality guidance all off
+# (their pipeline defaults are on: 4 transformer passes per step instead of 1).
+_LTX2_NO_GUIDANCE = {
+    "sigmas": list(LTX2_DISTILLED_SIGMAS),
+    "stg_scale": 0.0,
+    "audio_stg_scale": 0.0,
+    "modality_scale": 1.0,
+    "audio_modality_scale": 1.0,
+    "audio_guidance_scale": 1.0,
+}
+# LTX-2's own default size (the pipeline's 768x512, the size of the published speed figures).
+_LTX2_SIZES = {"16:9": (768, 512), "9:16": (512, 768), "1:1": (640, 640)}
 # Lightricks' recommended settings for timestep-aware VAEs (0.9.1+).
 _LTX_DECODE = {"decode_timestep": 0.05, "decode_noise_scale": 0.025, "image_cond_noise_scale": 0.025}
 #: The 8-step schedule the LTX-Video distilled checkpoints were distilled for (diffusers' LTX docs and
@@ -433,6 +454,34 @@ PRESETS: dict[str, Preset] = {
             vram_source="estimate (19B in fp8 storage ~19 GB + Gemma 3 offloaded; docs use sequential offload)",
         ),
         Preset(
+            name="ltx-2.3-distilled",
+            repo_id="diffusers/LTX-2.3-Distilled-Diffusers",
+            pipeline_class="LTX2Pipeline",
+            family="ltx2",
+            fps=24,
+            default_frames=121,
+            min_frames=25,
+            max_frames=257,
+            frame_rule=8,
+            size_multiple=32,
+            sizes=_LTX2_SIZES,
+            steps=len(LTX2_DISTILLED_SIGMAS),
+            guidance=1.0,
+            default_dtype="bfloat16",
+            needs_gpu=True,
+            vram_gb=75.0,
+            description="LTX-2.3 22B distilled: video with sound in 8 steps; text, a first image, or extend a clip.",
+            extra_call_kwargs=_LTX2_NO_GUIDANCE,
+            verbs=frozenset({"text", "image", "extend", "audio"}),
+            pipelines=_LTX2_COND,
+            negative_prompt=LTX_NEGATIVE,
+            extend_frames=48,
+            extend_context_frames=25,
+            # LTX-2 needs VAE tiling at its default size (diffusers' LTX-2 page).
+            memory_options={"vae_tiling": True},
+            vram_source="estimate (22B + Gemma 3 12B in bf16 ~68 GB + activations); `auto` tiers in README",
+        ),
+        Preset(
             name="cogvideox-2b",
             repo_id="zai-org/CogVideoX-2b",
             pipeline_class="CogVideoXPipeline",
@@ -543,16 +592,20 @@ PRESETS: dict[str, Preset] = {
             "tiny-ltx2",
             "ltx2",
             "LTX2Pipeline",
-            "Tiny random LTX-2 (video and audio).",
+            "Tiny random LTX-2 (text, image, extend, with sound), run as ltx-2.3-distilled runs it.",
             frame_rule=8,
             min_frames=9,
             max_frames=25,
             size_multiple=32,
             sizes=_TINY_SIZES_32,
-            guidance=4.0,
-            verbs=frozenset({"text", "image", "audio"}),
-            pipelines=_LTX2,
+            steps=len(LTX2_DISTILLED_SIGMAS),  # the distilled schedule reaches the call, as on a GPU
+            guidance=1.0,
+            verbs=frozenset({"text", "image", "extend", "audio"}),
+            pipelines=_LTX2_COND,
             negative_prompt=LTX_NEGATIVE,
+            extra_call_kwargs=_LTX2_NO_GUIDANCE,
+            extend_frames=8,
+            extend_context_frames=9,
         ),
         _tiny(
             "tiny-cogvideox",
@@ -566,8 +619,8 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-#: The ``auto`` choice on a CUDA GPU: the best preset that does text, image and extend on a 24 GB card
-#: (with its ``memory_options``, which ``auto`` applies). See README "Models".
+#: ``auto``'s choice on 12-40 GB cards (``videobot.autoplan`` picks by the card's memory; every tier from
+#: 12 GB does text, image and extend, which is what the bot offers with ``auto``). See README "Models".
 DEFAULT_GPU_PRESET = "ltx-video-0.9.8-distilled"
 #: Costs are measured against this preset's default video, so quotas do not move when the default does.
 COST_REFERENCE_PRESET = "wan2.1-1.3b"

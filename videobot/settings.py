@@ -47,9 +47,12 @@ class Settings(BaseSettings):
     max_extensions: int | None = Field(default=None, ge=0, le=50, alias="VIDEOBOT_MAX_EXTENSIONS")
     device: str = Field(default="auto", alias="VIDEOBOT_DEVICE")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", alias="VIDEOBOT_DTYPE")
-    offload: Literal["none", "model", "sequential", "group"] = Field(default="none", alias="VIDEOBOT_OFFLOAD")
-    vae_tiling: bool = Field(default=False, alias="VIDEOBOT_VAE_TILING")
-    layerwise_fp8: bool = Field(default=False, alias="VIDEOBOT_FP8")
+    #: Memory options; empty (None) = not set: ``auto`` picks them by the card's memory, other models have them off.
+    offload: Literal["none", "model", "sequential", "group"] | None = Field(
+        default=None, alias="VIDEOBOT_OFFLOAD"
+    )
+    vae_tiling: bool | None = Field(default=None, alias="VIDEOBOT_VAE_TILING")
+    layerwise_fp8: bool | None = Field(default=None, alias="VIDEOBOT_FP8")
     #: Speed options (generator/speed.py); an option the model does not support stops start-up.
     attention_backend: Literal["native", "flash", "sage", "auto"] = Field(
         default="native", alias="VIDEOBOT_ATTENTION_BACKEND"
@@ -114,7 +117,7 @@ class Settings(BaseSettings):
     #: Port of /healthz and /metrics; 0 turns the HTTP endpoint off.
     health_port: int = Field(default=8080, ge=0, le=65535, alias="VIDEOBOT_HEALTH_PORT")
 
-    @field_validator("max_extensions", mode="before")
+    @field_validator("max_extensions", "offload", "vae_tiling", "layerwise_fp8", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
