@@ -355,6 +355,41 @@ async def test_fair_share_latecomer_runs_second(db: Database) -> None:
     assert order == [a_jobs[0], b_job, a_jobs[1]]
 
 
+async def test_fair_share_with_two_workers_a_running_member_waits_behind_an_idle_one(
+    clocked_db: Database, clock: FakeClock
+) -> None:
+    """Two GPUs: a member whose video is still rendering on one does not get the other ahead of a member
+    with nothing running, even one served more recently and who queued later; the positions shown say so
+    and the claims follow them (SQLite and PostgreSQL)."""
+    q = JobQueue(clocked_db, QueueConfig(default_limit=100, max_queued_per_user=100))
+    alice, bob = 51, 52
+    a1 = (await q.submit(req(alice))).job.id
+    long = await q.claim("gpu-1")  # alice's first video renders for a long time on GPU 1
+    assert long is not None and long.job_id == a1
+    clock.advance(10)
+    b1 = (await q.submit(req(bob))).job.id
+    c = await q.claim("gpu-2")
+    assert c is not None and c.job_id == b1
+    clock.advance(10)
+    await q.complete(c, result())  # bob was served after alice, and GPU 2 is free again
+    clock.advance(10)
+    a2 = await q.submit(req(alice))  # first come
+    b2 = await q.submit(req(bob))
+    # Bob has nothing running: he is told he is next, although alice queued first and was served longer ago.
+    assert b2.position == 1
+    positions = await q.positions()
+    assert (positions[b2.job.id], positions[a2.job.id]) == (1, 2)
+    assert {job.id: pos for job, pos in await q.user_jobs(GUILD, alice)} == {a1: 0, a2.job.id: 2}
+    shown = sorted(positions, key=positions.__getitem__)
+    claimed = []
+    while (c := await q.claim("gpu-2")) is not None:
+        claimed.append(c.job_id)
+        clock.advance(1)
+        await q.complete(c, result())
+    assert claimed == shown == [b2.job.id, a2.job.id]
+    await q.complete(long, result())
+
+
 async def test_claim_only_served_models(db: Database) -> None:
     q = JobQueue(db)
     wan = (await q.submit(req(23, model="wan2.1-1.3b"))).job.id
