@@ -127,6 +127,36 @@ async def test_fencing_rejects_stale_owner_and_attempt(clocked_db: Database, clo
     assert (await q.get_result(job.id)).video == b"\x00mp4"  # type: ignore[union-attr]
 
 
+async def test_a_late_completion_of_an_earlier_attempt_by_the_same_worker_id_is_fenced(
+    clocked_db: Database, clock: FakeClock
+) -> None:
+    """A worker with a fixed ``VIDEOBOT_WORKER_ID`` froze past its lease, was restarted and took the job
+    again (same owner, attempt 2). The frozen attempt's completion, arriving first, is fenced out by the
+    attempt alone: it neither stores its video nor claims the next job; the second attempt's video is the
+    one kept, and the member is charged once."""
+    q = JobQueue(clocked_db, QueueConfig(lease_seconds=30, max_attempts=3, max_queued_per_user=10))
+    job = (await q.submit(req(61))).job
+    other = (await q.submit(req(61))).job  # the member's next video, queued behind it
+    stale = await q.claim("gpu-box", models=["tiny"])
+    assert stale is not None and (stale.job_id, stale.attempt) == (job.id, 1)
+    clock.advance(31)
+    assert await q.recover_stale() == ([job.id], [])
+    fresh = await q.claim("gpu-box", models=["tiny"])
+    assert fresh is not None and (fresh.job_id, fresh.owner, fresh.attempt) == (job.id, "gpu-box", 2)
+    old_video = ResultData(video=b"stale", width=32, height=32, num_frames=9, fps=8, duration_s=1.1)
+    with pytest.raises(LeaseLost):
+        await q.complete_and_claim(stale, old_video, models=["tiny"])
+    row = await q.get(job.id)
+    assert row is not None and (row.status, row.attempts, row.lease_owner) == ("running", 2, "gpu-box")
+    assert await q.get_result(job.id) is None
+    assert (await q.get(other.id)).status == "queued"  # type: ignore[union-attr]
+    status, following = await q.complete_and_claim(fresh, result(), models=["tiny"])
+    assert status == "succeeded" and following is not None and following.job_id == other.id
+    assert (await q.get_result(job.id)).video == b"\x00mp4"  # type: ignore[union-attr]
+    assert len(await ledger_rows(clocked_db, job_id=job.id, kind="charge")) == 1
+    assert await ledger_rows(clocked_db, job_id=job.id, kind="refund") == []
+
+
 async def test_heartbeat_extends_lease_and_reports_progress(clocked_db: Database, clock: FakeClock) -> None:
     db = clocked_db
     q = JobQueue(db, QueueConfig(lease_seconds=30))
