@@ -10,11 +10,13 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from tests.e2e.harness import BotHarness, shared_harness
+from tests.fakediscord import DROP
 from videobot.models import Job
 
 from .helpers import answer, ledger_kinds, queue_video, result_posts, worker_paused
@@ -282,3 +284,81 @@ async def test_a_failed_defer_still_queues_once_and_posts_the_status_message(h: 
         assert h.fd.message(recorded.status_message_id) is not None
     assert await ledger_kinds(h, job.id) == [("charge", -1)]
     await delivered_once(h, job.id, 90)
+
+
+async def test_follow_up_made_but_its_answer_lost_is_posted_once(h: BotHarness) -> None:
+    """Discord made the result's follow-up, then the connection dropped before the answer: the bot does
+    not know whether it exists, so it looks in the channel before posting again (follow-ups have no
+    nonce) and keeps the one Discord made. Without that look the video is posted twice."""
+    fd = h.fd
+    with worker_paused(h):
+        _, job_id = await queue_video(h, h.members[0], "a kite over the dunes")
+        lost = fd.inject("POST", r"^/webhooks/\d+/[^/]+$", DROP, after=True)
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+    assert lost.hits == 1 and "webhook_id" in post  # the follow-up made first is the one kept
+    [made] = [r for r in fd.requests_to("POST", "/webhooks/{application_id}/{token}") if r.answer_lost]
+    assert made.response["id"] == post["id"]
+    await asyncio.sleep(3)  # later delivery rounds (and the retry's backoff) post nothing more
+    assert len(result_posts(h, job_id)) == 1
+
+
+async def channel_post_after_token_expired(
+    h: BotHarness, user: int, prompt: str, status: int
+) -> tuple[int, Any]:
+    """Queue a video whose result goes to the channel (token expired), with the result's channel post
+    answered ``status`` after Discord made it (the public status message is posted before)."""
+    fd = h.fd
+    with worker_paused(h):
+        interaction, job_id = await queue_video(h, user, prompt)
+        await status_recorded(h, job_id)
+        fd.expire_token(interaction)
+        lost = fd.inject("POST", rf"^/channels/{h.channel_id}/messages$", status, after=True)
+    return job_id, lost
+
+
+async def test_channel_post_made_then_502_is_one_message_through_the_nonce(h: BotHarness) -> None:
+    """A 502 after Discord made the channel post: discord.py sends it again with the same nonce and
+    ``enforce_nonce``, and Discord answers with the message it made: one post."""
+    job_id, lost = await channel_post_after_token_expired(h, h.members[1], "a heron in the reeds", 502)
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+    assert lost.hits == 1 and "webhook_id" not in post
+    sent = [
+        r
+        for r in h.fd.requests_to("POST", "/channels/{channel_id}/messages")
+        if r.json.get("nonce") == f"job-{job_id}"
+    ]
+    assert [r.answer_lost for r in sent] == [True, False]
+    assert {r.response["id"] for r in sent} == {post["id"]}
+    assert all(r.json["enforce_nonce"] is True for r in sent)
+
+
+async def test_channel_post_made_then_dropped_is_looked_for_after_the_nonce_is_forgotten(
+    h: BotHarness,
+) -> None:
+    """The connection dropped after Discord made the channel post and the bot's retry comes after Discord
+    forgot the nonce (a long outage): the bot looks before posting again and keeps the message made."""
+    fd = h.fd
+    window = fd.nonce_window
+    job_id, lost = await channel_post_after_token_expired(h, h.members[2], "a fox in the snow", DROP)
+    fd.nonce_window = 0.5  # the bot's first retry comes 2 s later
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+        fd.nonce_window = window
+    assert lost.hits == 1
+    sent = [
+        r
+        for r in fd.requests_to("POST", "/channels/{channel_id}/messages")
+        if r.json.get("nonce") == f"job-{job_id}"
+    ]
+    assert [r.answer_lost for r in sent] == [True]  # not sent again
+    assert sent[0].response["id"] == post["id"]
+    await asyncio.sleep(3)
+    assert len(result_posts(h, job_id)) == 1
