@@ -362,3 +362,22 @@ async def test_channel_post_made_then_dropped_is_looked_for_after_the_nonce_is_f
     assert sent[0].response["id"] == post["id"]
     await asyncio.sleep(3)
     assert len(result_posts(h, job_id)) == 1
+
+
+async def test_follow_up_made_then_502_is_posted_once(h: BotHarness) -> None:
+    """A 502 after Discord made the result's follow-up (an edge that lost the answer): discord.py would
+    send the follow-up again at once (it has no nonce) and post the video twice; the bot looks first."""
+    fd = h.fd
+    with worker_paused(h):
+        _, job_id = await queue_video(h, h.members[3], "a kite over the sea")
+        lost = fd.inject("POST", r"^/webhooks/\d+/[^/]+$", 502, after=True)
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+    assert lost.hits == 1 and "webhook_id" in post
+    sent = fd.requests_to("POST", "/webhooks/{application_id}/{token}")
+    [made] = [r for r in sent if r.answer_lost]
+    assert made.response["id"] == post["id"] and made.status == 502
+    await asyncio.sleep(3)
+    assert len(result_posts(h, job_id)) == 1
