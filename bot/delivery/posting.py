@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -204,21 +204,12 @@ class ResultPoster:
                 webhook.session = SendOnce(webhook.session)  # a 5xx may follow a made message: look first
                 try:
                     await self._answer_if_loading(job, webhook, locale)
-                    for tries in range(FOLLOW_UP_TRIES):
-                        try:
-                            sent = await webhook.send(
-                                content, files=files(), allowed_mentions=mentions, view=view, wait=True
-                            )
-                            return sent.id
-                        except AnswerLost as exc:
-                            if tries == FOLLOW_UP_TRIES - 1:
-                                raise
-                            await asyncio.sleep(1 + 2 * tries)  # discord.py's pace for its own retries
-                            if (found := await self._find_posted(job)) is not None:
-                                log.info(
-                                    "job %s: posted as message %s despite the %s", job.id, found, exc.status
-                                )
-                                return found
+                    return await self._follow_up(
+                        job,
+                        lambda: webhook.send(
+                            content, files=files(), allowed_mentions=mentions, view=view, wait=True
+                        ),
+                    )
                 except discord.HTTPException as exc:
                     if exc.status not in (401, 404) and exc.code not in (50027, 10015):
                         raise
@@ -265,6 +256,21 @@ class ResultPoster:
                 raise Undeliverable(REFUSED) from None
             self._uncertain.add(job.id)
             raise
+
+    async def _follow_up(self, job: Job, send: Callable[[], Awaitable[discord.WebhookMessage]]) -> int:
+        """Send the result's follow-up; after a server error (Discord may have made it, and a follow-up
+        has no nonce) look in the channel before sending again, at discord.py's own retry pace."""
+        for tries in range(FOLLOW_UP_TRIES - 1):
+            try:
+                return (await send()).id
+            except AnswerLost as exc:
+                await asyncio.sleep(1 + 2 * tries)
+                if (found := await self._find_posted(job)) is not None:
+                    log.info(
+                        "job %s: made as message %s before the %s; not sent again", job.id, found, exc.status
+                    )
+                    return found
+        return (await send()).id  # a last server error leaves it uncertain: the delivery loop looks later
 
     async def _answer_if_loading(self, job: Job, webhook: discord.Webhook, locale: str) -> None:
         """Answer the /video's deferred response if it is still "thinking…" (its answer is late: the bot

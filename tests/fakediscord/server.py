@@ -502,10 +502,10 @@ class FakeDiscord:
 
         ``method`` is e.g. "POST" or "*"; ``path_regex`` is searched in the path without /api/v10, e.g.
         ``r"^/channels/\\d+/messages$"``. 429 comes with the Via and X-RateLimit-* headers discord.py needs
-        to treat it as a rate limit (and retry); other statuses with ``{"message", "code"}``.
-        ``after=True``: Discord did it, then the answer was lost — the request is carried out (a message
-        is created) and only a successful one is answered with ``status`` instead, or with the connection
-        closed for ``status=DROP`` (``records.DROP``, 0).
+        to treat it as a rate limit (and retry); other statuses with ``{"message", "code"}``; ``DROP``
+        (``records.DROP``, 0) closes the connection without an answer. ``after=True``: Discord did it, then
+        the answer was lost — the request is carried out (a message is created) and only a successful one
+        is answered with ``status`` instead (or not at all: ``DROP``).
         """
         fault = Fault(method.upper(), path_regex, status, count, code, message, retry_after, is_global, after)
         self._faults.append(fault)
@@ -1336,6 +1336,8 @@ class FakeDiscord:
             except (ValueError, UnicodeDecodeError):
                 raise DiscordError(400, 50109) from None
             if fault := self._take_fault(method, path, after=False):
+                if fault.status == DROP:
+                    return self._drop(request, record, "dropped before it was carried out")
                 return self._fault_response(record, fault, route, params)
             # Discord counts every request in its bucket before looking at it (the edge does it).
             decision = self.rate_limiter.check(method, path, route, params)
@@ -1371,13 +1373,7 @@ class FakeDiscord:
         if status < 300 and (lost := self._take_fault(method, path, after=True)):
             record.answer_lost = True
             if lost.status == DROP:
-                record.fault, record.status = True, DROP
-                log.info(
-                    "fake discord: %s %s carried out, connection dropped before the answer", method, path
-                )
-                assert request.transport is not None
-                request.transport.abort()  # the client sees the server disconnect, no answer
-                return web.Response(status=204)
+                return self._drop(request, record, "carried out, connection dropped before the answer")
             log.info("fake discord: %s %s carried out, answered %s instead", method, path, lost.status)
             response = self._fault_response(record, lost, route, params)
             record.response = body  # what Discord did (the message made), not what the bot got
@@ -1385,6 +1381,15 @@ class FakeDiscord:
         if status == 204 or body is None:
             return web.Response(status=204, headers=headers)
         return self._json(status, body, headers)
+
+    def _drop(self, request: web.Request, record: RecordedRequest, what: str) -> web.Response:
+        """Close the connection without an answer (the client sees the server disconnect)."""
+        record.fault, record.status = True, DROP
+        log.info("fake discord: %s %s %s", record.method, record.path, what)
+        assert request.transport is not None
+        request.transport.abort()
+        self._changed()
+        return web.Response(status=204)  # never reaches the client
 
     def _limited_response(self, record: RecordedRequest, decision: Decision) -> web.Response:
         """A 429 from an exhausted bucket or the global limit, recorded in ``rate_limit_hits``."""

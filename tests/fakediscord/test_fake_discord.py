@@ -388,7 +388,8 @@ async def test_an_answer_lost_after_the_message_was_made_and_the_nonce(h: Harnes
     sent = await channel.send("once", nonce="job-1")
     first, retry = fd.requests_to(*route)
     assert (first.status, first.answer_lost, retry.status) == (502, True, 200)
-    assert first.json["enforce_nonce"] is True and first.response["id"] == retry.response["id"] == str(sent.id)
+    assert first.json["enforce_nonce"] is True
+    assert first.response["id"] == retry.response["id"] == str(sent.id)
     assert [m["content"] for m in fd.messages(h.channel_id)] == ["once"]
     # The connection dropped after creating: the client gets no answer, the message is there.
     fd.inject("POST", r"^/channels/\d+/messages$", DROP, after=True)

@@ -286,6 +286,16 @@ async def test_a_failed_defer_still_queues_once_and_posts_the_status_message(h: 
     await delivered_once(h, job.id, 90)
 
 
+def lost_answers(h: BotHarness, job_id: int) -> list[Any]:
+    """The job's result follow-ups that Discord made and whose answer was lost."""
+    name = f"videobot-{job_id}.mp4"
+    return [
+        r
+        for r in h.fd.requests_to("POST", "/webhooks/{application_id}/{token}")
+        if r.answer_lost and any(a["filename"] == name for a in r.response["attachments"])
+    ]
+
+
 async def test_follow_up_made_but_its_answer_lost_is_posted_once(h: BotHarness) -> None:
     """Discord made the result's follow-up, then the connection dropped before the answer: the bot does
     not know whether it exists, so it looks in the channel before posting again (follow-ups have no
@@ -299,7 +309,7 @@ async def test_follow_up_made_but_its_answer_lost_is_posted_once(h: BotHarness) 
     finally:
         lost.cancel()
     assert lost.hits == 1 and "webhook_id" in post  # the follow-up made first is the one kept
-    [made] = [r for r in fd.requests_to("POST", "/webhooks/{application_id}/{token}") if r.answer_lost]
+    [made] = lost_answers(h, job_id)
     assert made.response["id"] == post["id"]
     await asyncio.sleep(3)  # later delivery rounds (and the retry's backoff) post nothing more
     assert len(result_posts(h, job_id)) == 1
@@ -376,8 +386,29 @@ async def test_follow_up_made_then_502_is_posted_once(h: BotHarness) -> None:
     finally:
         lost.cancel()
     assert lost.hits == 1 and "webhook_id" in post
-    sent = fd.requests_to("POST", "/webhooks/{application_id}/{token}")
-    [made] = [r for r in sent if r.answer_lost]
+    [made] = lost_answers(h, job_id)
     assert made.response["id"] == post["id"] and made.status == 502
     await asyncio.sleep(3)
     assert len(result_posts(h, job_id)) == 1
+
+
+async def test_a_members_message_named_like_the_result_is_not_taken_for_the_post(h: BotHarness) -> None:
+    """The result's follow-up got no answer (the connection dropped before Discord made it), so the bot
+    looks for an earlier post before sending again. A member's message in the channel carrying the
+    result's file name and footer is not the bot's: the video is still posted, and that post is recorded."""
+    fd = h.fd
+    user, prankster = h.members[4], h.members[5]
+    with worker_paused(h):
+        _, job_id = await queue_video(h, user, "a seal on a rock")
+        fake = fd.post_user_message(
+            prankster, h.channel_id, f"-# job #{job_id} · tiny", files=[(f"videobot-{job_id}.mp4", b"\0")]
+        )
+        dropped = fd.inject("POST", r"^/webhooks/\d+/[^/]+$", DROP)
+    try:
+        job = await h.wait_job(job_id, ("delivered", "undeliverable"), 90)
+    finally:
+        dropped.cancel()
+    assert dropped.hits == 1 and job.status == "delivered"
+    [post] = [m for m in result_posts(h, job_id) if m["author"]["id"] == str(fd.bot_user_id)]
+    assert job.result_message_id == int(post["id"]) != fake
+    assert "webhook_id" in post and post["content"].startswith(f"<@{user}>")
