@@ -24,6 +24,7 @@ from .helpers import answer, ledger_kinds, queue_video, result_posts, worker_pau
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ATTACH_FILES = 1 << 15
+READ_MESSAGE_HISTORY = 1 << 16
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -330,8 +331,8 @@ async def channel_post_after_token_expired(
 
 
 async def test_channel_post_made_then_502_is_one_message_through_the_nonce(h: BotHarness) -> None:
-    """A 502 after Discord made the channel post: discord.py sends it again with the same nonce and
-    ``enforce_nonce``, and Discord answers with the message it made: one post."""
+    """A 502 after Discord made the channel post: discord.py sends the request again with the same nonce
+    and ``enforce_nonce``, and Discord answers with the message it made: one post."""
     job_id, lost = await channel_post_after_token_expired(h, h.members[1], "a heron in the reeds", 502)
     try:
         post = await delivered_once(h, job_id, 90)
@@ -341,7 +342,7 @@ async def test_channel_post_made_then_502_is_one_message_through_the_nonce(h: Bo
     sent = [
         r
         for r in h.fd.requests_to("POST", "/channels/{channel_id}/messages")
-        if r.json.get("nonce") == f"job-{job_id}"
+        if any(f.filename == f"videobot-{job_id}.mp4" for f in r.files)
     ]
     assert [r.answer_lost for r in sent] == [True, False]
     assert {r.response["id"] for r in sent} == {post["id"]}
@@ -366,7 +367,7 @@ async def test_channel_post_made_then_dropped_is_looked_for_after_the_nonce_is_f
     sent = [
         r
         for r in fd.requests_to("POST", "/channels/{channel_id}/messages")
-        if r.json.get("nonce") == f"job-{job_id}"
+        if any(f.filename == f"videobot-{job_id}.mp4" for f in r.files)
     ]
     assert [r.answer_lost for r in sent] == [True]  # not sent again
     assert sent[0].response["id"] == post["id"]
@@ -412,3 +413,27 @@ async def test_a_members_message_named_like_the_result_is_not_taken_for_the_post
     [post] = [m for m in result_posts(h, job_id) if m["author"]["id"] == str(fd.bot_user_id)]
     assert job.result_message_id == int(post["id"]) != fake
     assert "webhook_id" in post and post["content"].startswith(f"<@{user}>")
+
+
+async def test_channel_post_made_then_dropped_without_history_access_is_one_message_through_the_job_nonce(
+    h: BotHarness,
+) -> None:
+    """The connection dropped after Discord made the channel post, and the bot may not read the channel's
+    history, so it cannot look. Its next try (a new request) carries the job's own nonce, and Discord,
+    which remembers it for a few minutes, answers with the message it made: one post."""
+    fd = h.fd
+    job_id, lost = await channel_post_after_token_expired(h, h.members[6], "a lynx in the pines", DROP)
+    fd.set_channel_overwrite(h.channel_id, fd.bot_user_id, deny=READ_MESSAGE_HISTORY, type=1)
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+        fd.set_channel_overwrite(h.channel_id, fd.bot_user_id, deny=0, type=1)
+    sent = [
+        r
+        for r in fd.requests_to("POST", "/channels/{channel_id}/messages")
+        if any(f.filename == f"videobot-{job_id}.mp4" for f in r.files)
+    ]
+    assert [r.status for r in sent] == [DROP, 200] and {r.response["id"] for r in sent} == {post["id"]}
+    assert [r.json["nonce"] for r in sent] == [f"job-{job_id}"] * 2
+    assert "cannot read the channel history" in h.bot.log(since_start=True)
