@@ -99,6 +99,8 @@ class SubmitRequest:
     reply_to_message_id: int | None = None
     #: Stored with the job (``job_inputs``): ``{"image": png_bytes}``, ``{"video": mp4_bytes}``.
     inputs: dict[str, bytes] = field(default_factory=dict)
+    #: The request's intake (its interaction id), whose reserved credits the job's charge replaces.
+    intake_id: int | None = None
 
 
 @dataclass(frozen=True)

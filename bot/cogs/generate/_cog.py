@@ -42,6 +42,7 @@ follow-up: a visible flicker for every refused request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -57,10 +58,10 @@ from bot.i18n import member_locale
 from videobot import guilds, planning
 from videobot.errors import NotModerator, VideobotError
 from videobot.health import record_ack
-from videobot.i18n import msg, t
+from videobot.i18n import N_, msg, t
 from videobot.images import PreparedImage
 from videobot.jobs import SubmitRequest, Submitted
-from videobot.models import Job
+from videobot.models import Intake, Job
 from videobot.presets import MAX_VIDEOS
 
 from . import _format, _image, _modals
@@ -85,6 +86,12 @@ FORM_DEADLINE = 2.0
 #: /video answers in its first response when queueing takes less than this; else it defers then
 #: (leaving Discord's 3 s for a slow event loop and the defer itself) and edits the answer in later.
 INLINE_ANSWER_SECONDS = 1.0
+#: An interaction token can edit the original response this long after the interaction (Discord).
+INTERACTION_TOKEN_SECONDS = 15 * 60
+#: The answer, after a restart, to a request the last bot acknowledged but never queued.
+RESTARTED = N_(
+    "The bot restarted before your request could be queued. Nothing was charged; please try again."
+)
 
 
 def member_role_ids(member: object) -> list[int]:
@@ -108,8 +115,10 @@ class GenerateCog(commands.Cog):
         self.bot.tree.add_command(self.animate_menu)
         # Registered once: every result's buttons ever posted are answered, after any restart.
         self.bot.add_dynamic_items(*DYNAMIC_ITEMS)
+        self._intakes_task = asyncio.create_task(self.answer_open_intakes(), name="open-intakes")
 
     async def cog_unload(self) -> None:
+        self._intakes_task.cancel()
         self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
         self.bot.remove_dynamic_items(*DYNAMIC_ITEMS)
 
@@ -178,11 +187,16 @@ class GenerateCog(commands.Cog):
         planning.check_model(settings, model)
         planning.check_audio(settings, audio)
         planning.check_image(settings)  # before downloading anything
-        await self._check_before_download(interaction, prompt, cost=variations or 1)
-        picture = await self._read_image(image)
-        target, params = plan(picture)
-        submitted = await self._submit(interaction, target, params, kind="command", picture=picture)
-        await self._reply_queued(interaction, submitted)
+        await self._check_before_download(interaction, prompt, verb="video", cost=variations or 1)
+        try:
+            picture = await self._read_image(image)
+            target, params = plan(picture)
+            submitted = await self._submit(
+                interaction, target, params, kind="command", picture=picture, intake=True
+            )
+            await self._reply_queued(interaction, submitted)
+        finally:
+            await self._close_intake(interaction)
 
     async def _answer(self, interaction: discord.Interaction, queue: Coroutine[Any, Any, Submitted]) -> None:
         """Run ``queue`` (checks, charge and job) and answer with its "Queued as…" note or its refusal.
@@ -225,12 +239,15 @@ class GenerateCog(commands.Cog):
             self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
 
     async def _check_before_download(
-        self, interaction: discord.Interaction, prompt: str, *, cost: int
+        self, interaction: discord.Interaction, prompt: str, *, verb: str, cost: int
     ) -> None:
         """The channel, the blocklist and the member's credits, before a picture is fetched for nothing.
 
-        An early, read-only answer: ``_submit`` checks again, and the submit decides the charge (a
-        weighted cost may be higher than ``cost``, the least the request can cost)."""
+        The request's intake is written with ``cost`` credits held (checked and held in one transaction,
+        so concurrent requests of one member cannot all pass): the hold counts against their balance and
+        queue limit until ``_submit(intake=True)`` turns it into the job's charge (which decides the
+        amount: a weighted cost may be higher than ``cost``, the least the request can cost) or
+        ``_close_intake`` releases it. Raises the refusal with nothing held."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
         if prompt.strip():
             await self.check_guild(
@@ -240,11 +257,71 @@ class GenerateCog(commands.Cog):
                 interaction.channel,
                 int(interaction.filesize_limit),
             )
-        await self.bot.queue.check_limits(
-            interaction.guild_id,
-            interaction.user.id,
-            role_ids=member_role_ids(interaction.user),
-            cost=cost,
+        await self.bot.queue.open_intake(
+            Intake(
+                interaction_id=interaction.id,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                user_id=interaction.user.id,
+                verb=verb,
+                locale=member_locale(interaction),
+                reserved=cost,
+                role_ids=member_role_ids(interaction.user),
+                application_id=interaction.application_id,
+                interaction_token=interaction.token,
+                expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_SECONDS,
+            )
+        )
+
+    async def _close_intake(self, interaction: discord.Interaction) -> None:
+        """The member was answered (or is being refused): drop the intake, its token and its hold."""
+        try:
+            await self.bot.queue.close_intake(interaction.id)
+        except Exception as exc:  # the next start drops it; its hold lapses with the token
+            log.warning("interaction %s: could not close its intake (%s)", interaction.id, type(exc).__name__)
+
+    async def answer_open_intakes(self) -> None:
+        """At start: answer the requests the last bot acknowledged and never answered (it died), while
+        their tokens still work: "queued" when the job exists, else the refusal ``RESTARTED``."""
+        try:
+            intakes = await self.bot.queue.open_intakes()
+        except Exception:
+            log.exception("could not read the open intakes")
+            return
+        for intake in intakes:
+            try:
+                if intake.expires_at > time.time() + 5:
+                    await self._answer_intake(intake)
+                else:
+                    log.info(
+                        "interaction %s: its token expired before it could be answered", intake.interaction_id
+                    )
+            except Exception as exc:
+                log.warning(
+                    "interaction %s: could not answer it after the restart (%s)",
+                    intake.interaction_id,
+                    type(exc).__name__,
+                )
+            with contextlib.suppress(Exception):
+                await self.bot.queue.close_intake(intake.interaction_id)
+
+    async def _answer_intake(self, intake: Intake) -> None:
+        key = f"interaction:{intake.interaction_id}"
+        submitted = await self.bot.queue.job_for_key(key, role_ids=intake.role_ids)
+        if submitted is not None:
+            text = _format.queued_note(intake.locale, submitted.job, submitted.position, submitted.balance)
+        else:
+            text = t(intake.locale, RESTARTED)
+        webhook = discord.Webhook.partial(intake.application_id, intake.interaction_token, client=self.bot)
+        await webhook.edit_message(  # type: ignore[arg-type]
+            "@original", content=text, allowed_mentions=discord.AllowedMentions.none()
+        )
+        if submitted is not None:
+            self._owe_status(submitted)
+        log.info(
+            "interaction %s: answered after the restart (%s)",
+            intake.interaction_id,
+            f"job {submitted.job.id}" if submitted else "not queued",
         )
 
     async def _read_image(self, attachment: discord.Attachment) -> PreparedImage:
@@ -260,8 +337,10 @@ class GenerateCog(commands.Cog):
         kind: str,
         picture: PreparedImage | None = None,
         reply_to_message_id: int | None = None,
+        intake: bool = False,
     ) -> Submitted:
-        """Channel rules, then charge and queue in one transaction (the refusal raised, nothing written)."""
+        """Channel rules, then charge and queue in one transaction (the refusal raised, nothing written);
+        ``intake``: the request has one whose hold the charge replaces (``_check_before_download``)."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
         limit = int(interaction.filesize_limit)
@@ -282,6 +361,7 @@ class GenerateCog(commands.Cog):
                 interaction_token=interaction.token,
                 reply_to_message_id=reply_to_message_id,
                 inputs={planning.IMAGE_INPUT: picture.png} if picture is not None else {},
+                intake_id=interaction.id if intake else None,
             )
         )
         if picture is not None and submitted.created:
@@ -335,13 +415,22 @@ class GenerateCog(commands.Cog):
         settings = self.bot.settings
         target = planning.check_model(settings, None)
         planning.check_image(settings)
-        await self._check_before_download(interaction, prompt, cost=1)
-        picture = await self._read_image(attachment)
-        params = planning.build_params(target, prompt, image=picture)
-        submitted = await self._submit(
-            interaction, target, params, kind="animate", picture=picture, reply_to_message_id=message.id
-        )
-        await self._reply_queued(interaction, submitted)
+        await self._check_before_download(interaction, prompt, verb="animate", cost=1)
+        try:
+            picture = await self._read_image(attachment)
+            params = planning.build_params(target, prompt, image=picture)
+            submitted = await self._submit(
+                interaction,
+                target,
+                params,
+                kind="animate",
+                picture=picture,
+                reply_to_message_id=message.id,
+                intake=True,
+            )
+            await self._reply_queued(interaction, submitted)
+        finally:
+            await self._close_intake(interaction)
 
     @video.autocomplete("model")
     async def _model_autocomplete(
