@@ -18,7 +18,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from tests.faults.helpers import answer
-from videobot.models import Intake
+from videobot.models import Intake, MemberQuota
 
 from .harness import BotHarness, shared_harness
 
@@ -29,6 +29,16 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
     harness = BotHarness(tmp_path_factory.mktemp("e2e-intake"), extra_members=3)
     async with shared_harness(harness) as started:
+        yield started
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pg(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    """PostgreSQL (skipped without ``VIDEOBOT_TEST_POSTGRES_URL``): a member's row can be locked there
+    while other writes go on, so the queueing of a text ``/video`` is slow but its intake is not."""
+    async with BotHarness(
+        tmp_path_factory.mktemp("e2e-intake-pg"), db="postgresql", extra_members=1
+    ) as started:
         yield started
 
 
@@ -123,3 +133,38 @@ async def test_a_request_queued_when_the_bot_died_before_answering_is_told_its_j
     assert found and int(found[1]) == job.id, text
     assert [(e.kind, e.job_id) for e in await h.ledger(member)] == [("charge", job.id)]
     assert await open_intakes(h) == 0
+
+
+async def test_a_text_video_acknowledged_when_the_bot_died_is_answered_by_the_next_bot(
+    pg: BotHarness,
+) -> None:
+    member = pg.members[0]
+    assert "5" in await answer(pg, await pg.slash(pg.mod_id, "quota", ["set"], user=member, limit=5))
+    assert pg.db is not None
+    async with pg.db.engine.connect() as conn:
+        lock = await conn.begin()  # the member's account row, locked: their charge waits for it
+        await conn.execute(
+            select(MemberQuota.user_id)
+            .where(MemberQuota.guild_id == pg.guild_id, MemberQuota.user_id == member)
+            .with_for_update()
+        )
+        interaction = await pg.slash(member, "video", prompt="a slow database")
+        await interaction.acknowledged(5)  # deferred: "thinking…"
+        assert not (interaction.original or {}).get("content")
+        assert await open_intakes(pg) == 1
+        await pg.kill_bot()
+        await lock.rollback()
+    await pg.start_bot()
+
+    text = await answer(pg, interaction)
+    assert "restarted before your request could be queued" in text and "Nothing was charged" in text, text
+    assert await pg.jobs(member) == [] and await pg.ledger(member) == []
+    assert await open_intakes(pg) == 0
+    # And a quick one is answered in its first response, its intake closed.
+    quick = await pg.slash(member, "video", prompt="a quick database")
+    assert "Queued as job" in await answer(pg, quick)
+    for _ in range(50):
+        if await open_intakes(pg) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await open_intakes(pg) == 0

@@ -257,6 +257,17 @@ class Transitions(Queries):
             intake.created_at = now
             s.add(intake)
 
+    async def write_intakes(self, opened: Sequence[Intake], closed: Sequence[int]) -> None:
+        """Record intakes that hold nothing and close others, in one transaction (``IntakeBatcher``)."""
+        async with self.db.transaction() as s:
+            if opened:
+                now = await quota.now(s)
+                for intake in opened:
+                    intake.created_at = now
+                s.add_all(opened)
+            if closed:
+                await s.execute(delete(Intake).where(Intake.interaction_id.in_(closed)))
+
     async def close_intake(self, interaction_id: int) -> None:
         """The member was answered (or the request is refused): forget the intake, its token and its hold."""
         async with self.db.transaction() as s:

@@ -86,6 +86,9 @@ FORM_DEADLINE = 2.0
 #: /video answers in its first response when queueing takes less than this; else it defers then
 #: (leaving Discord's 3 s for a slow event loop and the defer itself) and edits the answer in later.
 INLINE_ANSWER_SECONDS = 1.0
+#: Not queued by then: the defer waits at most this much longer for the request's intake to be
+#: recorded, so that a bot killed after the "thinking…" leaves what the next one needs to answer it.
+RECORD_WAIT_SECONDS = 0.8
 #: An interaction token can edit the original response this long after the interaction (Discord).
 INTERACTION_TOKEN_SECONDS = 15 * 60
 #: The answer, after a restart, to a request the last bot acknowledged but never queued.
@@ -110,6 +113,8 @@ class GenerateCog(commands.Cog):
         self.animate_menu = app_commands.ContextMenu(name=ANIMATE, callback=self.animate)
         self.animate_menu.guild_only = True
         self.actions = ResultActions(self)
+        #: Interactions whose intake this process recorded and has not closed yet.
+        self._recorded: set[int] = set()
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.animate_menu)
@@ -175,11 +180,15 @@ class GenerateCog(commands.Cog):
 
         if image is None:
             # Answered in the first response when the database is quick, else deferred (``_answer``).
+            recorded = asyncio.Event()
+
             async def queue() -> Submitted:
                 target, params = plan(None)
+                await self._record_intake(interaction, "video")
+                recorded.set()
                 return await self._submit(interaction, target, params, kind="command")
 
-            await self._answer(interaction, queue())
+            await self._answer(interaction, queue(), recorded=recorded)
             return
         # A picture: acknowledge first, since nothing bounds how long fetching it takes.
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -198,17 +207,41 @@ class GenerateCog(commands.Cog):
         finally:
             await self._close_intake(interaction)
 
-    async def _answer(self, interaction: discord.Interaction, queue: Coroutine[Any, Any, Submitted]) -> None:
-        """Run ``queue`` (checks, charge and job) and answer with its "Queued as…" note or its refusal.
+    async def _answer(
+        self,
+        interaction: discord.Interaction,
+        queue: Coroutine[Any, Any, Submitted],
+        *,
+        recorded: asyncio.Event,
+    ) -> None:
+        """Run ``queue`` (checks, intake, charge and job) and answer with its "Queued as…" note or its
+        refusal; ``recorded`` is set by ``queue`` once the request's intake is written.
 
         Within ``INLINE_ANSWER_SECONDS`` the note (or the refusal, by the error handler) is the first
         response itself: one request instead of a defer and an edit, and no "thinking…". A slower
-        database (a burst, a lock) gets the deferred "thinking…" at that point, well inside
-        Discord's 3 s, and the note as an edit when it is ready.
+        database (a burst, a lock) gets the deferred "thinking…" once the intake is recorded (or
+        ``RECORD_WAIT_SECONDS`` later at most), well inside Discord's 3 s, and the note as an edit when
+        it is ready. The intake is closed once the member is answered.
         """
         task = asyncio.ensure_future(queue)
-        done, _ = await asyncio.wait({task}, timeout=INLINE_ANSWER_SECONDS)
-        if not done:
+        try:
+            await self._answer_task(interaction, task, recorded)
+        finally:
+            await self._close_intake(interaction)
+
+    async def _answer_task(
+        self, interaction: discord.Interaction, task: asyncio.Future[Submitted], recorded: asyncio.Event
+    ) -> None:
+        await asyncio.wait({task}, timeout=INLINE_ANSWER_SECONDS)
+        if not task.done() and not recorded.is_set():
+            waiter = asyncio.ensure_future(recorded.wait())
+            try:
+                await asyncio.wait(
+                    {task, waiter}, timeout=RECORD_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                waiter.cancel()
+        if not task.done():
             try:
                 await interaction.response.defer(ephemeral=True, thinking=True)
                 record_ack(interaction.created_at)
@@ -257,26 +290,37 @@ class GenerateCog(commands.Cog):
                 interaction.channel,
                 int(interaction.filesize_limit),
             )
-        await self.bot.queue.open_intake(
-            Intake(
-                interaction_id=interaction.id,
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
-                user_id=interaction.user.id,
-                verb=verb,
-                locale=member_locale(interaction),
-                reserved=cost,
-                role_ids=member_role_ids(interaction.user),
-                application_id=interaction.application_id,
-                interaction_token=interaction.token,
-                expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_SECONDS,
-            )
+        await self.bot.queue.open_intake(self._intake_of(interaction, verb, reserved=cost))
+        self._recorded.add(interaction.id)
+
+    def _intake_of(self, interaction: discord.Interaction, verb: str, *, reserved: int = 0) -> Intake:
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        return Intake(
+            interaction_id=interaction.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            verb=verb,
+            locale=member_locale(interaction),
+            reserved=reserved,
+            role_ids=member_role_ids(interaction.user),
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_SECONDS,
         )
+
+    async def _record_intake(self, interaction: discord.Interaction, verb: str) -> None:
+        """Record a request that holds nothing before it is queued (batched with its neighbours)."""
+        await self.bot.intakes.open(self._intake_of(interaction, verb))
+        self._recorded.add(interaction.id)
 
     async def _close_intake(self, interaction: discord.Interaction) -> None:
         """The member was answered (or is being refused): drop the intake, its token and its hold."""
+        if interaction.id not in self._recorded:
+            return
+        self._recorded.discard(interaction.id)
         try:
-            await self.bot.queue.close_intake(interaction.id)
+            await self.bot.intakes.close(interaction.id)
         except Exception as exc:  # the next start drops it; its hold lapses with the token
             log.warning("interaction %s: could not close its intake (%s)", interaction.id, type(exc).__name__)
 
