@@ -14,14 +14,17 @@ the member's credits) first, within ``FORM_DEADLINE`` of Discord's 3 s; a databa
 gets a "busy, click again" note instead of a late, failed answer. The form's submission is a new
 interaction, handled in ``on_interaction`` by its custom id (so it survives a restart too).
 
-Acknowledgement design: ``/video`` (text) starts queueing at once (no network; the guild's rules,
-then the charge and the job in one transaction) and gives it ``INLINE_ANSWER_SECONDS``. Done by then,
-the private "Queued as job #N (#k in the queue)" note, or the refusal, is the first response itself
+Acknowledgement design: ``/video`` starts at once (the guild's rules, the request's intake, then the
+charge and the job in one transaction; with a picture, its credits are held with the intake and the
+picture is fetched before the charge) and gives it ``INLINE_ANSWER_SECONDS``. Done by then, the
+private "Queued as job #N (#k in the queue)" note, or the refusal, is the first response itself
 (ephemeral: one request, no "thinking…"). Not done (a slow database, a burst), it defers
-(``ephemeral=True, thinking=True``) right then, well inside Discord's 3 s, and edits the note or the
-refusal in when it is ready. A deferred response keeps the visibility chosen at defer time, so the
-defer is ephemeral too. ``/video image:`` and the other entry points defer before anything else
-(fetching a picture has no bound):
+(``ephemeral=True, thinking=True``) once the intake is recorded (``RECORD_WAIT_SECONDS`` later at
+most; with a picture, whose fetching nothing bounds, as soon as it is recorded), well inside
+Discord's 3 s, and edits the note or the refusal in when it is ready: a bot killed
+after the defer leaves the intake, which the next bot answers (``answer_open_intakes``). A deferred
+response keeps the visibility chosen at defer time, so the defer is ephemeral too. The other entry
+points (Animate's form, the buttons) defer before anything else:
 
 * refused (quota, too many queued, blocked prompt, channel, bad options): the member sees only the
   reason and what to do; nobody else sees anything;
@@ -100,6 +103,17 @@ RESTARTED = N_(
 def member_role_ids(member: object) -> list[int]:
     """Role ids as Discord sent them (``Member.roles`` drops roles missing from the cache)."""
     return role_ids(member) if isinstance(member, discord.Member) else []
+
+
+async def _first_of(task: asyncio.Future[Any], event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``task`` is done or ``event`` is set, at most ``timeout`` seconds."""
+    if task.done() or event.is_set():
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 class GenerateCog(commands.Cog):
@@ -190,22 +204,23 @@ class GenerateCog(commands.Cog):
 
             await self._answer(interaction, queue(), recorded=recorded)
             return
-        # A picture: acknowledge first, since nothing bounds how long fetching it takes.
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        record_ack(interaction.created_at)
-        planning.check_model(settings, model)
-        planning.check_audio(settings, audio)
-        planning.check_image(settings)  # before downloading anything
-        await self._check_before_download(interaction, prompt, verb="video", cost=variations or 1)
-        try:
+        # A picture: its request is recorded (its credits held) before the download, whose time nothing
+        # bounds; the "thinking…" comes as soon as it is recorded (a refusal before: the first response).
+        recorded = asyncio.Event()
+
+        async def queue_picture() -> Submitted:
+            planning.check_model(settings, model)
+            planning.check_audio(settings, audio)
+            planning.check_image(settings)  # before downloading anything
+            await self._check_before_download(interaction, prompt, verb="video", cost=variations or 1)
+            recorded.set()
             picture = await self._read_image(image)
             target, params = plan(picture)
-            submitted = await self._submit(
+            return await self._submit(
                 interaction, target, params, kind="command", picture=picture, intake=True
             )
-            await self._reply_queued(interaction, submitted)
-        finally:
-            await self._close_intake(interaction)
+
+        await self._answer(interaction, queue_picture(), recorded=recorded, eager=True)
 
     async def _answer(
         self,
@@ -213,6 +228,7 @@ class GenerateCog(commands.Cog):
         queue: Coroutine[Any, Any, Submitted],
         *,
         recorded: asyncio.Event,
+        eager: bool = False,
     ) -> None:
         """Run ``queue`` (checks, intake, charge and job) and answer with its "Queued as…" note or its
         refusal; ``recorded`` is set by ``queue`` once the request's intake is written.
@@ -221,26 +237,28 @@ class GenerateCog(commands.Cog):
         response itself: one request instead of a defer and an edit, and no "thinking…". A slower
         database (a burst, a lock) gets the deferred "thinking…" once the intake is recorded (or
         ``RECORD_WAIT_SECONDS`` later at most), well inside Discord's 3 s, and the note as an edit when
-        it is ready. The intake is closed once the member is answered.
+        it is ready. ``eager`` (a picture to fetch): the "thinking…" comes as soon as the intake is
+        recorded. The intake is closed once the member is answered.
         """
         task = asyncio.ensure_future(queue)
         try:
-            await self._answer_task(interaction, task, recorded)
+            await self._answer_task(interaction, task, recorded, eager)
         finally:
             await self._close_intake(interaction)
 
     async def _answer_task(
-        self, interaction: discord.Interaction, task: asyncio.Future[Submitted], recorded: asyncio.Event
+        self,
+        interaction: discord.Interaction,
+        task: asyncio.Future[Submitted],
+        recorded: asyncio.Event,
+        eager: bool,
     ) -> None:
-        await asyncio.wait({task}, timeout=INLINE_ANSWER_SECONDS)
-        if not task.done() and not recorded.is_set():
-            waiter = asyncio.ensure_future(recorded.wait())
-            try:
-                await asyncio.wait(
-                    {task, waiter}, timeout=RECORD_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                waiter.cancel()
+        if eager:
+            await _first_of(task, recorded, INLINE_ANSWER_SECONDS + RECORD_WAIT_SECONDS)
+        else:
+            await asyncio.wait({task}, timeout=INLINE_ANSWER_SECONDS)
+            if not task.done() and not recorded.is_set():
+                await _first_of(task, recorded, RECORD_WAIT_SECONDS)
         if not task.done():
             try:
                 await interaction.response.defer(ephemeral=True, thinking=True)
