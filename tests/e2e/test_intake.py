@@ -17,7 +17,9 @@ import pytest_asyncio
 from PIL import Image
 from sqlalchemy import func, select
 
+from bot.cogs.generate._cog import RESTARTED
 from tests.faults.helpers import answer
+from videobot.i18n import t
 from videobot.models import Intake, MemberQuota
 
 from .harness import BotHarness, shared_harness
@@ -87,7 +89,10 @@ async def test_a_request_acknowledged_when_the_bot_died_is_refused_by_the_next_b
     member = h.members[1]
     pic = h.fd.attachment("dog.png", picture())
     download = h.fd.hold_download(pic)
-    interaction = await h.slash(member, "video", prompt="the dog wags", image=pic)
+    # In German: the answer after the restart is in the member's language (stored with the intake).
+    interaction = await h.fd.slash(
+        h.guild_id, h.channel_id, member, "video", {"prompt": "the dog wags", "image": pic}, locale="de"
+    )
     await interaction.acknowledged(3)
     await h.wait_for(lambda: int(pic["id"]) in h.fd.cdn_requests, 20, "the download")
     assert not (interaction.original or {}).get("content")  # "thinking…"
@@ -97,7 +102,7 @@ async def test_a_request_acknowledged_when_the_bot_died_is_refused_by_the_next_b
     await h.start_bot()
 
     text = await answer(h, interaction)
-    assert "restarted before your request could be queued" in text and "Nothing was charged" in text, text
+    assert text == t("de", RESTARTED) and "neu gestartet" in text, text
     assert h.fd.message(interaction.original_id)["ephemeral"]
     assert await h.jobs(member) == [] and await h.ledger(member) == []
     assert await open_intakes(h) == 0
