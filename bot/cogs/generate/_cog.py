@@ -57,6 +57,7 @@ from discord.ext import commands
 
 from bot import errors as bot_errors
 from bot.checks import is_moderator, role_ids
+from bot.delivery._http import TRANSIENT, http_reason
 from bot.i18n import member_locale
 from videobot import guilds, planning
 from videobot.errors import NotModerator, VideobotError
@@ -94,6 +95,8 @@ INLINE_ANSWER_SECONDS = 1.0
 RECORD_WAIT_SECONDS = 0.8
 #: An interaction token can edit the original response this long after the interaction (Discord).
 INTERACTION_TOKEN_SECONDS = 15 * 60
+#: Seconds between tries to answer an open intake after a restart when Discord fails for a while.
+INTAKE_RETRIES = (2.0, 10.0, 30.0)
 #: The answer, after a restart, to a request the last bot acknowledged but never queued.
 RESTARTED = N_(
     "The bot restarted before your request could be queued. Nothing was charged; please try again."
@@ -351,19 +354,29 @@ class GenerateCog(commands.Cog):
             log.exception("could not read the open intakes")
             return
         for intake in intakes:
-            try:
-                if intake.expires_at > time.time() + 5:
-                    await self._answer_intake(intake)
-                else:
+            for delay in (*INTAKE_RETRIES, None):
+                if intake.expires_at <= time.time() + 5:
                     log.info(
-                        "interaction %s: its token expired before it could be answered", intake.interaction_id
+                        "interaction %s: its token expired before it was answered", intake.interaction_id
                     )
-            except Exception as exc:
+                    break
+                try:
+                    await self._answer_intake(intake)
+                    break
+                except TRANSIENT as exc:  # Discord or the network: try again while the token works
+                    reason = type(exc).__name__
+                except discord.HTTPException as exc:  # e.g. never acknowledged, or the answer was deleted
+                    reason, delay = http_reason(exc), None
+                except Exception as exc:
+                    reason, delay = type(exc).__name__, None
                 log.warning(
                     "interaction %s: could not answer it after the restart (%s)",
                     intake.interaction_id,
-                    type(exc).__name__,
+                    reason,
                 )
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
             with contextlib.suppress(Exception):
                 await self.bot.queue.close_intake(intake.interaction_id)
 
