@@ -139,6 +139,7 @@ async def test_a_request_queued_when_the_bot_died_before_answering_is_told_its_j
     text = await answer(h, interaction)
     found = re.search(r"Queued as job #(\d+)", text)
     assert found and int(found[1]) == job.id, text
+    assert h.fd.message((await h.with_status_message(job.id, 30)).status_message_id) is not None
     assert [(e.kind, e.job_id) for e in await h.ledger(member)] == [("charge", job.id)]
     assert await open_intakes(h) == 0
 
