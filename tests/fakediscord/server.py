@@ -217,6 +217,10 @@ class FakeDiscord:
         self._blobs: dict[int, bytes] = {}
         #: Attachment ids fetched from the CDN url, in order (did the bot download a file?).
         self.cdn_requests: list[int] = []
+        #: Downloads of these attachment ids wait until the event is set (``hold_download``).
+        self._cdn_holds: dict[int, asyncio.Event] = {}
+        #: Edits of these interactions' ``@original`` hang and are never applied (``stall_original_edits``).
+        self._stalled_originals: set[int] = set()
         self._interactions: dict[int, Interaction] = {}
         self._by_token: dict[str, Interaction] = {}
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
@@ -1320,8 +1324,24 @@ class FakeDiscord:
         log.error("fake discord: unknown route %s %s", request.method, request.path)
         return self._json(404, {"message": "404: Not Found", "code": 0})
 
+    def hold_download(self, attachment: dict[str, Any]) -> asyncio.Event:
+        """Downloads of ``attachment`` from the CDN wait until the returned event is set (a slow host)."""
+        event = self._cdn_holds[int(attachment["id"])] = asyncio.Event()
+        return event
+
+    def stall_original_edits(self, interaction: Interaction, stalled: bool = True) -> None:
+        """Edits of the interaction's ``@original`` hang and are never applied (the answer is lost on
+        the way, as when the bot dies while sending it) until called with ``stalled=False``."""
+        if stalled:
+            self._stalled_originals.add(interaction.id)
+        else:
+            self._stalled_originals.discard(interaction.id)
+
     async def _cdn(self, request: web.Request) -> web.Response:
         self.cdn_requests.append(int(request.match_info["attachment_id"]))
+        hold = self._cdn_holds.get(int(request.match_info["attachment_id"]))
+        if hold is not None:
+            await hold.wait()
         data = self._blobs.get(int(request.match_info["attachment_id"]))
         if data is None:
             return web.Response(status=404, text="Not Found")
@@ -1793,6 +1813,10 @@ class FakeDiscord:
 
     async def _patch_webhook_message(self, req: _Req) -> tuple[int, Any]:
         interaction = self._interaction_for_webhook(req)
+        if interaction.id in self._stalled_originals and req.params.get("message_id") is None:
+            while interaction.id in self._stalled_originals:
+                await asyncio.sleep(0.05)
+            raise DiscordError(503, 0)  # never applied: the sender is gone by now
         channel, stored = self._webhook_target(req, interaction)
         self._edit_message(channel, stored, req.json or {}, req.files, interaction.attachment_size_limit)
         return 200, stored.data
