@@ -33,7 +33,11 @@ Definitions
   is refused with a text, never silently), form opened (a click or Animate answered with its form; the
   form's submission is the next interaction), not acknowledged (it reached a bot that was being killed
   or was down: Discord shows "did not respond"; nothing charged), or acknowledged but unanswered (the
-  bot said "thinking…" and then nothing came, no job either: a defect).
+  bot said "thinking…" and that never became an answer: a defect, whether or not a job was made; the
+  ones with a job are also counted accepted). A request is recorded (``intakes``) before it is
+  acknowledged, and a bot killed between the "thinking…" and the answer leaves it to the next one,
+  which answers it: with the job when one was made, else "the bot restarted before your request
+  could be queued" (counted as refused: nothing charged, no job).
 - a 🔁 reaction is accepted when a rerun job with its key exists; one without a job is "not seen" when
   the bot was killed after it (Discord does not replay gateway events to a new session), and
   "ignored while the bot was up" otherwise (a defect). Each member reacts at most once per result, so
@@ -806,15 +810,20 @@ class Chaos:
             i = sent.interaction
             assert i is not None
             figures.interactions += 1
+            text = answer_text(i)
             if f"interaction:{i.id}" in by_key:
                 figures.accepted += 1
                 r.accepted += 1
+                if i.response_type == 5 and not text:  # queued, but the "thinking…" stayed
+                    figures.unanswered += 1
+                    r.unanswered += 1
+                    r.unanswered_ids.append(f"{sent.verb}:{i.id} (job {by_key[f'interaction:{i.id}'].id})")
             elif i.initial is None:
                 figures.not_acknowledged += 1
                 r.not_acknowledged += 1
             elif i.modal is not None:
                 figures.forms += 1
-            elif text := answer_text(i):
+            elif text:
                 figures.refused += 1
                 r.refused += 1
                 r.refusal_texts[f"{sent.verb}: {short(text)}"] += 1

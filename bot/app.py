@@ -29,10 +29,11 @@ from bot.connection import describe as describe_discord_problem
 from bot.delivery import DeliveryService
 from bot.endpoints import use_endpoints
 from bot.i18n import CatalogTranslator, GuildLanguages
+from videobot import i18n, images
 from videobot.botlock import AnotherBotRunning, BotLock
 from videobot.db import Database
 from videobot.health import HealthServer
-from videobot.jobs import JobQueue, QueueConfig, SubmitBatcher
+from videobot.jobs import IntakeBatcher, JobQueue, QueueConfig, SubmitBatcher
 from videobot.logs import describe_error
 from videobot.maintenance import Maintenance, MaintenanceConfig
 from videobot.settings import Settings
@@ -80,6 +81,8 @@ class VideoBot(commands.Bot):
         #: /video submits arriving together share one transaction (``videobot.jobs.batching``).
         sqlite = db.dialect == "sqlite"
         self.submitter = SubmitBatcher(queue, max_batch=64 if sqlite else 8, concurrency=1 if sqlite else 8)
+        #: Requests recorded before their slow steps, answered by the next bot if this one dies.
+        self.intakes = IntakeBatcher(queue)
         self.delivery = DeliveryService(self, queue, poll_seconds=settings.poll_seconds)
         #: The language of each server's public messages (``bot.i18n``).
         self.languages = GuildLanguages(self)
@@ -88,11 +91,17 @@ class VideoBot(commands.Bot):
         self._ready_logged = False
         #: For members' pictures from Discord's CDN (``bot.cogs.generate._image``); opened in setup_hook.
         self.http_session: aiohttp.ClientSession | None = None
+        #: Decodes members' pictures, a bounded number at a time (``videobot.images.Decoder``).
+        self.image_decoder = images.Decoder(settings.image_decoders)
         bot_errors.install(self.tree)
 
     async def setup_hook(self) -> None:
         if self.http_session is None:
             self.http_session = aiohttp.ClientSession()
+        # Now, not inside a member's first command (in a thread: the gateway is not connected yet, but
+        # nothing of the loop's should wait on it).
+        patterns = await asyncio.to_thread(i18n.preload)
+        log.info("texts loaded: %d languages, %d recognition patterns", len(i18n.LANGUAGES), patterns)
         # Before the sync: command and option descriptions are registered in every supported language.
         await self.tree.set_translator(CatalogTranslator())
         for ext in CORE_EXTENSIONS:
@@ -117,9 +126,11 @@ class VideoBot(commands.Bot):
 
     async def close(self) -> None:
         await self.submitter.close()
+        await self.intakes.aclose()
         await self.delivery.close()
         if self.http_session is not None:
             await self.http_session.close()
+        self.image_decoder.close()
         await super().close()
 
     # ------------------------------------------------------------------ command sync

@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             inputs = load_inputs(params, allow_files=True)
         _quiet_library_progress_bars()
-        pipeline = VideoPipeline.load(model, data_dir=args.data_dir)
+        # `auto` again (not the name it resolved to), so it also brings the memory options it picks.
+        pipeline = VideoPipeline.load(args.model if args.model == "auto" else model, data_dir=args.data_dir)
         batch = max(1, min(pipeline.preset.batch_cap, params.num_videos))
         steps = params.num_inference_steps * -(-params.num_videos // batch)
         with tqdm(total=steps, desc="Generating", unit="step", file=sys.stderr) as bar:

@@ -99,7 +99,7 @@ def refusal(settings: Settings) -> str | None:
             f"{preset.family} model. Set VIDEOBOT_GPUS=1, or run one worker per GPU "
             "(`CUDA_VISIBLE_DEVICES=1 videobot worker`)."
         )
-    if settings.offload != "none":
+    if settings.offload not in (None, "none"):
         return (
             f"VIDEOBOT_OFFLOAD={settings.offload} cannot be combined with VIDEOBOT_GPUS={n}: each GPU holds the "
             "whole model under context parallelism. Set VIDEOBOT_OFFLOAD=none or VIDEOBOT_GPUS=1."

@@ -8,7 +8,7 @@ import gc
 import inspect
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,16 +18,16 @@ import torch
 
 from generator.encode import frames_to_uint8
 from generator.preview import CONTENT_TYPE as PREVIEW_CONTENT_TYPE
-from generator.preview import PreviewSink, latent_layout, preview_image
+from generator.preview import PreviewPlan, PreviewSink, latent_layout, preview_image, preview_plan
 from generator.speed import SpeedOptionError, SpeedOptions, apply_speed_options, reset_step_cache, warm_up
 from videobot.errors import GenerationOOM, InvalidParameters
 from videobot.i18n import N_, msg
 from videobot.images import fit, pixel_digest
 from videobot.presets import (
-    DEFAULT_GPU_PRESET,
     MAX_VIDEOS,
     REQUEST_VERBS,
     GenerationParams,
+    LoraSpec,
     Preset,
     check_verb,
     clean_prompt,
@@ -45,23 +45,43 @@ OFFLOAD_MODES = ("none", "model", "sequential", "group")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+class _SchedulerTimestepsNote(logging.Filter):
+    """Drops diffusers' "`timesteps` were passed without `sigmas`" warning, logged on every LTX-Video job:
+    ``LTXConditionPipeline`` itself always hands the scheduler timesteps and never sigmas (its own
+    linear-quadratic schedule, or a distilled preset's documented one), so the warning says nothing about
+    this job. Explained once at load instead (``_explain_ltx_timesteps``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "were passed without `sigmas`" not in record.getMessage()
+
+
+_TIMESTEPS_NOTE = _SchedulerTimestepsNote()
+
+
+def _explain_ltx_timesteps(pipes: dict[str, Any]) -> None:
+    if not any(type(p).__name__ == "LTXConditionPipeline" for p in pipes.values()):
+        return
+    scheduler_log = logging.getLogger("diffusers.schedulers.scheduling_flow_match_euler_discrete")
+    if _TIMESTEPS_NOTE not in scheduler_log.filters:
+        scheduler_log.addFilter(_TIMESTEPS_NOTE)
+        log.info(
+            "LTXConditionPipeline passes its timestep schedule without sigmas on every call, as diffusers' "
+            "LTX docs do: diffusers' warning about that is not repeated for each job"
+        )
+
+
 class ModelLoadError(Exception):
     """The model could not be loaded; the message says which model, why, and what to do."""
 
 
-def resolve_auto_model(model: str) -> str:
-    """``"auto"`` means the default GPU preset when CUDA is available, else the built-in tiny model."""
+def resolve_auto_model(model: str, device: str = "auto") -> str:
+    """``"auto"`` means what ``videobot.autoplan`` picks for this machine's GPU memory (``tiny`` without
+    CUDA); any other name is returned as it is."""
     if model != "auto":
         return model
-    if torch.cuda.is_available():
-        return DEFAULT_GPU_PRESET
-    log.warning(
-        "No CUDA GPU found: using the built-in `tiny` model, which makes abstract test videos. "
-        "To generate real videos install a CUDA build of torch and pick a model with VIDEOBOT_MODEL "
-        "(or `--model`), e.g. %s.",
-        DEFAULT_GPU_PRESET,
-    )
-    return "tiny"
+    from generator.machine import auto_plan
+
+    return auto_plan(device=device).model
 
 
 def _resolve_device(device: str, model: str) -> torch.device:
@@ -170,24 +190,36 @@ class VideoPipeline:
         data_dir: Path,
         device: str = "auto",
         dtype: str = "auto",
-        offload: str = "none",
-        vae_tiling: bool = False,
-        layerwise_fp8: bool = False,
+        offload: str | None = None,
+        vae_tiling: bool | None = None,
+        layerwise_fp8: bool | None = None,
         speed: SpeedOptions | None = None,
+        loras: Sequence[LoraSpec] = (),
     ) -> VideoPipeline:
         """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options.
 
-        ``auto`` also brings the chosen preset's recommended memory options when none were set.
+        A memory option left ``None`` was not set by the owner: ``auto`` then takes the one it picks for
+        the card's memory (``videobot.autoplan``), any other model has it off.
+        ``loras`` (``VIDEOBOT_LORAS``), after the preset's own, are fused into the model (``_fuse_loras``).
         """
+        from generator.machine import auto_plan
+
+        explicit = {"offload": offload, "vae_tiling": vae_tiling, "layerwise_fp8": layerwise_fp8}
+        if model == "auto":
+            chosen = auto_plan(explicit, device)
+            model, options = chosen.model, chosen.options
+        else:
+            options = {"offload": "none", "vae_tiling": False, "layerwise_fp8": False}
+            options.update({k: v for k, v in explicit.items() if v is not None})
+        offload, vae_tiling, layerwise_fp8 = (
+            options["offload"],
+            options["vae_tiling"],
+            options["layerwise_fp8"],
+        )
         try:
-            preset = resolve_preset(resolve_auto_model(model))
+            preset = resolve_preset(model)
         except InvalidParameters as exc:
             raise ModelLoadError(str(exc)) from None
-        if model == "auto" and offload == "none" and not (vae_tiling or layerwise_fp8):
-            opts = preset.memory_options
-            offload = opts.get("offload", offload)
-            vae_tiling = bool(opts.get("vae_tiling", vae_tiling))
-            layerwise_fp8 = bool(opts.get("layerwise_fp8", layerwise_fp8))
         if offload not in OFFLOAD_MODES:
             raise ModelLoadError(f"Unknown offload mode `{offload}`: use one of {', '.join(OFFLOAD_MODES)}.")
         dev = _resolve_device(device, preset.name)
@@ -219,46 +251,76 @@ class VideoPipeline:
                 torch.set_num_threads(1)
         else:
             source = preset.repo_id
+        # Per-component dtypes at load (Wan's VAE in float32): read from the checkpoint straight into them, not
+        # rounded through ``torch_dtype`` first.
+        load_dtype: Any = torch_dtype
+        if preset.component_dtypes:
+            load_dtype = {"default": torch_dtype} | {
+                name: _DTYPES[dtype_name] for name, dtype_name in preset.component_dtypes.items()
+            }
         log.info("loading %s from %s (%s, %s)", preset.name, source, dev, torch_dtype)
         try:
-            pipe = DiffusionPipeline.from_pretrained(source, dtype=torch_dtype)
+            pipe = DiffusionPipeline.from_pretrained(source, dtype=load_dtype)
         except ImportError as exc:
             raise ModelLoadError(f"Model `{preset.name}` needs a missing Python package: {exc}") from exc
         except (OSError, ValueError) as exc:
             raise ModelLoadError(_download_hint(preset.name, source, exc)) from exc
 
-        _apply_preset_settings(pipe, preset, dev)
+        _apply_preset_settings(pipe, preset)
+        _fuse_loras(pipe, preset.name, (*preset.loras, *loras), len(preset.loras))
         # One checkpoint, several pipelines: from_pipe reuses the loaded modules (no second copy).
         pipes: dict[str, Any] = {}
         for verb in sorted(v for v in preset.verbs if v in REQUEST_VERBS):
             name = preset.pipeline_for(verb)
-            if name == type(pipe).__name__:
-                pipes[verb] = pipe
+            built = {type(p).__name__: p for p in (pipe, *pipes.values())}
+            if name in built:  # one pipeline serves every verb it runs (LTX-2's condition pipeline)
+                pipes[verb] = built[name]
                 continue
             pipe_cls = getattr(diffusers, name, None)
             if pipe_cls is None:
                 raise ModelLoadError(f"Model `{preset.name}` wants `{name}`, which this diffusers lacks.")
-            # from_pipe casts every module to one dtype: put back the float32 VAE and kept-in-fp32 layers.
-            saved = _tensor_dtypes(pipe)
+            # from_pipe casts every module to one dtype: put back the very tensors of the float32 VAE and the
+            # kept-in-fp32 layers (a cast back would keep the rounding).
+            saved = _tensors_not_in(pipe, torch_dtype)
             pipes[verb] = pipe_cls.from_pipe(pipe, dtype=torch_dtype)
-            _restore_dtypes(pipe, saved)
+            _restore_tensors(pipe, saved)
+        if preset.family == "ltx2" and not vae_tiling:
+            # diffusers' LTX-2 page decodes in tiles: its VAE does not fit a whole default-size clip otherwise.
+            log.info("VAE tiling on: the %s family decodes its video in tiles", preset.family)
+            vae_tiling = True
+        _explain_ltx_timesteps(pipes)
         _apply_memory_options(pipe, dev, torch_dtype, offload, vae_tiling, layerwise_fp8)
         speed = speed or SpeedOptions(vae_tiling=vae_tiling)
         try:
-            apply_speed_options(pipe, preset.family, speed, pipes=list(pipes.values()))
+            apply_speed_options(
+                pipe, preset.family, speed, pipes=list(pipes.values()), device=dev, dtype=torch_dtype
+            )
             loaded = cls(pipe, preset, dev, torch_dtype, pipes)
             loaded.offload = offload
+            shown = loaded.preview_plan()  # said once, here: a run never turns previews off on its own
+            log.log(logging.INFO if shown.method else logging.WARNING, "%s: %s", preset.name, shown.why)
             if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
                 warm = dataclasses.replace(plan(preset, "warm-up", seed=0), num_inference_steps=2)
-                warm_up(lambda: loaded.run(warm), speed)
+                # An image-only model warms up on a plain grey first frame.
+                inputs = {"image": _grey(warm.width, warm.height)} if warm.verb == "image" else {}
+                memory = [f"VIDEOBOT_OFFLOAD={offload}"] + (["VIDEOBOT_FP8=true"] if layerwise_fp8 else [])
+                warm_up(lambda: loaded.run(warm, **inputs), speed, memory=memory)
         except SpeedOptionError as exc:
             raise ModelLoadError(str(exc)) from None
         return loaded
 
+    def preview_plan(self, pipe: Any | None = None) -> PreviewPlan:
+        """How runs show previews under this model's memory options (``generator.preview.preview_plan``):
+        the VAE where nothing is offloaded, else a latent projection that never touches the VAE."""
+        pipe = pipe or self.pipe
+        if latent_layout(pipe) is None:
+            return preview_plan(None, self.offload)
+        channels = _latent_channels(pipe)
+        return preview_plan(self.preset.family, self.offload, channels)
+
     def previews_supported(self, pipe: Any | None = None) -> bool:
-        """Whether runs can show previews: the pipeline's latents have a known layout, and the model is
-        not offloaded to the CPU (a VAE decode between steps would swap the transformer out and back)."""
-        return latent_layout(pipe or self.pipe) is not None and self.offload in ("none", "group")
+        """Whether runs can show previews: the pipeline's latents have a known layout (whatever is offloaded)."""
+        return self.preview_plan(pipe).method is not None
 
     def check_inputs(self, params: GenerationParams) -> None:
         """Validate ``params`` against the preset before any GPU work; raises ``InvalidParameters``."""
@@ -341,31 +403,35 @@ class VideoPipeline:
             "frame_rate": params.fps,  # LTX uses it for its rotary embeddings
             **self.preset.extra_call_kwargs,
         }
+        schedule = kwargs.get("timesteps")
+        if schedule is not None and len(schedule) != params.num_inference_steps:
+            del kwargs["timesteps"]  # a preset's schedule is for its own step count (the warm-up runs 2)
         if n > 1:
             # diffusers 0.42 sizes these per prompt, not per video: a scalar breaks the VAE decode of a batch.
             for key in ("decode_timestep", "decode_noise_scale"):
                 if isinstance(kwargs.get(key), (int, float)):
                     kwargs[key] = [kwargs[key]] * n
+        schedule = kwargs.get("sigmas")
+        if isinstance(schedule, (list, tuple)) and len(schedule) != params.num_inference_steps:
+            # A distilled schedule is fixed: a job of another length (warm-up, `videobot check --run`)
+            # gets the scheduler's own spacing instead.
+            del kwargs["sigmas"]
         context = 0
-        is_condition = type(pipe).__name__ == "LTXConditionPipeline"
+        condition = _condition_maker(type(pipe).__name__)
         if params.verb == "image":
             picture = _fit_image(image, params.width, params.height)
-            if is_condition:
-                from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
-
-                kwargs["conditions"] = [LTXVideoCondition(image=picture, frame_index=0, strength=1.0)]
+            if condition is not None:
+                kwargs["conditions"] = [condition(picture)]
             else:
                 kwargs["image"] = picture
         elif params.verb == "extend":
-            if not is_condition:
+            if condition is None:
                 raise InvalidParameters(msg("`{model}` cannot extend clips.", model=self.preset.name))
-            from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
-
             source = _fit_video(video, params.width, params.height)
             rule = self.preset.frame_rule
             context = min(self.preset.extend_context_frames, (len(source) - 1) // rule * rule + 1)
             tail = [_to_pil(f) for f in source[len(source) - context :]]
-            kwargs["conditions"] = [LTXVideoCondition(video=tail, frame_index=0, strength=1.0)]
+            kwargs["conditions"] = [condition(tail)]
             kwargs["num_frames"] = context + self.preset.extend_frames
         accepted = self._call_params[id(pipe)]
         dropped = sorted(k for k in self.preset.extra_call_kwargs if k not in accepted)
@@ -414,7 +480,8 @@ class VideoPipeline:
             digest = pixel_digest(image)
 
         pipe, kwargs, context = self.call_kwargs(params, image=image, video=video)
-        sink = previews if self.previews_supported(pipe) else None
+        method = self.preview_plan(pipe).method
+        sink = previews if method is not None else None
 
         def callback(pipe: Any, step: int, timestep: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
             nonlocal sink
@@ -423,7 +490,7 @@ class VideoPipeline:
             latents = cb_kwargs.get("latents")
             if sink is not None and latents is not None and step + 1 < total and sink.due(step + 1, total):
                 try:
-                    data = preview_image(pipe, latents, kwargs)
+                    data = preview_image(pipe, latents, kwargs, method, self.preset.family)
                 except Exception:
                     log.warning("preview failed; no more previews for this run", exc_info=True)
                     sink = None
@@ -434,15 +501,19 @@ class VideoPipeline:
 
         kwargs["callback_on_step_end"] = callback
         out_of_memory = False
-        # A cancelled run skipped diffusers' own end-of-call reset: drop its cached residuals.
-        reset_step_cache(pipe)
+        completed = False
+        # A cancelled run skipped diffusers' own end-of-call reset: drop its cached residuals and timesteps.
+        reset_step_cache(pipe, list(self.pipes.values()))
         try:
             with torch.inference_mode():
                 output = pipe(**kwargs)
+            completed = True
         except Exception as exc:
             if not _is_oom(exc):
                 raise
             out_of_memory = True
+        finally:
+            self._rearm_offload(pipe, completed)
         if out_of_memory:  # outside the except block so the traceback no longer pins GPU tensors
             self._free_memory()
             raise GenerationOOM(msg(OOM_MESSAGE))
@@ -458,6 +529,14 @@ class VideoPipeline:
                 np.asarray(w.float().cpu().numpy(), dtype=np.float32) for w in waveform[: len(videos)]
             )
             rate = int(pipe.vocoder.config.output_sampling_rate)
+            if params.verb == "extend":
+                # The model made sound for its window (the source's last frames and the new ones); the
+                # source's earlier part has none here: silence keeps the soundtrack in step with the frames.
+                lead = len(videos[0]) - self.preset.extend_frames - context
+                pad = round(lead / params.fps * rate)
+                audios = tuple(
+                    np.concatenate([np.zeros((a.shape[0], pad), np.float32), a], axis=1) for a in audios
+                )
         return RunOutput(
             frames=videos[0],
             variations=tuple(videos),
@@ -466,6 +545,13 @@ class VideoPipeline:
             audios=audios,
             conditioning_digest=digest,
         )
+
+    def _rearm_offload(self, pipe: Any, completed: bool) -> None:
+        """Put every model back on the CPU after a model-offloaded run, as diffusers does at the end of a call
+        (``maybe_free_model_hooks``), where diffusers did not: the offload hooks belong to ``self.pipe``, so a
+        verb pipeline built with ``from_pipe`` never frees them, and a stopped run (cancel, OOM) skips it."""
+        if self.offload == "model" and (pipe is not self.pipe or not completed):
+            self.pipe.maybe_free_model_hooks()
 
     def _free_memory(self) -> None:
         gc.collect()
@@ -528,6 +614,35 @@ def run_variations(
     return [made[i] for i in range(n)]
 
 
+def _latent_channels(pipe: Any) -> int | None:
+    """Latent channels of ``pipe``'s VAE, from its config (None when it does not say)."""
+    config = getattr(getattr(pipe, "vae", None), "config", None)
+    for key in ("z_dim", "latent_channels"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _condition_maker(pipeline_class: str) -> Callable[[Any], Any] | None:
+    """For pipelines that take ``conditions``: a function from a picture (or a list of frames) to the
+    condition that holds it from frame 0 at full strength; ``None`` for the others."""
+    if pipeline_class == "LTXConditionPipeline":
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+        def ltx(frames: Any) -> Any:
+            if isinstance(frames, list):
+                return LTXVideoCondition(video=frames, frame_index=0, strength=1.0)
+            return LTXVideoCondition(image=frames, frame_index=0, strength=1.0)
+
+        return ltx
+    if pipeline_class == "LTX2ConditionPipeline":
+        from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+        return lambda frames: LTX2VideoCondition(frames=frames, index=0, strength=1.0)
+    return None
+
+
 def _to_pil(frame: np.ndarray) -> Any:
     from PIL import Image
 
@@ -566,24 +681,32 @@ def _modules(pipe: Any) -> dict[str, torch.nn.Module]:
     return {k: m for k, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
 
 
-def _tensor_dtypes(pipe: Any) -> dict[tuple[str, str], torch.dtype]:
+def _tensors_not_in(pipe: Any, dtype: torch.dtype) -> dict[tuple[str, str], torch.Tensor]:
+    """The parameters' and buffers' data of ``pipe`` that is not in ``dtype`` (the same tensors, not copies)."""
     return {
-        (name, key): t.dtype
+        (name, key): t.data
         for name, module in _modules(pipe).items()
         for key, t in (*module.named_parameters(), *module.named_buffers())
+        if t.is_floating_point() and t.dtype != dtype
     }
 
 
-def _restore_dtypes(pipe: Any, saved: dict[tuple[str, str], torch.dtype]) -> None:
+def _restore_tensors(pipe: Any, saved: dict[tuple[str, str], torch.Tensor]) -> None:
     for name, module in _modules(pipe).items():
         for key, t in (*module.named_parameters(), *module.named_buffers()):
-            want = saved.get((name, key))
-            if want is not None and t.dtype != want:
-                t.data = t.data.to(want)
+            data = saved.get((name, key))
+            if data is not None and t.data is not data:
+                t.data = data
 
 
-def _apply_preset_settings(pipe: Any, preset: Preset, dev: torch.device) -> None:
-    """Scheduler shift, pipeline config flags and component dtypes from the preset; refuse silent no-ops."""
+def _grey(width: int, height: int) -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (width, height), (128, 128, 128))
+
+
+def _apply_preset_settings(pipe: Any, preset: Preset) -> None:
+    """Scheduler shift and pipeline config flags from the preset; refuse silent no-ops."""
     if preset.scheduler:
         unknown = sorted(k for k in preset.scheduler if k not in pipe.scheduler.config)
         if unknown:
@@ -597,11 +720,79 @@ def _apply_preset_settings(pipe: Any, preset: Preset, dev: torch.device) -> None
         if unknown:
             raise ModelLoadError(f"`{preset.name}`: {type(pipe).__name__} has no setting {unknown}.")
         pipe.register_to_config(**preset.pipeline_config)
-    if dev.type == "cuda":  # on the CPU everything runs in float32 anyway
-        for name, dtype_name in preset.component_dtypes.items():
-            module = getattr(pipe, name, None)
-            if module is not None:
-                module.to(dtype=_DTYPES[dtype_name])
+
+
+def _fuse_loras(pipe: Any, model: str, loras: Sequence[LoraSpec], preset_loras: int = 0) -> None:
+    """Load each LoRA with the family's ``load_lora_weights``, check every one of its layers found a
+    place in the model, then fuse them all at their scales into the weights and drop the adapters.
+
+    Fused, not kept as adapters: adapters add two small matmuls per adapted layer to every step (on the
+    tiny Wan model a run took 1.25-1.56x as long, ``bench/bench_lora.py``), a fused LoRA leaves the
+    same matmuls as no LoRA (same video, measured), and a worker's LoRAs never change while it runs.
+    Fused before the memory options, so fp8 storage and offload see the final weights. A LoRA that
+    does not fit stops start-up with its name; ``preset_loras`` (the first ones) are the preset's own.
+    """
+    if not loras:
+        return
+    if not hasattr(pipe, "load_lora_weights"):
+        raise ModelLoadError(
+            f"VIDEOBOT_LORAS: `{model}` ({type(pipe).__name__}) cannot load LoRAs; remove VIDEOBOT_LORAS."
+        )
+    names = []
+    for i, lora in enumerate(loras):
+        name = f"lora{i}"
+        origin = f"preset `{model}`'s own" if i < preset_loras else "VIDEOBOT_LORAS"
+        try:
+            expected = _lora_layer_keys(pipe, lora)
+        except ImportError as exc:
+            raise ModelLoadError(f"LoRAs need a missing Python package: {exc}") from exc
+        except Exception as exc:
+            raise ModelLoadError(
+                f"The LoRA `{lora}` ({origin}) could not be read: {_short(exc)}. Check the repo id, "
+                "the weight name and the path (a Hub LoRA downloads once, then comes from the cache)."
+            ) from exc
+        try:
+            pipe.load_lora_weights(lora.source, weight_name=lora.weight_name, adapter_name=name)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"The LoRA `{lora}` ({origin}) does not fit `{model}`: {_short(exc)}. It was made "
+                f"for another model: remove it or use one made for this model ({type(pipe).__name__})."
+            ) from exc
+        placed = _lora_layers(pipe, name)
+        if placed < expected or placed == 0:
+            raise ModelLoadError(
+                f"The LoRA `{lora}` ({origin}) does not fit `{model}`: {placed} of its {expected} "
+                "layers match the model. It was made for another model: remove it or use one made for "
+                f"this model's family ({type(pipe).__name__})."
+            )
+        names.append(name)
+        log.info("LoRA %s: %d layers into %s", lora, placed, model)
+    pipe.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+    pipe.fuse_lora(adapter_names=names)
+    pipe.unload_lora_weights()  # the fused weights stay; the adapter layers go
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one line of at most 300 characters (diffusers' are long)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def _lora_layer_keys(pipe: Any, lora: LoraSpec) -> int:
+    """How many layers the LoRA file holds (its ``lora_A`` weights, after diffusers' key conversion)."""
+    state = type(pipe).lora_state_dict(lora.source, weight_name=lora.weight_name)
+    if isinstance(state, tuple):
+        state = state[0]
+    return sum(1 for key in state if "lora_A" in key or "lora_down" in key)
+
+
+def _lora_layers(pipe: Any, adapter: str) -> int:
+    """How many of the model's layers carry the adapter ``adapter``."""
+    return sum(
+        1
+        for module in _modules(pipe).values()
+        for layer in module.modules()
+        if adapter in getattr(layer, "lora_A", {})
+    )
 
 
 def _apply_memory_options(

@@ -60,7 +60,7 @@ class SpeedOptions:
             step_cache=settings.step_cache,
             compile=settings.compile,
             vae_slicing=settings.vae_slicing,
-            vae_tiling=settings.vae_tiling,
+            vae_tiling=bool(settings.vae_tiling),
         )
 
     @property
@@ -83,36 +83,67 @@ def _installed_backend(name: str) -> bool:
     return True
 
 
-def _set_attention(pipe: Any, family: str, backend: str, notes: list[str]) -> None:
+#: Families whose transformers pass an attention mask (the prompt mask to cross-attention), which diffusers'
+#: flash and sage backends refuse with a ValueError in every job (diffusers/models/attention_dispatch.py), or
+#: whose attention processor calls PyTorch directly and ignores the backend (CogVideoX).
+_NATIVE_ATTENTION_ONLY = {
+    "ltx": "its transformer passes the prompt's attention mask, which the {backend} backend refuses",
+    "ltx2": "its transformer passes the prompt's attention mask, which the {backend} backend refuses",
+    "cogvideox": "its attention calls PyTorch directly and would ignore the setting",
+}
+
+
+def choose_attention_backend(
+    family: str, backend: str, device: Any, dtype: Any, *, installed: Callable[[str], bool] | None = None
+) -> str:
+    """The attention backend that will run for ``backend`` (a VIDEOBOT_ATTENTION_BACKEND value) on a model of
+    ``family`` that runs on ``device`` in ``dtype``, or ``SpeedOptionError`` naming the setting.
+
+    ``device`` and ``dtype`` are where and how the model *runs* (the worker's device and compute dtype), not
+    where its weights are now: under offload they sit on the CPU, under fp8 layerwise casting in float8.
+    """
     import torch
 
-    transformer = pipe.transformer
-    others = _transformers(pipe)
+    installed = installed or _installed_backend
+    half = dtype in (torch.bfloat16, torch.float16)
+    cuda = torch.device(device).type == "cuda"
     if backend == "auto":
-        cuda = transformer.device.type == "cuda" and transformer.dtype in (torch.bfloat16, torch.float16)
         # flash is exact attention in fewer memory passes; sage (int8 Q/K) is never chosen for you.
-        backend = "flash" if cuda and _installed_backend("flash") else "native"
-        notes.append(f"attention backend auto -> {backend}")
+        usable = cuda and half and family not in _NATIVE_ATTENTION_ONLY
+        return "flash" if usable and installed("flash") else "native"
     if backend == "native":
-        for t in others:
-            t.set_attention_backend("native")
-        notes.append("attention: native (PyTorch scaled_dot_product_attention)")
-        return
+        return backend
+    why = _NATIVE_ATTENTION_ONLY.get(family)
+    if why is not None:
+        raise SpeedOptionError(
+            f"VIDEOBOT_ATTENTION_BACKEND={backend} does not work with the {family} family: "
+            f"{why.format(backend=backend)}. Set VIDEOBOT_ATTENTION_BACKEND=native (or auto)."
+        )
     package = {"flash": "flash-attn", "sage": "sageattention"}[backend]
-    if not _installed_backend(backend):
+    if not installed(backend):
         raise SpeedOptionError(
             f"VIDEOBOT_ATTENTION_BACKEND={backend} needs the `{package}` package, which is not installed (or too "
             f"old): install it, or set VIDEOBOT_ATTENTION_BACKEND=native."
         )
-    if transformer.device.type != "cuda" or transformer.dtype not in (torch.bfloat16, torch.float16):
+    if not (cuda and half):
         raise SpeedOptionError(
             f"VIDEOBOT_ATTENTION_BACKEND={backend} needs the {family} model on a CUDA GPU in bfloat16 or float16 "
-            f"(it is on {transformer.device.type} in {str(transformer.dtype).removeprefix('torch.')}): set "
+            f"(it runs on {torch.device(device).type} in {str(dtype).removeprefix('torch.')}): set "
             "VIDEOBOT_ATTENTION_BACKEND=native, or VIDEOBOT_DTYPE=bfloat16."
         )
-    for t in others:
-        t.set_attention_backend(backend)
-    notes.append(f"attention: {backend}")
+    return backend
+
+
+def _set_attention(pipe: Any, family: str, backend: str, notes: list[str], device: Any, dtype: Any) -> None:
+    chosen = choose_attention_backend(family, backend, device, dtype)
+    if backend == "auto":
+        notes.append(f"attention backend auto -> {chosen}")
+    for t in _transformers(pipe):
+        t.set_attention_backend(chosen)
+    if chosen == "native":
+        notes.append("attention: native (PyTorch scaled_dot_product_attention)")
+    else:
+        notes.append(f"attention: {chosen}")
 
 
 def _cache_config(pipe: Any, family: str, cache: str, pipes: Sequence[Any] = ()) -> Any:
@@ -168,13 +199,21 @@ def _cache_config(pipe: Any, family: str, cache: str, pipes: Sequence[Any] = ())
 
 
 def apply_speed_options(
-    pipe: Any, family: str, options: SpeedOptions, *, pipes: Sequence[Any] = ()
+    pipe: Any,
+    family: str,
+    options: SpeedOptions,
+    *,
+    pipes: Sequence[Any] = (),
+    device: Any = None,
+    dtype: Any = None,
 ) -> list[str]:
     """Apply ``options`` to a loaded pipeline (after the memory options); returns what was applied, in words.
 
     ``pipes`` are the other pipelines built on ``pipe``'s modules (one per verb, ``from_pipe``); every
-    transformer (``transformer`` and Wan 2.2 A14B's ``transformer_2``) gets the options. Raises
-    ``SpeedOptionError`` naming the setting when the family or this installation does not support one.
+    transformer (``transformer`` and Wan 2.2 A14B's ``transformer_2``) gets the options. ``device`` and
+    ``dtype`` are where and how the model runs (default: where its transformer's weights are now, which under
+    offload or fp8 storage is not where it runs). Raises ``SpeedOptionError`` naming the setting when the
+    family or this installation does not support one.
     """
     notes: list[str] = []
     transformer = getattr(pipe, "transformer", None)
@@ -209,7 +248,14 @@ def apply_speed_options(
             "Set VIDEOBOT_VAE_SLICING=false."
         )
 
-    _set_attention(pipe, family, options.attention_backend, notes)
+    _set_attention(
+        pipe,
+        family,
+        options.attention_backend,
+        notes,
+        transformer.device if device is None else device,
+        transformer.dtype if dtype is None else dtype,
+    )
     if options.step_cache != "off":
         for t in _transformers(pipe):
             _enable_cache(
@@ -220,10 +266,11 @@ def apply_speed_options(
         pipe.vae.enable_slicing()
         notes.append("VAE slicing")
     if options.compile == "regional":
-        # dynamic=True: one compile serves every size and length, so the warm-up at load covers all jobs. A
-        # step cache's hooks break the graph, so fullgraph only without one.
+        # dynamic=True: one compile serves every size and length, so the warm-up at load covers all jobs.
+        # diffusers' hooks break the graph (a step cache; fp8 layerwise casting builds a Parameter; group
+        # offload calls a compiler-disabled function), so fullgraph only on a transformer without any.
         for t in _transformers(pipe):
-            t.compile_repeated_blocks(fullgraph=options.step_cache == "off", dynamic=True)
+            t.compile_repeated_blocks(fullgraph=_hook_count(t) == 0, dynamic=True)
         notes.append(f"regional compile of {', '.join(_repeated_blocks(transformer))}")
     for note in notes:
         log.info("speed: %s", note)
@@ -267,27 +314,44 @@ def _repeated_blocks(transformer: Any) -> list[str]:
     return list(getattr(transformer, "_repeated_blocks", None) or [])
 
 
-def reset_step_cache(pipe: Any) -> None:
+def reset_step_cache(pipe: Any, pipes: Sequence[Any] = ()) -> None:
     """Forget a step cache's state: a run stopped by an exception (cancel, shutdown, OOM) skips the reset
-    diffusers does at the end of ``__call__``, and the next run must not reuse its residuals."""
+    diffusers does at the end of ``__call__``, and the next run must not reuse its residuals.
+
+    ``pipes`` are the pipelines sharing ``pipe``'s transformer (one per verb): each one's current timestep is
+    cleared too, since PyramidAttentionBroadcast follows whichever pipeline has one, and a cancelled run on
+    another verb's pipeline would leave its last timestep behind."""
+    for p in {id(p): p for p in (pipe, *pipes)}.values():
+        if hasattr(p, "_current_timestep"):
+            p._current_timestep = None
     for transformer in _transformers(pipe):
         if getattr(transformer, "is_cache_enabled", False):
             transformer._reset_stateful_cache()
 
 
-def warm_up(pipeline_callable: Callable[[], Any], options: SpeedOptions | None = None) -> float:
+def warm_up(
+    pipeline_callable: Callable[[], Any], options: SpeedOptions | None = None, *, memory: Sequence[str] = ()
+) -> float:
     """Run one small generation at load so the compile (or a cache hook's first-call failure) happens now,
-    not in a member's job. Returns the seconds it took; a failure is a ``SpeedOptionError`` naming the settings."""
+    not in a member's job. Returns the seconds it took; a failure is a ``SpeedOptionError`` naming the settings
+    (``memory``: the memory settings in effect, e.g. ``VIDEOBOT_FP8=true``, which change what is compiled)."""
     t0 = time.monotonic()
     try:
         pipeline_callable()
     except Exception as exc:
         if options is None:
             raise
+        settings = ", ".join(
+            [
+                f"VIDEOBOT_COMPILE={options.compile}",
+                f"VIDEOBOT_STEP_CACHE={options.step_cache}",
+                f"VIDEOBOT_ATTENTION_BACKEND={options.attention_backend}",
+                *memory,
+            ]
+        )
         raise SpeedOptionError(
-            f"The warm-up run failed with VIDEOBOT_COMPILE={options.compile}, VIDEOBOT_STEP_CACHE="
-            f"{options.step_cache}, VIDEOBOT_ATTENTION_BACKEND={options.attention_backend}: "
-            f"{type(exc).__name__}: {exc}. Turn these options off (or back to native) and start again."
+            f"The warm-up run failed with {settings}: {type(exc).__name__}: {exc}. Turn these options off "
+            "(or back to native) and start again."
         ) from exc
     seconds = time.monotonic() - t0
     log.info("speed: warm-up run took %.1f s", seconds)

@@ -540,16 +540,16 @@ class Worker:
 def load_pipeline(settings: Settings) -> Any:
     from generator.pipeline import VideoPipeline
     from generator.speed import SpeedOptions
+    from videobot.autoplan import explicit_memory_options
 
     return VideoPipeline.load(
         settings.model,
         data_dir=settings.data_dir,
         device=settings.device,
         dtype=settings.dtype,
-        offload=settings.offload,
-        vae_tiling=settings.vae_tiling,
-        layerwise_fp8=settings.layerwise_fp8,
+        **explicit_memory_options(settings),
         speed=SpeedOptions.from_settings(settings),
+        loras=settings.loras,
     )
 
 

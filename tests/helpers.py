@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import make_url
+from videobot.db import asyncpg_connect_args
 
 #: The PostgreSQL server the database tests use; ``.ci/run`` sets it to the local server.
 PG_ENV = "VIDEOBOT_TEST_POSTGRES_URL"
@@ -20,6 +20,7 @@ TABLES = [
     "workers",
     "bot_lock",
     "job_inputs",
+    "intakes",
 ]
 
 
@@ -27,14 +28,9 @@ async def pg_exec(url: str, sql: str) -> None:
     """Run one statement on PostgreSQL outside a transaction (CREATE/DROP DATABASE, TRUNCATE)."""
     import asyncpg
 
-    u = make_url(url)
-    conn = await asyncpg.connect(
-        host=u.host or "127.0.0.1",
-        port=u.port or 5432,
-        user=u.username or "postgres",
-        password=u.password,
-        database=u.database,
-    )
+    args = asyncpg_connect_args(url)
+    args.setdefault("user", "postgres")
+    conn = await asyncpg.connect(**args)
     try:
         await conn.execute(sql)
     finally:

@@ -9,7 +9,9 @@ twice. The bot takes this lock before it connects to Discord and keeps it while 
   one stops.
 * SQLite: a row with a lease (``bot_lock``), renewed every few seconds. A bot that stops renewing
   loses it when the lease passes; on the same machine a holder whose process is gone loses it at
-  once (SQLite is one machine only), so a restarted bot does not wait.
+  once (SQLite is one machine only), so a restarted bot does not wait. "Gone" compares the process's
+  start time too, not only its pid: a container restarted after a hard kill runs its new bot as pid 1
+  again, and that bot must not take its own predecessor's row for a live bot.
 """
 
 from __future__ import annotations
@@ -45,15 +47,38 @@ class AnotherBotRunning(Exception):
     """Another bot holds the lock; the message says which and what to do."""
 
 
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (seconds since the epoch, as the owner string records it), or None."""
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except psutil.Error:
+        return None
+
+
 def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """``host:pid:started:nonce``: the process, told apart from a later one with the same pid."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_started(pid)}:{uuid.uuid4().hex[:6]}"
+
+
+def _holder(owner: str) -> str:
+    """The owner as a person reads it: ``host, pid N``."""
+    host, _, rest = owner.partition(":")
+    return f"{host}, pid {rest.partition(':')[0]}"
 
 
 def _gone(owner: str) -> bool:
-    """True when ``owner`` is a process on this machine that no longer runs."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
+    """True when ``owner`` is a process on this machine that no longer runs (its pid is free, or taken
+    by a process that started at another time)."""
+    host, *fields = owner.split(":")
+    if host != socket.gethostname() or not fields or not fields[0].isdigit():
+        return False
+    pid = int(fields[0])
+    started = _started(pid)
+    if started is None:
+        return True
+    # Owners written before the start time was recorded (``host:pid:nonce``) compare the pid alone.
+    return len(fields) >= 3 and "." in fields[1] and fields[1] != started
 
 
 class BotLock:
@@ -171,7 +196,7 @@ class BotLock:
                 seen = max(0.0, now - (row.expires_at - self.lease_seconds))
                 raise AnotherBotRunning(
                     f"Another videobot bot is already running against this database "
-                    f"({row.owner.rsplit(':', 1)[0].replace(':', ', pid ')}, seen {seen:.0f} s ago). {ONE_BOT} "
+                    f"({_holder(row.owner)}, seen {seen:.0f} s ago). {ONE_BOT} "
                     f"If it was stopped just now, its lock frees itself within {self.lease_seconds:.0f} s."
                 )
             if row.owner != self.owner:

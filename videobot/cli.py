@@ -22,6 +22,8 @@ commands:
   worker              run only a GPU worker (run several, on several machines, with PostgreSQL)
   db upgrade          apply database migrations (done by `run` automatically)
   db current          show the database's migration revision
+  check [--assume-gpu-gb N] [--run]
+                     what this machine will run (model, memory, attention, cache, licence) and whether it works
   generate PROMPT     make a video (or --variations N) locally, no Discord and no database (check your GPU and model)
   make-tiny-model DIR [--family F]
                      build a tiny random test model (wan, wan22, ltx, ltx2, cogvideox) into DIR (offline)
@@ -127,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         from generator.generate_cli import main as generate_main
 
         return generate_main(argv[1:])
+    if argv and argv[0] == "check":
+        from generator.check import main as check_main
+
+        settings = _settings()
+        _setup(settings, "check")
+        return check_main(argv[1:], settings)
     if argv and argv[0] == "make-tiny-model":
         parser = argparse.ArgumentParser(
             prog="videobot make-tiny-model", description="Build the tiny random test model (offline)."
@@ -170,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="apply migrations up to the newest")
     db_sub.add_parser("current", help="show the current revision")
     db.set_defaults(func=cmd_db)
+    sub.add_parser(
+        "check", help="what this machine will run and whether it works (see `videobot check --help`)"
+    )
     sub.add_parser("generate", help="make a video (or N variations) locally (see `videobot generate --help`)")
     sub.add_parser("make-tiny-model", help="build the tiny random test model into DIR")
     args = parser.parse_args(argv)

@@ -101,6 +101,25 @@ def sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
+#: Options in a PostgreSQL URL that SQLAlchemy's asyncpg dialect consumes itself (not asyncpg's).
+_SQLALCHEMY_ONLY_OPTIONS = (
+    "async_creator_fn",
+    "prepared_statement_cache_size",
+    "prepared_statement_name_func",
+)
+
+
+def asyncpg_connect_args(url: str) -> dict[str, Any]:
+    """Keyword arguments for ``asyncpg.connect()`` that reach the server exactly as the engine for ``url``
+    does: SQLAlchemy's asyncpg dialect reads the URL (``?host=/var/run/postgresql`` for a unix
+    socket, ``?ssl=require``, several hosts), for connections the engine's pool cannot serve (LISTEN)."""
+    u = make_url(url)
+    _, kwargs = u.get_dialect()().create_connect_args(u)
+    for key in _SQLALCHEMY_ONLY_OPTIONS:
+        kwargs.pop(key, None)
+    return kwargs
+
+
 def create_engine(
     url: str,
     *,

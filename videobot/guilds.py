@@ -24,12 +24,14 @@ no look-arounds.)
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,8 +264,19 @@ def _compile_blocklist(blocklist: tuple[str, ...]) -> tuple[tuple[int, regex.Pat
     return tuple(compiled)
 
 
+#: Where ``check_pattern`` runs ``validate_pattern`` (up to ~0.5 s of probing each): off the event loop,
+#: and at most two at once, so moderators adding patterns never take the default thread pool.
+_PATTERN_CHECKS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pattern-check")
+
+
+async def check_pattern(pattern: str) -> str:
+    """``validate_pattern`` in its own small thread pool (the event loop keeps serving meanwhile)."""
+    return await asyncio.get_running_loop().run_in_executor(_PATTERN_CHECKS, validate_pattern, pattern)
+
+
 def validate_pattern(pattern: str) -> str:
-    """The blocklist entry as it will be stored; raises ``InvalidConfig`` with a polite reason."""
+    """The blocklist entry as it will be stored; raises ``InvalidConfig`` with a polite reason.
+    Blocking (probes a regular expression for up to ~0.5 s): async code calls ``check_pattern``."""
     entry = pattern.strip()
     if not entry or entry == REGEX_PREFIX:
         raise InvalidConfig(msg("The blocked word or pattern is empty."))
@@ -291,7 +304,8 @@ def validate_pattern(pattern: str) -> str:
         )
     for probe in _probes(source):
         try:
-            compiled.search(probe, timeout=PROBE_SECONDS)
+            # ``concurrent``: the GIL is released while it searches (it runs in a thread).
+            compiled.search(probe, timeout=PROBE_SECONDS, concurrent=True)
         except TimeoutError:
             raise InvalidConfig(
                 msg(
@@ -398,7 +412,7 @@ async def add_block(
     session: AsyncSession, guild_id: int, pattern: str, *, actor_id: int, reason: str | None = None
 ) -> bool:
     """Add a blocked word or ``re:`` pattern; False if an equivalent entry exists. Raises ``InvalidConfig``."""
-    entry = validate_pattern(pattern)
+    entry = await check_pattern(pattern)  # before the row's lock: checking takes up to ~0.5 s
     row = await config_for_update(session, guild_id)
     current = list(row.blocklist or [])
     if any(_same_entry(entry, e) for e in current):

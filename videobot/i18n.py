@@ -144,6 +144,7 @@ def _load(lang: str) -> tuple[gettext.NullTranslations, frozenset[str]]:
     buf = io.BytesIO()
     write_mo(buf, catalog, use_fuzzy=False)  # fuzzy (unchecked) entries fall back to English
     buf.seek(0)
+    log.debug("loaded the %s catalog (%d messages)", lang, len(known))
     return gettext.GNUTranslations(buf), known
 
 
@@ -391,6 +392,7 @@ def _patterns() -> list[tuple[re.Pattern[str], str, str | None]]:
             if compiled is not None:
                 found.append((compiled[1], compiled[0], singular, plural))
     found.sort(key=lambda item: -item[0])
+    log.debug("loaded %d recognition patterns", len(found))
     return [(pattern, singular, plural) for _, pattern, singular, plural in found]
 
 
@@ -410,6 +412,17 @@ def _pattern(msgid: str) -> tuple[re.Pattern[str], int] | None:
     if literal < _MIN_LITERAL:
         return None
     return re.compile("".join(parts), re.DOTALL), literal
+
+
+def preload() -> int:
+    """Load every catalog, the recognition patterns and each language's number and unit formats now
+    (~0.1-0.3 s of CPU: at start-up, not inside a member's first command); returns how many
+    recognition patterns there are."""
+    for lang in LANGUAGES:
+        _load(lang)
+        format_duration(lang, 3725)  # Babel reads a locale's data at its first use
+        format_number(lang, 1234.5)
+    return len(_patterns())
 
 
 # ---------------------------------------------------------------------------------------- formats

@@ -83,6 +83,8 @@ class Job(Base):
     interaction_expires_at: Mapped[float | None] = mapped_column(Float)
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
     reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: The requester's Discord client language (``interaction.locale``), for late private answers.
+    locale: Mapped[str | None] = mapped_column(String(16))
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)
     notified_at: Mapped[float | None] = mapped_column(Float)
     generation_seconds: Mapped[float | None] = mapped_column(Float)
@@ -232,6 +234,9 @@ class WorkerHeartbeat(Base):
     current_job_id: Mapped[int | None] = mapped_column(Integer)
     gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
+    # /healthz, the claim's "models some live worker has" and the clean-up read by seen_at.
+    __table_args__ = (Index("ix_workers_seen_at", "seen_at"),)
+
 
 class BotLock(Base):
     """The one ``videobot bot`` per database (SQLite; PostgreSQL uses an advisory lock instead)."""
@@ -239,7 +244,7 @@ class BotLock(Base):
     __tablename__ = "bot_lock"
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
-    #: ``host:pid:nonce`` of the bot holding it.
+    #: ``host:pid:started:nonce`` of the bot holding it (``videobot.botlock.default_owner``).
     owner: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[float] = mapped_column(Float)
     #: The holder renews this; a bot that stops renewing loses the lock when it passes.
@@ -276,3 +281,35 @@ class JobPreview(Base):
     #: The denoising step it shows.
     step: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Intake(Base):
+    """A member's request acknowledged ("thinking…") but not answered yet: what a restarted bot needs to
+    answer it (queued, or refused) within its interaction token's 15 minutes.
+
+    Written before the slow steps (fetching a picture, queueing); removed once the member is answered,
+    or by the next start of the bot (answered then if the token is still valid), so the token is kept
+    no longer than needed. ``reserved`` credits count against the member's balance and queue limit while
+    a picture is fetched (0 once the job exists and carries the charge, or when nothing is reserved).
+    """
+
+    __tablename__ = "intakes"
+
+    interaction_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    #: What was asked ("video"): the answer names it.
+    verb: Mapped[str] = mapped_column(String(16))
+    #: The member's Discord locale (the private answer is in their language).
+    locale: Mapped[str] = mapped_column(String(16))
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    #: The member's roles then (their credit limit, for the answer's balance).
+    role_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    application_id: Mapped[int] = mapped_column(BigInteger)
+    interaction_token: Mapped[str] = mapped_column(Text)
+    #: When the interaction token stops working (Discord: 15 minutes after the interaction).
+    expires_at: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_intakes_member", "guild_id", "user_id"),)

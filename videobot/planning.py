@@ -22,6 +22,7 @@ from videobot.presets import (
     plan,
     resolve_preset,
 )
+from videobot.presets import offered_ratios as presets_offered_ratios
 from videobot.presets import offered_verbs as presets_offered_verbs
 from videobot.settings import Settings
 
@@ -91,6 +92,11 @@ def check_model(settings: Settings, requested: str | None) -> QueueTarget:
 def offered_verbs(settings: Settings) -> frozenset[str]:
     """What members may ask of the configured model: ``text``, ``image``, ``extend``, ``audio``."""
     return presets_offered_verbs((settings.model or AUTO).strip())
+
+
+def offered_ratios(settings: Settings) -> tuple[str, ...]:
+    """The aspect ratios members may pick: those the configured model has a trained size for."""
+    return presets_offered_ratios((settings.model or AUTO).strip())
 
 
 def check_audio(settings: Settings, audio: bool | None) -> None:

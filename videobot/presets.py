@@ -27,6 +27,56 @@ VERBS = ("text", "image", "extend", "audio")
 REQUEST_VERBS = ("text", "image", "extend")
 
 
+#: Largest LoRA scale accepted (either sign): beyond it a LoRA only adds noise.
+MAX_LORA_SCALE = 10.0
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """A LoRA the worker loads at start: a Hugging Face repo id or a local file/folder, the weight file
+    inside it (None: the repo's only or default one), and its scale (1.0: as trained)."""
+
+    source: str
+    weight_name: str | None = None
+    scale: float = 1.0
+
+    def __str__(self) -> str:
+        text = self.source + (f":{self.weight_name}" if self.weight_name else "")
+        return text + (f"@{self.scale:g}" if self.scale != 1.0 else "")
+
+
+def parse_loras(text: str) -> tuple[LoraSpec, ...]:
+    """``VIDEOBOT_LORAS``: comma-separated ``SOURCE[:WEIGHT_NAME][@SCALE]`` entries, e.g.
+    ``owner/repo:style.safetensors@0.8, /srv/loras/fast.safetensors``; raises ``ValueError`` saying
+    which entry is wrong and how to write it."""
+    specs = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        scale = 1.0
+        if "@" in entry:
+            entry, _, scale_text = entry.rpartition("@")
+            try:
+                scale = float(scale_text)
+            except ValueError:
+                raise ValueError(
+                    f"`{raw.strip()}`: after `@` comes the scale, a number such as 0.8"
+                ) from None
+            if not math.isfinite(scale) or abs(scale) > MAX_LORA_SCALE:
+                raise ValueError(
+                    f"`{raw.strip()}`: the scale must be between -{MAX_LORA_SCALE:g} and {MAX_LORA_SCALE:g}"
+                )
+        source, _, weight_name = entry.partition(":")
+        source, weight_name = source.strip(), weight_name.strip()
+        if not source or (":" in entry and not weight_name):
+            raise ValueError(
+                f"`{raw.strip()}`: write SOURCE[:WEIGHT_NAME][@SCALE], e.g. owner/repo:lora.safetensors@0.8"
+            )
+        specs.append(LoraSpec(source, weight_name or None, scale))
+    return tuple(specs)
+
+
 @dataclass(frozen=True)
 class Preset:
     """A model the worker can load, with the settings its model card gives and what it can do."""
@@ -73,6 +123,9 @@ class Preset:
     #: Settings that make ``vram_gb`` true (VideoPipeline.load option -> value), and where the figure comes from.
     memory_options: dict[str, Any] = field(default_factory=dict)
     vram_source: str = "estimate"
+    #: LoRAs fused into the model at load, before any the owner adds with ``VIDEOBOT_LORAS`` (a "fast"
+    #: variant's step-distillation LoRA; its ``steps`` / ``guidance`` are the LoRA's).
+    loras: tuple[LoraSpec, ...] = ()
 
     @property
     def min_duration_s(self) -> float:
@@ -100,13 +153,16 @@ class Preset:
         return self.extend_context_frames + self.extend_frames
 
 
-_WAN_SIZES = {"16:9": (832, 480), "9:16": (480, 832), "1:1": (624, 624)}
-# Wan 2.2 TI2V-5B is a 720p model; its VAE compresses 16x and patches 2x, so sizes are multiples of 32.
-_WAN22_SIZES = {"16:9": (1280, 704), "9:16": (704, 1280), "1:1": (960, 960)}
+# Only sizes a model was trained at are offered (a ratio without one is not offered for that model).
+# Wan 2.1 1.3B: 480p, 832x480 landscape or 480x832 portrait (model card; diffusers' example is 480x832).
+_WAN_SIZES = {"16:9": (832, 480), "9:16": (480, 832)}
+# Wan 2.2 TI2V-5B is a 720p model, 1280x704 or 704x1280 (model card); its VAE compresses 16x and patches
+# 2x, so sizes are multiples of 32.
+_WAN22_SIZES = {"16:9": (1280, 704), "9:16": (704, 1280)}
 # LTX wants multiples of 32; 832x480 is the same pixel budget as its usual 768x512 but really 16:9.
 _LTX_SIZES = {"16:9": (832, 480), "9:16": (480, 832), "1:1": (640, 640)}
-# CogVideoX 1.0 was trained at 720x480 (3:2): offer that as "landscape" rather than an untrained 16:9 size.
-_COG_SIZES = {"16:9": (720, 480), "9:16": (480, 720), "1:1": (480, 480)}
+# CogVideoX 1.0 was trained at 720x480 (3:2) only (model card): offered as "landscape", no portrait or square.
+_COG_SIZES = {"16:9": (720, 480)}
 _TINY_SIZES = {"16:9": (48, 32), "9:16": (32, 48), "1:1": (32, 32)}
 _TINY_SIZES_32 = {"16:9": (64, 32), "9:16": (32, 64), "1:1": (32, 32)}
 
@@ -129,8 +185,34 @@ _LTX_COND = {
 }
 _WAN22 = {"text": "WanPipeline", "image": "WanImageToVideoPipeline"}
 _LTX2 = {"text": "LTX2Pipeline", "image": "LTX2ImageToVideoPipeline"}
+# One LTX-2 pipeline for every verb: conditions (a first image, a clip's last frames) at any frame index.
+_LTX2_COND = {
+    "text": "LTX2ConditionPipeline",
+    "image": "LTX2ConditionPipeline",
+    "extend": "LTX2ConditionPipeline",
+}
+#: ``diffusers.pipelines.ltx2.utils.DISTILLED_SIGMA_VALUES`` (0.42.1), copied so this module needs no
+#: diffusers; a test checks they agree. The scheduler appends the final 0.
+LTX2_DISTILLED_SIGMAS = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875)
+# Distilled LTX-2.x runs without any guidance pass: CFG, spatio-temporal and modality guidance all off
+# (their pipeline defaults are on: 4 transformer passes per step instead of 1).
+_LTX2_NO_GUIDANCE = {
+    "sigmas": list(LTX2_DISTILLED_SIGMAS),
+    "stg_scale": 0.0,
+    "audio_stg_scale": 0.0,
+    "modality_scale": 1.0,
+    "audio_modality_scale": 1.0,
+    "audio_guidance_scale": 1.0,
+}
+# LTX-2's own default size (the pipeline's 768x512, the size of the published speed figures).
+_LTX2_SIZES = {"16:9": (768, 512), "9:16": (512, 768), "1:1": (640, 640)}
 # Lightricks' recommended settings for timestep-aware VAEs (0.9.1+).
 _LTX_DECODE = {"decode_timestep": 0.05, "decode_noise_scale": 0.025, "image_cond_noise_scale": 0.025}
+#: The 8-step schedule the LTX-Video distilled checkpoints were distilled for (diffusers' LTX docs and
+#: Lightricks' configs); without it LTXConditionPipeline's default 8-step schedule ends at t=421.88, not
+#: near 0, and the video comes out unfinished.
+LTX_DISTILLED_TIMESTEPS = (1000.0, 993.0, 987.0, 981.0, 975.0, 909.0, 725.0, 0.03)
+_LTX_DISTILLED = {**_LTX_DECODE, "timesteps": list(LTX_DISTILLED_TIMESTEPS)}
 
 
 def _tiny(name: str, family: str, pipeline_class: str, description: str, **kw: Any) -> Preset:
@@ -206,6 +288,40 @@ PRESETS: dict[str, Preset] = {
             batch_cap=2,
         ),
         Preset(
+            # A "fast" variant: Wan 2.1 T2V 14B with lightx2v's 4-step, CFG-distilled LoRA fused at load.
+            # Repo and file as listed on huggingface.co/lightx2v/Wan2.1-Distill-Loras (not yet run here:
+            # no GPU; diffusers converts its ComfyUI-style keys, see README).
+            name="wan2.1-14b-lightx2v",
+            repo_id="Wan-AI/Wan2.1-T2V-14B-Diffusers",
+            pipeline_class="WanPipeline",
+            family="wan",
+            fps=16,
+            default_frames=81,
+            min_frames=17,
+            max_frames=81,
+            frame_rule=4,
+            size_multiple=16,
+            sizes=_WAN_SIZES,
+            steps=4,
+            guidance=1.0,
+            default_dtype="bfloat16",
+            needs_gpu=True,
+            vram_gb=20.0,
+            description="Wan 2.1 14B with the lightx2v 4-step LoRA: 4 steps, no CFG, 5 s at 832x480. Text only.",
+            verbs=_TEXT,
+            pipelines={"text": "WanPipeline"},
+            scheduler={"flow_shift": 5.0},  # lightx2v's 4-step configs use shift 5 (not verified here)
+            negative_prompt=WAN_NEGATIVE,
+            component_dtypes={"vae": "float32"},
+            memory_options={"offload": "model", "layerwise_fp8": True},
+            vram_source="estimate",
+            loras=(
+                LoraSpec(
+                    "lightx2v/Wan2.1-Distill-Loras", "wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors"
+                ),
+            ),
+        ),
+        Preset(
             name="wan2.2-ti2v-5b",
             repo_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
             pipeline_class="WanPipeline",
@@ -276,7 +392,7 @@ PRESETS: dict[str, Preset] = {
             needs_gpu=True,
             vram_gb=18.0,
             description="LTX-Video 0.9.7 13B distilled: 8 steps; text, a first image, or extend a clip.",
-            extra_call_kwargs=_LTX_DECODE,
+            extra_call_kwargs=_LTX_DISTILLED,
             verbs=_TEXT_IMAGE_EXTEND,
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
@@ -303,7 +419,7 @@ PRESETS: dict[str, Preset] = {
             needs_gpu=True,
             vram_gb=18.0,
             description="LTX-Video 0.9.8 13B distilled: 8 steps; text, a first image, or extend a clip.",
-            extra_call_kwargs=_LTX_DECODE,
+            extra_call_kwargs=_LTX_DISTILLED,
             verbs=_TEXT_IMAGE_EXTEND,
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
@@ -333,12 +449,41 @@ PRESETS: dict[str, Preset] = {
             verbs=frozenset({"text", "image", "audio"}),
             pipelines=_LTX2,
             negative_prompt=LTX_NEGATIVE,
-            memory_options={"layerwise_fp8": True, "offload": "model"},
+            # diffusers' LTX-2 page decodes in tiles at this size (the LTX-2 family always tiles, see load).
+            memory_options={"layerwise_fp8": True, "offload": "model", "vae_tiling": True},
             vram_source="estimate (19B in fp8 storage ~19 GB + Gemma 3 offloaded; docs use sequential offload)",
         ),
         Preset(
+            name="ltx-2.3-distilled",
+            repo_id="diffusers/LTX-2.3-Distilled-Diffusers",
+            pipeline_class="LTX2Pipeline",
+            family="ltx2",
+            fps=24,
+            default_frames=121,
+            min_frames=25,
+            max_frames=257,
+            frame_rule=8,
+            size_multiple=32,
+            sizes=_LTX2_SIZES,
+            steps=len(LTX2_DISTILLED_SIGMAS),
+            guidance=1.0,
+            default_dtype="bfloat16",
+            needs_gpu=True,
+            vram_gb=75.0,
+            description="LTX-2.3 22B distilled: video with sound in 8 steps; text, a first image, or extend a clip.",
+            extra_call_kwargs=_LTX2_NO_GUIDANCE,
+            verbs=frozenset({"text", "image", "extend", "audio"}),
+            pipelines=_LTX2_COND,
+            negative_prompt=LTX_NEGATIVE,
+            extend_frames=48,
+            extend_context_frames=25,
+            # LTX-2 needs VAE tiling at its default size (diffusers' LTX-2 page).
+            memory_options={"vae_tiling": True},
+            vram_source="estimate (22B + Gemma 3 12B in bf16 ~68 GB + activations); `auto` tiers in README",
+        ),
+        Preset(
             name="cogvideox-2b",
-            repo_id="THUDM/CogVideoX-2b",
+            repo_id="zai-org/CogVideoX-2b",
             pipeline_class="CogVideoXPipeline",
             family="cogvideox",
             fps=8,
@@ -355,11 +500,13 @@ PRESETS: dict[str, Preset] = {
             vram_gb=12.5,
             description="CogVideoX 2B: 6 s at 720x480, 8 fps. Text only.",
             pipelines={"text": "CogVideoXPipeline"},
-            vram_source="model card (12.5 GB in diffusers, no offload)",
+            # The card's figure was measured with model offload and VAE tiling (without: ~3x more).
+            memory_options={"offload": "model", "vae_tiling": True},
+            vram_source="model card (12.5 GB in diffusers, with model offload and VAE tiling)",
         ),
         Preset(
             name="cogvideox-5b",
-            repo_id="THUDM/CogVideoX-5b",
+            repo_id="zai-org/CogVideoX-5b",
             pipeline_class="CogVideoXPipeline",
             family="cogvideox",
             fps=8,
@@ -376,11 +523,12 @@ PRESETS: dict[str, Preset] = {
             vram_gb=20.7,
             description="CogVideoX 5B: better than 2B, needs a 24 GB GPU (or CPU offload). Text only.",
             pipelines={"text": "CogVideoXPipeline"},
-            vram_source="model card (20.7 GB in diffusers, no offload)",
+            memory_options={"offload": "model", "vae_tiling": True},
+            vram_source="model card (20.7 GB in diffusers, with model offload and VAE tiling)",
         ),
         Preset(
             name="cogvideox-5b-i2v",
-            repo_id="THUDM/CogVideoX-5b-I2V",
+            repo_id="zai-org/CogVideoX-5b-I2V",
             pipeline_class="CogVideoXImageToVideoPipeline",
             family="cogvideox",
             fps=8,
@@ -398,7 +546,9 @@ PRESETS: dict[str, Preset] = {
             description="CogVideoX 5B I2V: animates a first image (no text-only videos), 6 s at 720x480.",
             verbs=frozenset({"image"}),
             pipelines={"image": "CogVideoXImageToVideoPipeline"},
-            vram_source="estimate (the CogVideoX-5b transformer; its card gives 20.7 GB)",
+            memory_options={"offload": "model", "vae_tiling": True},
+            vram_source="estimate (the CogVideoX-5b transformer; its card gives 20.7 GB with model offload and "
+            "VAE tiling)",
         ),
         _tiny(
             "tiny",
@@ -442,16 +592,20 @@ PRESETS: dict[str, Preset] = {
             "tiny-ltx2",
             "ltx2",
             "LTX2Pipeline",
-            "Tiny random LTX-2 (video and audio).",
+            "Tiny random LTX-2 (text, image, extend, with sound), run as ltx-2.3-distilled runs it.",
             frame_rule=8,
             min_frames=9,
             max_frames=25,
             size_multiple=32,
             sizes=_TINY_SIZES_32,
-            guidance=4.0,
-            verbs=frozenset({"text", "image", "audio"}),
-            pipelines=_LTX2,
+            steps=len(LTX2_DISTILLED_SIGMAS),  # the distilled schedule reaches the call, as on a GPU
+            guidance=1.0,
+            verbs=frozenset({"text", "image", "extend", "audio"}),
+            pipelines=_LTX2_COND,
             negative_prompt=LTX_NEGATIVE,
+            extra_call_kwargs=_LTX2_NO_GUIDANCE,
+            extend_frames=8,
+            extend_context_frames=9,
         ),
         _tiny(
             "tiny-cogvideox",
@@ -465,8 +619,8 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-#: The ``auto`` choice on a CUDA GPU: the best preset that does text, image and extend on a 24 GB card
-#: (with its ``memory_options``, which ``auto`` applies). See README "Models".
+#: ``auto``'s choice on 12-40 GB cards (``videobot.autoplan`` picks by the card's memory; every tier from
+#: 12 GB does text, image and extend, which is what the bot offers with ``auto``). See README "Models".
 DEFAULT_GPU_PRESET = "ltx-video-0.9.8-distilled"
 #: Costs are measured against this preset's default video, so quotas do not move when the default does.
 COST_REFERENCE_PRESET = "wan2.1-1.3b"
@@ -505,6 +659,19 @@ def offered_verbs(model_setting: str, presets: dict[str, Preset] = PRESETS) -> f
         return resolve_preset(model_setting, presets).verbs
     except InvalidParameters:
         return frozenset()
+
+
+def offered_ratios(model_setting: str, presets: dict[str, Preset] = PRESETS) -> tuple[str, ...]:
+    """The aspect ratios a worker configured with ``model_setting`` has a trained size for, in
+    ``ASPECT_RATIOS`` order; ``auto`` offers what both of its choices have, an unknown model all of them."""
+    if (model_setting or "").strip() == "auto":
+        sizes = presets[DEFAULT_GPU_PRESET].sizes.keys() & presets["tiny"].sizes.keys()
+    else:
+        try:
+            sizes = resolve_preset(model_setting, presets).sizes.keys()
+        except InvalidParameters:
+            return ASPECT_RATIOS
+    return tuple(r for r in ASPECT_RATIOS if r in sizes)
 
 
 @dataclass(frozen=True)
@@ -695,6 +862,15 @@ def plan(
     else:
         num_frames = preset.default_frames if duration_s is None else frames_for_duration(preset, duration_s)
     aspect = preset.default_aspect if aspect_ratio is None else aspect_ratio.strip()
+    if aspect in ASPECT_RATIOS and aspect not in preset.sizes:
+        raise InvalidParameters(
+            msg(
+                "The model `{model}` has no trained size for {ratio} videos. Choose one of: {ratios}.",
+                model=preset.name,
+                ratio=aspect,
+                ratios=", ".join(preset.sizes),
+            )
+        )
     if aspect not in preset.sizes:
         raise InvalidParameters(
             msg(

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from videobot.presets import LoraSpec, parse_loras
+
 
 class SettingsError(Exception):
     """A setting has an invalid value; the message names the setting."""
@@ -45,9 +47,12 @@ class Settings(BaseSettings):
     max_extensions: int | None = Field(default=None, ge=0, le=50, alias="VIDEOBOT_MAX_EXTENSIONS")
     device: str = Field(default="auto", alias="VIDEOBOT_DEVICE")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", alias="VIDEOBOT_DTYPE")
-    offload: Literal["none", "model", "sequential", "group"] = Field(default="none", alias="VIDEOBOT_OFFLOAD")
-    vae_tiling: bool = Field(default=False, alias="VIDEOBOT_VAE_TILING")
-    layerwise_fp8: bool = Field(default=False, alias="VIDEOBOT_FP8")
+    #: Memory options; empty (None) = not set: ``auto`` picks them by the card's memory, other models have them off.
+    offload: Literal["none", "model", "sequential", "group"] | None = Field(
+        default=None, alias="VIDEOBOT_OFFLOAD"
+    )
+    vae_tiling: bool | None = Field(default=None, alias="VIDEOBOT_VAE_TILING")
+    layerwise_fp8: bool | None = Field(default=None, alias="VIDEOBOT_FP8")
     #: Speed options (generator/speed.py); an option the model does not support stops start-up.
     attention_backend: Literal["native", "flash", "sage", "auto"] = Field(
         default="native", alias="VIDEOBOT_ATTENTION_BACKEND"
@@ -57,6 +62,8 @@ class Settings(BaseSettings):
     )
     compile: Literal["off", "regional"] = Field(default="off", alias="VIDEOBOT_COMPILE")
     vae_slicing: bool = Field(default=False, alias="VIDEOBOT_VAE_SLICING")
+    #: LoRAs fused into the model at start: comma-separated SOURCE[:WEIGHT_NAME][@SCALE] (videobot.presets.parse_loras).
+    loras: Annotated[tuple[LoraSpec, ...], NoDecode] = Field(default=(), alias="VIDEOBOT_LORAS")
     #: GPUs of this machine one worker uses for each video (diffusers context parallelism; Wan 2.1 / 2.2).
     gpus: int = Field(default=1, ge=1, le=64, alias="VIDEOBOT_GPUS")
     #: How attention is split across those GPUs: ulysses (heads, fastest on NVLink) or ring (K/V passed around).
@@ -91,6 +98,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=40_000_000, ge=1_000_000, le=200_000_000, alias="VIDEOBOT_MAX_IMAGE_PIXELS"
     )
+    #: Memory (MiB) one picture's decode may take: PNG 4 bytes a pixel (64: 4096x4096), WebP 16 (64:
+    #: 2048x2048), JPEG 4 at the reduced size it is decoded at. Larger pictures are refused from the header.
+    image_decode_mb: int = Field(default=64, ge=16, le=1024, alias="VIDEOBOT_IMAGE_DECODE_MB")
+    #: Pictures the bot decodes at the same time (the others wait): its memory for pictures is about
+    #: twice the decode budget per decoder, however many arrive together.
+    image_decoders: int = Field(default=1, ge=1, le=16, alias="VIDEOBOT_IMAGE_DECODERS")
     #: Seconds the bot waits for a picture's download from Discord before it gives up.
     image_download_seconds: float = Field(default=20.0, gt=0, le=300, alias="VIDEOBOT_IMAGE_DOWNLOAD_SECONDS")
 
@@ -104,10 +117,15 @@ class Settings(BaseSettings):
     #: Port of /healthz and /metrics; 0 turns the HTTP endpoint off.
     health_port: int = Field(default=8080, ge=0, le=65535, alias="VIDEOBOT_HEALTH_PORT")
 
-    @field_validator("max_extensions", mode="before")
+    @field_validator("max_extensions", "offload", "vae_tiling", "layerwise_fp8", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("loras", mode="before")
+    @classmethod
+    def _parse_loras(cls, value: object) -> object:
+        return parse_loras(value) if isinstance(value, str) else value
 
     @field_validator("discord_guild_ids", mode="before")
     @classmethod

@@ -19,8 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from sqlalchemy.engine import make_url
-
+from videobot.db import asyncpg_connect_args
 from videobot.jobs import NOTIFY_CHANNEL, JobQueue
 from videobot.models import Job
 
@@ -121,20 +120,18 @@ class JobFeed:
     async def _listen(self, wake: Callable[[], None]) -> None:
         import asyncpg
 
-        u = make_url(self.queue.db.url)
+        # The engine's own reading of the URL: a unix socket, ssl, several hosts reach the same server.
+        args = asyncpg_connect_args(self.queue.db.url)
+        args["server_settings"] = {
+            **(args.get("server_settings") or {}),
+            "application_name": LISTEN_APPLICATION_NAME,
+        }
+        args.setdefault("timeout", 10)
         backoff = 0.0
         while True:
             conn = None
             try:
-                conn = await asyncpg.connect(
-                    host=u.host or "127.0.0.1",
-                    port=u.port or 5432,
-                    user=u.username,
-                    password=u.password,
-                    database=u.database,
-                    timeout=10,
-                    server_settings={"application_name": LISTEN_APPLICATION_NAME},
-                )
+                conn = await asyncpg.connect(**args)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
 

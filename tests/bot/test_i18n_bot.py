@@ -26,6 +26,7 @@ from videobot import guilds, i18n
 from videobot.db import Database
 from videobot.models import Job
 from videobot.quota import QuotaStatus
+from videobot.settings import Settings
 
 #: Discord's codes for the languages we ship (English is the base text, not a localization).
 DISCORD_CODES = {"it", "es-ES", "es-419", "fr", "de", "pt-BR", "ja"}
@@ -35,6 +36,7 @@ LANGUAGE_NAMES = {c.name for c in LANGUAGE_CHOICES if c.value != "default"}
 @pytest_asyncio.fixture
 async def payloads() -> AsyncIterator[list[dict[str, Any]]]:
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.none(), help_command=None)
+    bot.settings = Settings(_env_file=None)  # type: ignore[attr-defined]  # the defaults, as VideoBot carries them
     for cls in catalogs.cog_classes():
         await bot.add_cog(cls(bot))
     await bot.tree.set_translator(CatalogTranslator())

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.cogs.generate._image import NOT_DOWNLOADED, TOO_SLOW, download, pick_image, read_image
 from tests.core.test_images import png_bytes
-from videobot.images import ImageRejected, prepare
+from videobot.images import Decoder, ImageRejected, prepare
 from videobot.settings import Settings
 
 CAP = 64 * 1024
@@ -67,7 +67,11 @@ def attachment(
 
 async def test_a_picture_is_downloaded_and_normalised(cdn) -> None:  # type: ignore[no-untyped-def]
     base, served, session = cdn
-    prepared = await read_image(session, attachment(f"{base}/cat.png", 100), SETTINGS)
+    decoder = Decoder(1)
+    try:
+        prepared = await read_image(session, attachment(f"{base}/cat.png", 100), SETTINGS, decoder)
+    finally:
+        decoder.close()
     assert prepared.png == prepare(png_bytes(40, 20)).png and served == ["cat.png"]
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 
+import psutil
 import pytest
 from sqlalchemy import select, update
 
@@ -48,8 +51,6 @@ async def test_sqlite_lock_of_a_dead_process_or_an_expired_lease_is_taken_over(t
         # A bot killed with SIGKILL never released its lock: a new bot on this machine takes it at once.
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
-        import socket
-
         await BotLock(db, owner=f"{socket.gethostname()}:{dead.pid}:aaaaaa").acquire()
         await BotLock(db).acquire()
         # A holder on another machine (or alive) is respected until its lease passes.
@@ -63,6 +64,30 @@ async def test_sqlite_lock_of_a_dead_process_or_an_expired_lease_is_taken_over(t
         await late.acquire()
         async with db.sessionmaker() as s:
             assert (await s.execute(select(BotLockRow.owner))).scalar_one() == late.owner
+    finally:
+        await db.dispose()
+
+
+async def test_sqlite_lock_of_an_earlier_process_with_the_same_pid_is_taken_over(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from videobot.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'v.db'}"
+    upgrade(url)
+    db = Database(url)
+    host, pid = socket.gethostname(), os.getpid()
+    started = psutil.Process(pid).create_time()
+    try:
+        # A container restarted after a hard kill runs its new bot with the old one's pid (1 in both):
+        # the row names this very pid, but a process that started an hour earlier. Taken over at once,
+        # well inside its lease.
+        await BotLock(db, owner=f"{host}:{pid}:{started - 3600:.2f}:aaaaaa").acquire()
+        new = BotLock(db)
+        await new.acquire()
+        async with db.sessionmaker() as s:
+            assert (await s.execute(select(BotLockRow.owner))).scalar_one() == new.owner
+        # The same pid that started at the same time is a live bot: respected.
+        with pytest.raises(AnotherBotRunning, match=f"{host}, pid {pid}, seen"):
+            await BotLock(db).acquire()
     finally:
         await db.dispose()
 

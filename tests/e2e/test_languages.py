@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from tests.fakediscord import Interaction
+from videobot import i18n
 
 from .harness import BotHarness, assert_schema_clean, register, unregister
 
@@ -220,3 +221,20 @@ async def test_videoconfig_language_overrides_the_servers_discord_language(h: Bo
         )
         await back.acknowledged(3)
         await h.wait_for(lambda: (back.original or {}).get("content"), 20, "/videoconfig language default")
+
+
+async def test_texts_are_loaded_at_start_not_inside_a_members_command(h: BotHarness) -> None:
+    # Reading the catalogs and compiling the patterns that recognise stored texts costs a few hundred ms
+    # of CPU: the bot does it once, before it is ready, never inside a member's command (the commands of
+    # the tests above in several languages, and one more here).
+    _, text = await ask(h, h.members[1], "fr", prompt="a red kite over a field")
+    assert text.startswith(("Vidéo ajoutée à la file", "Vous avez utilisé")), (
+        text
+    )  # queued, or out of credits
+    log = h.bot.log(since_start=True)
+    ready = log.index("videobot ready")
+    catalogs = [(m.start(), m[1]) for m in re.finditer(r"loaded the (\w+) catalog", log)]
+    patterns = [m.start() for m in re.finditer(r"loaded \d+ recognition patterns", log)]
+    assert sorted(lang for _, lang in catalogs) == sorted(set(i18n.LANGUAGES) - {i18n.SOURCE})
+    assert len(patterns) == 1
+    assert all(at < ready for at, _ in catalogs) and patterns[0] < ready

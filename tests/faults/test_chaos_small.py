@@ -33,6 +33,9 @@ async def test_small_chaos_run_with_every_verb_loses_and_doubles_nothing(tmp_pat
     assert report.delivered >= 20 and report.cancelled_refunded >= 1
     assert report.lost == 0, report.lost_ids
     assert report.delivered_twice == 0 and report.delivered_privately == 0
+    assert report.unanswered == 0, (
+        report.unanswered_ids
+    )  # the next bot answers what the killed one acknowledged
     assert report.duplicate_completions == 0
     assert report.ledger_mismatches == 0, report.ledger_problems
     assert report.reactions_ignored == 0

@@ -100,7 +100,7 @@ def test_the_default_tiny_model_offers_every_verb_the_bot_has() -> None:
     assert tiny_family(PRESETS["tiny"]) == "ltx"
     assert offered_verbs("tiny") == offered_verbs("auto") == {"text", "image", "extend"}
     assert offered_verbs("tiny-wan") == {"text"}
-    assert offered_verbs("tiny-ltx2") == {"text", "image", "audio"}
+    assert offered_verbs("tiny-ltx2") == {"text", "image", "extend", "audio"}
     assert offered_verbs("cogvideox-5b-i2v") == {"image"}
     assert offered_verbs("no such model") == frozenset()
 
@@ -119,8 +119,11 @@ def test_a_family_folder_is_rebuilt_when_another_family_was_there(tmp_path: Path
 @pytest.mark.parametrize("name", ["tiny-wan22", "tiny-ltx2"])
 def test_per_verb_pipelines_share_the_loaded_components(name: str, models_dir: Path) -> None:
     vp = load(name, models_dir)
-    text, image = vp.pipes["text"], vp.pipes["image"]
-    assert type(text) is not type(image)
+    # The checkpoint's own pipeline and another class built from it (Wan 2.2: image; LTX-2: the condition
+    # pipeline, one instance for text, image and extend).
+    text = vp.pipe
+    image = next(p for p in vp.pipes.values() if type(p) is not type(text))
+    assert len({id(p) for p in vp.pipes.values() if type(p) is type(image)}) == 1
     shared = [k for k, v in text.components.items() if v is not None]
     assert set(shared) <= set(image.components)
     for key in shared:
@@ -180,12 +183,20 @@ def test_preset_settings_reach_the_pipeline_call(name: str, verb: str, models_di
     for key, value in preset.pipeline_config.items():
         assert pipe.config[key] == value, f"{name}: `{key}` missing on {type(pipe).__name__}"
     if verb == "image":
-        given = kw.get("image") or kw["conditions"][0].image
+        given = kw.get("image") or _condition(kw["conditions"][0])[1]
         assert isinstance(given, Image.Image) and given.size == preset.sizes["16:9"]
     if verb == "extend":
         (cond,) = kw["conditions"]
-        assert cond.frame_index == 0 and len(cond.video) == preset.extend_context_frames
+        index, frames = _condition(cond)
+        assert index == 0 and len(frames) == preset.extend_context_frames
         assert kw["num_frames"] == preset.extend_window
+
+
+def _condition(cond: object) -> tuple[int, object]:
+    """(frame index, picture or frames) of an LTX (``LTXVideoCondition``) or LTX-2 (``LTX2VideoCondition``) condition."""
+    if hasattr(cond, "frames"):  # LTX-2
+        return cond.index, cond.frames  # type: ignore[attr-defined]
+    return cond.frame_index, cond.image if cond.image is not None else cond.video  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", [n for n, p in PRESETS.items() if p.needs_gpu])
@@ -216,25 +227,29 @@ def test_real_presets_only_use_settings_their_pipelines_take(name: str) -> None:
     assert 1 <= preset.batch_cap <= 4
 
 
-def test_wan_vae_stays_float32_when_the_rest_is_bfloat16(models_dir: Path) -> None:
+def test_wan_vae_weights_are_the_saved_float32_ones_after_load_and_from_pipe(models_dir: Path) -> None:
+    """Wan's VAE runs in float32 with the rest in bfloat16: read straight into float32 (not rounded through
+    bfloat16 and cast back), and still exactly the saved weights after ``from_pipe`` built the image pipeline."""
     import torch
+    from safetensors.torch import load_file
 
-    from generator.pipeline import _apply_preset_settings, _restore_dtypes, _tensor_dtypes
-
-    vp = load("tiny-wan22", models_dir)
-    pipe = diffusers.DiffusionPipeline.from_pretrained(
-        str(models_dir / "models" / "tiny-wan22"), dtype=torch.bfloat16
-    )
-    _apply_preset_settings(
-        pipe, PRESETS["wan2.2-ti2v-5b"], torch.device("cuda")
-    )  # the GPU branch, on CPU tensors
-    assert {p.dtype for p in pipe.vae.parameters()} == {torch.float32}
-    saved = _tensor_dtypes(pipe)
-    image_pipe = diffusers.WanImageToVideoPipeline.from_pipe(pipe, dtype=torch.bfloat16)
-    _restore_dtypes(pipe, saved)
-    assert image_pipe.vae is pipe.vae and {p.dtype for p in pipe.vae.parameters()} == {torch.float32}
-    assert pipe.config.expand_timesteps and image_pipe.config.expand_timesteps
-    assert vp.pipes["image"].config.expand_timesteps
+    vp = VideoPipeline.load("tiny-wan22", data_dir=models_dir / "bf16", device="cpu", dtype="bfloat16")
+    saved: dict[str, torch.Tensor] = {}
+    for f in sorted((models_dir / "bf16" / "models" / "tiny-wan22" / "vae").glob("*.safetensors")):
+        saved |= load_file(str(f))
+    assert saved and all(t.dtype == torch.float32 for t in saved.values())
+    assert vp.pipes["image"] is not vp.pipe and vp.pipes["image"].vae is vp.pipe.vae  # built with from_pipe
+    weights = dict(vp.pipe.vae.state_dict())
+    assert set(weights) == set(saved)
+    for key, want in saved.items():
+        assert weights[key].dtype == torch.float32 and torch.equal(weights[key], want), key
+    assert vp.pipe.transformer.dtype == torch.bfloat16
+    assert vp.pipe.config.expand_timesteps and vp.pipes["image"].config.expand_timesteps
+    # and it renders both verbs in mixed precision
+    params = plan(PRESETS["tiny-wan22"], "a cat", seed=1)
+    assert vp.run(params).frames.shape[0] == params.num_frames
+    image = plan(PRESETS["tiny-wan22"], "a cat", seed=1, verb="image")
+    assert vp.run(image, image=picture()).frames.shape[0] == image.num_frames
 
 
 # --- requests --------------------------------------------------------------------------------------------------

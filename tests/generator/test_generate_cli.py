@@ -107,6 +107,8 @@ def test_image_starts_the_video_in_the_pictures_ratio_and_hostile_files_are_refu
 
     for name, data, message in [
         ("bomb.png", bomb_png(), "pixels"),
+        # Under the pixel cap, over the PNG decode budget: the bot's bounded decoder refuses it here too.
+        ("big.png", bomb_png(6324, 6324), "I can read PNG pictures of up to 16.8 megapixels (4096×4096)"),
         ("notes.png", b"just some text, not a picture" * 20, "not a picture I can read"),
     ]:
         path = tmp_path / name

@@ -43,7 +43,8 @@ def test_every_default_plan_is_valid_for_its_model(name):
     preset = PRESETS[name]
     assert (preset.min_frames - 1) % preset.frame_rule == 0
     assert (preset.max_frames - 1) % preset.frame_rule == 0
-    for aspect in ASPECT_RATIOS:
+    assert preset.default_aspect in preset.sizes and set(preset.sizes) <= set(ASPECT_RATIOS)
+    for aspect in preset.sizes:
         params = plan(preset, "a red fox in the snow", aspect_ratio=aspect)
         assert preset.valid_frames(params.num_frames)
         assert params.width % preset.size_multiple == 0 and params.height % preset.size_multiple == 0
@@ -60,10 +61,44 @@ def test_aspect_ratio_orientation():
     for preset in PRESETS.values():
         w, h = preset.sizes["16:9"]
         assert w > h
-        w, h = preset.sizes["9:16"]
-        assert h > w
-        w, h = preset.sizes["1:1"]
-        assert w == h
+        if "9:16" in preset.sizes:
+            w, h = preset.sizes["9:16"]
+            assert h > w
+        if "1:1" in preset.sizes:
+            w, h = preset.sizes["1:1"]
+            assert w == h
+
+
+#: The sizes each model was trained at (model cards): only these are offered, per aspect ratio.
+TRAINED_SIZES = {
+    "wan2.1-1.3b": {"16:9": (832, 480), "9:16": (480, 832)},  # 480p; no square size
+    "wan2.2-ti2v-5b": {"16:9": (1280, 704), "9:16": (704, 1280)},  # 720p; no square size
+    "cogvideox-2b": {"16:9": (720, 480)},  # 720x480 only (3:2, offered as the landscape ratio)
+    "cogvideox-5b": {"16:9": (720, 480)},
+    "cogvideox-5b-i2v": {"16:9": (720, 480)},
+}
+
+
+@pytest.mark.parametrize(("name", "sizes"), TRAINED_SIZES.items())
+def test_only_trained_sizes_are_offered(name, sizes):
+    preset = PRESETS[name]
+    assert preset.sizes == sizes
+    for ratio in set(ASPECT_RATIOS) - set(sizes):
+        with pytest.raises(InvalidParameters) as err:
+            plan(preset, "a red fox", aspect_ratio=ratio)
+        assert ", ".join(sizes) in str(err.value)
+
+
+def test_cogvideox_memory_figures_come_with_the_options_they_were_measured_with():
+    """The card's 12.5 / 20.7 GB were measured with model offload and VAE tiling: the presets set both."""
+    for name in ("cogvideox-2b", "cogvideox-5b", "cogvideox-5b-i2v"):
+        preset = PRESETS[name]
+        assert preset.repo_id == f"zai-org/{name.replace('cogvideox', 'CogVideoX').replace('-i2v', '-I2V')}"
+        assert preset.memory_options == {"offload": "model", "vae_tiling": True}
+        assert "with model offload and VAE tiling" in preset.vram_source
+    for preset in PRESETS.values():  # a figure "with offload" comes with an offload option, and back
+        if "no offload" in preset.vram_source:
+            assert preset.memory_options.get("offload", "none") == "none", preset.name
 
 
 def test_default_plan_matches_published_settings():
@@ -119,7 +154,7 @@ def test_nonsense_duration_is_rejected(seconds):
 
 def test_unknown_aspect_ratio_lists_choices():
     with pytest.raises(InvalidParameters) as err:
-        plan(PRESETS["wan2.1-1.3b"], "x", aspect_ratio="4:3")
+        plan(PRESETS["ltx-video"], "x", aspect_ratio="4:3")
     assert "16:9, 9:16, 1:1" in str(err.value)
 
 

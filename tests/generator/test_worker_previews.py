@@ -153,3 +153,26 @@ async def test_speed_and_start_estimates_come_from_finished_jobs(qdb, tiny_pipel
     # The first in line waits for nothing that is measured; the second waits one job.
     assert estimates[a] == pytest.approx(0.0)
     assert estimates[b] == pytest.approx(speed.seconds_per_job)
+
+
+@pytest.mark.parametrize("offload", ["model", "sequential", "group"])
+async def test_an_offloaded_worker_still_stores_previews(qdb, offload: str) -> None:  # type: ignore[no-untyped-def]
+    """The default GPU install offloads its model: its jobs used to show no preview at all."""
+    from generator.preview import PROJECTION
+    from generator.worker import load_pipeline
+
+    db, data = qdb
+    s = settings_for(
+        data, db.url, VIDEOBOT_TEST_STEP_DELAY=0.6, VIDEOBOT_PREVIEW_SECONDS=0.3, VIDEOBOT_OFFLOAD=offload
+    )
+    pipeline = await asyncio.to_thread(load_pipeline, s)
+    assert pipeline.preview_plan().method == PROJECTION
+    q = JobQueue(db, QueueConfig(lease_seconds=5))
+    job_id = await submit(q, steps=6)
+    worker = Worker(s, q, pipeline, worker_id="w1", models=["tiny"])
+    seen = await watch(worker, q, job_id, {"succeeded", "failed"})
+    assert (await q.get(job_id)).status == "succeeded"  # type: ignore[union-attr]
+    assert seen, "no preview stored"
+    for _, blob, content_type in seen:
+        assert content_type == "image/webp"
+        Image.open(io.BytesIO(blob)).load()

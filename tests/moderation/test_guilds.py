@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import pytest
@@ -159,6 +161,37 @@ async def test_invalid_or_dangerous_patterns_are_refused_politely(db: Database) 
     async with db.sessionmaker() as s:
         assert (await guilds.get_config(s, GUILD)).blocklist == ()
     assert await audit(db) == []  # nothing changed, nothing audited
+
+
+async def test_pattern_checks_run_off_the_event_loop_two_at_a_time(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checking a regular expression probes it for up to ~0.5 s: never on the event loop (every member's
+    # command would wait meanwhile), and at most two at once however many moderators add patterns.
+    real, lock = guilds.validate_pattern, threading.Lock()
+    threads: set[threading.Thread] = set()
+    running = most = 0
+
+    def watched(pattern: str) -> str:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            threads.add(threading.current_thread())
+        try:
+            return real(pattern)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(guilds, "validate_pattern", watched)
+    slow = [f"re:(x+x+)+y{i}" for i in range(6)]
+    results = await asyncio.gather(*(guilds.check_pattern(p) for p in slow), return_exceptions=True)
+    assert all(isinstance(r, InvalidConfig) and "too slow" in str(r) for r in results), results
+    view = await add_blocks(db, r"re:\bgore\w*")
+    assert view.blocklist == (r"re:\bgore\w*",)
+    assert threading.current_thread() not in threads and threads
+    assert most == 2  # six checks, two threads
 
 
 async def test_slow_stored_pattern_fails_closed_within_the_budget(db: Database) -> None:

@@ -97,8 +97,12 @@ class SubmitRequest:
     #: Seconds the interaction token stays valid (Discord: 15 minutes).
     interaction_ttl: float = 15 * 60
     reply_to_message_id: int | None = None
+    #: The requester's Discord client language, for answers only they see (None: unknown).
+    locale: str | None = None
     #: Stored with the job (``job_inputs``): ``{"image": png_bytes}``, ``{"video": mp4_bytes}``.
     inputs: dict[str, bytes] = field(default_factory=dict)
+    #: The request's intake (its interaction id), whose reserved credits the job's charge replaces.
+    intake_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,12 @@ Discord's attachment URLs are signed and expire, so the bytes are fetched when t
 (after the interaction is acknowledged) and stored with the job; a worker never sees the URL. The
 declared ``size`` is checked before any byte is fetched, and the download stops as soon as it passes
 the cap whatever the declared size said. Nothing here decodes pixels on the event loop: ``prepare``
-runs in a thread, after its header check refused anything too large to decode.
+runs in the bot's ``images.Decoder`` (its own small pool), after its header check refused anything
+too large to decode.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import aiohttp
@@ -131,10 +131,17 @@ async def download(
 
 
 async def read_image(
-    session: aiohttp.ClientSession, attachment: discord.Attachment, settings: Settings
+    session: aiohttp.ClientSession,
+    attachment: discord.Attachment,
+    settings: Settings,
+    decoder: images.Decoder,
 ) -> PreparedImage:
-    """Download, check (header first: a decompression bomb is never decoded) and normalise the picture."""
+    """Download, check (header first: a decompression bomb is never decoded) and normalise the picture
+    in the bot's ``decoder`` (a bounded pool: memory stays bounded however many pictures arrive)."""
     data = await download(session, attachment, settings)
-    return await asyncio.to_thread(
-        images.prepare, data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+    return await decoder.prepare(
+        data,
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+        decode_budget=settings.image_decode_mb * 1024 * 1024,
     )
