@@ -20,6 +20,7 @@ from videobot.models import Job
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
+    from bot.cogs.generate._cog import GenerateCog
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,12 @@ class JobsCog(commands.Cog):
     async def cancel(
         self, interaction: discord.Interaction, job: app_commands.Range[int, 1] | None = None
     ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        record_ack(interaction.created_at)
+        # Recorded, then "thinking…": a bot killed before the answer leaves it to the next one.
+        generate: GenerateCog = self.bot.get_cog("GenerateCog")  # type: ignore[assignment]
+        async with generate.answered_later(interaction, "cancel"):
+            await self._cancel(interaction, job)
+
+    async def _cancel(self, interaction: discord.Interaction, job: int | None) -> None:
         assert interaction.guild_id is not None
         user_id = interaction.user.id
         if job is None:

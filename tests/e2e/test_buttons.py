@@ -16,7 +16,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import update
 
+from bot.cogs.generate._cog import RESTARTED_UNSURE
 from tests.fakediscord import Interaction
+from videobot.i18n import t
 from videobot.models import Job, MemberQuota
 from videobot.presets import PRESETS
 
@@ -474,3 +476,45 @@ async def test_remix_and_extend_forms_check_the_channel_where_they_are_submitted
     finally:
         await h.set_guild_config(allowed_channel_ids=[])
     assert [j for j in await h.jobs(h.other_id) if j.parent_job_id == source.id] == []
+
+
+async def test_a_click_or_form_acknowledged_when_the_bot_died_is_answered_by_the_next_bot(
+    h: BotHarness,
+) -> None:
+    """Rerun, an Extend form's submission and Delete, each done, then the bot dies while its answer is
+    on its way: the next bot answers each (the job it made; Delete: that it may not have happened)."""
+    post, source = await make_video(h, h.member_id, "a moth at a lamp")
+    opened = await open_form(h, h.other_id, post, "extend")
+
+    async def child(kind: str) -> Job:
+        deadline = time.monotonic() + 30
+        while not (
+            found := [j for j in await h.jobs(h.other_id) if j.parent_job_id == source.id and j.kind == kind]
+        ):
+            assert time.monotonic() < deadline, f"no {kind} job"
+            await asyncio.sleep(0.1)
+        return found[0]
+
+    rerun_click = await click(h, h.other_id, post, "rerun")
+    h.fd.stall_original_edits(rerun_click)  # the answer never arrives
+    rerun = await child("rerun")
+    extend_form = await h.fd.submit_modal(opened, {"prompt": "the moth flies off"})
+    h.fd.stall_original_edits(extend_form)
+    extension = await child("extend")
+    delete_click = await click(h, h.member_id, post, "delete")
+    h.fd.stall_original_edits(delete_click)
+    await h.wait_for(lambda: h.fd.message(post["id"])["deleted"], 20, "the post deleted")
+    await asyncio.sleep(0.5)  # the answers are on their way (and stall)
+    asked = (rerun_click, extend_form, delete_click)
+    for interaction in asked:
+        assert (await interaction.acknowledged(3))["type"] == 5
+        assert not (interaction.original or {}).get("content")  # "thinking…"
+
+    await h.kill_bot()
+    for interaction in asked:
+        h.fd.stall_original_edits(interaction, stalled=False)
+    await h.start_bot()
+
+    assert f"Queued as job #{rerun.id}" in await answer(h, rerun_click, "the rerun's answer")
+    assert f"Queued as job #{extension.id}" in await answer(h, extend_form, "the extension's answer")
+    assert await answer(h, delete_click, "the delete's answer") == t("en", RESTARTED_UNSURE)

@@ -17,8 +17,8 @@ import pytest_asyncio
 from PIL import Image
 from sqlalchemy import func, select
 
-from bot.cogs.generate._cog import RESTARTED
-from tests.faults.helpers import answer
+from bot.cogs.generate._cog import RESTARTED, RESTARTED_UNSURE
+from tests.faults.helpers import answer, queue_video
 from videobot.i18n import t
 from videobot.models import Intake, MemberQuota
 
@@ -142,6 +142,35 @@ async def test_a_request_queued_when_the_bot_died_before_answering_is_told_its_j
     assert h.fd.message((await h.with_status_message(job.id, 30)).status_message_id) is not None
     assert [(e.kind, e.job_id) for e in await h.ledger(member)] == [("charge", job.id)]
     assert await open_intakes(h) == 0
+
+
+async def test_a_cancel_acknowledged_when_the_bot_died_is_answered_by_the_next_bot(h: BotHarness) -> None:
+    """The Cancel button and /cancel: done, then the bot dies while the answer is on its way."""
+    member = h.member_id
+    for how in ("button", "command"):
+        _, job_id = await queue_video(h, member, f"cancelled by {how}")  # no worker: it stays queued
+        if how == "button":
+            job = await h.with_status_message(job_id, 30)
+            asked = await h.fd.click(
+                h.guild_id, h.channel_id, member, job.status_message_id, f"videobot:cancel:{job_id}"
+            )
+        else:
+            asked = await h.slash(member, "cancel", job=job_id)
+        h.fd.stall_original_edits(asked)  # the answer never arrives
+        assert (await asked.acknowledged(3))["type"] == 5
+        await h.wait_job(job_id, "cancelled", 20)
+        await asyncio.sleep(0.5)  # the answer is on its way (and stalls)
+        assert await open_intakes(h) == 1
+
+        await h.kill_bot()
+        h.fd.stall_original_edits(asked, stalled=False)
+        assert not (asked.original or {}).get("content")  # "thinking…"
+        await h.start_bot()
+
+        text = await answer(h, asked)
+        assert text == t("en", RESTARTED_UNSURE), (how, text)
+        assert h.fd.message(asked.original_id)["ephemeral"]
+        assert await open_intakes(h) == 0
 
 
 async def test_a_text_video_acknowledged_when_the_bot_died_is_answered_by_the_next_bot(

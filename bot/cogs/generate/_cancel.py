@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot import errors as bot_errors
 from bot.checks import is_moderator
 from bot.cogs.generate import _format
+from bot.cogs.generate._buttons import _cog
 from bot.i18n import member_locale
-from videobot.health import record_ack
 from videobot.i18n import N_, t
 
 if TYPE_CHECKING:
@@ -53,15 +52,13 @@ class CancelButton(
         return cls(int(match["job_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        try:
+        # Recorded, then "thinking…": a bot killed before the answer leaves it to the next one. A refusal
+        # gets the tree's handler there (a polite ephemeral answer with a reference id).
+        async with _cog(interaction).answered_later(interaction, "cancel"):
             await self._cancel(interaction)
-        except Exception as exc:  # the tree's handler: a polite ephemeral answer with a reference id
-            await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
 
     async def _cancel(self, interaction: discord.Interaction) -> None:
         bot: VideoBot = interaction.client  # type: ignore[assignment]
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        record_ack(interaction.created_at)
         job = await bot.queue.get(self.job_id)
         user_id = interaction.user.id
         locale = member_locale(interaction)  # an ephemeral answer: the clicking member's language

@@ -51,7 +51,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -104,6 +104,13 @@ INTAKE_RETRIES = (2.0, 10.0, 30.0)
 RESTARTED = N_(
     "The bot restarted before your request could be queued. Nothing was charged; please try again."
 )
+#: The answer, after a restart, to a Cancel or Delete the last bot acknowledged but never answered.
+RESTARTED_UNSURE = N_(
+    "The bot restarted while it was handling this, so it may not have been done. Please look again "
+    "and try once more if needed."
+)
+#: Verbs whose intake is answered by whether a job exists (the others get ``RESTARTED_UNSURE``).
+QUEUEING_VERBS = frozenset({"video", "animate", "rerun", "remix", "extend"})
 
 
 def member_role_ids(member: object) -> list[int]:
@@ -357,6 +364,31 @@ class GenerateCog(commands.Cog):
         except Exception as exc:  # the next start drops it; its hold lapses with the token
             log.warning("interaction %s: could not close its intake (%s)", interaction.id, type(exc).__name__)
 
+    @contextlib.asynccontextmanager
+    async def answered_later(self, interaction: discord.Interaction, verb: str) -> AsyncIterator[None]:
+        """Acknowledge a request that is answered by an edit (a click, a form, /cancel) once its intake
+        is recorded (``INLINE_ANSWER_SECONDS + RECORD_WAIT_SECONDS`` at most: a slower database gets
+        the "thinking…" anyway, inside Discord's 3 s): a bot killed before the answer leaves the intake,
+        which the next bot answers (``answer_open_intakes``). A refusal raised inside is answered here,
+        before the intake is closed."""
+        record = asyncio.ensure_future(self._record_intake(interaction, verb))
+        try:
+            await asyncio.wait({record}, timeout=INLINE_ANSWER_SECONDS + RECORD_WAIT_SECONDS)
+            try:
+                await interaction.response.defer(ephemeral=True, thinking=True)
+                record_ack(interaction.created_at)
+                yield
+            except Exception as exc:
+                await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
+        finally:
+            try:
+                await record
+            except Exception as exc:  # answered all the same; only a restart would miss it
+                log.warning(
+                    "interaction %s: could not record its intake (%s)", interaction.id, type(exc).__name__
+                )
+            await self._close_intake(interaction)
+
     async def answer_open_intakes(self) -> None:
         """At start: answer the requests the last bot acknowledged and never answered (it died), while
         their tokens still work: "queued" when the job exists, else the refusal ``RESTARTED``."""
@@ -394,11 +426,15 @@ class GenerateCog(commands.Cog):
 
     async def _answer_intake(self, intake: Intake) -> None:
         key = f"interaction:{intake.interaction_id}"
-        submitted = await self.bot.queue.job_for_key(key, role_ids=intake.role_ids)
+        submitted = None
+        if intake.verb in QUEUEING_VERBS:
+            submitted = await self.bot.queue.job_for_key(key, role_ids=intake.role_ids)
         if submitted is not None:
             text = _format.queued_note(intake.locale, submitted.job, submitted.position, submitted.balance)
-        else:
+        elif intake.verb in QUEUEING_VERBS:
             text = t(intake.locale, RESTARTED)
+        else:  # a Cancel or a Delete: it may have been done before the bot died
+            text = t(intake.locale, RESTARTED_UNSURE)
         webhook = discord.Webhook.partial(intake.application_id, intake.interaction_token, client=self.bot)
         await webhook.edit_message(  # type: ignore[arg-type]
             "@original", content=text, allowed_mentions=discord.AllowedMentions.none()
@@ -513,19 +549,21 @@ class GenerateCog(commands.Cog):
     async def animate_submitted(
         self, interaction: discord.Interaction, message_id: int, attachment_id: int, prompt: str
     ) -> None:
-        """The form's submission (also of a form opened before a restart): a new interaction,
-        acknowledged first like ``/video``; the channel rule before anything is downloaded."""
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        record_ack(interaction.created_at)
+        """The form's submission (also of a form opened before a restart): a new interaction, answered
+        like ``/video image:`` (the channel rule, then the request recorded with its credit held before
+        the "thinking…" and the download; a bot killed after that leaves it to the next one)."""
         settings = self.bot.settings
-        target = planning.check_model(settings, None)
-        planning.check_image(settings)
-        await self._check_before_download(interaction, prompt, verb="animate", cost=1)
-        try:
+        recorded = asyncio.Event()
+
+        async def queue() -> Submitted:
+            target = planning.check_model(settings, None)
+            planning.check_image(settings)
+            await self._check_before_download(interaction, prompt, verb="animate", cost=1)
+            recorded.set()
             attachment = await self._form_picture(interaction, message_id, attachment_id)
             picture = await self._read_image(attachment)
             params = planning.build_params(target, prompt, image=picture)
-            submitted = await self._submit(
+            return await self._submit(
                 interaction,
                 target,
                 params,
@@ -534,9 +572,8 @@ class GenerateCog(commands.Cog):
                 reply_to_message_id=message_id,
                 intake=True,
             )
-            await self._reply_queued(interaction, submitted)
-        finally:
-            await self._close_intake(interaction)
+
+        await self._answer(interaction, queue(), recorded=recorded, eager=True)
 
     async def _form_picture(
         self, interaction: discord.Interaction, message_id: int, attachment_id: int
@@ -696,18 +733,17 @@ class GenerateCog(commands.Cog):
         """A click on a result's button (``_buttons``); every refusal is ephemeral and says why."""
         if interaction.guild_id is None or interaction.message is None:
             return
-        try:
-            if action in ("remix", "extend"):
+        if action in ("remix", "extend"):
+            try:
                 await self._open_form(interaction, action, job_id)
-                return
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            record_ack(interaction.created_at)
+            except Exception as exc:
+                await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
+            return
+        async with self.answered_later(interaction, action):
             if action == "rerun":
                 await self._rerun_click(interaction, job_id)
             elif action == "delete":
                 await self._delete_click(interaction, job_id)
-        except Exception as exc:
-            await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
 
     async def _answer_queued(
         self, interaction: discord.Interaction, submitted: Submitted, first_of: int = 0
@@ -785,9 +821,7 @@ class GenerateCog(commands.Cog):
         if match is None:
             return
         kind, job_id = match["kind"], int(match["job_id"])
-        try:
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            record_ack(interaction.created_at)
+        async with self.answered_later(interaction, kind):
             values = _modals.submitted_values(data)  # type: ignore[arg-type]
             if interaction.message is not None:
                 message_id: int | None = interaction.message.id
@@ -804,8 +838,6 @@ class GenerateCog(commands.Cog):
             )
             videos = int((source_job.params or {}).get("num_videos") or 1)
             await self._answer_queued(interaction, submitted, videos if kind == "extend" else 0)
-        except Exception as exc:
-            await bot_errors.on_app_command_error(interaction, exc)  # type: ignore[arg-type]
 
     async def _delete_click(self, interaction: discord.Interaction, job_id: int) -> None:
         assert interaction.message is not None and interaction.channel_id is not None
