@@ -220,7 +220,9 @@ class ChaosReport:
     stops: int = 0
     recoveries: list[float] = field(default_factory=list)
     kills_holding_a_job: int = 0
-    not_rerun: int = 0  # a killed job that ended without running again (cancelled meanwhile)
+    #: Killed or frozen jobs that ended without running again, by final status: cancelled while their
+    #: worker was gone, or finished by it just before the kill (it was seen running a moment before).
+    not_rerun: Counter[str] = field(default_factory=Counter)
     bot_restart_seconds: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
     settled: bool = False
@@ -275,7 +277,9 @@ class ChaosReport:
             "the lease",
             f"recovery (kill/stop of a worker holding a job -> that job running again): {len(rec)} of "
             f"{self.kills_holding_a_job}, p50 {pct(rec, 50):.1f} s, p99 {pct(rec, 99):.1f} s, max "
-            f"{max(rec, default=0):.1f} s (ended without a rerun: {self.not_rerun})",
+            f"{max(rec, default=0):.1f} s (ended without a rerun: {sum(self.not_rerun.values())}"
+            + "".join(f", {status} {n}" for status, n in sorted(self.not_rerun.items()))
+            + ")",
             f"bot restart (kill -9 -> ready): p50 {pct(restarts, 50):.1f} s, max {max(restarts, default=0):.1f} s",
             f"wall time: {self.wall_seconds:.0f} s, settled: {self.settled}",
         ]
@@ -688,7 +692,7 @@ class Chaos:
                 self.report.recoveries.append(started_at - at)
                 del self.pending_recovery[job_id]
             elif status in FINAL:
-                self.report.not_rerun += 1
+                self.report.not_rerun[status] += 1
                 del self.pending_recovery[job_id]
 
     async def recovery_monitor(self) -> None:
