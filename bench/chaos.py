@@ -139,7 +139,7 @@ class ChaosConfig:
     #: How long a SIGSTOPped worker stays frozen beyond its lease.
     stop_extra: float = 3.0
     #: How long a member waits for a status message with a Cancel button to press.
-    cancel_wait: float = 45.0
+    cancel_wait: float = 90.0
 
 
 @dataclass
