@@ -18,7 +18,7 @@ async def test_small_chaos_run_with_every_verb_loses_and_doubles_nothing(tmp_pat
     # yet, e.g. Delete before the first result, comes later in its deck).
     cfg = ChaosConfig(
         submissions=44, worker_kills=2, bot_kills=1, stops=1, seed=7, deadline=240,
-        mix={verb: 2 for verb in VERBS}, oom_rate=0.5,
+        mix={verb: 2 for verb in VERBS}, oom_rate=0.5, cancel_wait=30,
     )  # fmt: skip
     report = await run_chaos(cfg, tmp_path)
     print("\n".join(report.lines()))
