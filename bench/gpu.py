@@ -164,10 +164,14 @@ def timed(device: Any, go: Any) -> tuple[float, list[float]]:
     return total, [b - a for a, b in zip([t0, *marks], marks, strict=False)]
 
 
-def baseline_pipeline(preset: Any, device: Any, dtype: Any, *, tiny: bool) -> Any:
-    """Plain diffusers: the checkpoint's class, every component in ``dtype``, all of it on ``device``."""
+def baseline_pipeline(preset: Any, device: Any, dtype: Any, *, tiny: bool, offload: str = "none") -> Any:
+    """Plain diffusers: the checkpoint's class, every component in ``dtype``, all of it on ``device`` (or
+    diffusers' ``enable_model_cpu_offload()``, as model cards do for models that do not fit)."""
     pipe = fullsize.random_pipeline(preset, dtype, tiny=tiny, fill_device=device)
-    pipe.to(device)
+    if offload == "model" and device.type == "cuda":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -242,9 +246,10 @@ def bench_one(name: str, option: str, args: argparse.Namespace, device: Any, wor
     try:
         if option == BASELINE:
             dtype = torch.float32 if device.type == "cpu" else getattr(torch, preset.default_dtype)
-            pipe = baseline_pipeline(preset, device, dtype, tiny=tiny)
+            pipe = baseline_pipeline(preset, device, dtype, tiny=tiny, offload=args.baseline)
             go, warm_go = baseline_call(pipe, preset, params), baseline_call(pipe, preset, warm)
-            row.note = f"{type(pipe).__name__}, {str(dtype).removeprefix('torch.')}, all on {device.type}"
+            where = "model offload" if args.baseline == "model" else f"all on {device.type}"
+            row.note = f"{type(pipe).__name__}, {str(dtype).removeprefix('torch.')}, {where}"
         else:
             memory, source = memory_options(name, device)
             speed = SpeedOptions(vae_tiling=bool(memory["vae_tiling"]))
@@ -328,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="seconds between previews in the previews row (default: the worker's 10; smoke 0)",
+    )
+    ap.add_argument(
+        "--baseline",
+        choices=("none", "model"),
+        default="none",
+        help="where the baseline's model sits: all on the GPU (none), or diffusers' enable_model_cpu_offload "
+        "(model), as model cards do for a model that does not fit the card in bf16",
     )
     ap.add_argument(
         "--smoke", action="store_true", help="tiny models on the CPU, float32: checks the code path"
