@@ -73,6 +73,10 @@ def test_rows_start_from_diffusers_default_attention_backend() -> None:
 
 
 def test_full_size_configs_match_the_published_sizes() -> None:
+    for name, specs in fullsize.FULL.items():  # every part builds from its config (meta device: no memory)
+        for part, (path, config) in specs.items():
+            built = fullsize._cls(path)(**config) if part == "scheduler" else fullsize._empty(path, config)
+            assert built is not None, (name, part)
     counts = fullsize.parameter_counts()
     assert set(counts) == set(gpu.fullsize.FULL)
     for name, billions in counts.items():
