@@ -15,8 +15,10 @@ Definitions
 - accepted: a job row created by a /video (charged). lost: an accepted job that did not end in a
   final state that the requester was told about (delivered with its post in the channel, failed or
   cancelled with ``notified_at``), or a delivered job whose post is missing.
-- acknowledged but unanswered: the bot was killed between ``defer()`` and queueing: nothing charged,
-  the member sees Discord's "did not respond" (counted, not lost: no job exists).
+- acknowledged but unanswered: a "thinking…" that never became an answer. Must be 0: a request is
+  recorded (``intakes``) before it is acknowledged, and a bot killed between ``defer()`` and queueing
+  is answered by the next one ("the bot restarted before your request could be queued", counted as
+  refused: nothing charged, no job) or told its job when it was queued.
 - delivered twice: more than one message in the channel carrying the job's result file. A result that
   went into the requester's ephemeral message instead of the channel counts as lost.
 - duplicate completions: more than one ``job N done in`` worker log line for a job (a completed GPU run

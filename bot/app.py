@@ -33,7 +33,7 @@ from videobot import i18n, images
 from videobot.botlock import AnotherBotRunning, BotLock
 from videobot.db import Database
 from videobot.health import HealthServer
-from videobot.jobs import JobQueue, QueueConfig, SubmitBatcher
+from videobot.jobs import IntakeBatcher, JobQueue, QueueConfig, SubmitBatcher
 from videobot.logs import describe_error
 from videobot.maintenance import Maintenance, MaintenanceConfig
 from videobot.settings import Settings
@@ -81,6 +81,8 @@ class VideoBot(commands.Bot):
         #: /video submits arriving together share one transaction (``videobot.jobs.batching``).
         sqlite = db.dialect == "sqlite"
         self.submitter = SubmitBatcher(queue, max_batch=64 if sqlite else 8, concurrency=1 if sqlite else 8)
+        #: Requests recorded before their slow steps, answered by the next bot if this one dies.
+        self.intakes = IntakeBatcher(queue)
         self.delivery = DeliveryService(self, queue, poll_seconds=settings.poll_seconds)
         #: The language of each server's public messages (``bot.i18n``).
         self.languages = GuildLanguages(self)
@@ -124,6 +126,7 @@ class VideoBot(commands.Bot):
 
     async def close(self) -> None:
         await self.submitter.close()
+        await self.intakes.aclose()
         await self.delivery.close()
         if self.http_session is not None:
             await self.http_session.close()

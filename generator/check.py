@@ -23,8 +23,6 @@ from videobot.autoplan import AutoPlan, explicit_settings
 
 #: Families whose transformers always pass an attention mask, which diffusers' flash and sage backends
 #: refuse (``attention_dispatch.py``); CogVideoX's processor calls PyTorch directly.
-_MASKED_FAMILIES = frozenset({"ltx", "ltx2", "cogvideox"})
-_PACKAGES = {"flash": "flash-attn", "sage": "sageattention"}
 
 #: Disk the download takes (GB): weights at their stored precision; "estimate" until measured.
 DOWNLOAD_GB: dict[str, float] = {
@@ -82,24 +80,27 @@ def installed_backends() -> list[str]:
     return ["native", *(b for b in ("flash", "sage") if _installed_backend(b))]
 
 
-def attention_choice(setting: str, family: str, cuda: bool, installed: list[str]) -> tuple[str, str | None]:
-    """The backend that will run for VIDEOBOT_ATTENTION_BACKEND=``setting``, and a problem (with its fix)."""
-    masked = family in _MASKED_FAMILIES
-    if setting == "auto":
-        return ("flash" if cuda and "flash" in installed and not masked else "native"), None
-    if setting == "native":
-        return "native", None
-    if masked:
-        return "native", (
-            f"VIDEOBOT_ATTENTION_BACKEND={setting} cannot run the {family} family (its attention has a mask, "
-            f"which {setting} refuses): set VIDEOBOT_ATTENTION_BACKEND=native or auto"
+def attention_choice(
+    setting: str, family: str, cuda: bool, dtype_setting: str, installed: list[str]
+) -> tuple[str, str | None]:
+    """The backend that will run for VIDEOBOT_ATTENTION_BACKEND=``setting``, and a problem (with its fix):
+    the worker's own rule (``generator.speed.choose_attention_backend``) for the device and dtype it runs in."""
+    import torch
+
+    from generator.speed import SpeedOptionError, choose_attention_backend
+
+    dtype = {"float16": torch.float16, "float32": torch.float32}.get(dtype_setting, torch.bfloat16)
+    try:
+        backend = choose_attention_backend(
+            family,
+            setting,
+            "cuda" if cuda else "cpu",
+            dtype if cuda else torch.float32,
+            installed=lambda name: name in installed,
         )
-    if setting not in installed:
-        return "native", (
-            f"VIDEOBOT_ATTENTION_BACKEND={setting} but {_PACKAGES[setting]} is not installed: "
-            f"`pip install {_PACKAGES[setting]}` or set VIDEOBOT_ATTENTION_BACKEND=auto"
-        )
-    return setting, None
+    except SpeedOptionError as exc:
+        return "native", str(exc)
+    return backend, None
 
 
 def _cache_line(repo_id: str, report: Report) -> None:
@@ -226,6 +227,7 @@ def check(settings: Any, *, assume_gpu_gb: float | None = None, run: bool = Fals
     import torch
 
     from generator.machine import Machine, auto_plan, detect
+    from generator.preview import preview_plan
     from videobot.errors import InvalidParameters
     from videobot.presets import resolve_preset, tiny_family
 
@@ -257,16 +259,11 @@ def check(settings: Any, *, assume_gpu_gb: float | None = None, run: bool = Fals
         return report
     need = f"; needs ~{plan.gb:g} GB ({plan.source})" if plan.gb else ""
     report.say("memory options", plan.describe_options() + need)
-    offload = plan.options["offload"]
-    if offload in ("none", "group"):
-        report.say("previews", "on (VAE decode of the current latents)")
-    else:
-        report.say(
-            "previews", f"off: with VIDEOBOT_OFFLOAD={offload} a preview would swap the model in and out"
-        )
+    shown = preview_plan(preset.family, plan.options["offload"])
+    report.say("previews", ("on: " if shown.method else "off: ") + shown.why)
     installed = installed_backends()
     will_run, problem = attention_choice(
-        settings.attention_backend, preset.family, machine.kind == "cuda", installed
+        settings.attention_backend, preset.family, machine.kind == "cuda", settings.dtype, installed
     )
     report.say(
         "attention",

@@ -20,6 +20,7 @@ TABLES = [
     "workers",
     "bot_lock",
     "job_inputs",
+    "intakes",
 ]
 
 

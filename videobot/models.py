@@ -281,3 +281,35 @@ class JobPreview(Base):
     #: The denoising step it shows.
     step: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Intake(Base):
+    """A member's request acknowledged ("thinking…") but not answered yet: what a restarted bot needs to
+    answer it (queued, or refused) within its interaction token's 15 minutes.
+
+    Written before the slow steps (fetching a picture, queueing); removed once the member is answered,
+    or by the next start of the bot (answered then if the token is still valid), so the token is kept
+    no longer than needed. ``reserved`` credits count against the member's balance and queue limit while
+    a picture is fetched (0 once the job exists and carries the charge, or when nothing is reserved).
+    """
+
+    __tablename__ = "intakes"
+
+    interaction_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    #: What was asked ("video"): the answer names it.
+    verb: Mapped[str] = mapped_column(String(16))
+    #: The member's Discord locale (the private answer is in their language).
+    locale: Mapped[str] = mapped_column(String(16))
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    #: The member's roles then (their credit limit, for the answer's balance).
+    role_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    application_id: Mapped[int] = mapped_column(BigInteger)
+    interaction_token: Mapped[str] = mapped_column(Text)
+    #: When the interaction token stops working (Discord: 15 minutes after the interaction).
+    expires_at: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_intakes_member", "guild_id", "user_id"),)

@@ -33,7 +33,9 @@ A video must be posted once, even if the bot dies at any point. The steps for a 
    definite answer (timeout, 5xx, connection reset).
 2. Otherwise post it: as the interaction follow-up while the token is valid (no channel
    permission needed), else as a channel message with ``nonce="job-<id>"`` and
-   ``enforce_nonce`` so Discord itself drops a duplicate sent within a few minutes.
+   ``enforce_nonce`` so Discord itself drops a duplicate sent within a few minutes (discord.py
+   resends after a 5xx: Discord answers with the message it made). A follow-up has no nonce, so
+   after a 5xx it is not resent blindly (``SendOnce``): the bot looks as in step 1 between tries.
 3. ``mark_delivered(job, message id)`` — only ``succeeded`` jobs can move, so a second marker loses.
 
 A crash between 2 and 3 leaves the job ``succeeded`` with a message in the channel; the next

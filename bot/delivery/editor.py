@@ -72,6 +72,9 @@ class StatusEditor:
 
     #: Discord refuses edits of messages older than 1 h (30046); stop a little before.
     MAX_AGE_SECONDS = 3600 - 120
+    #: The longest ``final()`` waits for its edit (a delivery slot waits on it): final texts go first in
+    #: their channel, so only a channel with a hundred finals at once (5 edits per 5 s) comes near it.
+    FINAL_TIMEOUT = 180.0
 
     def __init__(
         self,
@@ -80,8 +83,10 @@ class StatusEditor:
         budget: ChannelBudget | None = None,
         min_interval: float = 3.0,
         global_gap: float = 0.1,
+        final_timeout: float = FINAL_TIMEOUT,
     ) -> None:
         self._edit = edit
+        self.final_timeout = final_timeout
         self.budget = budget or ChannelBudget()
         self.min_interval = min_interval
         self.global_gap = global_gap
@@ -190,7 +195,15 @@ class StatusEditor:
         self._finals[job_id] = _Edit(channel_id, message_id, text, RESULT, 0.0, done=done)
         self._channel_jobs.setdefault(channel_id, set()).add(job_id)
         self._kick(channel_id)
-        return await asyncio.shield(done)
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), self.final_timeout)
+        except TimeoutError:
+            log.warning("job %s: the final status edit did not go out in %.0f s", job_id, self.final_timeout)
+            if self._finals.get(job_id) is not None and self._finals[job_id].done is done:
+                del self._finals[job_id]
+            if not done.done():
+                done.set_result(False)
+            return False
 
     # ------------------------------------------------------------------ senders
     def _kick(self, channel_id: int) -> None:
@@ -200,9 +213,22 @@ class StatusEditor:
         event.set()
         task = self._senders.get(channel_id)
         if task is None or task.done():
-            self._senders[channel_id] = asyncio.create_task(
-                self._sender(channel_id), name=f"status-editor-{channel_id}"
-            )
+            task = asyncio.create_task(self._sender(channel_id), name=f"status-editor-{channel_id}")
+            task.add_done_callback(self._sender_ended)
+            self._senders[channel_id] = task
+
+    def _sender_ended(self, task: asyncio.Task[None]) -> None:
+        """A sender that died of an unexpected error is replaced at once if its channel has edits waiting
+        (a final text's caller and its delivery slot would otherwise wait for the channel's next edit)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        channel_id = next((c for c, t in self._senders.items() if t is task), None)
+        log.error("status editor of channel %s stopped", channel_id, exc_info=task.exception())
+        if channel_id is None:
+            return
+        del self._senders[channel_id]
+        if self._running and self._channel_jobs.get(channel_id):
+            self._kick(channel_id)
 
     def _pick(self, channel_id: int, now: float) -> tuple[int | None, float]:
         """The most urgent due edit of a channel (job id), or None and the seconds until one is due."""
@@ -252,13 +278,17 @@ class StatusEditor:
         edit = final or self._pending.pop(job_id)
         if final is None and job_id in self._closed:
             return
-        await self._throttle()
-        self._last[job_id] = time.monotonic()
-        ok = await self._safe_edit(job_id, edit)
+        ok = False
+        try:
+            await self._throttle()
+            self._last[job_id] = time.monotonic()
+            ok = await self._safe_edit(job_id, edit)
+        finally:  # an unexpected error still answers the final text's caller (the sender then restarts)
+            if final is not None:
+                assert final.done is not None
+                if not final.done.done():
+                    final.done.set_result(ok)
         if final is not None:
-            assert final.done is not None
-            if not final.done.done():
-                final.done.set_result(ok)
             return
         if ok and job_id not in self._closed:
             self._shown[job_id] = edit.text

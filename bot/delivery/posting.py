@@ -9,16 +9,17 @@ the status message its final text.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.cogs.generate import _format
 from bot.cogs.generate._buttons import result_view
-from bot.delivery._http import TRANSIENT, http_reason
+from bot.delivery._http import TRANSIENT, AnswerLost, SendOnce, http_reason
 from bot.delivery.budget import CREATE, RESULT
 from bot.delivery.editor import StatusEditor
 from bot.delivery.notify import Notifier
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RERUN_EMOJI = "🔁"
+#: Sends of a result follow-up after server errors, looking for a message made between two tries.
+FOLLOW_UP_TRIES = 5
 #: Use the interaction follow-up only while the token has at least this long to live.
 TOKEN_MARGIN_SECONDS = 60.0
 HISTORY_SCAN = 100
@@ -94,11 +97,10 @@ class ResultPoster:
                 await self.notifier.undeliverable(job, RESULT_MISSING)
                 return
             try:
-                message = await self._post(job, results)
+                message_id = await self._post(job, results)
             except Undeliverable as exc:
                 await self.notifier.undeliverable(job, str(exc))
                 return
-            message_id = message.id
             self.posted[job_id] = message_id
             self._uncertain.discard(job_id)
             log.info(
@@ -175,9 +177,9 @@ class ResultPoster:
         n = planning.extension_number(chain)
         return n, (chain[n].id if len(chain) > n else None)
 
-    async def _post(self, job: Job, results: list[Any]) -> discord.Message:
+    async def _post(self, job: Job, results: list[Any]) -> int:
         """One message with every video of the job (its variations), each sized by the worker so the
-        files together fit Discord's per-request limit."""
+        files together fit Discord's per-request limit; returns its id."""
         extension, origin_id = await self._lineage(job)
         locale = await self.notifier.locale(job)  # a public message: the server's language
         content = _format.result_content(locale, job, results, extension=extension, origin_id=origin_id)
@@ -199,10 +201,14 @@ class ResultPoster:
             if self._token_valid(job) and not job.reply_to_message_id:
                 assert job.application_id is not None and job.interaction_token is not None
                 webhook = discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
+                webhook.session = SendOnce(webhook.session)  # a 5xx may follow a made message: look first
                 try:
                     await self._answer_if_loading(job, webhook, locale)
-                    return await webhook.send(
-                        content, files=files(), allowed_mentions=mentions, view=view, wait=True
+                    return await self._follow_up(
+                        job,
+                        lambda: webhook.send(
+                            content, files=files(), allowed_mentions=mentions, view=view, wait=True
+                        ),
                     )
                 except discord.HTTPException as exc:
                     if exc.status not in (401, 404) and exc.code not in (50027, 10015):
@@ -219,7 +225,9 @@ class ResultPoster:
                     message_id=job.reply_to_message_id, channel_id=job.channel_id, fail_if_not_exists=False
                 )
             await self.editor.budget.acquire(CREATE, job.channel_id, RESULT, job.id)
-            return await channel.send(
+            # A server error after Discord made it: discord.py sends it again, and the nonce (with
+            # enforce_nonce) makes Discord answer with the message made first.
+            message = await channel.send(
                 content,
                 files=files(),
                 allowed_mentions=mentions,
@@ -227,6 +235,7 @@ class ResultPoster:
                 reference=reference,  # type: ignore[arg-type]
                 view=view,
             )
+            return message.id
         except TRANSIENT:
             self._uncertain.add(job.id)  # the message may exist: look before posting again
             raise
@@ -247,6 +256,21 @@ class ResultPoster:
                 raise Undeliverable(REFUSED) from None
             self._uncertain.add(job.id)
             raise
+
+    async def _follow_up(self, job: Job, send: Callable[[], Awaitable[discord.WebhookMessage]]) -> int:
+        """Send the result's follow-up; after a server error (Discord may have made it, and a follow-up
+        has no nonce) look in the channel before sending again, at discord.py's own retry pace."""
+        for tries in range(FOLLOW_UP_TRIES - 1):
+            try:
+                return (await send()).id
+            except AnswerLost as exc:
+                await asyncio.sleep(1 + 2 * tries)
+                if (found := await self._find_posted(job)) is not None:
+                    log.info(
+                        "job %s: made as message %s before the %s; not sent again", job.id, found, exc.status
+                    )
+                    return found
+        return (await send()).id  # a last server error leaves it uncertain: the delivery loop looks later
 
     async def _answer_if_loading(self, job: Job, webhook: discord.Webhook, locale: str) -> None:
         """Answer the /video's deferred response if it is still "thinking…" (its answer is late: the bot

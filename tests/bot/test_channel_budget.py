@@ -81,3 +81,49 @@ async def test_progress_and_final_texts_go_before_a_backlog_of_queue_positions()
     assert sent.index("done") < sent.index("progress 50%") < sent.index("position 3")
     positions = [int(t.split()[1]) for t in sent if t.startswith("position")]
     assert positions[1:] == sorted(positions[1:]) and len(positions) == 10
+
+
+async def test_a_sender_that_dies_of_an_unexpected_error_answers_its_final_and_is_replaced() -> None:
+    sent: list[str] = []
+
+    async def edit(channel_id: int, message_id: int, text: str, **_: object) -> None:
+        if text == "done 1":
+            raise RuntimeError("a bug, not an HTTP error")
+        sent.append(text)
+
+    budget = ChannelBudget(limit=5, per=0.3, reserve=1, margin=0.0)
+    editor = StatusEditor(edit, budget=budget, min_interval=0.0, global_gap=0.0)
+    editor.start()
+    try:
+        message = fresh_message_id()
+        editor.update(1, CHANNEL, message, "progress 10%", priority=PROGRESS)
+        editor.update(2, CHANNEL, message, "position 1", priority=BACKGROUND)
+        # The final goes first and kills the sender; its caller (a delivery slot) is answered anyway.
+        assert await asyncio.wait_for(editor.final(3, CHANNEL, message, "done 1"), 5.0) is False
+        # The edits that were waiting go out without another update in the channel: a new sender.
+        deadline = time.monotonic() + 5
+        while len(sent) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert sorted(sent) == ["position 1", "progress 10%"]
+        assert await asyncio.wait_for(editor.final(4, CHANNEL, message, "done 2"), 5.0) is True
+        assert sent[-1] == "done 2"
+    finally:
+        await editor.close()
+
+
+async def test_a_final_text_that_never_goes_out_stops_waiting() -> None:
+    stuck = asyncio.Event()
+
+    async def edit(channel_id: int, message_id: int, text: str, **_: object) -> None:
+        await stuck.wait()  # an edit that never returns
+
+    editor = StatusEditor(edit, budget=ChannelBudget(margin=0.0), global_gap=0.0, final_timeout=0.5)
+    editor.start()
+    try:
+        message = fresh_message_id()
+        started = time.monotonic()
+        assert await asyncio.wait_for(editor.final(1, CHANNEL, message, "done"), 10.0) is False
+        assert time.monotonic() - started < 10.0
+        assert editor.pending(CHANNEL) == 0
+    finally:
+        await editor.close()

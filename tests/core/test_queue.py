@@ -127,6 +127,36 @@ async def test_fencing_rejects_stale_owner_and_attempt(clocked_db: Database, clo
     assert (await q.get_result(job.id)).video == b"\x00mp4"  # type: ignore[union-attr]
 
 
+async def test_a_late_completion_of_an_earlier_attempt_by_the_same_worker_id_is_fenced(
+    clocked_db: Database, clock: FakeClock
+) -> None:
+    """A worker with a fixed ``VIDEOBOT_WORKER_ID`` froze past its lease, was restarted and took the job
+    again (same owner, attempt 2). The frozen attempt's completion, arriving first, is fenced out by the
+    attempt alone: it neither stores its video nor claims the next job; the second attempt's video is the
+    one kept, and the member is charged once."""
+    q = JobQueue(clocked_db, QueueConfig(lease_seconds=30, max_attempts=3, max_queued_per_user=10))
+    job = (await q.submit(req(61))).job
+    other = (await q.submit(req(61))).job  # the member's next video, queued behind it
+    stale = await q.claim("gpu-box", models=["tiny"])
+    assert stale is not None and (stale.job_id, stale.attempt) == (job.id, 1)
+    clock.advance(31)
+    assert await q.recover_stale() == ([job.id], [])
+    fresh = await q.claim("gpu-box", models=["tiny"])
+    assert fresh is not None and (fresh.job_id, fresh.owner, fresh.attempt) == (job.id, "gpu-box", 2)
+    old_video = ResultData(video=b"stale", width=32, height=32, num_frames=9, fps=8, duration_s=1.1)
+    with pytest.raises(LeaseLost):
+        await q.complete_and_claim(stale, old_video, models=["tiny"])
+    row = await q.get(job.id)
+    assert row is not None and (row.status, row.attempts, row.lease_owner) == ("running", 2, "gpu-box")
+    assert await q.get_result(job.id) is None
+    assert (await q.get(other.id)).status == "queued"  # type: ignore[union-attr]
+    status, following = await q.complete_and_claim(fresh, result(), models=["tiny"])
+    assert status == "succeeded" and following is not None and following.job_id == other.id
+    assert (await q.get_result(job.id)).video == b"\x00mp4"  # type: ignore[union-attr]
+    assert len(await ledger_rows(clocked_db, job_id=job.id, kind="charge")) == 1
+    assert await ledger_rows(clocked_db, job_id=job.id, kind="refund") == []
+
+
 async def test_heartbeat_extends_lease_and_reports_progress(clocked_db: Database, clock: FakeClock) -> None:
     db = clocked_db
     q = JobQueue(db, QueueConfig(lease_seconds=30))
@@ -353,6 +383,41 @@ async def test_fair_share_latecomer_runs_second(db: Database) -> None:
         order.append(c.job_id)
         await q.complete(c, result())
     assert order == [a_jobs[0], b_job, a_jobs[1]]
+
+
+async def test_fair_share_with_two_workers_a_running_member_waits_behind_an_idle_one(
+    clocked_db: Database, clock: FakeClock
+) -> None:
+    """Two GPUs: a member whose video is still rendering on one does not get the other ahead of a member
+    with nothing running, even one served more recently and who queued later; the positions shown say so
+    and the claims follow them (SQLite and PostgreSQL)."""
+    q = JobQueue(clocked_db, QueueConfig(default_limit=100, max_queued_per_user=100))
+    alice, bob = 51, 52
+    a1 = (await q.submit(req(alice))).job.id
+    long = await q.claim("gpu-1")  # alice's first video renders for a long time on GPU 1
+    assert long is not None and long.job_id == a1
+    clock.advance(10)
+    b1 = (await q.submit(req(bob))).job.id
+    c = await q.claim("gpu-2")
+    assert c is not None and c.job_id == b1
+    clock.advance(10)
+    await q.complete(c, result())  # bob was served after alice, and GPU 2 is free again
+    clock.advance(10)
+    a2 = await q.submit(req(alice))  # first come
+    b2 = await q.submit(req(bob))
+    # Bob has nothing running: he is told he is next, although alice queued first and was served longer ago.
+    assert b2.position == 1
+    positions = await q.positions()
+    assert (positions[b2.job.id], positions[a2.job.id]) == (1, 2)
+    assert {job.id: pos for job, pos in await q.user_jobs(GUILD, alice)} == {a1: 0, a2.job.id: 2}
+    shown = sorted(positions, key=positions.__getitem__)
+    claimed = []
+    while (c := await q.claim("gpu-2")) is not None:
+        claimed.append(c.job_id)
+        clock.advance(1)
+        await q.complete(c, result())
+    assert claimed == shown == [b2.job.id, a2.job.id]
+    await q.complete(long, result())
 
 
 async def test_claim_only_served_models(db: Database) -> None:

@@ -1,11 +1,12 @@
 """A fake Discord (REST + gateway) on loopback for end-to-end tests of the real bot process."""
 
 from .ratelimits import Bucket, RateLimitHit, RateLimits
-from .records import Fault, Hold, Interaction, RecordedFile, RecordedRequest
+from .records import DROP, Fault, Hold, Interaction, RecordedFile, RecordedRequest
 from .server import DiscordError, FakeDiscord
 from .world import Guild, MiB
 
 __all__ = [
+    "DROP",
     "Bucket",
     "DiscordError",
     "FakeDiscord",

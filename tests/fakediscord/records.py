@@ -36,11 +36,18 @@ class RecordedRequest:
     response: Any = None
     fault: bool = False  # answered by fd.inject(), not by the route
     rate_limited: bool = False  # answered 429 (an exhausted bucket, the global limit, or injected)
+    #: Carried out, then its answer lost (``fd.inject(..., after=True)``): ``response`` is what the route
+    #: answered (the created message), ``status`` what the bot got (0: the connection was dropped).
+    answer_lost: bool = False
     bucket: str = ""  # the rate-limit bucket it was counted in, e.g. "message-create"
 
     @property
     def multipart(self) -> bool:
         return bool(self.files)
+
+
+#: ``fd.inject(..., DROP)``: close the connection instead of answering.
+DROP = 0
 
 
 @dataclass
@@ -53,6 +60,9 @@ class Fault:
     message: str | None = None
     retry_after: float = 0.5
     is_global: bool = False
+    #: The request is carried out first (a message is created), then ``status`` is answered instead;
+    #: status ``DROP``: the connection is closed without an answer.
+    after: bool = False
     hits: int = 0
 
     def cancel(self) -> None:

@@ -42,7 +42,7 @@ from .ratelimits import (
     limited_body,
     limited_headers,
 )
-from .records import Fault, Hold, Interaction, RecordedFile, RecordedRequest
+from .records import DROP, Fault, Hold, Interaction, RecordedFile, RecordedRequest
 from .schema import load_validator
 
 log = logging.getLogger(__name__)
@@ -179,8 +179,12 @@ class FakeDiscord:
         old_message_edit_age: float | None = 3600.0,
         validate_schema: bool = True,
         rate_limits: RateLimits | None = RateLimits(),  # noqa: B008 - frozen, never mutated
+        nonce_window: float = 180.0,
     ) -> None:
         self.token = token
+        #: Seconds a channel message's ``nonce`` is remembered: a create with the same nonce and
+        #: ``enforce_nonce`` within it returns the message made first (Discord: "the past few minutes").
+        self.nonce_window = nonce_window
         #: Discord's buckets and global limit, enforced; ``None``: off (never a 429 unless injected).
         self.rate_limiter = RateLimiter(rate_limits)
         #: Every 429 served: enforced by a bucket or the global limit, or injected by ``inject()``.
@@ -213,12 +217,17 @@ class FakeDiscord:
         self._blobs: dict[int, bytes] = {}
         #: Attachment ids fetched from the CDN url, in order (did the bot download a file?).
         self.cdn_requests: list[int] = []
+        #: Downloads of these attachment ids wait until the event is set (``hold_download``).
+        self._cdn_holds: dict[int, asyncio.Event] = {}
+        #: Edits of these interactions' ``@original`` hang and are never applied (``stall_original_edits``).
+        self._stalled_originals: set[int] = set()
         self._interactions: dict[int, Interaction] = {}
         self._by_token: dict[str, Interaction] = {}
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
         self.command_syncs: list[tuple[int | None, list[dict[str, Any]]]] = []
         self._faults: list[Fault] = []
         self._holds: list[Hold] = []
+        self._nonces: dict[tuple[int, str], tuple[int, float]] = {}  # (channel, nonce) -> (message, at)
         self._change = asyncio.Event()
         self._routes = self._build_routes()
         self._runner: web.AppRunner | None = None
@@ -511,14 +520,18 @@ class FakeDiscord:
         message: str | None = None,
         retry_after: float = 0.5,
         is_global: bool = False,
+        after: bool = False,
     ) -> Fault:
         """Answer the next ``count`` matching requests (``None``: until ``fault.cancel()``) with an error.
 
         ``method`` is e.g. "POST" or "*"; ``path_regex`` is searched in the path without /api/v10, e.g.
         ``r"^/channels/\\d+/messages$"``. 429 comes with the Via and X-RateLimit-* headers discord.py needs
-        to treat it as a rate limit (and retry); other statuses with ``{"message", "code"}``.
+        to treat it as a rate limit (and retry); other statuses with ``{"message", "code"}``; ``DROP``
+        (``records.DROP``, 0) closes the connection without an answer. ``after=True``: Discord did it, then
+        the answer was lost — the request is carried out (a message is created) and only a successful one
+        is answered with ``status`` instead (or not at all: ``DROP``).
         """
-        fault = Fault(method.upper(), path_regex, status, count, code, message, retry_after, is_global)
+        fault = Fault(method.upper(), path_regex, status, count, code, message, retry_after, is_global, after)
         self._faults.append(fault)
         return fault
 
@@ -1311,8 +1324,24 @@ class FakeDiscord:
         log.error("fake discord: unknown route %s %s", request.method, request.path)
         return self._json(404, {"message": "404: Not Found", "code": 0})
 
+    def hold_download(self, attachment: dict[str, Any]) -> asyncio.Event:
+        """Downloads of ``attachment`` from the CDN wait until the returned event is set (a slow host)."""
+        event = self._cdn_holds[int(attachment["id"])] = asyncio.Event()
+        return event
+
+    def stall_original_edits(self, interaction: Interaction, stalled: bool = True) -> None:
+        """Edits of the interaction's ``@original`` hang and are never applied (the answer is lost on
+        the way, as when the bot dies while sending it) until called with ``stalled=False``."""
+        if stalled:
+            self._stalled_originals.add(interaction.id)
+        else:
+            self._stalled_originals.discard(interaction.id)
+
     async def _cdn(self, request: web.Request) -> web.Response:
         self.cdn_requests.append(int(request.match_info["attachment_id"]))
+        hold = self._cdn_holds.get(int(request.match_info["attachment_id"]))
+        if hold is not None:
+            await hold.wait()
         data = self._blobs.get(int(request.match_info["attachment_id"]))
         if data is None:
             return web.Response(status=404, text="Not Found")
@@ -1360,7 +1389,9 @@ class FakeDiscord:
                 record.json, record.files = await self._read_body(request)
             except (ValueError, UnicodeDecodeError):
                 raise DiscordError(400, 50109) from None
-            if fault := self._take_fault(method, path):
+            if fault := self._take_fault(method, path, after=False):
+                if fault.status == DROP:
+                    return self._drop(request, record, "dropped before it was carried out")
                 return self._fault_response(record, fault, route, params)
             # Discord counts every request in its bucket before looking at it (the edge does it).
             decision = self.rate_limiter.check(method, path, route, params)
@@ -1397,9 +1428,26 @@ class FakeDiscord:
             held.held.append(record)
             held._reached.set()
             await held._released.wait()
+        if status < 300 and (lost := self._take_fault(method, path, after=True)):
+            record.answer_lost = True
+            if lost.status == DROP:
+                return self._drop(request, record, "carried out, connection dropped before the answer")
+            log.info("fake discord: %s %s carried out, answered %s instead", method, path, lost.status)
+            response = self._fault_response(record, lost, route, params)
+            record.response = body  # what Discord did (the message made), not what the bot got
+            return response
         if status == 204 or body is None:
             return web.Response(status=204, headers=headers)
         return self._json(status, body, headers)
+
+    def _drop(self, request: web.Request, record: RecordedRequest, what: str) -> web.Response:
+        """Close the connection without an answer (the client sees the server disconnect)."""
+        record.fault, record.status = True, DROP
+        log.info("fake discord: %s %s %s", record.method, record.path, what)
+        assert request.transport is not None
+        request.transport.abort()
+        self._changed()
+        return web.Response(status=204)  # never reaches the client
 
     def _limited_response(self, record: RecordedRequest, decision: Decision) -> web.Response:
         """A 429 from an exhausted bucket or the global limit, recorded in ``rate_limit_hits``."""
@@ -1446,10 +1494,11 @@ class FakeDiscord:
         self.schema_errors.extend(errors)
         return errors
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, *, after: bool) -> Fault | None:
         for fault in self._faults:
             if (
-                (fault.count is None or fault.count > 0)
+                fault.after == after
+                and (fault.count is None or fault.count > 0)
                 and fault.method in ("*", method)
                 and re.search(fault.path_regex, path)
             ):
@@ -1764,6 +1813,10 @@ class FakeDiscord:
 
     async def _patch_webhook_message(self, req: _Req) -> tuple[int, Any]:
         interaction = self._interaction_for_webhook(req)
+        if interaction.id in self._stalled_originals and req.params.get("message_id") is None:
+            while interaction.id in self._stalled_originals:
+                await asyncio.sleep(0.05)
+            raise DiscordError(503, 0)  # never applied: the sender is gone by now
         channel, stored = self._webhook_target(req, interaction)
         self._edit_message(channel, stored, req.json or {}, req.files, interaction.attachment_size_limit)
         return 200, stored.data
@@ -1825,6 +1878,19 @@ class FakeDiscord:
                 raise _form_error(
                     ["message_reference"], "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message"
                 )
+        nonce = None if body.get("nonce") is None else str(body["nonce"])
+        if nonce is not None and body.get("enforce_nonce"):
+            # Discord: a nonce seen in this channel in the past few minutes returns that message, no new one.
+            mid, at = self._nonces.get((channel.id, nonce), (0, 0.0))
+            earlier = self._messages.get(mid)
+            if earlier is not None and not earlier.deleted and time.time() - at < self.nonce_window:
+                log.info(
+                    "fake discord: nonce %r seen %.1f s ago: message %s returned again",
+                    nonce,
+                    time.time() - at,
+                    mid,
+                )
+                return 200, earlier.data
         stored = self._store_message(
             channel,
             self.bot_user,
@@ -1832,6 +1898,8 @@ class FakeDiscord:
             req.files,
             flags=int(body.get("flags") or 0) & ((1 << 2) | (1 << 12) | (1 << 15)),
         )  # SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS, IS_COMPONENTS_V2
+        if nonce is not None:
+            self._nonces[(channel.id, nonce)] = (int(stored.data["id"]), time.time())
         return 200, stored.data
 
     async def _typing(self, req: _Req) -> tuple[int, Any]:

@@ -21,6 +21,7 @@ from discord import app_commands
 from bot.endpoints import use_endpoints
 
 from .ratelimits import RateLimits
+from .records import DROP
 from .server import FakeDiscord
 from .world import Guild, MiB
 
@@ -374,6 +375,35 @@ async def test_rate_limit_is_retried(h: Harness) -> None:
     [hit] = fd.rate_limit_hits
     assert hit.injected and hit.bucket == "message-create" and hit.retry_after == 0.3
     assert [m["content"] for m in fd.messages(h.channel_id)] == ["after the rate limit"]
+
+
+async def test_an_answer_lost_after_the_message_was_made_and_the_nonce(h: Harness) -> None:
+    """``inject(..., after=True)``: Discord made the message, then the bot got a 502 or no answer at all;
+    a repeated ``nonce`` with ``enforce_nonce`` (discord.py sends both) returns the message made first."""
+    fd = h.fd
+    channel = h.client.get_channel(h.channel_id)
+    route = ("POST", "/channels/{channel_id}/messages")
+    # 502 after creating: discord.py retries the same request, Discord returns the first message again.
+    fd.inject("POST", r"^/channels/\d+/messages$", 502, after=True)
+    sent = await channel.send("once", nonce="job-1")
+    first, retry = fd.requests_to(*route)
+    assert (first.status, first.answer_lost, retry.status) == (502, True, 200)
+    assert first.json["enforce_nonce"] is True
+    assert first.response["id"] == retry.response["id"] == str(sent.id)
+    assert [m["content"] for m in fd.messages(h.channel_id)] == ["once"]
+    # The connection dropped after creating: the client gets no answer, the message is there.
+    fd.inject("POST", r"^/channels/\d+/messages$", DROP, after=True)
+    with pytest.raises(aiohttp.ClientError):
+        await channel.send("twice?", nonce="job-2")
+    assert fd.requests_to(*route)[-1].status == DROP
+    [made] = [m for m in fd.messages(h.channel_id) if m["content"] == "twice?"]
+    assert (await channel.send("twice?", nonce="job-2")).id == int(made["id"])
+    # Another nonce, or the same one once Discord forgot it, is a new message.
+    await channel.send("twice?", nonce="job-3")
+    fd.nonce_window = 0.0
+    await channel.send("twice?", nonce="job-2")
+    assert [m["content"] for m in fd.messages(h.channel_id)] == ["once"] + ["twice?"] * 3
+    assert not fd.errors
 
 
 async def test_discord_rules_are_enforced(h: Harness) -> None:

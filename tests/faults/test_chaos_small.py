@@ -21,6 +21,7 @@ async def test_small_chaos_run_loses_and_doubles_nothing(tmp_path: Path) -> None
     assert report.kills_holding_a_job >= 3  # the kills hit running jobs
     assert report.lost == 0, report.lost_ids
     assert report.delivered_twice == 0
+    assert report.unanswered == 0  # the next bot answers what the killed one acknowledged
     assert report.duplicate_completions == 0
     assert report.ledger_mismatches == 0, report.ledger_problems
     assert report.accepted == report.delivered + report.failed_refunded + report.cancelled_refunded

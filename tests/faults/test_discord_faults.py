@@ -11,11 +11,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from tests.e2e.harness import BotHarness, shared_harness
+from tests.fakediscord import DROP
 from videobot.models import Job
 
 from .helpers import answer, ledger_kinds, queue_video, result_posts, worker_paused
@@ -23,6 +25,7 @@ from .helpers import answer, ledger_kinds, queue_video, result_posts, worker_pau
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ATTACH_FILES = 1 << 15
+READ_MESSAGE_HISTORY = 1 << 16
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -332,3 +335,155 @@ async def test_a_failed_defer_still_queues_once_and_posts_the_status_message(h: 
         assert h.fd.message(recorded.status_message_id) is not None
     assert await ledger_kinds(h, job.id) == [("charge", -1)]
     await delivered_once(h, job.id, 90)
+
+
+def lost_answers(h: BotHarness, job_id: int) -> list[Any]:
+    """The job's result follow-ups that Discord made and whose answer was lost."""
+    name = f"videobot-{job_id}.mp4"
+    return [
+        r
+        for r in h.fd.requests_to("POST", "/webhooks/{application_id}/{token}")
+        if r.answer_lost and any(a["filename"] == name for a in r.response["attachments"])
+    ]
+
+
+async def test_follow_up_made_but_its_answer_lost_is_posted_once(h: BotHarness) -> None:
+    """Discord made the result's follow-up, then the connection dropped before the answer: the bot does
+    not know whether it exists, so it looks in the channel before posting again (follow-ups have no
+    nonce) and keeps the one Discord made. Without that look the video is posted twice."""
+    fd = h.fd
+    with worker_paused(h):
+        _, job_id = await queue_video(h, h.members[0], "a kite over the dunes")
+        lost = fd.inject("POST", r"^/webhooks/\d+/[^/]+$", DROP, after=True)
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+    assert lost.hits == 1 and "webhook_id" in post  # the follow-up made first is the one kept
+    [made] = lost_answers(h, job_id)
+    assert made.response["id"] == post["id"]
+    await asyncio.sleep(3)  # later delivery rounds (and the retry's backoff) post nothing more
+    assert len(result_posts(h, job_id)) == 1
+
+
+async def channel_post_after_token_expired(
+    h: BotHarness, user: int, prompt: str, status: int
+) -> tuple[int, Any]:
+    """Queue a video whose result goes to the channel (token expired), with the result's channel post
+    answered ``status`` after Discord made it (the public status message is posted before)."""
+    fd = h.fd
+    with worker_paused(h):
+        interaction, job_id = await queue_video(h, user, prompt)
+        await status_recorded(h, job_id)
+        fd.expire_token(interaction)
+        lost = fd.inject("POST", rf"^/channels/{h.channel_id}/messages$", status, after=True)
+    return job_id, lost
+
+
+async def test_channel_post_made_then_502_is_one_message_through_the_nonce(h: BotHarness) -> None:
+    """A 502 after Discord made the channel post: discord.py sends the request again with the same nonce
+    and ``enforce_nonce``, and Discord answers with the message it made: one post."""
+    job_id, lost = await channel_post_after_token_expired(h, h.members[1], "a heron in the reeds", 502)
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+    assert lost.hits == 1 and "webhook_id" not in post
+    sent = [
+        r
+        for r in h.fd.requests_to("POST", "/channels/{channel_id}/messages")
+        if any(f.filename == f"videobot-{job_id}.mp4" for f in r.files)
+    ]
+    assert [r.answer_lost for r in sent] == [True, False]
+    assert {r.response["id"] for r in sent} == {post["id"]}
+    assert all(r.json["enforce_nonce"] is True for r in sent)
+
+
+async def test_channel_post_made_then_dropped_is_looked_for_after_the_nonce_is_forgotten(
+    h: BotHarness,
+) -> None:
+    """The connection dropped after Discord made the channel post and the bot's retry comes after Discord
+    forgot the nonce (a long outage): the bot looks before posting again and keeps the message made."""
+    fd = h.fd
+    window = fd.nonce_window
+    job_id, lost = await channel_post_after_token_expired(h, h.members[2], "a fox in the snow", DROP)
+    fd.nonce_window = 0.5  # the bot's first retry comes 2 s later
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+        fd.nonce_window = window
+    assert lost.hits == 1
+    sent = [
+        r
+        for r in fd.requests_to("POST", "/channels/{channel_id}/messages")
+        if any(f.filename == f"videobot-{job_id}.mp4" for f in r.files)
+    ]
+    assert [r.answer_lost for r in sent] == [True]  # not sent again
+    assert sent[0].response["id"] == post["id"]
+    await asyncio.sleep(3)
+    assert len(result_posts(h, job_id)) == 1
+
+
+async def test_follow_up_made_then_502_is_posted_once(h: BotHarness) -> None:
+    """A 502 after Discord made the result's follow-up (an edge that lost the answer): discord.py would
+    send the follow-up again at once (it has no nonce) and post the video twice; the bot looks first."""
+    fd = h.fd
+    with worker_paused(h):
+        _, job_id = await queue_video(h, h.members[3], "a kite over the sea")
+        lost = fd.inject("POST", r"^/webhooks/\d+/[^/]+$", 502, after=True)
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+    assert lost.hits == 1 and "webhook_id" in post
+    [made] = lost_answers(h, job_id)
+    assert made.response["id"] == post["id"] and made.status == 502
+    await asyncio.sleep(3)
+    assert len(result_posts(h, job_id)) == 1
+
+
+async def test_a_members_message_named_like_the_result_is_not_taken_for_the_post(h: BotHarness) -> None:
+    """The result's follow-up got no answer (the connection dropped before Discord made it), so the bot
+    looks for an earlier post before sending again. A member's message in the channel carrying the
+    result's file name and footer is not the bot's: the video is still posted, and that post is recorded."""
+    fd = h.fd
+    user, prankster = h.members[4], h.members[5]
+    with worker_paused(h):
+        _, job_id = await queue_video(h, user, "a seal on a rock")
+        fake = fd.post_user_message(
+            prankster, h.channel_id, f"-# job #{job_id} · tiny", files=[(f"videobot-{job_id}.mp4", b"\0")]
+        )
+        dropped = fd.inject("POST", r"^/webhooks/\d+/[^/]+$", DROP)
+    try:
+        job = await h.wait_job(job_id, ("delivered", "undeliverable"), 90)
+    finally:
+        dropped.cancel()
+    assert dropped.hits == 1 and job.status == "delivered"
+    [post] = [m for m in result_posts(h, job_id) if m["author"]["id"] == str(fd.bot_user_id)]
+    assert job.result_message_id == int(post["id"]) != fake
+    assert "webhook_id" in post and post["content"].startswith(f"<@{user}>")
+
+
+async def test_channel_post_made_then_dropped_without_history_access_is_one_message_through_the_job_nonce(
+    h: BotHarness,
+) -> None:
+    """The connection dropped after Discord made the channel post, and the bot may not read the channel's
+    history, so it cannot look. Its next try (a new request) carries the job's own nonce, and Discord,
+    which remembers it for a few minutes, answers with the message it made: one post."""
+    fd = h.fd
+    job_id, lost = await channel_post_after_token_expired(h, h.members[6], "a lynx in the pines", DROP)
+    fd.set_channel_overwrite(h.channel_id, fd.bot_user_id, deny=READ_MESSAGE_HISTORY, type=1)
+    try:
+        post = await delivered_once(h, job_id, 90)
+    finally:
+        lost.cancel()
+        fd.set_channel_overwrite(h.channel_id, fd.bot_user_id, deny=0, type=1)
+    sent = [
+        r
+        for r in fd.requests_to("POST", "/channels/{channel_id}/messages")
+        if any(f.filename == f"videobot-{job_id}.mp4" for f in r.files)
+    ]
+    assert [r.status for r in sent] == [DROP, 200] and {r.response["id"] for r in sent} == {post["id"]}
+    assert [r.json["nonce"] for r in sent] == [f"job-{job_id}"] * 2
+    assert "cannot read the channel history" in h.bot.log(since_start=True)

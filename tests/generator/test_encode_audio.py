@@ -212,3 +212,21 @@ def test_plays_to_the_end_with_sound_in_headless_chromium(tmp_path):
     assert "error" not in r, r
     assert r["ended"] and r["duration"] == pytest.approx(n / fps, abs=1 / fps)
     assert r["frames"] == n and r["audio"] > 0  # decoded every frame and some sound
+
+
+def test_a_tight_budget_counts_the_sound_and_keeps_the_full_picture():
+    """A 12 s clip with a busy sound track where the budget is tight: the sound's bytes come off the
+    video's share, so the second encode fits at full size. Counting the picture alone overshoots by the
+    sound and the third encode posts 312x180 instead of 416x240."""
+    fps, seconds, budget = 8, 12, 2_000_000
+    noise = np.random.default_rng(1).standard_normal((2, seconds * SR)).astype(np.float32) * 0.3
+    result = encode_mp4(
+        noise_clip(fps * seconds, 240, 416), fps, audio=noise, audio_sample_rate=SR, max_bytes=budget
+    )
+    assert len(result.data) <= budget
+    assert (result.width, result.height, result.downscaled) == (416, 240, False)
+    assert result.attempts == 2  # the first encode at full quality, then one fitted encode
+    info = probe_mp4(result.data)
+    assert (info["width"], info["height"], info["num_frames"]) == (416, 240, fps * seconds)
+    assert info["audio"]["codec"] == "aac"
+    assert info["audio"]["duration_s"] == pytest.approx(seconds, abs=1 / fps)

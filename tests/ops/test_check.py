@@ -90,11 +90,13 @@ def test_a_24_gb_card_and_an_owner_setting_that_wins(tmp_path: Path) -> None:
     got = lines(check(["--assume-gpu-gb", "24"], tmp_path).stdout)
     assert got["model"].startswith("ltx-video-0.9.8-distilled")
     assert got["memory options"].startswith("offload=model, fp8=on")
-    assert got["previews"].startswith("off")
+    # Model offload keeps previews: the latents are projected to RGB without the offloaded VAE.
+    assert got["previews"].startswith("on") and "latent->RGB factors for `ltx`" in got["previews"]
     mine = check(["--assume-gpu-gb", "24"], tmp_path, VIDEOBOT_OFFLOAD="none")
     got = lines(mine.stdout)
     assert got["memory options"].startswith("offload=none, fp8=on")
     assert "VIDEOBOT_OFFLOAD=none replaces" in got["model"]
+    assert got["previews"].startswith("on") and "VAE" in got["previews"]
 
 
 def test_flash_with_an_ltx_2_model_fails_with_the_setting_to_change(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ bot's feed, what is owed), ``workers`` the worker registry, ``records`` what goe
 from __future__ import annotations
 
 from videobot.db import Database
-from videobot.jobs.batching import SubmitBatcher
+from videobot.jobs.batching import IntakeBatcher, SubmitBatcher
 from videobot.jobs.queries import projected_order
 from videobot.jobs.records import (
     ACTIVE,
@@ -56,6 +56,7 @@ __all__ = [
     "Beat",
     "CancelOutcome",
     "Claim",
+    "IntakeBatcher",
     "JobQueue",
     "ModelSpeed",
     "QueueConfig",

@@ -27,6 +27,7 @@ import logging
 
 from videobot.jobs.records import SubmitRequest, Submitted
 from videobot.jobs.transitions import Transitions
+from videobot.models import Intake
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +106,57 @@ class SubmitBatcher:
             return
         if not fut.done():
             fut.set_result(result)
+
+
+class IntakeBatcher:
+    """Intakes (``videobot.models.Intake``) that arrive together are written, and closed, in one
+    transaction: every ``/video`` of a burst records its intake before it is queued and drops it once
+    answered, and one write per request would double the writers queueing for SQLite's lock."""
+
+    def __init__(self, queue: Transitions, *, window: float = 0.005) -> None:
+        self.queue = queue
+        self.window = window
+        self._opens: list[tuple[Intake, asyncio.Future[None]]] = []
+        self._closes: list[tuple[int, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def open(self, intake: Intake) -> None:
+        """Returns once the intake is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._opens.append((intake, future))
+        self._start()
+        await future
+
+    async def close(self, interaction_id: int) -> None:
+        """Returns once the intake (and its token) is gone."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closes.append((interaction_id, future))
+        self._start()
+        await future
+
+    async def aclose(self) -> None:
+        """Write what is pending."""
+        if self._flusher is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._flusher
+
+    def _start(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="intake-batcher")
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.window)
+        while self._opens or self._closes:
+            opens, self._opens = self._opens, []
+            closes, self._closes = self._closes, []
+            futures = [f for _, f in opens] + [f for _, f in closes]
+            try:
+                await self.queue.write_intakes([i for i, _ in opens], [c for c, _ in closes])
+            except Exception as exc:
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(None)

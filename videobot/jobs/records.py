@@ -101,6 +101,8 @@ class SubmitRequest:
     locale: str | None = None
     #: Stored with the job (``job_inputs``): ``{"image": png_bytes}``, ``{"video": mp4_bytes}``.
     inputs: dict[str, bytes] = field(default_factory=dict)
+    #: The request's intake (its interaction id), whose reserved credits the job's charge replaces.
+    intake_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from videobot.jobs.records import (
     expired_message,
     wanted_videos,
 )
-from videobot.models import Job, JobInput, JobPreview, JobResult, JobStatus
+from videobot.models import Intake, Job, JobInput, JobPreview, JobResult, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ class Transitions(Queries):
         """Check the member's limits, insert the job and charge it (inside the caller's transaction).
         Returns the job and the balance left; raises the refusal with nothing written."""
         await quota.lock_member(s, req.guild_id, req.user_id)
+        if req.intake_id is not None:  # its reservation turns into this job's charge (or its refusal)
+            await s.execute(_Hot.unreserve, {"b_id": req.intake_id})
         st = await self._check_limits(s, req.guild_id, req.user_id, req.role_ids, req.cost)
         job = Job(
             idempotency_key=req.idempotency_key,
@@ -200,8 +202,13 @@ class Transitions(Queries):
     async def _check_limits(
         self, s: AsyncSession, guild_id: int, user_id: int, role_ids: Sequence[int], cost: int
     ) -> quota.QuotaStatus:
-        """The member's limits for one more job of ``cost``: raises the refusal, else their quota status."""
-        active = (await s.execute(_Hot.active_count, {"b_guild": guild_id, "b_user": user_id})).scalar_one()
+        """The member's limits for one more job of ``cost``: raises the refusal, else their quota status.
+
+        A pending intake (a picture being fetched) counts as a job, and its reserved credits as spent."""
+        member = {"b_guild": guild_id, "b_user": user_id}
+        active = (await s.execute(_Hot.active_count, member)).scalar_one()
+        pending, held = (await s.execute(_Hot.reserved, member)).one()
+        active += pending
         if active >= self.config.max_queued_per_user:
             raise TooManyQueued(
                 nmsg(
@@ -221,6 +228,8 @@ class Transitions(Queries):
             default_limit=self.config.default_limit,
             window_seconds=self.config.window_seconds,
         )
+        if held:
+            st = replace(st, balance=st.balance - int(held))
         if st.balance < cost:
             raise QuotaExceeded(_quota_message(st, cost), retry_at=st.next_credit_at)
         return st
@@ -235,6 +244,49 @@ class Transitions(Queries):
         """
         async with self.db.sessionmaker() as s:
             await self._check_limits(s, guild_id, user_id, role_ids, cost)
+
+    # ------------------------------------------------------------------ intakes
+    async def open_intake(self, intake: Intake) -> None:
+        """Record an acknowledged request before its slow steps (see ``Intake``). With ``intake.reserved``
+        credits, the member's limits are checked and the credits held in the same transaction: raises
+        ``QuotaExceeded`` / ``TooManyQueued`` (nothing written) when the request could not be queued."""
+        async with self.db.transaction() as s:
+            now = await quota.now(s)
+            if intake.reserved:
+                await quota.lock_member(s, intake.guild_id, intake.user_id)
+                await self._check_limits(s, intake.guild_id, intake.user_id, intake.role_ids, intake.reserved)
+            intake.created_at = now
+            s.add(intake)
+
+    async def write_intakes(self, opened: Sequence[Intake], closed: Sequence[int]) -> None:
+        """Record intakes that hold nothing and close others, in one transaction (``IntakeBatcher``)."""
+        async with self.db.transaction() as s:
+            if opened:
+                now = await quota.now(s)
+                for intake in opened:
+                    intake.created_at = now
+                s.add_all(opened)
+            if closed:
+                await s.execute(delete(Intake).where(Intake.interaction_id.in_(closed)))
+
+    async def close_intake(self, interaction_id: int) -> None:
+        """The member was answered (or the request is refused): forget the intake, its token and its hold."""
+        async with self.db.transaction() as s:
+            await s.execute(delete(Intake).where(Intake.interaction_id == interaction_id))
+
+    async def open_intakes(self) -> list[Intake]:
+        """Every intake not closed (after a restart: the requests the last bot acknowledged and never
+        answered), oldest first."""
+        async with self.db.sessionmaker() as s:
+            return list((await s.execute(select(Intake).order_by(Intake.created_at))).scalars())
+
+    async def job_for_key(self, key: str, *, role_ids: Sequence[int] = ()) -> Submitted | None:
+        """The job queued under an idempotency key, with its position and the member's balance now."""
+        job = await self._by_key(key)
+        if job is None:
+            return None
+        req = SubmitRequest(key, job.guild_id, job.channel_id, job.user_id, job.model, {}, role_ids=role_ids)
+        return await self._submitted(job, created=False, req=req)
 
     async def _by_key(self, key: str, session: AsyncSession | None = None) -> Job | None:
         async def go(s: AsyncSession) -> Job | None:
@@ -874,6 +926,7 @@ def _set(*where: Any, touch: bool = True, **values: Any) -> Update:
 
 
 _JOBS = Job.__table__
+_INTAKES = Intake.__table__
 #: A running job held by this lease (the Core form of ``Transitions._fence``, for ``_Hot``).
 _FENCED = (
     _JOBS.c.id == bindparam("b_id"),
@@ -974,6 +1027,14 @@ class _Hot:
         _JOBS.c.status.in_(ACTIVE),
     )
     id_by_key = select(_JOBS.c.id).where(_JOBS.c.idempotency_key == bindparam("b_key"))
+    #: A member's pending intakes that hold credits (a picture being fetched), and the credits held.
+    reserved = select(func.count(), func.coalesce(func.sum(_INTAKES.c.reserved), 0)).where(
+        _INTAKES.c.guild_id == bindparam("b_guild"),
+        _INTAKES.c.user_id == bindparam("b_user"),
+        _INTAKES.c.reserved > 0,
+        _INTAKES.c.expires_at > db_now(),
+    )
+    unreserve = update(_INTAKES).where(_INTAKES.c.interaction_id == bindparam("b_id")).values(reserved=0)
     drop_preview = delete(JobPreview.__table__).where(JobPreview.__table__.c.job_id == bindparam("b_id"))
 
 

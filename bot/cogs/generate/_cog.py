@@ -16,14 +16,17 @@ the member's credits) first, within ``FORM_DEADLINE`` of Discord's 3 s; a databa
 gets a "busy, click again" note instead of a late, failed answer. The form's submission is a new
 interaction, handled in ``on_interaction`` by its custom id (so it survives a restart too).
 
-Acknowledgement design: ``/video`` (text) starts queueing at once (no network; the guild's rules,
-then the charge and the job in one transaction) and gives it ``INLINE_ANSWER_SECONDS``. Done by then,
-the private "Queued as job #N (#k in the queue)" note, or the refusal, is the first response itself
+Acknowledgement design: ``/video`` starts at once (the guild's rules, the request's intake, then the
+charge and the job in one transaction; with a picture, its credits are held with the intake and the
+picture is fetched before the charge) and gives it ``INLINE_ANSWER_SECONDS``. Done by then, the
+private "Queued as job #N (#k in the queue)" note, or the refusal, is the first response itself
 (ephemeral: one request, no "thinking…"). Not done (a slow database, a burst), it defers
-(``ephemeral=True, thinking=True``) right then, well inside Discord's 3 s, and edits the note or the
-refusal in when it is ready. A deferred response keeps the visibility chosen at defer time, so the
-defer is ephemeral too. ``/video image:`` and the other entry points defer before anything else
-(fetching a picture has no bound):
+(``ephemeral=True, thinking=True``) once the intake is recorded (``RECORD_WAIT_SECONDS`` later at
+most; with a picture, whose fetching nothing bounds, as soon as it is recorded), well inside
+Discord's 3 s, and edits the note or the refusal in when it is ready: a bot killed
+after the defer leaves the intake, which the next bot answers (``answer_open_intakes``). A deferred
+response keeps the visibility chosen at defer time, so the defer is ephemeral too. The other entry
+points (Animate's form, the buttons) defer before anything else:
 
 * refused (quota, too many queued, blocked prompt, channel, bad options): the member sees only the
   reason and what to do; nobody else sees anything;
@@ -44,6 +47,7 @@ follow-up: a visible flicker for every refused request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -57,14 +61,15 @@ from discord.ext import commands
 
 from bot import errors as bot_errors
 from bot.checks import is_moderator, role_ids
+from bot.delivery._http import TRANSIENT, http_reason
 from bot.i18n import member_locale
 from videobot import guilds, planning
 from videobot.errors import NotModerator, VideobotError
 from videobot.health import record_ack
-from videobot.i18n import msg, t
+from videobot.i18n import N_, msg, t
 from videobot.images import ImageRejected, PreparedImage
 from videobot.jobs import SubmitRequest, Submitted
-from videobot.models import Job
+from videobot.models import Intake, Job
 from videobot.presets import MAX_VIDEOS
 
 from . import _animate, _format, _image, _modals
@@ -88,11 +93,33 @@ FORM_DEADLINE = 2.0
 #: /video answers in its first response when queueing takes less than this; else it defers then
 #: (leaving Discord's 3 s for a slow event loop and the defer itself) and edits the answer in later.
 INLINE_ANSWER_SECONDS = 1.0
+#: Not queued by then: the defer waits at most this much longer for the request's intake to be
+#: recorded, so that a bot killed after the "thinking…" leaves what the next one needs to answer it.
+RECORD_WAIT_SECONDS = 0.8
+#: An interaction token can edit the original response this long after the interaction (Discord).
+INTERACTION_TOKEN_SECONDS = 15 * 60
+#: Seconds between tries to answer an open intake after a restart when Discord fails for a while.
+INTAKE_RETRIES = (2.0, 10.0, 30.0)
+#: The answer, after a restart, to a request the last bot acknowledged but never queued.
+RESTARTED = N_(
+    "The bot restarted before your request could be queued. Nothing was charged; please try again."
+)
 
 
 def member_role_ids(member: object) -> list[int]:
     """Role ids as Discord sent them (``Member.roles`` drops roles missing from the cache)."""
     return role_ids(member) if isinstance(member, discord.Member) else []
+
+
+async def _first_of(task: asyncio.Future[Any], event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``task`` is done or ``event`` is set, at most ``timeout`` seconds."""
+    if task.done() or event.is_set():
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 class GenerateCog(commands.Cog):
@@ -115,13 +142,17 @@ class GenerateCog(commands.Cog):
                 param, choices=[c for c in param.choices if c.value in ratios]
             )
         }
+        #: Interactions whose intake this process recorded and has not closed yet.
+        self._recorded: set[int] = set()
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.animate_menu)
         # Registered once: every result's buttons ever posted are answered, after any restart.
         self.bot.add_dynamic_items(*DYNAMIC_ITEMS)
+        self._intakes_task = asyncio.create_task(self.answer_open_intakes(), name="open-intakes")
 
     async def cog_unload(self) -> None:
+        self._intakes_task.cancel()
         self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
         self.bot.remove_dynamic_items(*DYNAMIC_ITEMS)
 
@@ -178,35 +209,72 @@ class GenerateCog(commands.Cog):
 
         if image is None:
             # Answered in the first response when the database is quick, else deferred (``_answer``).
+            recorded = asyncio.Event()
+
             async def queue() -> Submitted:
                 target, params = plan(None)
+                await self._record_intake(interaction, "video")
+                recorded.set()
                 return await self._submit(interaction, target, params, kind="command")
 
-            await self._answer(interaction, queue())
+            await self._answer(interaction, queue(), recorded=recorded)
             return
-        # A picture: acknowledge first, since nothing bounds how long fetching it takes.
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        record_ack(interaction.created_at)
-        planning.check_model(settings, model)
-        planning.check_audio(settings, audio)
-        planning.check_image(settings)  # before downloading anything
-        await self._check_before_download(interaction, prompt, cost=variations or 1)
-        picture = await self._read_image(image)
-        target, params = plan(picture)
-        submitted = await self._submit(interaction, target, params, kind="command", picture=picture)
-        await self._reply_queued(interaction, submitted)
+        # A picture: its request is recorded (its credits held) before the download, whose time nothing
+        # bounds; the "thinking…" comes as soon as it is recorded (a refusal before: the first response).
+        recorded = asyncio.Event()
 
-    async def _answer(self, interaction: discord.Interaction, queue: Coroutine[Any, Any, Submitted]) -> None:
-        """Run ``queue`` (checks, charge and job) and answer with its "Queued as…" note or its refusal.
+        async def queue_picture() -> Submitted:
+            planning.check_model(settings, model)
+            planning.check_audio(settings, audio)
+            planning.check_image(settings)  # before downloading anything
+            await self._check_before_download(interaction, prompt, verb="video", cost=variations or 1)
+            recorded.set()
+            picture = await self._read_image(image)
+            target, params = plan(picture)
+            return await self._submit(
+                interaction, target, params, kind="command", picture=picture, intake=True
+            )
+
+        await self._answer(interaction, queue_picture(), recorded=recorded, eager=True)
+
+    async def _answer(
+        self,
+        interaction: discord.Interaction,
+        queue: Coroutine[Any, Any, Submitted],
+        *,
+        recorded: asyncio.Event,
+        eager: bool = False,
+    ) -> None:
+        """Run ``queue`` (checks, intake, charge and job) and answer with its "Queued as…" note or its
+        refusal; ``recorded`` is set by ``queue`` once the request's intake is written.
 
         Within ``INLINE_ANSWER_SECONDS`` the note (or the refusal, by the error handler) is the first
         response itself: one request instead of a defer and an edit, and no "thinking…". A slower
-        database (a burst, a lock) gets the deferred "thinking…" at that point, well inside
-        Discord's 3 s, and the note as an edit when it is ready.
+        database (a burst, a lock) gets the deferred "thinking…" once the intake is recorded (or
+        ``RECORD_WAIT_SECONDS`` later at most), well inside Discord's 3 s, and the note as an edit when
+        it is ready. ``eager`` (a picture to fetch): the "thinking…" comes as soon as the intake is
+        recorded. The intake is closed once the member is answered.
         """
         task = asyncio.ensure_future(queue)
-        done, _ = await asyncio.wait({task}, timeout=INLINE_ANSWER_SECONDS)
-        if not done:
+        try:
+            await self._answer_task(interaction, task, recorded, eager)
+        finally:
+            await self._close_intake(interaction)
+
+    async def _answer_task(
+        self,
+        interaction: discord.Interaction,
+        task: asyncio.Future[Submitted],
+        recorded: asyncio.Event,
+        eager: bool,
+    ) -> None:
+        if eager:
+            await _first_of(task, recorded, INLINE_ANSWER_SECONDS + RECORD_WAIT_SECONDS)
+        else:
+            await asyncio.wait({task}, timeout=INLINE_ANSWER_SECONDS)
+            if not task.done() and not recorded.is_set():
+                await _first_of(task, recorded, RECORD_WAIT_SECONDS)
+        if not task.done():
             try:
                 await interaction.response.defer(ephemeral=True, thinking=True)
                 record_ack(interaction.created_at)
@@ -237,12 +305,15 @@ class GenerateCog(commands.Cog):
             self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
 
     async def _check_before_download(
-        self, interaction: discord.Interaction, prompt: str, *, cost: int
+        self, interaction: discord.Interaction, prompt: str, *, verb: str, cost: int
     ) -> None:
         """The channel, the blocklist and the member's credits, before a picture is fetched for nothing.
 
-        An early, read-only answer: ``_submit`` checks again, and the submit decides the charge (a
-        weighted cost may be higher than ``cost``, the least the request can cost)."""
+        The request's intake is written with ``cost`` credits held (checked and held in one transaction,
+        so concurrent requests of one member cannot all pass): the hold counts against their balance and
+        queue limit until ``_submit(intake=True)`` turns it into the job's charge (which decides the
+        amount: a weighted cost may be higher than ``cost``, the least the request can cost) or
+        ``_close_intake`` releases it. Raises the refusal with nothing held."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
         # In every case, an empty prompt (Animate's default) too: the channel rule comes first.
         await self.check_guild(
@@ -252,11 +323,92 @@ class GenerateCog(commands.Cog):
             interaction.channel,
             int(interaction.filesize_limit),
         )
-        await self.bot.queue.check_limits(
-            interaction.guild_id,
-            interaction.user.id,
+        await self.bot.queue.open_intake(self._intake_of(interaction, verb, reserved=cost))
+        self._recorded.add(interaction.id)
+
+    def _intake_of(self, interaction: discord.Interaction, verb: str, *, reserved: int = 0) -> Intake:
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        return Intake(
+            interaction_id=interaction.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            verb=verb,
+            locale=member_locale(interaction),
+            reserved=reserved,
             role_ids=member_role_ids(interaction.user),
-            cost=cost,
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_SECONDS,
+        )
+
+    async def _record_intake(self, interaction: discord.Interaction, verb: str) -> None:
+        """Record a request that holds nothing before it is queued (batched with its neighbours)."""
+        await self.bot.intakes.open(self._intake_of(interaction, verb))
+        self._recorded.add(interaction.id)
+
+    async def _close_intake(self, interaction: discord.Interaction) -> None:
+        """The member was answered (or is being refused): drop the intake, its token and its hold."""
+        if interaction.id not in self._recorded:
+            return
+        self._recorded.discard(interaction.id)
+        try:
+            await self.bot.intakes.close(interaction.id)
+        except Exception as exc:  # the next start drops it; its hold lapses with the token
+            log.warning("interaction %s: could not close its intake (%s)", interaction.id, type(exc).__name__)
+
+    async def answer_open_intakes(self) -> None:
+        """At start: answer the requests the last bot acknowledged and never answered (it died), while
+        their tokens still work: "queued" when the job exists, else the refusal ``RESTARTED``."""
+        try:
+            intakes = await self.bot.queue.open_intakes()
+        except Exception:
+            log.exception("could not read the open intakes")
+            return
+        for intake in intakes:
+            for delay in (*INTAKE_RETRIES, None):
+                if intake.expires_at <= time.time() + 5:
+                    log.info(
+                        "interaction %s: its token expired before it was answered", intake.interaction_id
+                    )
+                    break
+                try:
+                    await self._answer_intake(intake)
+                    break
+                except TRANSIENT as exc:  # Discord or the network: try again while the token works
+                    reason = type(exc).__name__
+                except discord.HTTPException as exc:  # e.g. never acknowledged, or the answer was deleted
+                    reason, delay = http_reason(exc), None
+                except Exception as exc:
+                    reason, delay = type(exc).__name__, None
+                log.warning(
+                    "interaction %s: could not answer it after the restart (%s)",
+                    intake.interaction_id,
+                    reason,
+                )
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+            with contextlib.suppress(Exception):
+                await self.bot.queue.close_intake(intake.interaction_id)
+
+    async def _answer_intake(self, intake: Intake) -> None:
+        key = f"interaction:{intake.interaction_id}"
+        submitted = await self.bot.queue.job_for_key(key, role_ids=intake.role_ids)
+        if submitted is not None:
+            text = _format.queued_note(intake.locale, submitted.job, submitted.position, submitted.balance)
+        else:
+            text = t(intake.locale, RESTARTED)
+        webhook = discord.Webhook.partial(intake.application_id, intake.interaction_token, client=self.bot)
+        await webhook.edit_message(  # type: ignore[arg-type]
+            "@original", content=text, allowed_mentions=discord.AllowedMentions.none()
+        )
+        if submitted is not None:
+            self._owe_status(submitted)
+        log.info(
+            "interaction %s: answered after the restart (%s)",
+            intake.interaction_id,
+            f"job {submitted.job.id}" if submitted else "not queued",
         )
 
     async def _read_image(self, attachment: discord.Attachment) -> PreparedImage:
@@ -274,8 +426,10 @@ class GenerateCog(commands.Cog):
         kind: str,
         picture: PreparedImage | None = None,
         reply_to_message_id: int | None = None,
+        intake: bool = False,
     ) -> Submitted:
-        """Channel rules, then charge and queue in one transaction (the refusal raised, nothing written)."""
+        """Channel rules, then charge and queue in one transaction (the refusal raised, nothing written);
+        ``intake``: the request has one whose hold the charge replaces (``_check_before_download``)."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
         limit = int(interaction.filesize_limit)
@@ -297,6 +451,7 @@ class GenerateCog(commands.Cog):
                 locale=member_locale(interaction)[:16],
                 reply_to_message_id=reply_to_message_id,
                 inputs={planning.IMAGE_INPUT: picture.png} if picture is not None else {},
+                intake_id=interaction.id if intake else None,
             )
         )
         if picture is not None and submitted.created:
@@ -365,14 +520,23 @@ class GenerateCog(commands.Cog):
         settings = self.bot.settings
         target = planning.check_model(settings, None)
         planning.check_image(settings)
-        await self._check_before_download(interaction, prompt, cost=1)
-        attachment = await self._form_picture(interaction, message_id, attachment_id)
-        picture = await self._read_image(attachment)
-        params = planning.build_params(target, prompt, image=picture)
-        submitted = await self._submit(
-            interaction, target, params, kind="animate", picture=picture, reply_to_message_id=message_id
-        )
-        await self._reply_queued(interaction, submitted)
+        await self._check_before_download(interaction, prompt, verb="animate", cost=1)
+        try:
+            attachment = await self._form_picture(interaction, message_id, attachment_id)
+            picture = await self._read_image(attachment)
+            params = planning.build_params(target, prompt, image=picture)
+            submitted = await self._submit(
+                interaction,
+                target,
+                params,
+                kind="animate",
+                picture=picture,
+                reply_to_message_id=message_id,
+                intake=True,
+            )
+            await self._reply_queued(interaction, submitted)
+        finally:
+            await self._close_intake(interaction)
 
     async def _form_picture(
         self, interaction: discord.Interaction, message_id: int, attachment_id: int
