@@ -10,6 +10,7 @@ Rows per preset:
 - ``diffusers-defaults``: the checkpoint's own pipeline class, every component in the preset's dtype (bf16),
   ``pipe.to(device)``, native attention, called with the model card's settings (the preset's size, frames,
   steps, guidance and schedule): what a diffusers user gets from the model card's example. The baseline.
+  A fast variant's baseline has no LoRA (fused into the weights, a LoRA costs nothing per step).
 - ``videobot``: ``VideoPipeline.load`` as the worker calls it (its pipeline class per verb, the float32 VAE
   where the preset has one, the preset's LoRAs fused, the memory options ``auto`` picks for this card when
   it picks this preset, else the preset's recommended ones), and each job through ``run_variations``.
