@@ -82,3 +82,29 @@ def test_full_size_configs_match_the_published_sizes() -> None:
     for name, billions in counts.items():
         published = fullsize.PUBLISHED_B[name]
         assert abs(billions - published) / published < 0.12, (name, billions, published)
+
+
+def test_full_size_ltx23_parts_fit_together_on_the_meta_device() -> None:
+    """LTX-2.3's config is written from diffusers' conversion script, not read from a download: its text
+    connectors, transformer and VAE must agree on widths and shapes (a shape run, no memory, no compute)."""
+    import torch
+
+    spec = fullsize.FULL["ltx-2.3-distilled"]
+    with torch.device("meta"):
+        connectors = fullsize._instantiate(*spec["connectors"])
+        transformer = fullsize._instantiate(*spec["transformer"])
+        vae = fullsize._instantiate(*spec["vae"])
+        gemma_layers = fullsize._GEMMA3_12B[1]["text_config"]["num_hidden_layers"] + 1
+        mask = torch.ones(1, 1024, dtype=torch.long)
+        video_text, audio_text, text_mask = connectors(torch.empty(1, 1024, 3840 * gemma_layers), mask)
+        frames, height, width = 16, 16, 24  # latents of 121 frames at 768x512
+        t = torch.empty(1)
+        video, audio = transformer(
+            hidden_states=torch.empty(1, frames * height * width, 128), audio_hidden_states=torch.empty(1, 126, 128),
+            encoder_hidden_states=video_text, audio_encoder_hidden_states=audio_text, timestep=t, sigma=t,
+            encoder_attention_mask=text_mask, audio_encoder_attention_mask=text_mask, num_frames=frames,
+            height=height, width=width, audio_num_frames=126, return_dict=False,
+        )  # fmt: skip
+        decoded = vae.decode(torch.empty(1, 128, frames, height, width)).sample
+    assert tuple(video.shape) == (1, 6144, 128) and tuple(audio.shape) == (1, 126, 128)
+    assert tuple(decoded.shape) == (1, 3, 121, 512, 768)
