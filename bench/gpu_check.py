@@ -307,8 +307,9 @@ def _offload(mode: str) -> Callable[[Context], tuple[str, dict[str, Any]]]:
         ctx.cache.pop("small", None)
         gpu.free(ctx.device)
         pipeline = load(ctx, SMALL, {"offload": mode})
-        # The shortest clip: every layer still moves between CPU and GPU at each step (sequential is slow).
-        params = small_job(ctx, pipeline.preset, num_frames=pipeline.preset.min_frames)
+        # A short, small clip: every layer still moves between CPU and GPU at each step (sequential is slow).
+        size = {} if ctx.tiny else {"width": 416, "height": 240}
+        params = small_job(ctx, pipeline.preset, num_frames=pipeline.preset.min_frames, **size)
         reset_peak(ctx)
         sink = PreviewTimer(0.0)
         out = render(ctx, pipeline, params, previews=sink)[0]
