@@ -261,15 +261,17 @@ class SafetyClassifier:
             )
             logits_of = None
         else:  # transformers
-            from transformers import AutoImageProcessor, AutoModelForImageClassification
+            from transformers import AutoModelForImageClassification
 
             net = AutoModelForImageClassification.from_pretrained(folder)
             labels = [net.config.id2label[i] for i in range(net.config.num_labels)]
-            proc = AutoImageProcessor.from_pretrained(folder)
-            sizes = proc.size if isinstance(proc.size, dict) else {"height": proc.size}
-            size = int(sizes.get("height") or sizes.get("shortest_edge") or 224)
-            mean, std = tuple(proc.image_mean), tuple(proc.image_std)
-            resample = int(getattr(proc, "resample", Image.Resampling.BILINEAR))
+            # The image processor's settings, read as saved (its classes differ between versions).
+            pre = json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
+            sizes = pre.get("size") if isinstance(pre.get("size"), dict) else {"height": pre.get("size")}
+            size = int(sizes.get("height") or sizes.get("shortest_edge") or net.config.image_size)
+            mean = tuple(pre.get("image_mean") or (0.5, 0.5, 0.5))
+            std = tuple(pre.get("image_std") or (0.5, 0.5, 0.5))
+            resample = int(pre.get("resample", Image.Resampling.BILINEAR))
             logits_of = _logits_attr
         if len(labels) != _num_outputs(net):
             raise ValueError(f"{len(labels)} label names for {_num_outputs(net)} outputs")
