@@ -211,3 +211,43 @@ def test_levels_are_thresholds_on_the_score() -> None:
     assert threshold("off") is None
     assert flagged(1.0) and not flagged(0.0) and not flagged(None)
     assert flagged(0.5, "strict") and not flagged(0.5, "standard") and not flagged(1.0, "off")
+
+
+# ------------------------------------------------------------------ videobot generate
+def test_generate_prints_each_videos_score_and_refuses_a_flagged_picture(
+    tiny_data_dir: Path, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from generator.generate_cli import main
+    from videobot.safety import UNSAFE_INPUT
+
+    base = ["a cat surfing", "--model", "tiny", "--seed", "7", "--data-dir", str(tiny_data_dir)]
+    assert main([*base, "-o", str(tmp_path / "auto.mp4")]) == 0  # auto: tiny-safe beside the tiny model
+    assert "safety score 0.0000 (frame 0, 8 frames scored by tiny-safe; strict flags above 0.3)\n" in (
+        capsys.readouterr().out
+    )
+    out = tmp_path / "v.mp4"
+    assert main([*base, "-o", str(out), "--variations", "2", "--safety-model", "tiny-unsafe"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("by tiny-unsafe; strict flags above 0.3): FLAGGED") == 2
+    assert main([*base, "-o", str(tmp_path / "off.mp4"), "--safety-model", "off"]) == 0
+    assert "safety check off" in capsys.readouterr().out
+
+    picture = tmp_path / "in.png"
+    Image.fromarray(frames(1, 40, 70)[0]).save(picture)
+    refused = tmp_path / "refused.mp4"
+    assert main([*base, "-o", str(refused), "--image", str(picture), "--safety-model", "tiny-unsafe"]) == 2
+    err = capsys.readouterr().err
+    assert "Picture safety score 1.0000 (tiny-unsafe)" in err and f"error: {UNSAFE_INPUT}" in err
+    assert not refused.exists()
+
+
+@pytest.mark.parametrize("locale", ["de", "es", "fr", "it", "ja", "pt_BR"])
+def test_the_refusal_stored_in_english_is_shown_translated(locale: str) -> None:
+    from videobot.i18n import render
+    from videobot.jobs.records import job_error
+    from videobot.models import Job
+    from videobot.safety import UNSAFE_INPUT
+
+    job = Job(status="failed", error_code="unsafe_input", error_message=UNSAFE_INPUT)
+    shown = render(locale, job_error(job))
+    assert shown and shown != UNSAFE_INPUT and "{" not in shown
