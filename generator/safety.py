@@ -54,6 +54,8 @@ TINY_CLASSIFIERS = {"tiny-safe": 0.0, "tiny-unsafe": 1.0}
 SAMPLED_FRAMES = 8
 #: Label names (lower case) that mean "unsafe"; a label containing "nsfw" counts too ("sfw" does not).
 UNSAFE_LABELS = frozenset({"nsfw", "unsafe", "porn", "hentai", "sexy", "explicit", "nude", "nudity"})
+#: PIL's resampling numbers (transformers' ``resample``) as torch's interpolation modes.
+_PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 _TIMM_VIT = re.compile(r"^vit_(tiny|small|base|large)_patch(\d+)_(\d+)")
 #: timm's ViT sizes: embedding width, depth, heads.
 _VIT_SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}
@@ -201,7 +203,7 @@ class SafetyClassifier:
         size: int,
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
-        resample: int,
+        resample: str,
         unsafe: list[int],
         labels: list[str],
         logits_of: Any = None,
@@ -210,8 +212,8 @@ class SafetyClassifier:
         self.net = net.eval().requires_grad_(False).to(device)
         self.device = device
         self.size = size
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.resample = resample
         self.unsafe = unsafe
         self.labels = labels
@@ -240,8 +242,6 @@ class SafetyClassifier:
 
     @classmethod
     def _from_folder(cls, name: str, folder: Path, dev: torch.device) -> SafetyClassifier:
-        from PIL import Image
-
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         if "architecture" in config:  # timm
             from safetensors.torch import load_file
@@ -256,9 +256,7 @@ class SafetyClassifier:
                 raise ValueError(f"input_size {size} differs from the model's {args['img_size']}")
             mean = tuple(pre.get("mean") or (0.485, 0.456, 0.406))
             std = tuple(pre.get("std") or (0.229, 0.224, 0.225))
-            resample = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}.get(
-                str(pre.get("interpolation", "bicubic")), Image.Resampling.BICUBIC
-            )
+            resample = str(pre.get("interpolation", "bicubic"))
             logits_of = None
         else:  # transformers
             from transformers import AutoModelForImageClassification
@@ -271,8 +269,10 @@ class SafetyClassifier:
             size = int(sizes.get("height") or sizes.get("shortest_edge") or net.config.image_size)
             mean = tuple(pre.get("image_mean") or (0.5, 0.5, 0.5))
             std = tuple(pre.get("image_std") or (0.5, 0.5, 0.5))
-            resample = int(pre.get("resample", Image.Resampling.BILINEAR))
+            resample = _PIL_RESAMPLE.get(int(pre.get("resample", 2)), "bilinear")
             logits_of = _logits_attr
+        if resample not in ("bicubic", "bilinear", "nearest"):
+            raise ValueError(f"interpolation {resample!r} is not supported (bicubic, bilinear or nearest)")
         if len(labels) != _num_outputs(net):
             raise ValueError(f"{len(labels)} label names for {_num_outputs(net)} outputs")
         unsafe = [i for i, label in enumerate(labels) if _is_unsafe(label)]
@@ -292,57 +292,62 @@ class SafetyClassifier:
         )
 
     # ---------------------------------------------------------------- scoring
-    def windows(self, image: Any) -> list[Any]:
-        """The square windows (``size`` px) that cover a PIL picture: its short side scaled to ``size``,
-        then as many evenly spaced squares along the long side as it takes to cover it."""
-        w, h = image.size
-        scale = self.size / min(w, h)
-        rw, rh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
-        resized = image.convert("RGB").resize((rw, rh), self.resample)
+    def layout(self, width: int, height: int) -> tuple[int, int, list[tuple[int, int]]]:
+        """How a picture is cut into windows: its size once scaled so that its short side is ``size`` px,
+        and the top-left corner of each ``size``-px square, evenly spaced along the long side to cover it."""
+        scale = self.size / min(width, height)
+        rw, rh = max(self.size, round(width * scale)), max(self.size, round(height * scale))
         long = max(rw, rh)
         n = math.ceil(long / self.size - 1e-6)
         if n == 1:
             offsets = [(long - self.size) // 2]
         else:
             offsets = [round(i * (long - self.size) / (n - 1)) for i in range(n)]
-        if rw >= rh:
-            return [resized.crop((o, 0, o + self.size, self.size)) for o in offsets]
-        return [resized.crop((0, o, self.size, o + self.size)) for o in offsets]
+        return rw, rh, [(o, 0) if rw >= rh else (0, o) for o in offsets]
+
+    def windows(self, pictures: np.ndarray) -> torch.Tensor:
+        """Same-size uint8 pictures (N x H x W x 3) as their windows on the classifier's device: floats in
+        0..255, N*k x 3 x size x size, picture by picture. Resized there (on the GPU when the worker has
+        one), with antialiasing as PIL does."""
+        _, h, w, _ = pictures.shape
+        rw, rh, corners = self.layout(w, h)
+        x = torch.from_numpy(np.ascontiguousarray(pictures)).to(self.device).permute(0, 3, 1, 2).float()
+        if (rw, rh) != (w, h):
+            smooth = self.resample != "nearest"
+            x = nn.functional.interpolate(
+                x,
+                size=(rh, rw),
+                mode=self.resample,
+                antialias=smooth,
+                align_corners=False if smooth else None,
+            ).clamp_(0.0, 255.0)
+        s = self.size
+        return torch.stack([x[:, :, y : y + s, x0 : x0 + s] for x0, y in corners], dim=1).flatten(0, 1)
 
     @torch.inference_mode()
-    def probabilities(self, images: list[Any]) -> list[float]:
-        """Each PIL picture's probability of being unsafe (the highest over its windows)."""
-        owners: list[int] = []
-        crops: list[np.ndarray] = []
-        for i, image in enumerate(images):
-            for crop in self.windows(image):
-                owners.append(i)
-                crops.append(np.asarray(crop, dtype=np.uint8))
-        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-        batch = ((batch - self.mean) / self.std).to(self.device)
+    def probabilities(self, pictures: np.ndarray) -> list[float]:
+        """Each same-size uint8 picture's (N x H x W x 3) probability of being unsafe: the highest over its
+        windows."""
+        crops = self.windows(pictures)
+        batch = (crops / 255.0 - self.mean) / self.std
         probs = torch.softmax(self._logits_of(self.net(batch)).float(), dim=-1)
-        unsafe = probs[:, self.unsafe].sum(dim=-1).clamp_(0.0, 1.0).cpu().tolist()
-        best = [0.0] * len(images)
-        for owner, p in zip(owners, unsafe, strict=True):
-            best[owner] = max(best[owner], float(p))
-        return best
+        unsafe = probs[:, self.unsafe].sum(dim=-1).clamp_(0.0, 1.0)
+        return unsafe.view(len(pictures), -1).amax(dim=1).cpu().tolist()
 
     def score_video(self, frames: np.ndarray, *, start: int = 0) -> SafetyVerdict:
         """Score ``SAMPLED_FRAMES`` evenly spaced frames (uint8, F x H x W x 3) from ``start`` on (an
-        extension's new frames); the verdict's frame is an index into ``frames``."""
-        from PIL import Image
-
+        extension's new frames) in one batch; the verdict's frame is an index into ``frames``."""
         t0 = time.perf_counter()
         picks = sample_indices(len(frames), start)
-        scores = self.probabilities([Image.fromarray(np.asarray(frames[i])) for i in picks])
+        scores = self.probabilities(np.asarray(frames)[picks])
         k = int(np.argmax(scores))
-        return SafetyVerdict(scores[k], picks[k], self.name, len(picks), time.perf_counter() - t0)
+        return SafetyVerdict(float(scores[k]), picks[k], self.name, len(picks), time.perf_counter() - t0)
 
     def score_image(self, image: Any) -> SafetyVerdict:
         """Score one PIL picture (a job's input)."""
         t0 = time.perf_counter()
-        (score,) = self.probabilities([image])
-        return SafetyVerdict(score, 0, self.name, 1, time.perf_counter() - t0)
+        (score,) = self.probabilities(np.asarray(image.convert("RGB"))[None])
+        return SafetyVerdict(float(score), 0, self.name, 1, time.perf_counter() - t0)
 
 
 def _logits_attr(out: Any) -> torch.Tensor:

@@ -65,8 +65,8 @@ def test_the_highest_frame_counts_and_its_index_is_kept(tmp_path: Path) -> None:
     clip = frames(33)
     marked = sample_indices(33)[5]
     clip[marked] = 255  # the picked frame scores high through a stand-in probability
-    c.probabilities = lambda images: [  # type: ignore[method-assign]
-        0.9 if np.asarray(im).min() == 255 else 0.1 for im in images
+    c.probabilities = lambda pictures: [  # type: ignore[method-assign]
+        0.9 if p.min() == 255 else 0.1 for p in pictures
     ]
     verdict = c.score_video(clip)
     assert (verdict.score, verdict.frame) == (0.9, marked)
@@ -74,14 +74,20 @@ def test_the_highest_frame_counts_and_its_index_is_kept(tmp_path: Path) -> None:
 
 def test_windows_cover_the_whole_frame_in_both_orientations(tmp_path: Path) -> None:
     c = SafetyClassifier.load("tiny-safe", data_dir=tmp_path)
+    s = c.size
     for w, h, n in ((160, 90, 2), (90, 160, 2), (100, 100, 1), (300, 90, 4)):
-        wins = c.windows(Image.new("RGB", (w, h)))
-        assert len(wins) == n and all(win.size == (c.size, c.size) for win in wins)
+        rw, rh, corners = c.layout(w, h)
+        assert min(rw, rh) == s and len(corners) == n
+        along = [x if rw >= rh else y for x, y in corners]
+        assert along[0] == 0 or n == 1
+        assert along[-1] + s == max(rw, rh) or n == 1  # the last window reaches the far edge
+        assert all(b - a <= s for a, b in zip(along, along[1:], strict=False))  # no gap between windows
+        assert c.windows(np.zeros((2, h, w, 3), dtype=np.uint8)).shape == (2 * n, 3, s, s)
     # A wide picture whose right edge alone is white: the last window sees it, a centre crop would not.
-    img = np.zeros((90, 300, 3), dtype=np.uint8)
-    img[:, -20:] = 255
-    wins = c.windows(Image.fromarray(img))
-    assert np.asarray(wins[-1])[:, -1].min() > 200 and np.asarray(wins[1]).max() < 50
+    img = np.zeros((1, 90, 300, 3), dtype=np.uint8)
+    img[:, :, -20:] = 255
+    wins = c.windows(img)
+    assert wins[-1][:, :, -1].min() > 200 and wins[1].max() < 50
 
 
 def timm_to_transformers(sd: dict[str, torch.Tensor], dim: int) -> dict[str, torch.Tensor]:
