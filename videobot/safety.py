@@ -10,6 +10,7 @@ channel). No torch here: the bot imports this module.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 from videobot.i18n import N_
 
@@ -58,3 +59,10 @@ def flagged(score: float | None, level: SafetyLevel | str = DEFAULT_LEVEL) -> bo
     was off on the worker that made it) is never flagged."""
     limit = threshold(level)
     return score is not None and limit is not None and score > limit
+
+
+def job_score(scores: Iterable[float | None]) -> float | None:
+    """A job's score: the highest of its videos' (``JobResult.safety_score`` of each variation); None
+    when none was checked."""
+    checked = [s for s in scores if s is not None]
+    return max(checked) if checked else None

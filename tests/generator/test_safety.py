@@ -22,7 +22,7 @@ from generator.safety import (
     resolve_safety_model,
     sample_indices,
 )
-from videobot.safety import DEFAULT_LEVEL, INPUT_LEVEL, THRESHOLDS, SafetyLevel, flagged, threshold
+from videobot.safety import DEFAULT_LEVEL, INPUT_LEVEL, THRESHOLDS, SafetyLevel, flagged, job_score, threshold
 
 
 def frames(n: int = 17, h: int = 32, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -217,6 +217,7 @@ def test_levels_are_thresholds_on_the_score() -> None:
     assert threshold("off") is None
     assert flagged(1.0) and not flagged(0.0) and not flagged(None)
     assert flagged(0.5, "strict") and not flagged(0.5, "standard") and not flagged(1.0, "off")
+    assert job_score([0.1, None, 0.8]) == 0.8 and job_score([None]) is None and job_score([]) is None
 
 
 # ------------------------------------------------------------------ videobot generate
