@@ -311,7 +311,12 @@ class SafetyClassifier:
         one), with antialiasing as PIL does."""
         _, h, w, _ = pictures.shape
         rw, rh, corners = self.layout(w, h)
-        x = torch.from_numpy(np.ascontiguousarray(pictures)).to(self.device).permute(0, 3, 1, 2).float()
+        x = (
+            torch.from_numpy(np.require(pictures, np.uint8, ["C", "W"]))
+            .to(self.device)
+            .permute(0, 3, 1, 2)
+            .float()
+        )
         if (rw, rh) != (w, h):
             smooth = self.resample != "nearest"
             x = nn.functional.interpolate(
