@@ -237,3 +237,17 @@ def test_a_classifier_the_worker_cannot_load_stops_it_with_the_reason(tmp_path: 
     assert res.returncode == 3, res.stderr[-2000:]
     assert "cannot load the safety classifier" in res.stderr and "someorg/not-cached" in res.stderr
     assert "VIDEOBOT_SAFETY_MODEL=off" in res.stderr and "Traceback" not in res.stderr
+
+
+async def test_the_verdict_is_stored_on_both_databases(db, tiny_pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same write on SQLite and PostgreSQL (the ``db`` fixture runs both when PostgreSQL is set)."""
+    data = tmp_path / "data"
+    q = JobQueue(db, QueueConfig(lease_seconds=5))
+    job_id = await submit(q, "both-databases")
+    safety = SafetyClassifier.load("tiny-unsafe", data_dir=data)
+    worker = Worker(
+        settings_for(data, db.url), q, tiny_pipeline, worker_id="w1", models=["tiny"], safety=safety
+    )
+    assert await run_until(worker, q, job_id, {"succeeded", "failed"}) == "succeeded"
+    (result,) = await q.get_results(job_id)
+    assert (result.safety_score, result.safety_model) == (1.0, "tiny-unsafe") and result.safety_frame == 0
