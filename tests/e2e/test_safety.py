@@ -1,7 +1,7 @@
 """The worker's safety check end to end: the real bot and worker (tiny model, ``tiny-unsafe`` classifier)
 against the fake Discord.
 
-A picture given to ``/video image:`` that the classifier flags is refused by the worker before
+A picture given to ``/video image:`` or Animate that the classifier flags is refused by the worker before
 rendering: the requester is told why through the bot's failure path, the credit comes back once,
 nothing is rendered, stored or posted. A text-only ``/video`` is scored after rendering and
 its verdict stored with the result (what the bot does with a flagged result comes with the bot side of
@@ -47,14 +47,27 @@ def picture() -> bytes:
     return out.getvalue()
 
 
-async def test_a_flagged_picture_is_refused_before_rendering_the_member_told_and_refunded(
-    h: BotHarness,
-) -> None:
-    pic = h.fd.attachment("cat.png", picture())
-    interaction = await h.slash(h.member_id, "video", prompt="the cat yawns", image=pic)
+async def request_from_picture(h: BotHarness, how: str) -> int:
+    """``/video image:`` or Apps → Animate with a picture; returns the queued job's id."""
+    if how == "video":
+        pic = h.fd.attachment("cat.png", picture())
+        interaction = await h.slash(h.member_id, "video", prompt="the cat yawns", image=pic)
+    else:
+        mid = h.fd.post_user_message(h.other_id, h.channel_id, "my cat", files=[("cat.png", picture())])
+        opened = await h.fd.message_command(h.guild_id, h.channel_id, h.member_id, "Animate", mid)
+        assert (await opened.acknowledged(3))["type"] == 9
+        interaction = await h.fd.submit_modal(opened, {})
     queued = await answer(h, interaction)
     job_id = max(j.id for j in await h.jobs(h.member_id))  # the member's newest job: this one
     assert f"#{job_id}" in queued and interaction.ephemeral
+    return job_id
+
+
+@pytest.mark.parametrize("how", ["video", "animate"])
+async def test_a_flagged_picture_is_refused_before_rendering_the_member_told_and_refunded(
+    h: BotHarness, how: str
+) -> None:
+    job_id = await request_from_picture(h, how)
     # The bot's failure path as it is (the bot side of issue 21 decides what is public): the status
     # message says why, and a notice mentions the requester with the reason and the refund.
     notice = await h.wait_for(
@@ -62,7 +75,9 @@ async def test_a_flagged_picture_is_refused_before_rendering_the_member_told_and
             (
                 m
                 for m in h.fd.messages(h.channel_id, include_ephemeral=True)
-                if UNSAFE_INPUT in m["content"] and f"<@{h.member_id}>" in m["content"]
+                if UNSAFE_INPUT in m["content"]
+                and f"<@{h.member_id}>" in m["content"]
+                and f"job #{job_id}" in m["content"]
             ),
             None,
         ),
