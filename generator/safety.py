@@ -181,7 +181,12 @@ def _timm_vit_args(config: dict[str, Any]) -> dict[str, int]:
     dim, depth, heads = _VIT_SIZES[m.group(1)]
     args = {"embed_dim": dim, "depth": depth, "num_heads": heads, "patch_size": int(m.group(2))}
     args["img_size"] = int(m.group(3))
-    extra = config.get("model_args") or {}
+    # Dropout rates are training-only (a no-op in eval): accepted and left out.
+    extra = {
+        k: v
+        for k, v in (config.get("model_args") or {}).items()
+        if not k.endswith("drop_rate") and k != "drop_path_rate"
+    }
     unknown = set(extra) - {"embed_dim", "depth", "num_heads", "patch_size", "img_size"}
     if unknown:
         raise ValueError(f"timm model_args {sorted(unknown)} are not supported")

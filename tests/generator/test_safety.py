@@ -258,3 +258,25 @@ def test_the_refusal_stored_in_english_is_shown_translated(locale: str) -> None:
     job = Job(status="failed", error_code="unsafe_input", error_message=UNSAFE_INPUT)
     shown = render(locale, job_error(job))
     assert shown and shown != UNSAFE_INPUT and "{" not in shown
+
+
+def test_timm_configs_read_the_vit_size_and_accept_training_only_arguments() -> None:
+    from generator.safety import _timm_vit_args
+
+    base = {"architecture": "vit_tiny_patch16_384", "num_classes": 2, "global_pool": "token"}
+    assert _timm_vit_args(base | {"model_args": {"drop_rate": 0.1, "drop_path_rate": 0.05}}) == {
+        "embed_dim": 192,
+        "depth": 12,
+        "num_heads": 3,
+        "patch_size": 16,
+        "img_size": 384,
+        "num_classes": 2,
+    }
+    assert _timm_vit_args(base | {"architecture": "vit_base_patch16_224.augreg_in21k"})["embed_dim"] == 768
+    for bad in (
+        {"global_pool": "avg"},
+        {"model_args": {"class_token": False}},
+        {"architecture": "convnext_tiny"},
+    ):
+        with pytest.raises(ValueError, match="not supported"):
+            _timm_vit_args(base | bad)
