@@ -251,3 +251,9 @@ async def test_the_verdict_is_stored_on_both_databases(db, tiny_pipeline, tmp_pa
     assert await run_until(worker, q, job_id, {"succeeded", "failed"}) == "succeeded"
     (result,) = await q.get_results(job_id)
     assert (result.safety_score, result.safety_model) == (1.0, "tiny-unsafe") and result.safety_frame == 0
+    # What the bot reads to decide (without the video's bytes): the job's highest score.
+    assert await q.safety_score(job_id) == 1.0
+    unchecked = await submit(q, "both-databases-unchecked")
+    worker = Worker(settings_for(data, db.url), q, tiny_pipeline, worker_id="w2", models=["tiny"])
+    assert await run_until(worker, q, unchecked, {"succeeded", "failed"}) == "succeeded"
+    assert await q.safety_score(unchecked) is None and await q.safety_score(10**6) is None
