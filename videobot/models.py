@@ -131,6 +131,12 @@ class JobResult(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     #: How the file was fitted under the upload limit (re-encodes, downscale), for the record.
     encode_notes: Mapped[str | None] = mapped_column(Text)
+    #: The safety check's verdict (``videobot.safety``): the highest "unsafe" probability over the
+    #: sampled frames (0..1), the frame it came from (index in this video), and the classifier that
+    #: scored it. All None when the worker's check was off (VIDEOBOT_SAFETY_MODEL=off).
+    safety_score: Mapped[float | None] = mapped_column(Float)
+    safety_frame: Mapped[int | None] = mapped_column(Integer)
+    safety_model: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[float] = mapped_column(Float)
 
 

@@ -150,6 +150,10 @@ class ResultData:
     seconds_per_step: float | None = None
     peak_gpu_bytes: int | None = None
     variant: int = 0
+    #: The safety check's verdict (None: not checked); see ``JobResult.safety_score``.
+    safety_score: float | None = None
+    safety_frame: int | None = None
+    safety_model: str | None = None
 
 
 def wanted_videos(params: dict[str, Any] | None) -> int:

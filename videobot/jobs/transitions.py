@@ -974,6 +974,9 @@ def _store_results(
                 "fps": r.fps,
                 "duration_s": r.duration_s,
                 "encode_notes": r.encode_notes,
+                "safety_score": r.safety_score,
+                "safety_frame": r.safety_frame,
+                "safety_model": r.safety_model,
             }
             for r in results
         ],
