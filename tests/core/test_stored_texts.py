@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.cogs.generate import _format
+from bot.ui import texts as _format
 from videobot import i18n
 from videobot.errors import InvalidParameters
 from videobot.i18n import Msg, msg, recognize
