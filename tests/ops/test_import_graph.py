@@ -105,6 +105,32 @@ def test_no_import_circle(package: str) -> None:
     assert cycle is None, f"import circle in {package}/: " + " → ".join(cycle or [])
 
 
+#: What each part of ``bot/`` must not import: the app wires cogs and delivery together; both use the
+#: ui and ask the app through ``bot.ports``; neither imports the other.
+FORBIDDEN = {
+    "bot.ui": ("bot.app", "bot.cogs", "bot.delivery"),
+    "bot.ports": ("bot.app", "bot.cogs", "bot.delivery", "bot.ui"),
+    "bot.cogs": ("bot.app", "bot.delivery"),
+    "bot.delivery": ("bot.app", "bot.cogs"),
+}
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_bot_dependencies_point_one_way() -> None:
+    graph = import_graph(ROOT, "bot")
+    wrong = sorted(
+        f"{src} → {dst}"
+        for src, targets in graph.items()
+        for dst in targets
+        for part, banned in FORBIDDEN.items()
+        if _within(src, part) and any(_within(dst, b) for b in banned)
+    )
+    assert wrong == []
+
+
 def _write(root: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         path = root / name
