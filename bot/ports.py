@@ -19,6 +19,12 @@ from videobot.jobs import IntakeBatcher, JobQueue, SubmitBatcher
 from videobot.settings import Settings
 
 
+class HasDatabase(Protocol):
+    """Anything that carries the database (the moderator check, the servers' languages)."""
+
+    db: Database
+
+
 class Languages(Protocol):
     """The language of each server's public messages (``bot.i18n.GuildLanguages``)."""
 

@@ -29,7 +29,7 @@ async def cancel_click(bot: CommandHost, interaction: discord.Interaction, job_i
     if job is None or job.guild_id != interaction.guild_id:
         await _answer(interaction, t(locale, "I can't find job #{job} any more.", job=job_id))
         return
-    moderator = job.user_id != user_id and await is_moderator(bot, interaction)  # type: ignore[arg-type]
+    moderator = job.user_id != user_id and await is_moderator(bot, interaction)
     if job.user_id != user_id and not moderator:
         log.info("job %s: cancel button refused for %s (not the requester)", job.id, user_id)
         await _answer(interaction, t(locale, texts.NOT_YOURS))

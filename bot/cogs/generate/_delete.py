@@ -63,7 +63,7 @@ class Deleter:
                 message.id,
             )
             raise NotThisResult(msg(texts.DELETE_MISMATCH))
-        if job.user_id != user_id and not await is_moderator(self.bot, member):  # type: ignore[arg-type]
+        if job.user_id != user_id and not await is_moderator(self.bot, member):
             log.info("job %s: delete by %s refused (not the requester or a moderator)", job_id, user_id)
             raise NotModerator(msg(texts.DELETE_REFUSED))
         # The stored file goes with the result message (not with a copy or the status message).
