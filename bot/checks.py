@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import discord
 from discord import app_commands
 
+from bot.ports import HasDatabase
 from videobot import guilds
-from videobot.db import Database
 from videobot.errors import NotModerator
 from videobot.health import record_ack
 from videobot.i18n import N_, msg
@@ -27,10 +27,6 @@ QUOTA_REFUSAL = N_("Only moderators (Manage Server or the moderator role) can ch
 CONFIG_REFUSAL = N_(
     "Only moderators (Manage Server or the moderator role) can change this server's video settings."
 )
-
-
-class HasDatabase(Protocol):
-    db: Database
 
 
 class NotModeratorFailure(app_commands.CheckFailure, NotModerator):

@@ -7,20 +7,17 @@ Both are public: in the server's language (``bot.languages.locale``).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.generate import _format
-from bot.delivery._http import http_reason
 from bot.delivery.budget import CREATE, RESULT
 from bot.delivery.editor import StatusEditor
+from bot.discord_http import http_reason
+from bot.ports import DeliveryHost
+from bot.ui import texts
 from videobot.i18n import t
 from videobot.jobs import JobQueue
 from videobot.models import Job, JobStatus
-
-if TYPE_CHECKING:
-    from bot.app import VideoBot
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +25,7 @@ log = logging.getLogger(__name__)
 class Notifier:
     """Final status texts and failure notices (each requester told once: ``mark_notified``)."""
 
-    def __init__(self, bot: VideoBot, queue: JobQueue, editor: StatusEditor) -> None:
+    def __init__(self, bot: DeliveryHost, queue: JobQueue, editor: StatusEditor) -> None:
         self.bot = bot
         self.queue = queue
         self.editor = editor
@@ -49,20 +46,18 @@ class Notifier:
                 "The video was made but could not be posted here: {reason} Your credit was refunded.",
                 reason=t(locale, reason),
             )
-            text = f"{_format.status_header(locale, job)}\n⚠️ {line}"
+            text = f"{texts.status_header(locale, job)}\n⚠️ {line}"
             await self.editor.final(job.id, job.channel_id, job.status_message_id, text)
 
     def final_text(self, locale: str, job: Job) -> str | None:
         """The status text of a job that ended (delivered, undeliverable, failed, cancelled), else None."""
         if job.status == JobStatus.DELIVERED.value and job.result_message_id:
             channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            return _format.status_done(
-                locale, job, channel.get_partial_message(job.result_message_id).jump_url
-            )
+            return texts.status_done(locale, job, channel.get_partial_message(job.result_message_id).jump_url)
         if job.status == JobStatus.UNDELIVERABLE.value:
-            return _format.status_undeliverable(locale, job)
+            return texts.status_undeliverable(locale, job)
         if job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
-            return _format.status_failed(locale, job)
+            return texts.status_failed(locale, job)
         return None
 
     async def final_status(self, job_id: int) -> None:
@@ -71,7 +66,7 @@ class Notifier:
         if job is None or not job.status_message_id:
             return
         locale = await self.locale(job)
-        text = self.final_text(locale, job) or _format.status_failed(locale, job)
+        text = self.final_text(locale, job) or texts.status_failed(locale, job)
         await self.editor.final(job.id, job.channel_id, job.status_message_id, text)
 
     async def notify(self, job_id: int) -> None:
@@ -84,7 +79,7 @@ class Notifier:
         locale = await self.locale(job)
         if job.status_message_id:
             told = await self.editor.final(
-                job.id, job.channel_id, job.status_message_id, _format.status_failed(locale, job)
+                job.id, job.channel_id, job.status_message_id, texts.status_failed(locale, job)
             )
         # A failure, or a cancellation the member did not ask for (it waited too long), mentions them.
         if job.status == JobStatus.FAILED.value or job.error_code == "expired" or not told:
@@ -97,7 +92,7 @@ class Notifier:
             try:
                 await self.budget.acquire(CREATE, job.channel_id, RESULT, job.id)
                 await channel.send(
-                    _format.failure_notice(locale, job),
+                    texts.failure_notice(locale, job),
                     reference=reference,  # type: ignore[arg-type]
                     allowed_mentions=discord.AllowedMentions(
                         users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False

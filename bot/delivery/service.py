@@ -9,23 +9,21 @@ import io
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
-from bot.cogs.generate import _format
 from bot.delivery.budget import BACKGROUND, PROGRESS, ChannelBudget
 from bot.delivery.editor import Picture, StatusEditor
 from bot.delivery.feed import JobFeed
 from bot.delivery.notify import Notifier
 from bot.delivery.posting import ResultPoster
 from bot.delivery.status import StatusPoster
+from bot.ports import DeliveryHost
+from bot.ui import texts
 from videobot.i18n import N_
 from videobot.jobs import JobQueue, ModelSpeed
 from videobot.models import Job, JobStatus
-
-if TYPE_CHECKING:
-    from bot.app import VideoBot
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,7 @@ SPEED_REFRESH_SECONDS = 30.0
 class DeliveryService:
     """The bot's one background loop over the job feed; owns every task it starts."""
 
-    def __init__(self, bot: VideoBot, queue: JobQueue, *, poll_seconds: float) -> None:
+    def __init__(self, bot: DeliveryHost, queue: JobQueue, *, poll_seconds: float) -> None:
         self.bot = bot
         self.queue = queue
         self.poll_seconds = poll_seconds
@@ -75,7 +73,6 @@ class DeliveryService:
         self._speeds: dict[str, ModelSpeed] = {}
         self._speeds_read = float("-inf")
         self._preview_steps: dict[int, int] = {}  # job id -> the step of the preview last read
-        self.ticks = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -148,7 +145,6 @@ class DeliveryService:
         return self.feed.db_clock()
 
     async def _tick(self) -> None:
-        self.ticks += 1
         if self.feed.started_db is None:
             await self.feed.sync_clock()
             await self._sweep()
@@ -231,7 +227,7 @@ class DeliveryService:
             position = positions.get(job.id)
             speed = self._speeds.get(job.model)
             # Public: the server's language (cached for a minute, so one read per server at most).
-            text = _format.status_text(
+            text = texts.status_text(
                 await self.notifier.locale(job),
                 job,
                 position,
@@ -270,7 +266,7 @@ class DeliveryService:
             if row is None:  # the job ended meanwhile
                 continue
             self._preview_steps[job_id] = row.step
-            name = _format.preview_filename(job_id, row.content_type)
+            name = texts.preview_filename(job_id, row.content_type)
             pictures[job_id] = Picture(filename=name, data=bytes(row.data), step=row.step)
         return pictures
 

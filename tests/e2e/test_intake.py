@@ -18,7 +18,7 @@ import pytest_asyncio
 from PIL import Image
 from sqlalchemy import func, select
 
-from bot.cogs.generate._cog import RESTARTED
+from bot.ui.texts import RESTARTED
 from tests.faults.helpers import answer
 from videobot.i18n import t
 from videobot.models import Intake, MemberQuota

@@ -188,7 +188,6 @@ class QueueConfig:
     max_queued_per_user: int = 3
     default_limit: int = 5
     window_seconds: float = 24 * 3600.0
-    models: list[str] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueueConfig:

@@ -1,4 +1,5 @@
-"""Text the bot shows: status/progress lines, the result message, refusals. Pure functions, no I/O.
+"""Text the bot shows: status/progress lines, the result message, answers and refusals, the labels of
+its buttons and forms. Pure functions and catalog messages (``N_``), no I/O.
 
 Every function takes the reader's ``locale`` first: the member's (``bot.i18n.member_locale``) for an
 ephemeral answer, the server's (``bot.languages.locale(guild_id)``) for a public message. Texts come
@@ -22,6 +23,9 @@ from videobot.models import Job
 from videobot.presets import MAX_VIDEOS
 
 MAX_CONTENT = 2000
+#: The reactions on a result: 🔁 another take (added by the bot), ❌ delete it.
+RERUN_EMOJI = "🔁"
+DELETE_EMOJI = "❌"
 STATUS_PROMPT_CHARS = 300
 BAR_CELLS = 10
 
@@ -115,6 +119,7 @@ BUTTON_RERUN = N_("Rerun")
 BUTTON_REMIX = N_("Remix")
 BUTTON_EXTEND = N_("Extend")
 BUTTON_DELETE = N_("Delete")
+CANCEL = N_("Cancel")
 REMIX_TITLE = N_("Remix this video")
 EXTEND_TITLE = N_("Extend this clip")
 ANIMATE_TITLE = N_("Animate this picture")
@@ -177,6 +182,11 @@ DELETE_FORBIDDEN = N_(
     "Please ask a moderator to delete it."
 )
 BUSY = N_("The video service is busy right now; please click again in a moment.")
+NOT_YOURS = N_("Only the member who asked for this video, or a moderator, can cancel it.")
+#: The answer, after a restart, to a request the last bot acknowledged but never queued.
+RESTARTED = N_(
+    "The bot restarted before your request could be queued. Nothing was charged; please try again."
+)
 
 #: What a job is, by ``Job.kind``: the status header's verb (without and with its source job).
 _ASKED = {
@@ -425,7 +435,7 @@ def result_footer(locale: str, job: Job, results: list[Any]) -> str:
         details.append(t(locale, "{seconds} s", seconds=Number(duration, decimals=1)))
     if job.generation_seconds:
         details.append(t(locale, "made in {time}", time=_seconds(locale, job.generation_seconds)))
-    details.append(t(locale, "react {emoji} for another take", emoji="🔁"))
+    details.append(t(locale, "react {emoji} for another take", emoji=RERUN_EMOJI))
     return "-# " + " · ".join(details)
 
 
