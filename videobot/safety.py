@@ -66,3 +66,18 @@ def job_score(scores: Iterable[float | None]) -> float | None:
     when none was checked."""
     checked = [s for s in scores if s is not None]
     return max(checked) if checked else None
+
+
+def holds(
+    score: float | None,
+    level: SafetyLevel | str | None,
+    *,
+    channel_nsfw: bool,
+    everywhere: bool = False,
+) -> bool:
+    """Whether a result is held for review instead of posted: its score is flagged at the server's
+    ``level`` (None: ``DEFAULT_LEVEL``), and the channel is not age-restricted — unless the server
+    chose to check there too (``everywhere``)."""
+    if channel_nsfw and not everywhere:
+        return False
+    return flagged(score, level or DEFAULT_LEVEL)

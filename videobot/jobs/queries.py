@@ -371,6 +371,8 @@ class Queries:
                                     Job.status.in_((JobStatus.FAILED.value, JobStatus.CANCELLED.value)),
                                     Job.notified_at.is_(None),
                                 ),
+                                # Held results whose review post and notice are not done yet.
+                                and_(Job.status == JobStatus.HELD.value, Job.notified_at.is_(None)),
                                 and_(Job.status.in_(ACTIVE), Job.status_message_id.is_not(None)),
                             )
                         )

@@ -17,6 +17,7 @@ FINISHED = (
     JobStatus.FAILED.value,
     JobStatus.CANCELLED.value,
     JobStatus.UNDELIVERABLE.value,
+    JobStatus.HELD.value,
 )
 
 # What members read about a job that ended without a video. The stored ``error_message`` is the
@@ -97,6 +98,9 @@ class SubmitRequest:
     #: Seconds the interaction token stays valid (Discord: 15 minutes).
     interaction_ttl: float = 15 * 60
     reply_to_message_id: int | None = None
+    #: Discord marks the channel (or a thread's parent) age-restricted: kept with the job for the
+    #: safety policy (``videobot.safety.holds``), which decides after the render, maybe after restarts.
+    channel_nsfw: bool = False
     #: The requester's Discord client language, for answers only they see (None: unknown).
     locale: str | None = None
     #: Stored with the job (``job_inputs``): ``{"image": png_bytes}``, ``{"video": mp4_bytes}``.

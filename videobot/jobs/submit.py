@@ -136,6 +136,7 @@ class Submitting(Changes):
             interaction_expires_at=(st.now + req.interaction_ttl) if req.interaction_token else None,
             reply_to_message_id=req.reply_to_message_id,
             locale=req.locale,
+            channel_nsfw=req.channel_nsfw,
             created_at=st.now,
             queued_at=st.now,
             updated_at=st.now,

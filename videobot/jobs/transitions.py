@@ -12,11 +12,12 @@ from videobot.jobs.complete import Completing
 from videobot.jobs.delivered import Delivering
 from videobot.jobs.maintenance import Upkeep
 from videobot.jobs.records import CANCEL_MESSAGE
+from videobot.jobs.review import Reviewing
 from videobot.jobs.statements import LEASE_CLEARED, NOTIFY_CHANNEL
 from videobot.jobs.submit import Submitting
 
 __all__ = ["CANCEL_MESSAGE", "LEASE_CLEARED", "MAX_PREVIEW_BYTES", "NOTIFY_CHANNEL", "Transitions"]
 
 
-class Transitions(Submitting, Completing, Delivering, Upkeep):
+class Transitions(Submitting, Completing, Delivering, Reviewing, Upkeep):
     """The status-changing half of ``JobQueue`` (on top of the reads: a submit answers with a position)."""

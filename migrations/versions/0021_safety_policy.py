@@ -1,0 +1,45 @@
+"""safety policy: a server's safety level, its review channel and whether a held result keeps its
+charge; each job remembers whether its channel was age-restricted and who approved a held result
+
+Revision ID: 0021
+Revises: 0020
+Create Date: 2026-12-07 06:00:00.000000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0021"
+down_revision: str | None = "0020"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("guild_configs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("safety_level", sa.String(length=16), nullable=True))
+        batch_op.add_column(
+            sa.Column("safety_everywhere", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
+        batch_op.add_column(sa.Column("charge_held", sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch_op.add_column(sa.Column("review_channel_id", sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("channel_nsfw", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
+        batch_op.add_column(sa.Column("safety_approved_by", sa.BigInteger(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("safety_approved_by")
+        batch_op.drop_column("channel_nsfw")
+    with op.batch_alter_table("guild_configs", schema=None) as batch_op:
+        batch_op.drop_column("review_channel_id")
+        batch_op.drop_column("charge_held")
+        batch_op.drop_column("safety_everywhere")
+        batch_op.drop_column("safety_level")
