@@ -53,6 +53,13 @@ def role_ids(member: discord.Member) -> list[int]:
     return [r.id for r in member.roles]
 
 
+def channel_is_age_restricted(interaction: discord.Interaction) -> bool:
+    """Whether Discord marks the interaction's channel age-restricted (``nsfw``); a thread inherits its
+    parent's (discord.py's ``Thread.is_nsfw``). Unknown (an uncached DM-like channel): False."""
+    is_nsfw = getattr(interaction.channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
 async def is_moderator(bot: HasDatabase, subject: discord.Interaction | discord.Member | None) -> bool:
     """True if the member has Manage Server (or Administrator) or the guild's moderator role.
 

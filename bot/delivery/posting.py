@@ -62,6 +62,7 @@ class ResultPoster:
         *,
         db_clock: Callable[[], float],
         started_db: Callable[[], float | None],
+        on_held: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
         self.queue = queue
@@ -69,6 +70,8 @@ class ResultPoster:
         self.notifier = notifier
         self.db_clock = db_clock
         self._started_db = started_db
+        #: Called with a job this poster held instead of posting (the review steps: ``review``).
+        self.on_held = on_held
         #: Posted, but not yet marked delivered (the database was down): mark without posting again.
         self.posted: dict[int, int] = {}
         #: An attempt ended without a definite answer: the message may exist.
@@ -84,6 +87,12 @@ class ResultPoster:
         if job is None or job.status != JobStatus.SUCCEEDED.value:
             return
         message_id = self.posted.get(job_id)
+        # The safety policy (issue 21): a flagged result is held, not posted, unless a moderator
+        # approved it. A held result was never posted (its score never changes), so no post to find.
+        if message_id is None and await self.queue.hold_if_flagged(job_id):
+            if self.on_held is not None:
+                await self.on_held(job_id)
+            return
         if message_id is None and self._maybe_posted(job):
             message_id = await self._find_posted(job)
             if message_id is not None:

@@ -18,6 +18,7 @@ from bot.delivery.editor import Picture, StatusEditor
 from bot.delivery.feed import JobFeed
 from bot.delivery.notify import Notifier
 from bot.delivery.posting import ResultPoster
+from bot.delivery.review import Reviewer
 from bot.delivery.status import StatusPoster
 from bot.ports import DeliveryHost
 from bot.ui import texts
@@ -52,7 +53,7 @@ class DeliveryService:
         self.budget = ChannelBudget()
         self.editor = StatusEditor(self._edit_status, budget=self.budget)
         self.feed = JobFeed(queue)
-        self.notifier = Notifier(bot, queue, self.editor)
+        self.notifier = Notifier(bot, queue, self.editor, db_clock=self.feed.db_clock)
         self.status_poster = StatusPoster(bot, queue, self.notifier, self.budget, on_posted=self.track_status)
         self.poster = ResultPoster(
             bot,
@@ -61,7 +62,9 @@ class DeliveryService:
             self.notifier,
             db_clock=self.feed.db_clock,
             started_db=lambda: self.feed.started_db,
+            on_held=self._held,
         )
+        self.reviewer = Reviewer(bot, queue, self.editor, self.notifier, db_clock=self.feed.db_clock)
         self._wake = asyncio.Event()
         self._main: asyncio.Task[None] | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -175,7 +178,7 @@ class DeliveryService:
         jobs = await self.queue.get_many(ids)
         for job in jobs:
             if job.status in (JobStatus.DELIVERED.value, JobStatus.UNDELIVERABLE.value) or (
-                job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+                job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value, JobStatus.HELD.value)
                 and job.notified_at is not None
             ):
                 self._schedule(job.id, self.notifier.final_status)
@@ -202,6 +205,8 @@ class DeliveryService:
         self._preview_steps.pop(job.id, None)
         if status == JobStatus.SUCCEEDED.value:
             self._schedule(job.id, self.poster.deliver)
+        elif status == JobStatus.HELD.value and job.notified_at is None:
+            self._schedule(job.id, self.reviewer.ask)
         elif status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value) and job.notified_at is None:
             self._schedule(job.id, self.notifier.notify)
 
@@ -294,6 +299,8 @@ class DeliveryService:
             return
         if job.status == JobStatus.SUCCEEDED.value:
             await self.poster.deliver(job_id)
+        elif job.status == JobStatus.HELD.value and job.notified_at is None:
+            await self.reviewer.ask(job_id)
         elif job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value) and job.notified_at is None:
             await self.notifier.notify(job_id)
         else:
@@ -326,6 +333,10 @@ class DeliveryService:
                 self._wake.set()
 
     # ------------------------------------------------------------------ helpers
+    async def _held(self, job_id: int) -> None:
+        """The poster held a flagged result: ask for its review in the same delivery task."""
+        await self.reviewer.ask(job_id)
+
     async def _edit_status(
         self,
         channel_id: int,

@@ -80,6 +80,39 @@ class CancelButton(JobButton, template=rf"videobot:cancel:{_ID}"):
     action, label, emoji = "cancel", texts.CANCEL, "🛑"
 
 
+#: The client event a click on a review button becomes: ``(interaction, action, job_id)``; the review
+#: cog (``bot.cogs.review``) listens, the result clicks do not see it.
+REVIEW_EVENT = "videobot_review"
+
+
+class ReviewButton(JobButton, template=rf"videobot:review-[a-z]+:{_ID}"):
+    """A moderator's decision on a held result (in the review channel)."""
+
+    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        interaction.client.dispatch(REVIEW_EVENT, interaction, self.action, self.job_id)
+
+
+class ApproveButton(ReviewButton, template=rf"videobot:review-approve:{_ID}"):
+    action, label, emoji, style = "review-approve", texts.BUTTON_APPROVE, "✅", discord.ButtonStyle.success
+
+
+class RejectButton(ReviewButton, template=rf"videobot:review-reject:{_ID}"):
+    action, label, emoji, style = "review-reject", texts.BUTTON_REJECT, "🗑️", discord.ButtonStyle.danger
+
+
+#: The review post's buttons.
+REVIEW_ITEMS: tuple[type[JobButton], ...] = (ApproveButton, RejectButton)
+
+
+def review_view(job_id: int, locale: str = "en") -> discord.ui.View:
+    """Approve and Reject under a held result in the review channel (answered after any restart)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(ApproveButton(job_id, locale))
+    view.add_item(RejectButton(job_id, locale))
+    view.stop()
+    return view
+
+
 #: The result's buttons.
 DYNAMIC_ITEMS: tuple[type[JobButton], ...] = (RerunButton, RemixButton, ExtendButton, DeleteButton)
 #: Every button a click on any message the bot ever posted can come from.

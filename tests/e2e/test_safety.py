@@ -2,24 +2,28 @@
 against the fake Discord.
 
 A picture given to ``/video image:`` or Animate that the classifier flags is refused by the worker before
-rendering: the requester is told why through the bot's failure path, the credit comes back once,
-nothing is rendered, stored or posted. A text-only ``/video`` is scored after rendering and
-its verdict stored with the result (what the bot does with a flagged result comes with the bot side of
-issue 21; until then it is posted as before).
+rendering: the requester alone is told why (the public status only says it could not be made), the
+credit comes back once, nothing is rendered, stored or posted. A text-only ``/video`` is scored after
+rendering and its verdict stored with the result; in an age-restricted channel it is posted as usual,
+elsewhere it is held: without a review channel it is rejected, with one it waits there (as a spoiler,
+with Approve and Reject for moderators only) until a moderator decides, across a bot kill -9.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from PIL import Image
 from sqlalchemy import select
 
-from tests.faults.helpers import answer, queue_video, result_posts
-from videobot.models import JobResult
+from tests.faults.helpers import answer, ledger_kinds, queue_video, result_posts
+from videobot.models import JobResult, ModAction
 from videobot.safety import UNSAFE_INPUT
 
 from .harness import BotHarness, shared_harness
@@ -63,32 +67,48 @@ async def request_from_picture(h: BotHarness, how: str) -> int:
     return job_id
 
 
+def public_with(h: BotHarness, channel_id: int, text: str) -> list[dict[str, Any]]:
+    return [m for m in h.fd.messages(channel_id, include_ephemeral=False) if text in m["content"]]
+
+
+def private_with(h: BotHarness, channel_id: int, text: str) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in h.fd.messages(channel_id, include_ephemeral=True)
+        if m["ephemeral"] and text in m["content"]
+    ]
+
+
+def posts_of(h: BotHarness, channel_id: int, filename: str) -> list[dict[str, Any]]:
+    """Every message in the channel (ephemeral ones too) that carries a file of that name."""
+    return [
+        m
+        for m in h.fd.messages(channel_id, include_ephemeral=True)
+        if any(a["filename"] == filename for a in m["attachments"])
+    ]
+
+
 @pytest.mark.parametrize("how", ["video", "animate"])
-async def test_a_flagged_picture_is_refused_before_rendering_the_member_told_and_refunded(
+async def test_a_flagged_picture_is_refused_before_rendering_the_member_told_privately_and_refunded(
     h: BotHarness, how: str
 ) -> None:
     job_id = await request_from_picture(h, how)
-    # The bot's failure path as it is (the bot side of issue 21 decides what is public): the status
-    # message says why, and a notice mentions the requester with the reason and the refund.
-    notice = await h.wait_for(
-        lambda: next(
-            (
-                m
-                for m in h.fd.messages(h.channel_id, include_ephemeral=True)
-                if UNSAFE_INPUT in m["content"]
-                and f"<@{h.member_id}>" in m["content"]
-                and f"job #{job_id}" in m["content"]
-            ),
-            None,
-        ),
+    # The reason is the requester's alone: an ephemeral follow-up on their interaction.
+    [notice] = await h.wait_for(
+        lambda: private_with(h, h.channel_id, f"job #{job_id}: {UNSAFE_INPUT}") or None,
         90,
-        "the refusal told to the requester",
+        "the refusal told privately",
     )
-    assert f"job #{job_id}" in notice["content"] and "refunded" in notice["content"]
+    assert "refunded" in notice["content"]
     job = await h.wait_job(job_id, "failed", 10)
     assert job.error_code == "unsafe_input" and job.progress_step == 0
-    status = h.fd.message(job.status_message_id)
-    assert status is not None and UNSAFE_INPUT in status["content"]
+    status = await h.wait_for(
+        lambda: (m := h.fd.message(job.status_message_id)) and "could not be made" in m["content"] and m,
+        20,
+        "the neutral public status",
+    )
+    assert UNSAFE_INPUT not in status["content"]
+    assert public_with(h, h.channel_id, UNSAFE_INPUT) == []
     kinds = sorted((e.kind, e.amount) for e in await h.ledger(h.member_id) if e.job_id == job_id)
     assert kinds == [("charge", -1), ("refund", 1)]
     # Nothing rendered, nothing stored, no video anywhere.
@@ -100,12 +120,156 @@ async def test_a_flagged_picture_is_refused_before_rendering_the_member_told_and
         assert (await s.execute(select(JobResult).where(JobResult.job_id == job_id))).first() is None
 
 
-async def test_a_video_is_scored_before_it_is_stored(h: BotHarness) -> None:
-    _, job_id = await queue_video(h, h.other_id, "a lighthouse in a storm")
-    [post] = await h.wait_for(lambda: result_posts(h, job_id), 90, f"the video of job {job_id}")
+async def test_in_an_age_restricted_channel_a_flagged_video_is_posted(h: BotHarness) -> None:
+    adult = h.fd.add_channel(h.guild_id, "after-dark", nsfw=True)
+    interaction = await h.fd.slash(
+        h.guild_id, adult, h.other_id, "video", {"prompt": "a lighthouse in a storm"}
+    )
+    queued = await answer(h, interaction)
+    job_id = int(re.search(r"Queued as job #(\d+)", queued)[1])  # type: ignore[index]
+    await h.wait_for(lambda: posts_of(h, adult, f"videobot-{job_id}.mp4") or None, 90, "the video posted")
+    job = await h.wait_job(job_id, "delivered", 10)
+    assert job.channel_nsfw
     assert h.db is not None
     async with h.db.sessionmaker() as s:
         rows = (await s.execute(select(JobResult).where(JobResult.job_id == job_id))).scalars().all()
     assert [(r.safety_score, r.safety_model) for r in rows] == [(1.0, "tiny-unsafe")]
     assert rows[0].safety_frame is not None and 0 <= rows[0].safety_frame < rows[0].num_frames
-    assert post["attachments"][0]["filename"] == f"videobot-{job_id}.mp4"
+
+
+async def test_without_a_review_channel_a_flagged_video_is_rejected_and_the_member_told(
+    h: BotHarness,
+) -> None:
+    _, job_id = await queue_video(h, h.member_id, "a storm over the sea")
+    await h.wait_for(
+        lambda: private_with(h, h.channel_id, "no review channel") or None, 90, "the rejection told privately"
+    )
+    job = await h.wait_job(job_id, "failed", 10)
+    assert job.error_code == "rejected"
+    for _ in range(100):  # told once: recorded right after the notice
+        if (job := await h.job(job_id)).notified_at is not None:
+            break
+        await asyncio.sleep(0.2)
+    assert job.notified_at is not None
+    assert posts_of(h, h.channel_id, f"videobot-{job_id}.mp4") == []
+    assert await ledger_kinds(h, job_id) == [("charge", -1), ("refund", 1)]
+    status = h.fd.message(job.status_message_id)
+    assert status is not None and "could not be made" in status["content"]
+    assert h.db is not None
+    async with h.db.sessionmaker() as s:
+        assert (await s.execute(select(JobResult).where(JobResult.job_id == job_id))).first() is None
+        actions = [
+            (a.action, a.actor_id)
+            for a in (await s.execute(select(ModAction).where(ModAction.target_id == job_id))).scalars()
+        ]
+    assert actions == [("safety.held", 0), ("safety.reject", 0)]
+
+
+async def test_held_for_review_approved_once_across_a_bot_kill(h: BotHarness) -> None:
+    review = h.fd.add_channel(h.guild_id, "mod-review")
+    text = await answer(h, await h.slash(h.mod_id, "videoconfig", "review-channel", channel=review))
+    assert f"<#{review}>" in text
+    _, job_id = await queue_video(h, h.member_id, "a quiet harbour at night")
+    spoiler = f"SPOILER_videobot-{job_id}.mp4"
+    [post] = await h.wait_for(lambda: posts_of(h, review, spoiler) or None, 90, "the review post")
+    assert "safety score 1.00" in post["content"] and f"<@{h.member_id}>" in post["content"]
+    assert "a quiet harbour at night" in post["content"]
+    [notice] = await h.wait_for(
+        lambda: (
+            private_with(h, h.channel_id, f"job #{job_id}")
+            and [m for m in private_with(h, h.channel_id, f"job #{job_id}") if "review" in m["content"]]
+            or None
+        ),
+        30,
+        "the requester told privately",
+    )
+    assert "refunded" in notice["content"]
+    job = await h.wait_job(job_id, "held", 10)
+    status = await h.wait_for(
+        lambda: (m := h.fd.message(job.status_message_id)) and "held for review" in m["content"] and m,
+        20,
+        "the held status",
+    )
+    assert status["attachments"] == []
+    assert posts_of(h, h.channel_id, f"videobot-{job_id}.mp4") == []
+    assert await ledger_kinds(h, job_id) == [("charge", -1), ("refund", 1)]
+
+    # kill -9 between the verdict and the decision: nothing is posted again, nothing is lost.
+    await h.kill_bot()
+    await h.start_bot()
+    await asyncio.sleep(3)
+    assert len(posts_of(h, review, spoiler)) == 1
+    assert (await h.job(job_id)).status == "held"
+
+    approve = next(b for b in h.fd.buttons(post) if b["custom_id"] == f"videobot:review-approve:{job_id}")
+    # Not a moderator: refused privately, nothing changes.
+    refused = await h.fd.click(h.guild_id, review, h.other_id, post["id"], approve["custom_id"])
+    await refused.acknowledged(5)
+    text = await h.wait_for(lambda: (refused.original or {}).get("content"), 15, "refusal")
+    assert "Only moderators" in text and refused.ephemeral
+    assert (await h.job(job_id)).status == "held"
+
+    clicked = await h.fd.click(h.guild_id, review, h.mod_id, post["id"], approve["custom_id"])
+    await clicked.acknowledged(5)
+    text = await h.wait_for(lambda: (clicked.original or {}).get("content"), 15, "approval answer")
+    assert "Approved" in text and clicked.ephemeral
+    [result] = await h.wait_for(
+        lambda: posts_of(h, h.channel_id, f"videobot-{job_id}.mp4") or None, 30, "the approved video"
+    )
+    assert not result["ephemeral"]
+    await h.wait_job(job_id, "delivered", 10)
+    # A second click changes nothing; a restart posts nothing again.
+    again = await h.fd.click(h.guild_id, review, h.mod_id, post["id"], approve["custom_id"])
+    await again.acknowledged(5)
+    text = await h.wait_for(lambda: (again.original or {}).get("content"), 15, "second click")
+    assert "no longer waiting" in text
+    await h.kill_bot()
+    await h.start_bot()
+    await asyncio.sleep(3)
+    assert len(posts_of(h, h.channel_id, f"videobot-{job_id}.mp4")) == 1
+    assert len(posts_of(h, review, spoiler)) == 1
+    assert await ledger_kinds(h, job_id) == [("charge", -1), ("refund", 1)]
+    decided = h.fd.message(post["id"])
+    assert decided is not None and "Approved by" in decided["content"] and h.fd.buttons(decided) == []
+    assert h.db is not None
+    async with h.db.sessionmaker() as s:
+        actions = [
+            (a.action, a.actor_id, a.details.get("score"))
+            for a in (await s.execute(select(ModAction).where(ModAction.target_id == job_id))).scalars()
+        ]
+    assert actions == [("safety.held", 0, 1.0), ("safety.approve", h.mod_id, 1.0)]
+
+
+async def test_held_then_rejected_deletes_the_video_and_tells_the_member(h: BotHarness) -> None:
+    review = h.fd.add_channel(h.guild_id, "mod-review-2")
+    await answer(h, await h.slash(h.mod_id, "videoconfig", "review-channel", channel=review))
+    _, job_id = await queue_video(h, h.member_id, "a fox in the snow")
+    spoiler = f"SPOILER_videobot-{job_id}.mp4"
+    [post] = await h.wait_for(lambda: posts_of(h, review, spoiler) or None, 90, "the review post")
+    await h.wait_for(lambda: h.fd.buttons(h.fd.message(post["id"]) or {}) or None, 5, "buttons")
+    await h.kill_bot()
+    await h.start_bot()
+    reject = next(b for b in h.fd.buttons(post) if b["custom_id"] == f"videobot:review-reject:{job_id}")
+    clicked = await h.fd.click(h.guild_id, review, h.rolemod_id, post["id"], reject["custom_id"])
+    await clicked.acknowledged(5)
+    text = await h.wait_for(lambda: (clicked.original or {}).get("content"), 15, "rejection answer")
+    # carol has only the moderator role, which this server has not set yet: refused.
+    assert "Only moderators" in text
+    clicked = await h.fd.click(h.guild_id, review, h.mod_id, post["id"], reject["custom_id"])
+    await clicked.acknowledged(5)
+    text = await h.wait_for(lambda: (clicked.original or {}).get("content"), 15, "rejection answer")
+    assert "Rejected" in text
+    await h.wait_for(
+        lambda: private_with(h, h.channel_id, "did not approve") or None, 30, "the requester told privately"
+    )
+    job = await h.wait_job(job_id, "failed", 10)
+    assert job.error_code == "rejected"
+    assert posts_of(h, h.channel_id, f"videobot-{job_id}.mp4") == []
+    decided = await h.wait_for(
+        lambda: (m := h.fd.message(post["id"])) and "Rejected by" in m["content"] and m, 10, "review post"
+    )
+    assert decided["attachments"] == [] and h.fd.buttons(decided) == []
+    assert await ledger_kinds(h, job_id) == [("charge", -1), ("refund", 1)]
+    assert h.db is not None
+    async with h.db.sessionmaker() as s:
+        assert (await s.execute(select(JobResult).where(JobResult.job_id == job_id))).first() is None

@@ -39,7 +39,7 @@ from typing import Any
 
 import discord
 
-from bot.checks import role_ids
+from bot.checks import channel_is_age_restricted, role_ids
 from bot.i18n import member_locale
 from bot.ports import CommandHost
 from bot.ui import texts
@@ -277,6 +277,7 @@ class Requests:
                 application_id=interaction.application_id,
                 interaction_token=interaction.token,
                 locale=member_locale(interaction)[:16],
+                channel_nsfw=channel_is_age_restricted(interaction),
                 reply_to_message_id=reply_to_message_id,
                 inputs={planning.IMAGE_INPUT: picture.png} if picture is not None else {},
                 intake_id=interaction.id if intake else None,
