@@ -53,11 +53,16 @@ def role_ids(member: discord.Member) -> list[int]:
     return [r.id for r in member.roles]
 
 
+def age_restricted(channel: object) -> bool | None:
+    """Whether Discord marks a channel age-restricted (``nsfw``); a thread inherits its parent's
+    (discord.py's ``Thread.is_nsfw``). None: unknown (no channel object, e.g. not cached)."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else None
+
+
 def channel_is_age_restricted(interaction: discord.Interaction) -> bool:
-    """Whether Discord marks the interaction's channel age-restricted (``nsfw``); a thread inherits its
-    parent's (discord.py's ``Thread.is_nsfw``). Unknown (an uncached DM-like channel): False."""
-    is_nsfw = getattr(interaction.channel, "is_nsfw", None)
-    return bool(is_nsfw()) if callable(is_nsfw) else False
+    """The interaction's channel is age-restricted (the interaction carries the channel; unknown: no)."""
+    return bool(age_restricted(interaction.channel))
 
 
 async def is_moderator(bot: HasDatabase, subject: discord.Interaction | discord.Member | None) -> bool:

@@ -130,6 +130,16 @@ async def test_in_an_age_restricted_channel_a_flagged_video_is_posted(h: BotHarn
     await h.wait_for(lambda: posts_of(h, adult, f"videobot-{job_id}.mp4") or None, 90, "the video posted")
     job = await h.wait_job(job_id, "delivered", 10)
     assert job.channel_nsfw
+    # A 🔁 rerun there is posted too (the channel's restriction comes with the reaction's channel).
+    await h.fd.add_reaction(h.other_id, adult, job.result_message_id, "🔁")
+    rerun = await h.wait_for(
+        lambda: next((m for m in h.fd.messages(adult) if f"job #{job_id + 1}" in m["content"]), None),
+        30,
+        "the rerun's status",
+    )
+    assert rerun is not None
+    await h.wait_for(lambda: posts_of(h, adult, f"videobot-{job_id + 1}.mp4") or None, 90, "the rerun posted")
+    assert (await h.job(job_id + 1)).channel_nsfw
     assert h.db is not None
     async with h.db.sessionmaker() as s:
         rows = (await s.execute(select(JobResult).where(JobResult.job_id == job_id))).scalars().all()

@@ -23,6 +23,7 @@ from typing import Any
 
 import discord
 
+from bot.checks import age_restricted
 from bot.ports import CommandHost
 from bot.ui import texts
 from videobot import planning
@@ -248,6 +249,7 @@ class ResultActions:
                 upload_limit_bytes=asker.upload_limit,
                 reply_to_message_id=asker.message_id,
                 inputs=inputs,
+                channel_nsfw=_age_restricted(asker, source),
             )
         )
         if submitted.created:
@@ -261,6 +263,15 @@ def retention(hours: float) -> Msg:
     if hours == int(hours):
         return nmsg("{n} hour", "{n} hours", int(hours))
     return msg("{hours} hours", hours=Number(hours))
+
+
+def _age_restricted(asker: Asker, source: Job) -> bool:
+    """The destination's age restriction for the safety policy: Discord's word on the channel when we
+    have it, else the source job's when it is asked in the same channel, else not restricted."""
+    known = age_restricted(asker.channel)
+    if known is not None:
+        return known
+    return bool(source.channel_nsfw) and source.channel_id == asker.channel_id
 
 
 def asker_from(interaction: discord.Interaction, message_id: int | None) -> Asker:
