@@ -15,7 +15,7 @@ from bot.i18n import channel_mention, member_locale, role_mention
 from videobot import guilds, i18n, quota
 from videobot.guilds import MAX_PATTERN_CHARS
 from videobot.i18n import N_, Number, format_number, t, tn
-from videobot.safety import SafetyLevel
+from videobot.safety import DEFAULT_LEVEL, SafetyLevel
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,15 @@ def format_config(
             language=language_text(locale, view.language, discord_locale),
         )
     )
+    level = code(view.safety_level or DEFAULT_LEVEL.value)
+    if view.safety_everywhere:
+        lines.append(t(locale, "Safety check: {level}, age-restricted channels too", level=level))
+    else:
+        lines.append(t(locale, "Safety check: {level} (age-restricted channels: posted)", level=level))
+    if view.review_channel_id:
+        lines.append(t(locale, "Review channel: {channel}", channel=channel_mention(view.review_channel_id)))
+    else:
+        lines.append(t(locale, "Review channel: none (held results are rejected)"))
     lines.append(tn(locale, "Blocklist: {n} entry", "Blocklist: {n} entries", len(view.blocklist)))
     text = "\n".join(lines)
     for i, entry in enumerate(view.blocklist):

@@ -179,6 +179,8 @@ async def test_held_for_review_approved_once_across_a_bot_kill(h: BotHarness) ->
     review = h.fd.add_channel(h.guild_id, "mod-review")
     text = await answer(h, await h.slash(h.mod_id, "videoconfig", "review-channel", channel=review))
     assert f"<#{review}>" in text
+    shown = await answer(h, await h.slash(h.mod_id, "videoconfig", "show"))
+    assert f"Review channel: <#{review}>" in shown and "Safety check: `strict`" in shown
     _, job_id = await queue_video(h, h.member_id, "a quiet harbour at night")
     spoiler = f"SPOILER_videobot-{job_id}.mp4"
     [post] = await h.wait_for(lambda: posts_of(h, review, spoiler) or None, 90, "the review post")
