@@ -325,6 +325,7 @@ STATUS_NAMES = {
     "failed": N_("failed"),
     "cancelled": N_("cancelled"),
     "undeliverable": N_("not posted"),
+    "held": N_("held for review"),
 }
 
 

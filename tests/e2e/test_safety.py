@@ -281,3 +281,24 @@ async def test_held_then_rejected_deletes_the_video_and_tells_the_member(h: BotH
     assert h.db is not None
     async with h.db.sessionmaker() as s:
         assert (await s.execute(select(JobResult).where(JobResult.job_id == job_id))).first() is None
+
+
+async def test_with_a_safe_classifier_nothing_changes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``tiny-safe`` scores every frame 0: a /video in an ordinary channel is posted as it always was."""
+    harness = BotHarness(
+        tmp_path_factory.mktemp("e2e-safe"),
+        worker=True,
+        worker_env={"VIDEOBOT_SAFETY_MODEL": "tiny-safe"},
+    )
+    async with shared_harness(harness) as safe:
+        _, job_id = await queue_video(safe, safe.member_id, "a lighthouse in a storm")
+        [post] = await safe.wait_for(lambda: result_posts(safe, job_id) or None, 90, "the video")
+        assert not post["ephemeral"]
+        job = await safe.wait_job(job_id, "delivered", 10)
+        assert not job.channel_nsfw
+        assert await ledger_kinds(safe, job_id) == [("charge", -1)]
+        assert safe.db is not None
+        async with safe.db.sessionmaker() as s:
+            scores = (await s.execute(select(JobResult.safety_score).where(JobResult.job_id == job_id))).all()
+            held = (await s.execute(select(ModAction).where(ModAction.target_id == job_id))).first()
+        assert [tuple(r) for r in scores] == [(0.0,)] and held is None
