@@ -206,9 +206,12 @@ async def test_held_for_review_approved_once_across_a_bot_kill(h: BotHarness) ->
     assert posts_of(h, h.channel_id, f"videobot-{job_id}.mp4") == []
     assert await ledger_kinds(h, job_id) == [("charge", -1), ("refund", 1)]
 
-    # kill -9 between the verdict and the decision: nothing is posted again, nothing is lost.
+    # kill -9 between the verdict and the decision (and a worker restart): nothing is posted again,
+    # nothing is lost.
     await h.kill_bot()
+    await h.stop_worker()
     await h.start_bot()
+    await h.start_worker()
     await asyncio.sleep(3)
     assert len(posts_of(h, review, spoiler)) == 1
     assert (await h.job(job_id)).status == "held"
