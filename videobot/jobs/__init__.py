@@ -1,7 +1,9 @@
 """The job queue: the one package that changes a job's status.
 
     queued ──claim──▶ running ──complete──▶ succeeded ──mark_delivered──▶ delivered
-      │                 │  │                    └──mark_undeliverable──▶ undeliverable (+ refund)
+      │                 │  │                    ├──mark_undeliverable──▶ undeliverable (+ refund)
+      │                 │  │                    └──hold_if_flagged──▶ held (+ refund unless kept; ``review``)
+      │                 │  │                          held ──approve──▶ succeeded · held ──reject──▶ failed (+ refund)
       │                 │  └─fail (permanent, or retries used up)──▶ failed      (+ refund)
       │                 ├─fail (retryable) / lease expired / release──▶ queued
       │                 └─cancel sets the flag; then whichever comes first: the worker stops at a
@@ -21,7 +23,7 @@ worker whose lease expired can never finish a job another worker has taken over.
 
 ``transitions`` gathers every status change, one module per responsibility: ``submit`` (queue and
 charge, intakes), ``claim`` (the lease: claim, heartbeat, preview, release), ``complete`` (complete,
-fail), ``cancel``, ``delivered`` (the bot's marks), ``maintenance`` (recover, expire, purge), on
+fail), ``cancel``, ``delivered`` (the bot's marks), ``review`` (held results), ``maintenance`` (recover, expire, purge), on
 ``changes`` (the fence and the NOTIFY they share) and ``statements`` (their SQL). ``queries`` holds the
 read-only questions (positions, the bot's feed, what is owed), ``workers`` the worker registry,
 ``records`` what goes in and out.
