@@ -35,9 +35,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("safety_approved_by")
-        batch_op.drop_column("channel_nsfw")
+    # In place (SQLite >= 3.35), not a batch copy of `jobs`: dropping the old `jobs` table would delete
+    # every job's results through their ON DELETE CASCADE foreign key (see 0011).
+    op.drop_column("jobs", "safety_approved_by")
+    op.drop_column("jobs", "channel_nsfw")
     with op.batch_alter_table("guild_configs", schema=None) as batch_op:
         batch_op.drop_column("review_channel_id")
         batch_op.drop_column("charge_held")
