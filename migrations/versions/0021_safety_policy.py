@@ -27,11 +27,11 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("charge_held", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.add_column(sa.Column("review_channel_id", sa.BigInteger(), nullable=True))
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("channel_nsfw", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
-        batch_op.add_column(sa.Column("safety_approved_by", sa.BigInteger(), nullable=True))
+    # Plain ALTER TABLE ... ADD COLUMN, not a batch copy of `jobs`: on SQLite a batch with a SQL-expression
+    # default recreates the table, and dropping the old `jobs` deletes every job's results through their
+    # ON DELETE CASCADE foreign key (tests/core/test_variations.py upgrades with results stored).
+    op.add_column("jobs", sa.Column("channel_nsfw", sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column("jobs", sa.Column("safety_approved_by", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
