@@ -42,7 +42,13 @@ log = logging.getLogger(__name__)
 
 #: Every extension is core: one that fails to load stops start-up (a bot without its moderator
 #: commands would let quotas and channel rules go unmanaged).
-CORE_EXTENSIONS = ("bot.cogs.generate", "bot.cogs.jobs", "bot.cogs.quota", "bot.cogs.config")
+CORE_EXTENSIONS = (
+    "bot.cogs.generate",
+    "bot.cogs.jobs",
+    "bot.cogs.quota",
+    "bot.cogs.config",
+    "bot.cogs.review",
+)
 SYNC_STATE_FILE = "command-sync.json"
 
 TOKEN_REJECTED = (

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import discord
 from discord import app_commands
 
+from bot.ports import HasDatabase
 from videobot import guilds
-from videobot.db import Database
 from videobot.errors import NotModerator
 from videobot.health import record_ack
 from videobot.i18n import N_, msg
@@ -27,10 +27,6 @@ QUOTA_REFUSAL = N_("Only moderators (Manage Server or the moderator role) can ch
 CONFIG_REFUSAL = N_(
     "Only moderators (Manage Server or the moderator role) can change this server's video settings."
 )
-
-
-class HasDatabase(Protocol):
-    db: Database
 
 
 class NotModeratorFailure(app_commands.CheckFailure, NotModerator):
@@ -55,6 +51,18 @@ def role_ids(member: discord.Member) -> list[int]:
     if raw is not None:
         return [int(r) for r in raw]
     return [r.id for r in member.roles]
+
+
+def age_restricted(channel: object) -> bool | None:
+    """Whether Discord marks a channel age-restricted (``nsfw``); a thread inherits its parent's
+    (discord.py's ``Thread.is_nsfw``). None: unknown (no channel object, e.g. not cached)."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else None
+
+
+def channel_is_age_restricted(interaction: discord.Interaction) -> bool:
+    """The interaction's channel is age-restricted (the interaction carries the channel; unknown: no)."""
+    return bool(age_restricted(interaction.channel))
 
 
 async def is_moderator(bot: HasDatabase, subject: discord.Interaction | discord.Member | None) -> bool:

@@ -22,8 +22,8 @@ import discord
 from discord import app_commands
 from discord.app_commands import TranslationContextLocation as Where
 
+from bot.ports import HasDatabase
 from videobot import guilds, i18n
-from videobot.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ MAX_CHOICE_NAME = 100
 LANGUAGE_CACHE_SECONDS = 60.0
 
 
-class HasDatabase(Protocol):
-    db: Database
+class HasGuilds(HasDatabase, Protocol):
+    """The database and Discord's guild cache (the client)."""
 
     def get_guild(self, guild_id: int, /) -> discord.Guild | None: ...
 
@@ -61,7 +61,7 @@ def channel_mention(channel_id: int) -> str:
 class GuildLanguages:
     """The language of each server's public messages, with a short-lived cache of the configured one."""
 
-    def __init__(self, bot: HasDatabase) -> None:
+    def __init__(self, bot: HasGuilds) -> None:
         self.bot = bot
         self._configured: dict[int, tuple[float, str | None]] = {}
 

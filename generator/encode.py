@@ -12,7 +12,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 from videobot.errors import InvalidParameters
@@ -135,6 +134,8 @@ def _encode_once(
 ) -> tuple[bytes, int]:
     """One libx264 (+ AAC) encode into a temp file (the faststart pass needs a real file); the file is always
     removed. Returns the mp4 and how many of its bytes are sound."""
+    import av  # here, not at the top: the generator runs (bench/gpu_check.py) where PyAV is not installed
+
     name = None
     audio_bytes = 0
     try:
@@ -335,6 +336,8 @@ def probe_mp4(data: bytes, *, decode: bool = False) -> dict[str, Any]:
     """Describe an mp4: box order (faststart), codec, pix_fmt, profile, size, fps, frames, and its sound track
     (``audio``: codec, sample rate, channels, duration; None without one); optionally the decoded frames and
     samples."""
+    import av
+
     boxes = _top_level_boxes(data)
     info: dict[str, Any] = {
         "boxes": boxes,

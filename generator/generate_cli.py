@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir", type=Path, default=Path("data"), help="where the built-in tiny model is kept"
     )
+    p.add_argument(
+        "--safety-model",
+        default="auto",
+        help="image safety classifier that scores the picture and every video, as VIDEOBOT_SAFETY_MODEL: "
+        "auto, a Hugging Face repo id, a local folder, tiny-safe, tiny-unsafe or off (default: auto)",
+    )
     return p
 
 
@@ -143,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     from generator.encode import EncodeError, StorageError, encode_mp4
     from generator.inputs import load_inputs
     from generator.pipeline import ModelLoadError, VideoPipeline, resolve_auto_model, run_variations
-    from videobot.errors import GenerationOOM, InvalidParameters
-    from videobot.presets import plan, resolve_preset
+    from generator.safety import SafetyLoadError, load_safety
+    from videobot.errors import GenerationOOM, InvalidParameters, UnsafeInput
+    from videobot.i18n import msg
+    from videobot.presets import plan, resolve_preset, tiny_family
+    from videobot.safety import DEFAULT_LEVEL, INPUT_LEVEL, UNSAFE_INPUT, flagged, threshold
 
     try:
         model = resolve_auto_model(args.model)
@@ -167,6 +176,17 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_library_progress_bars()
         # `auto` again (not the name it resolved to), so it also brings the memory options it picks.
         pipeline = VideoPipeline.load(args.model if args.model == "auto" else model, data_dir=args.data_dir)
+        safety = load_safety(
+            args.safety_model,
+            data_dir=args.data_dir,
+            device=pipeline.device,
+            video_model_is_tiny=tiny_family(pipeline.preset) is not None,
+        )
+        if safety is not None and inputs.get("image") is not None:
+            verdict = safety.score_image(inputs["image"])
+            print(f"Picture safety score {verdict.score:.4f} ({safety.name})", file=sys.stderr)
+            if flagged(verdict.score, INPUT_LEVEL):
+                raise UnsafeInput(msg(UNSAFE_INPUT))
         batch = max(1, min(pipeline.preset.batch_cap, params.num_videos))
         steps = params.num_inference_steps * -(-params.num_videos // batch)
         with tqdm(total=steps, desc="Generating", unit="step", file=sys.stderr) as bar:
@@ -177,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
             variations = run_variations(pipeline, params, on_step, **inputs)
         paths = output_paths(args.output, params.num_videos)
-        written: list[tuple[Path, EncodeResult, int]] = []
+        written: list[tuple[Path, EncodeResult, int, Any]] = []
+        start = len(inputs["video"]) if inputs.get("video") is not None else 0
         for v, path in zip(variations, paths, strict=True):
             if v.output is None:
                 print(f"warning: {path} was not made (seed {v.seed}): {v.error}", file=sys.stderr)
@@ -185,9 +206,17 @@ def main(argv: list[str] | None = None) -> int:
             result = encode_mp4(
                 v.output.frames, params.fps, max_bytes=args.max_bytes, **v.output.audio_kwargs(encode_mp4)
             )
+            verdict = safety.score_video(v.output.frames, start=start) if safety is not None else None
             _write_atomic(path, result.data)
-            written.append((path, result, v.seed))
-    except (InvalidParameters, EncodeError, ModelLoadError, GenerationOOM, StorageError) as exc:
+            written.append((path, result, v.seed, verdict))
+    except (
+        InvalidParameters,
+        EncodeError,
+        ModelLoadError,
+        GenerationOOM,
+        StorageError,
+        SafetyLoadError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
@@ -197,10 +226,19 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-    for path, result, seed in written:
+    limit = threshold(DEFAULT_LEVEL)
+    for path, result, seed, verdict in written:
         print(f"Wrote {_describe(path, result, seed)} with {model}")
         if result.notes:
             print(result.notes)
+        if verdict is None:
+            print("safety check off")
+        else:
+            print(
+                f"safety score {verdict.score:.4f} (frame {verdict.frame}, {verdict.frames_scored} frames scored "
+                f"by {verdict.model}; {DEFAULT_LEVEL.value} flags above {limit})"
+                + (": FLAGGED" if flagged(verdict.score, DEFAULT_LEVEL) else "")
+            )
     return 0
 
 

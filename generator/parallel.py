@@ -358,6 +358,7 @@ async def _lead(settings: Settings, *, port: int, collective_timeout_s: float) -
         db_retry,
         default_worker_id,
         load_pipeline,
+        load_safety_for,
         served_models,
     )
     from videobot.db import Database
@@ -375,6 +376,15 @@ async def _lead(settings: Settings, *, port: int, collective_timeout_s: float) -
         except ModelLoadError as exc:
             log.error("cannot load the model: %s", exc)
             print(f"videobot: cannot load the model: {exc}", file=sys.stderr)
+            ranks.kill()
+            _hard_exit(MODEL_LOAD_FAILED)
+        from generator.safety import SafetyLoadError
+
+        try:  # on rank 0 alone: it scores what the group made, as a one-GPU worker does
+            safety = await _while_ranks_live(ranks, load_safety_for, settings, local)
+        except SafetyLoadError as exc:
+            log.error("cannot load the safety classifier: %s", exc)
+            print(f"videobot: cannot load the safety classifier: {exc}", file=sys.stderr)
             ranks.kill()
             _hard_exit(MODEL_LOAD_FAILED)
         await _while_ranks_live(ranks, dist.barrier, idle)  # the others may load now
@@ -409,7 +419,7 @@ async def _lead(settings: Settings, *, port: int, collective_timeout_s: float) -
     queue = JobQueue(db, QueueConfig.from_settings(settings))
     worker = Worker(
         settings, queue, pipeline, worker_id=settings.worker_id or default_worker_id(),
-        models=served_models(settings, local),
+        models=served_models(settings, local), safety=safety,
     )  # fmt: skip
     pipeline.job_id = lambda: worker.current.claim.job_id if worker.current else None
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -185,7 +185,7 @@ class VideoPipeline:
     @classmethod
     def load(
         cls,
-        model: str,
+        model: str | Preset,
         *,
         data_dir: Path,
         device: str = "auto",
@@ -195,14 +195,24 @@ class VideoPipeline:
         layerwise_fp8: bool | None = None,
         speed: SpeedOptions | None = None,
         loras: Sequence[LoraSpec] = (),
+        build: Callable[[Preset, Any], Any] | None = None,
     ) -> VideoPipeline:
         """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options.
 
         A memory option left ``None`` was not set by the owner: ``auto`` then takes the one it picks for
         the card's memory (``videobot.autoplan``), any other model has it off.
         ``loras`` (``VIDEOBOT_LORAS``), after the preset's own, are fused into the model (``_fuse_loras``).
+        ``build(preset, dtype)`` makes the diffusers pipeline instead of reading the checkpoint (``dtype`` as
+        ``from_pretrained`` takes it): ``bench/gpu.py`` and ``bench/gpu_check.py`` give every model full-size
+        random weights that way, and everything after it is the worker's own path.
         """
         from generator.machine import auto_plan
+
+        if isinstance(model, Preset):  # a preset changed in code (the benches: a LoRA file built offline)
+            preset_given: Preset | None = model
+            model = model.name
+        else:
+            preset_given = None
 
         explicit = {"offload": offload, "vae_tiling": vae_tiling, "layerwise_fp8": layerwise_fp8}
         if model == "auto":
@@ -217,7 +227,7 @@ class VideoPipeline:
             options["layerwise_fp8"],
         )
         try:
-            preset = resolve_preset(model)
+            preset = preset_given or resolve_preset(model)
         except InvalidParameters as exc:
             raise ModelLoadError(str(exc)) from None
         if offload not in OFFLOAD_MODES:
@@ -241,7 +251,9 @@ class VideoPipeline:
         from diffusers import DiffusionPipeline
 
         family = tiny_family(preset)
-        if family is not None:
+        if build is not None:
+            source = f"{getattr(build, '__name__', 'build')}()"
+        elif family is not None:
             from generator.tiny import build_tiny_model
 
             source = str(build_tiny_model(Path(data_dir) / "models" / preset.name, family))
@@ -260,7 +272,11 @@ class VideoPipeline:
             }
         log.info("loading %s from %s (%s, %s)", preset.name, source, dev, torch_dtype)
         try:
-            pipe = DiffusionPipeline.from_pretrained(source, dtype=load_dtype)
+            pipe = (
+                build(preset, load_dtype)
+                if build
+                else DiffusionPipeline.from_pretrained(source, dtype=load_dtype)
+            )
         except ImportError as exc:
             raise ModelLoadError(f"Model `{preset.name}` needs a missing Python package: {exc}") from exc
         except (OSError, ValueError) as exc:

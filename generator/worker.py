@@ -51,13 +51,21 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from generator.preview import PreviewTimer
 from videobot.db import Database
-from videobot.errors import GenerationOOM, InvalidParameters, JobCancelled, LeaseLost, TransientJobError
-from videobot.i18n import N_
+from videobot.errors import (
+    GenerationOOM,
+    InvalidParameters,
+    JobCancelled,
+    LeaseLost,
+    TransientJobError,
+    UnsafeInput,
+)
+from videobot.i18n import N_, msg
 from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
 from videobot.models import JobStatus
 from videobot.planning import file_budget
-from videobot.presets import GenerationParams, plan, resolve_preset
+from videobot.presets import GenerationParams, plan, resolve_preset, tiny_family
 from videobot.runner import MODEL_LOAD_FAILED
+from videobot.safety import INPUT_LEVEL, UNSAFE_INPUT, flagged
 from videobot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -207,15 +215,19 @@ class Worker:
         worker_id: str,
         models: list[str],
         load_inputs: Callable[[GenerationParams, dict[str, bytes]], dict[str, Any]] | None = None,
+        safety: Any = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """``monotonic`` and ``sleep`` time the heartbeats (a test passes a clock it moves)."""
+        """``safety``: the loaded ``generator.safety.SafetyClassifier`` that scores every input picture and
+        result (None: no check). ``monotonic`` and ``sleep`` time the heartbeats (a test passes a clock
+        it moves)."""
         from generator.inputs import load_inputs as load_stored_inputs
 
         self.settings = settings
         #: Decodes a job's stored image / source clip (in a thread): ``(params, blobs) -> run() kwargs``.
         self.load_inputs = load_inputs or load_stored_inputs
+        self.safety = safety
         self.monotonic = monotonic
         self.sleep = sleep
         self.queue = queue
@@ -330,7 +342,9 @@ class Worker:
             run.progress = (0, params.num_inference_steps * -(-params.num_videos // batch))
             blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
             # Inputs, render and encode in one hand-over to a thread: heartbeats go on meanwhile.
-            run_started, variations, made, encoded = await asyncio.to_thread(self._make, run, params, blobs)
+            run_started, variations, made, encoded, verdicts = await asyncio.to_thread(
+                self._make, run, params, blobs
+            )
             digest = next((v.output.conditioning_digest for v in variations if v.output is not None), None)
             if digest:
                 log.info(
@@ -357,8 +371,11 @@ class Worker:
                     seconds_per_step=per_step,
                     peak_gpu_bytes=peak,
                     variant=v.index,
+                    safety_score=verdict.score if verdict else None,
+                    safety_frame=verdict.frame if verdict else None,
+                    safety_model=verdict.model if verdict else None,
                 )
-                for v, enc in zip(made, encoded, strict=True)
+                for v, enc, verdict in zip(made, encoded, verdicts, strict=True)
             ]
             why_missing = next((v.error for v in variations if v.output is None), None)
         except JobCancelled:
@@ -425,17 +442,31 @@ class Worker:
 
     def _make(
         self, run: _Running, params: GenerationParams, blobs: dict[str, bytes]
-    ) -> tuple[float, list[Any], list[Any], list[Any]]:
-        """In a thread: decode the job's inputs, render its video(s), encode each.
+    ) -> tuple[float, list[Any], list[Any], list[Any], list[Any]]:
+        """In a thread: decode the job's inputs, check its picture, render its video(s), encode each,
+        score each with the safety classifier.
 
-        Returns (render start on the monotonic clock, the variations, those made, their encodes).
-        Raises ``JobCancelled`` when the heartbeat saw a cancel (at a denoising step, or between
-        encodes: a cancel after the last step does not encode the rest for nothing).
+        Returns (render start on the monotonic clock, the variations, those made, their encodes, their
+        safety verdicts: None each when the check is off). Raises ``UnsafeInput`` before rendering when
+        the job's picture scores above ``INPUT_LEVEL``, and ``JobCancelled`` when the heartbeat saw a
+        cancel (at a denoising step, or between encodes: a cancel after the last step does not encode
+        the rest for nothing).
         """
         from generator.encode import encode_mp4
         from generator.pipeline import run_variations
 
         inputs = self.load_inputs(params, blobs)
+        if self.safety is not None and inputs.get("image") is not None:
+            verdict = self.safety.score_image(inputs["image"])
+            log.info(
+                "job %s: input picture safety score %.4f (%s, %.0f ms)",
+                run.claim.job_id,
+                verdict.score,
+                verdict.model,
+                verdict.seconds * 1000,
+            )
+            if flagged(verdict.score, INPUT_LEVEL):
+                raise UnsafeInput(msg(UNSAFE_INPUT))
         reset_gpu_peak()
         run_started = time.monotonic()
         variations = run_variations(
@@ -462,7 +493,30 @@ class Worker:
                     **v.output.audio_kwargs(encode_mp4),
                 )
             )
-        return run_started, variations, made, encoded
+        # Scored after encoding, before anything is stored: an extension's new frames (its source was
+        # scored when it was made), every variation.
+        start = len(inputs["video"]) if inputs.get("video") is not None else 0
+        verdicts: list[Any] = []
+        for v in made:
+            if self.safety is None:
+                verdicts.append(None)
+                continue
+            if run.cancel.is_set():
+                raise JobCancelled()
+            verdict = self.safety.score_video(v.output.frames, start=start)
+            log.info(
+                "job %s: video %d safety score %.4f (frame %d of %d, %d scored, %s, %.0f ms)",
+                run.claim.job_id,
+                v.index,
+                verdict.score,
+                verdict.frame,
+                len(v.output.frames),
+                verdict.frames_scored,
+                verdict.model,
+                verdict.seconds * 1000,
+            )
+            verdicts.append(verdict)
+        return run_started, variations, made, encoded, verdicts
 
     async def _settle(self, c: Claim, fn: Any, *args: Any, **kwargs: Any) -> None:
         """Record a job's end state, surviving a database outage and a lost lease."""
@@ -553,6 +607,19 @@ def load_pipeline(settings: Settings) -> Any:
     )
 
 
+def load_safety_for(settings: Settings, pipeline: Any) -> Any:
+    """The safety classifier for ``VIDEOBOT_SAFETY_MODEL`` on the pipeline's run device (None when
+    off, with a warning); raises ``generator.safety.SafetyLoadError``."""
+    from generator.safety import load_safety
+
+    return load_safety(
+        settings.safety_model,
+        data_dir=settings.data_dir,
+        device=pipeline.device,
+        video_model_is_tiny=tiny_family(pipeline.preset) is not None,
+    )
+
+
 def freeze_loaded_objects() -> int:
     """Move every object alive now (the loaded model and libraries) out of the garbage collector's
     sight (``gc.freeze``); returns how many. A full collection walks every tracked object while it
@@ -583,6 +650,14 @@ async def serve(settings: Settings) -> int:
         log.error("cannot load the model: %s", exc)
         print(f"videobot: cannot load the model: {exc}", file=sys.stderr)
         return MODEL_LOAD_FAILED
+    from generator.safety import SafetyLoadError
+
+    try:
+        safety = await asyncio.to_thread(load_safety_for, settings, pipeline)
+    except SafetyLoadError as exc:
+        log.error("cannot load the safety classifier: %s", exc)
+        print(f"videobot: cannot load the safety classifier: {exc}", file=sys.stderr)
+        return MODEL_LOAD_FAILED
     frozen = freeze_loaded_objects()
     log.debug("%d objects loaded at start left out of garbage collection", frozen)
     db = Database(settings.db_url)
@@ -593,16 +668,18 @@ async def serve(settings: Settings) -> int:
         pipeline,
         worker_id=settings.worker_id or default_worker_id(),
         models=served_models(settings, pipeline),
+        safety=safety,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     log.info(
-        "worker %s ready: model %s on %s, serving %s",
+        "worker %s ready: model %s on %s, serving %s, safety check %s",
         worker.worker_id,
         pipeline.preset.name,
         pipeline.device,
         worker.models,
+        safety.name if safety is not None else "OFF",
     )
     try:
         await worker.run()

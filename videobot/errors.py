@@ -38,6 +38,12 @@ class InvalidParameters(VideobotError):
     code = "invalid_parameters"
 
 
+class UnsafeInput(InvalidParameters):
+    """A job's input picture scored above the safety threshold: refused before rendering (refunded)."""
+
+    code = "unsafe_input"
+
+
 class QuotaExceeded(VideobotError):
     code = "quota_exceeded"
 

@@ -44,6 +44,7 @@ from videobot.db import db_now, dialect_insert
 from videobot.errors import ChannelNotAllowed, PromptRejected, VideobotError
 from videobot.i18n import LANGUAGES, N_, Number, msg
 from videobot.models import GuildConfig, RoleLimit
+from videobot.safety import SafetyLevel
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,14 @@ class GuildSettingsView:
     #: The language of the bot's public messages (a ``videobot.i18n.LANGUAGES`` code); None: the
     #: server's preferred locale in Discord.
     language: str | None = None
+    #: The safety level results are checked against (``videobot.safety``); None: the default (strict).
+    safety_level: str | None = None
+    #: Check results in age-restricted channels too.
+    safety_everywhere: bool = False
+    #: A held result keeps its charge (default: refunded when held).
+    charge_held: bool = False
+    #: Where held results wait for a moderator; None: held results are rejected.
+    review_channel_id: int | None = None
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -97,6 +106,10 @@ def _view(guild_id: int, row: Any) -> GuildSettingsView:
         blocklist=tuple(row.blocklist or ()),
         upload_limit_bytes=row.upload_limit_bytes,
         language=row.language,
+        safety_level=row.safety_level,
+        safety_everywhere=bool(row.safety_everywhere),
+        charge_held=bool(row.charge_held),
+        review_channel_id=row.review_channel_id,
     )
 
 
@@ -481,6 +494,52 @@ async def set_language(
     row.language = language
     _touch(row)
     await audit(session, guild_id, actor_id, "config.language", None, {"old": old, "new": language}, reason)
+
+
+async def set_safety(
+    session: AsyncSession,
+    guild_id: int,
+    level: str,
+    *,
+    everywhere: bool,
+    charge_held: bool,
+    actor_id: int,
+    reason: str | None = None,
+) -> None:
+    """Set the safety level results are checked against, whether age-restricted channels are checked
+    too, and whether a held result keeps its charge (``videobot.safety``)."""
+    if level not in {lv.value for lv in SafetyLevel}:
+        raise InvalidConfig(msg("Unknown safety level {level}.", level=level))
+    row = await config_for_update(session, guild_id)
+    old = {"level": row.safety_level, "everywhere": row.safety_everywhere, "charge_held": row.charge_held}
+    row.safety_level, row.safety_everywhere, row.charge_held = level, everywhere, charge_held
+    _touch(row)
+    new = {"level": level, "everywhere": everywhere, "charge_held": charge_held}
+    await audit(session, guild_id, actor_id, "config.safety", None, {"old": old, "new": new}, reason)
+
+
+async def set_review_channel(
+    session: AsyncSession,
+    guild_id: int,
+    channel_id: int | None,
+    *,
+    actor_id: int,
+    reason: str | None = None,
+) -> None:
+    """Set (or with None clear) the channel where held results wait for a moderator's decision."""
+    row = await config_for_update(session, guild_id)
+    old = row.review_channel_id
+    row.review_channel_id = channel_id
+    _touch(row)
+    await audit(
+        session,
+        guild_id,
+        actor_id,
+        "config.review_channel",
+        channel_id,
+        {"old": old, "new": channel_id},
+        reason,
+    )
 
 
 async def remember_upload_limit(session: AsyncSession, guild_id: int, limit_bytes: int) -> None:

@@ -73,6 +73,19 @@ def _mb(n: int) -> Number:
     return Number(round(n / (1024 * 1024)))
 
 
+def too_large(size: int, limit: int) -> ImageRejected:
+    """A picture of ``size`` bytes over the ``limit``: by its bytes, or by what Discord or the CDN
+    declared before a byte was fetched."""
+    return ImageRejected(
+        msg(
+            "That picture is too large ({size} MB); the limit is {limit} MB. "
+            "Please send a smaller PNG, JPEG or WebP picture.",
+            size=Number(round(size / (1024 * 1024), 1)),
+            limit=_mb(limit),
+        )
+    )
+
+
 def check_header(
     data: bytes,
     *,
@@ -83,13 +96,7 @@ def check_header(
     """Format and size read from the header only (nothing is decoded): refused when the file, the
     pixel count or the memory its decode would take is over the caps. Raises ``ImageRejected``."""
     if len(data) > max_bytes:
-        raise ImageRejected(
-            msg(
-                "That image is too large ({size} MB); the limit is {limit} MB. Please send a smaller picture.",
-                size=_mb(len(data)),
-                limit=_mb(max_bytes),
-            )
-        )
+        raise too_large(len(data), max_bytes)
     if not data:
         raise ImageRejected(msg("That attachment is empty. Please attach a PNG, JPEG or WebP picture."))
     try:

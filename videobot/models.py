@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -46,6 +47,9 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     UNDELIVERABLE = "undeliverable"
+    #: A finished result the safety check flagged for where it was asked: not posted until a moderator
+    #: approves it (back to succeeded) or rejects it (failed); ``videobot.jobs.review``.
+    HELD = "held"
 
 
 class Job(Base):
@@ -86,6 +90,12 @@ class Job(Base):
     #: The requester's Discord client language (``interaction.locale``), for late private answers.
     locale: Mapped[str | None] = mapped_column(String(16))
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: Whether Discord marked the channel age-restricted (``nsfw``) when the job was asked for; a
+    #: thread carries its parent's. Decides, with the server's safety settings, whether a flagged
+    #: result is posted or held (``videobot.safety.holds``).
+    channel_nsfw: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    #: The moderator who approved a held result (it is then posted without another check).
+    safety_approved_by: Mapped[int | None] = mapped_column(BigInteger)
     notified_at: Mapped[float | None] = mapped_column(Float)
     generation_seconds: Mapped[float | None] = mapped_column(Float)
     #: Mean seconds per denoising step and peak GPU memory of the run that produced the result.
@@ -131,6 +141,12 @@ class JobResult(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     #: How the file was fitted under the upload limit (re-encodes, downscale), for the record.
     encode_notes: Mapped[str | None] = mapped_column(Text)
+    #: The safety check's verdict (``videobot.safety``): the highest "unsafe" probability over the
+    #: sampled frames (0..1), the frame it came from (index in this video), and the classifier that
+    #: scored it. All None when the worker's check was off (VIDEOBOT_SAFETY_MODEL=off).
+    safety_score: Mapped[float | None] = mapped_column(Float)
+    safety_frame: Mapped[int | None] = mapped_column(Integer)
+    safety_model: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[float] = mapped_column(Float)
 
 
@@ -194,6 +210,14 @@ class GuildConfig(Base):
     #: The language of the bot's public messages here (a videobot.i18n catalog code, e.g. "pt_BR");
     #: None = the server's preferred locale in Discord.
     language: Mapped[str | None] = mapped_column(String(16))
+    #: The safety level (``videobot.safety.SafetyLevel``) results are checked against; None: strict.
+    safety_level: Mapped[str | None] = mapped_column(String(16))
+    #: Check results in age-restricted channels too (by default they are posted there unchecked).
+    safety_everywhere: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    #: Keep the charge of a held result (by default it is refunded when it is held).
+    charge_held: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    #: Where held results wait for a moderator's decision; None: held results are rejected.
+    review_channel_id: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[float] = mapped_column(Float)
 
 

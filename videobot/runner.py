@@ -117,7 +117,9 @@ class WorkerSupervisor:
             if self.stopping.is_set():
                 return
             if code == MODEL_LOAD_FAILED:
-                self.fatal = "the worker cannot load its model (see the message above); stopping"
+                self.fatal = (
+                    "the worker cannot load its model or safety classifier (see the message above); stopping"
+                )
                 log.error(self.fatal)
                 os.kill(os.getpid(), signal.SIGTERM)  # stop the bot too: nobody would serve its jobs
                 return

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     #: A live preview of a running job at most this often (seconds); 0 turns previews off.
     preview_seconds: float = Field(default=10.0, ge=0, alias="VIDEOBOT_PREVIEW_SECONDS")
 
+    #: Image safety classifier scoring every result and input picture: auto (the default model; tiny-safe
+    #: beside a built-in tiny video model), a Hugging Face repo id, a local folder, tiny-safe,
+    #: tiny-unsafe, or off (no check: the worker warns at start).
+    safety_model: str = Field(default="auto", min_length=1, alias="VIDEOBOT_SAFETY_MODEL")
+
     # --- Quotas ------------------------------------------------------------------------------
     default_quota: int = Field(default=5, ge=0, alias="VIDEOBOT_DEFAULT_QUOTA")
     quota_window_hours: float = Field(default=24.0, gt=0, alias="VIDEOBOT_QUOTA_WINDOW_HOURS")

@@ -15,6 +15,7 @@ from bot.i18n import channel_mention, member_locale, role_mention
 from videobot import guilds, i18n, quota
 from videobot.guilds import MAX_PATTERN_CHARS
 from videobot.i18n import N_, Number, format_number, t, tn
+from videobot.safety import DEFAULT_LEVEL, SafetyLevel
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,15 @@ def format_config(
             language=language_text(locale, view.language, discord_locale),
         )
     )
+    level = code(view.safety_level or DEFAULT_LEVEL.value)
+    if view.safety_everywhere:
+        lines.append(t(locale, "Safety check: {level}, age-restricted channels too", level=level))
+    else:
+        lines.append(t(locale, "Safety check: {level} (age-restricted channels: posted)", level=level))
+    if view.review_channel_id:
+        lines.append(t(locale, "Review channel: {channel}", channel=channel_mention(view.review_channel_id)))
+    else:
+        lines.append(t(locale, "Review channel: none (held results are rejected)"))
     lines.append(tn(locale, "Blocklist: {n} entry", "Blocklist: {n} entries", len(view.blocklist)))
     text = "\n".join(lines)
     for i, entry in enumerate(view.blocklist):
@@ -137,6 +147,10 @@ LANGUAGE_CHOICES = [
     app_commands.Choice(name=N_("Server default (the server's language in Discord)"), value=SERVER_DEFAULT),
     *(app_commands.Choice(name=name, value=code) for code, name in i18n.LANGUAGES.items()),
 ]
+
+
+#: ``/videoconfig safety`` levels (``videobot.safety.SafetyLevel``).
+SAFETY_CHOICES = [app_commands.Choice(name=level.value, value=level.value) for level in SafetyLevel]
 
 
 class ConfigCog(commands.Cog):
@@ -443,6 +457,83 @@ class ConfigCog(commands.Cog):
                 "Public messages (status, progress, results) are now in {language}. "
                 "Private answers stay in each member's own language.",
                 language=i18n.LANGUAGES[chosen],
+            )
+        await self._reply(interaction, text, reason)
+
+    @videoconfig.command(name="safety", description="How strictly results are checked before they are posted")
+    @app_commands.describe(
+        level="strict (default): hold anything even mildly unsafe; standard: only the likely; off: post all",
+        age_restricted="Check results in age-restricted channels too (by default they are posted there)",
+        charge_held="Keep the credit of a held result (by default it is refunded)",
+        reason="Why (kept in the audit log)",
+    )
+    @app_commands.choices(level=SAFETY_CHOICES)
+    @moderator_only(CONFIG_REFUSAL)
+    async def safety(
+        self,
+        interaction: discord.Interaction,
+        level: app_commands.Choice[str],
+        age_restricted: bool = False,
+        charge_held: bool = False,
+        reason: Reason | None = None,
+    ) -> None:
+        await ack(interaction)
+        assert interaction.guild_id is not None
+        async with self.app.db.transaction() as s:
+            await guilds.set_safety(
+                s,
+                interaction.guild_id,
+                level.value,
+                everywhere=age_restricted,
+                charge_held=charge_held,
+                actor_id=interaction.user.id,
+                reason=reason,
+            )
+        log.info(
+            "guild %s safety -> %s (age-restricted checked: %s)",
+            interaction.guild_id,
+            level.value,
+            age_restricted,
+        )
+        locale = member_locale(interaction)
+        text = t(locale, "Results are now checked at the {level} level.", level=code(level.value))
+        if age_restricted:
+            text += " " + t(locale, "Age-restricted channels are checked too.")
+        else:
+            text += " " + t(locale, "Results in age-restricted channels are posted without the check.")
+        if charge_held:
+            text += " " + t(locale, "A held result keeps its credit.")
+        else:
+            text += " " + t(locale, "A held result is refunded.")
+        await self._reply(interaction, text, reason)
+
+    @videoconfig.command(name="review-channel", description="Where moderators review held results")
+    @app_commands.describe(
+        channel="The channel (leave empty: no review; held results are then rejected)",
+        reason="Why (kept in the audit log)",
+    )
+    @moderator_only(CONFIG_REFUSAL)
+    async def review_channel(
+        self, interaction: discord.Interaction, channel: Channel | None = None, reason: Reason | None = None
+    ) -> None:
+        await ack(interaction)
+        assert interaction.guild_id is not None
+        async with self.app.db.transaction() as s:
+            await guilds.set_review_channel(
+                s,
+                interaction.guild_id,
+                channel.id if channel is not None else None,
+                actor_id=interaction.user.id,
+                reason=reason,
+            )
+        locale = member_locale(interaction)
+        if channel is None:
+            text = t(locale, "No review channel: results the safety check holds are rejected.")
+        else:
+            text = t(
+                locale,
+                "Results the safety check holds now wait for a moderator in {channel}.",
+                channel=channel_mention(channel.id),
             )
         await self._reply(interaction, text, reason)
 

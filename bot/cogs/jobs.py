@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.checks import is_moderator
-from bot.cogs.generate import _format
+from bot.cogs.generate._requests import Requests
 from bot.i18n import member_locale
+from bot.ports import CommandHost
+from bot.ui import texts
 from videobot.errors import JobNotFound
 from videobot.health import record_ack
 from videobot.i18n import Number, msg, t, tn
 from videobot.jobs.records import JOB_NOT_FOUND
 from videobot.models import Job
 
-if TYPE_CHECKING:
-    from bot.app import VideoBot
-    from bot.cogs.generate._cog import GenerateCog
-
 log = logging.getLogger(__name__)
-
-
-#: A job's status as /queue and /cancel name it (kept with the cancel answers in ``_format``).
-STATUS_NAMES = _format.STATUS_NAMES
-status_name = _format.status_name
 
 
 def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
@@ -36,7 +28,7 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
     if not mine:
         lines.append(t(locale, "You have no videos waiting or in progress. Make one with /video."))
     for job, position in mine:
-        prompt = _format.truncate(_format.escape(_format.prompt_of(job)), 80)
+        prompt = texts.truncate(texts.escape(texts.prompt_of(job)), 80)
         total = job.progress_total or 0
         if job.status == "running" and total:
             where = t(
@@ -46,7 +38,7 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
             where = t(locale, "running")
         else:
             where = t(locale, "#{position} in the queue", position=Number(position))
-        origin = _format.lineage_note(locale, job)
+        origin = texts.lineage_note(locale, job)
         origin = " (" + origin + ")" if origin else ""
         lines.append(
             t(
@@ -60,18 +52,14 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
         )
     if mine:
         lines.append(t(locale, "Cancel one with `/cancel job:<number>` (your credit is refunded)."))
-    return _format.truncate("\n".join(lines), _format.MAX_CONTENT)
-
-
-def format_cancel(locale: str, job_id: int, state: str, job: Job, user_id: int) -> str:
-    """The /cancel reply in ``locale`` for a cancel outcome (``CancelOutcome.state``); the Cancel
-    button answers the same (``_format.cancel_answer``)."""
-    return _format.cancel_answer(locale, state, job, user_id)
+    return texts.truncate("\n".join(lines), texts.MAX_CONTENT)
 
 
 class JobsCog(commands.Cog):
-    def __init__(self, bot: VideoBot) -> None:
+    def __init__(self, bot: CommandHost) -> None:
         self.bot = bot
+        #: /cancel's intake (recorded before its "thinking…"), as for the generate cog's requests.
+        self.requests = Requests(bot)
 
     @app_commands.command(name="queue", description="Your videos in progress and how long the queue is")
     @app_commands.guild_only()
@@ -81,8 +69,8 @@ class JobsCog(commands.Cog):
         assert interaction.guild_id is not None
         mine = await self.bot.queue.user_jobs(interaction.guild_id, interaction.user.id)
         length = await self.bot.queue.queue_length()
-        text = format_queue(member_locale(interaction), length, mine)
-        await interaction.edit_original_response(content=text)
+        answer = format_queue(member_locale(interaction), length, mine)
+        await interaction.edit_original_response(content=answer)
 
     @app_commands.command(name="cancel", description="Cancel your video (moderators: any video)")
     @app_commands.describe(job="The job number (empty: your latest one)")
@@ -91,8 +79,7 @@ class JobsCog(commands.Cog):
         self, interaction: discord.Interaction, job: app_commands.Range[int, 1] | None = None
     ) -> None:
         # Recorded, then "thinking…": a bot killed before the answer leaves it to the next one.
-        generate: GenerateCog = self.bot.get_cog("GenerateCog")  # type: ignore[assignment]
-        async with generate.answered_later(interaction, "cancel"):
+        async with self.requests.answered_later(interaction, "cancel"):
             await self._cancel(interaction, job)
 
     async def _cancel(self, interaction: discord.Interaction, job: int | None) -> None:
@@ -116,11 +103,11 @@ class JobsCog(commands.Cog):
                 raise JobNotFound(msg(JOB_NOT_FOUND, job=job))
         outcome = await self.bot.queue.cancel(job, user_id=user_id, is_moderator=moderator)
         self.bot.delivery.wake()
-        text = format_cancel(member_locale(interaction), job, outcome.state, outcome.job, user_id)
+        answer = texts.cancel_answer(member_locale(interaction), outcome.state, outcome.job, user_id)
         if moderator:
             log.info("job %s cancelled by moderator %s: %s", job, user_id, outcome.state)
         await interaction.edit_original_response(
-            content=text, allowed_mentions=discord.AllowedMentions.none()
+            content=answer, allowed_mentions=discord.AllowedMentions.none()
         )
 
     @cancel.autocomplete("job")
@@ -132,11 +119,11 @@ class JobsCog(commands.Cog):
         mine = await self.bot.queue.user_jobs(interaction.guild_id, interaction.user.id)
         out = []
         for job, _ in mine:
-            label = f"#{job.id} {job.status}: {_format.prompt_of(job)}"[:100]
+            label = f"#{job.id} {job.status}: {texts.prompt_of(job)}"[:100]
             if current.strip().lstrip("#") in str(job.id) or not current.strip():
                 out.append(app_commands.Choice(name=label, value=job.id))
         return out[:25]
 
 
-async def setup(bot: VideoBot) -> None:
+async def setup(bot: CommandHost) -> None:
     await bot.add_cog(JobsCog(bot))

@@ -54,7 +54,7 @@ wake-ups with exponential backoff, at most ``MAX_ATTEMPTS`` times.
 from __future__ import annotations
 
 from bot.delivery.editor import StatusEditor, message_age_seconds
-from bot.delivery.posting import RERUN_EMOJI, Undeliverable
+from bot.delivery.posting import Undeliverable
 from bot.delivery.service import DeliveryService
 
-__all__ = ["RERUN_EMOJI", "DeliveryService", "StatusEditor", "Undeliverable", "message_age_seconds"]
+__all__ = ["DeliveryService", "StatusEditor", "Undeliverable", "message_age_seconds"]

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import discord
 
-from bot.delivery._http import TRANSIENT, http_reason
 from bot.delivery.budget import BACKGROUND, EDIT, RESULT, ChannelBudget
+from bot.discord_http import TRANSIENT, http_reason
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 ``ResultPoster.deliver`` looks for an earlier post when one may exist, posts otherwise (interaction
 follow-up while the token is valid, else a channel message with a nonce; a rerun, remix or extension
 replies to the message it came from and says so), with the result's buttons
-(``bot.cogs.generate._buttons``), and marks the job delivered; then it adds the 🔁 reaction and gives
+(``bot.ui.buttons``), and marks the job delivered; then it adds the 🔁 reaction and gives
 the status message its final text.
 """
 
@@ -13,27 +13,24 @@ import asyncio
 import io
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
-from bot.cogs.generate import _format
-from bot.cogs.generate._buttons import result_view
-from bot.delivery._http import TRANSIENT, AnswerLost, SendOnce, http_reason
 from bot.delivery.budget import CREATE, RESULT
 from bot.delivery.editor import StatusEditor
 from bot.delivery.notify import Notifier
+from bot.discord_http import TRANSIENT, AnswerLost, SendOnce, http_reason
+from bot.ports import DeliveryHost
+from bot.ui import texts
+from bot.ui.buttons import result_view
 from videobot import i18n, planning
 from videobot.i18n import N_, t
 from videobot.jobs import JobQueue
 from videobot.models import Job, JobStatus
 
-if TYPE_CHECKING:
-    from bot.app import VideoBot
-
 log = logging.getLogger(__name__)
 
-RERUN_EMOJI = "🔁"
 #: Sends of a result follow-up after server errors, looking for a message made between two tries.
 FOLLOW_UP_TRIES = 5
 #: Use the interaction follow-up only while the token has at least this long to live.
@@ -58,13 +55,14 @@ class ResultPoster:
 
     def __init__(
         self,
-        bot: VideoBot,
+        bot: DeliveryHost,
         queue: JobQueue,
         editor: StatusEditor,
         notifier: Notifier,
         *,
         db_clock: Callable[[], float],
         started_db: Callable[[], float | None],
+        on_held: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
         self.queue = queue
@@ -72,6 +70,8 @@ class ResultPoster:
         self.notifier = notifier
         self.db_clock = db_clock
         self._started_db = started_db
+        #: Called with a job this poster held instead of posting (the review steps: ``review``).
+        self.on_held = on_held
         #: Posted, but not yet marked delivered (the database was down): mark without posting again.
         self.posted: dict[int, int] = {}
         #: An attempt ended without a definite answer: the message may exist.
@@ -87,6 +87,12 @@ class ResultPoster:
         if job is None or job.status != JobStatus.SUCCEEDED.value:
             return
         message_id = self.posted.get(job_id)
+        # The safety policy (issue 21): a flagged result is held, not posted, unless a moderator
+        # approved it. A held result was never posted (its score never changes), so no post to find.
+        if message_id is None and await self.queue.hold_if_flagged(job_id):
+            if self.on_held is not None:
+                await self.on_held(job_id)
+            return
         if message_id is None and self._maybe_posted(job):
             message_id = await self._find_posted(job)
             if message_id is not None:
@@ -119,11 +125,11 @@ class ResultPoster:
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         message = channel.get_partial_message(message_id)
         try:
-            await message.add_reaction(RERUN_EMOJI)
+            await message.add_reaction(texts.RERUN_EMOJI)
         except discord.HTTPException as exc:
-            log.info("job %s: could not add %s (%s)", job.id, RERUN_EMOJI, http_reason(exc))
+            log.info("job %s: could not add %s (%s)", job.id, texts.RERUN_EMOJI, http_reason(exc))
         except TRANSIENT:
-            log.info("job %s: could not add %s", job.id, RERUN_EMOJI)
+            log.info("job %s: could not add %s", job.id, texts.RERUN_EMOJI)
         # Read again: the status message is posted in the background and may have been recorded
         # after this job was read (the delivery loop's recheck covers one recorded after this).
         fresh = await self.queue.get(job.id)
@@ -131,7 +137,7 @@ class ResultPoster:
         if status_message_id:
             locale = await self.notifier.locale(job)
             await self.editor.final(
-                job.id, job.channel_id, status_message_id, _format.status_done(locale, job, message.jump_url)
+                job.id, job.channel_id, status_message_id, texts.status_done(locale, job, message.jump_url)
             )
 
     async def _find_posted(self, job: Job) -> int | None:
@@ -148,9 +154,9 @@ class ResultPoster:
                 http_reason(exc),
             )
             return None
-        filenames = _format.result_filenames(job)
+        filenames = texts.result_filenames(job)
         # The footer is in the language the server had when it was posted: any of them.
-        footers = {"-# " + _format.job_marker(lang, job.id) + " ·" for lang in i18n.LANGUAGES}
+        footers = {"-# " + texts.job_marker(lang, job.id) + " ·" for lang in i18n.LANGUAGES}
         for m in messages:
             if int(m["author"]["id"]) != me.id:
                 continue
@@ -182,7 +188,7 @@ class ResultPoster:
         files together fit Discord's per-request limit; returns its id."""
         extension, origin_id = await self._lineage(job)
         locale = await self.notifier.locale(job)  # a public message: the server's language
-        content = _format.result_content(locale, job, results, extension=extension, origin_id=origin_id)
+        content = texts.result_content(locale, job, results, extension=extension, origin_id=origin_id)
         # Buttons for what the model can do; they carry only the job id and work after any restart.
         view = result_view(locale, job, planning.offered_verbs(self.bot.settings))
         mentions = discord.AllowedMentions(
@@ -191,7 +197,7 @@ class ResultPoster:
 
         def files() -> list[discord.File]:  # fresh each try: a sent File's buffer is consumed
             return [
-                discord.File(io.BytesIO(r.video), filename=_format.result_filename(job, r.variant))
+                discord.File(io.BytesIO(r.video), filename=texts.result_filename(job, r.variant))
                 for r in results
             ]
 
@@ -231,7 +237,7 @@ class ResultPoster:
                 content,
                 files=files(),
                 allowed_mentions=mentions,
-                nonce=_format.result_nonce(job.id),
+                nonce=texts.result_nonce(job.id),
                 reference=reference,  # type: ignore[arg-type]
                 view=view,
             )
@@ -293,6 +299,6 @@ class ResultPoster:
                 content=t(
                     locale,
                     "Your video ({job}) is ready: posted below.",
-                    job=_format.job_marker(locale, job.id),
+                    job=texts.job_marker(locale, job.id),
                 ),
             )

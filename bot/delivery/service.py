@@ -9,23 +9,22 @@ import io
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
-from bot.cogs.generate import _format
 from bot.delivery.budget import BACKGROUND, PROGRESS, ChannelBudget
 from bot.delivery.editor import Picture, StatusEditor
 from bot.delivery.feed import JobFeed
 from bot.delivery.notify import Notifier
 from bot.delivery.posting import ResultPoster
+from bot.delivery.review import Reviewer
 from bot.delivery.status import StatusPoster
+from bot.ports import DeliveryHost
+from bot.ui import texts
 from videobot.i18n import N_
 from videobot.jobs import JobQueue, ModelSpeed
 from videobot.models import Job, JobStatus
-
-if TYPE_CHECKING:
-    from bot.app import VideoBot
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +46,14 @@ SPEED_REFRESH_SECONDS = 30.0
 class DeliveryService:
     """The bot's one background loop over the job feed; owns every task it starts."""
 
-    def __init__(self, bot: VideoBot, queue: JobQueue, *, poll_seconds: float) -> None:
+    def __init__(self, bot: DeliveryHost, queue: JobQueue, *, poll_seconds: float) -> None:
         self.bot = bot
         self.queue = queue
         self.poll_seconds = poll_seconds
         self.budget = ChannelBudget()
         self.editor = StatusEditor(self._edit_status, budget=self.budget)
         self.feed = JobFeed(queue)
-        self.notifier = Notifier(bot, queue, self.editor)
+        self.notifier = Notifier(bot, queue, self.editor, db_clock=self.feed.db_clock)
         self.status_poster = StatusPoster(bot, queue, self.notifier, self.budget, on_posted=self.track_status)
         self.poster = ResultPoster(
             bot,
@@ -63,7 +62,9 @@ class DeliveryService:
             self.notifier,
             db_clock=self.feed.db_clock,
             started_db=lambda: self.feed.started_db,
+            on_held=self._held,
         )
+        self.reviewer = Reviewer(bot, queue, self.editor, self.notifier, db_clock=self.feed.db_clock)
         self._wake = asyncio.Event()
         self._main: asyncio.Task[None] | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -75,7 +76,6 @@ class DeliveryService:
         self._speeds: dict[str, ModelSpeed] = {}
         self._speeds_read = float("-inf")
         self._preview_steps: dict[int, int] = {}  # job id -> the step of the preview last read
-        self.ticks = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -148,7 +148,6 @@ class DeliveryService:
         return self.feed.db_clock()
 
     async def _tick(self) -> None:
-        self.ticks += 1
         if self.feed.started_db is None:
             await self.feed.sync_clock()
             await self._sweep()
@@ -179,7 +178,7 @@ class DeliveryService:
         jobs = await self.queue.get_many(ids)
         for job in jobs:
             if job.status in (JobStatus.DELIVERED.value, JobStatus.UNDELIVERABLE.value) or (
-                job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+                job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value, JobStatus.HELD.value)
                 and job.notified_at is not None
             ):
                 self._schedule(job.id, self.notifier.final_status)
@@ -206,6 +205,8 @@ class DeliveryService:
         self._preview_steps.pop(job.id, None)
         if status == JobStatus.SUCCEEDED.value:
             self._schedule(job.id, self.poster.deliver)
+        elif status == JobStatus.HELD.value and job.notified_at is None:
+            self._schedule(job.id, self.reviewer.ask)
         elif status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value) and job.notified_at is None:
             self._schedule(job.id, self.notifier.notify)
 
@@ -231,7 +232,7 @@ class DeliveryService:
             position = positions.get(job.id)
             speed = self._speeds.get(job.model)
             # Public: the server's language (cached for a minute, so one read per server at most).
-            text = _format.status_text(
+            text = texts.status_text(
                 await self.notifier.locale(job),
                 job,
                 position,
@@ -270,7 +271,7 @@ class DeliveryService:
             if row is None:  # the job ended meanwhile
                 continue
             self._preview_steps[job_id] = row.step
-            name = _format.preview_filename(job_id, row.content_type)
+            name = texts.preview_filename(job_id, row.content_type)
             pictures[job_id] = Picture(filename=name, data=bytes(row.data), step=row.step)
         return pictures
 
@@ -298,6 +299,8 @@ class DeliveryService:
             return
         if job.status == JobStatus.SUCCEEDED.value:
             await self.poster.deliver(job_id)
+        elif job.status == JobStatus.HELD.value and job.notified_at is None:
+            await self.reviewer.ask(job_id)
         elif job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value) and job.notified_at is None:
             await self.notifier.notify(job_id)
         else:
@@ -330,6 +333,10 @@ class DeliveryService:
                 self._wake.set()
 
     # ------------------------------------------------------------------ helpers
+    async def _held(self, job_id: int) -> None:
+        """The poster held a flagged result: ask for its review in the same delivery task."""
+        await self.reviewer.ask(job_id)
+
     async def _edit_status(
         self,
         channel_id: int,

@@ -25,20 +25,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
-from bot.cogs.generate import _format
-from bot.cogs.generate._cancel import cancel_view
-from bot.delivery._http import TRANSIENT, http_reason
 from bot.delivery.budget import BACKGROUND, CREATE, ChannelBudget
 from bot.delivery.notify import Notifier
+from bot.discord_http import TRANSIENT, http_reason
+from bot.ports import DeliveryHost
+from bot.ui import texts
+from bot.ui.buttons import cancel_view
 from videobot.jobs import JobQueue
 from videobot.models import Job, JobStatus
-
-if TYPE_CHECKING:
-    from bot.app import VideoBot
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ class StatusPoster:
 
     def __init__(
         self,
-        bot: VideoBot,
+        bot: DeliveryHost,
         queue: JobQueue,
         notifier: Notifier,
         budget: ChannelBudget,
@@ -156,8 +154,8 @@ class StatusPoster:
         """The status text the job has now, in the server's language (a public message)."""
         locale = await self.notifier.locale(job)
         if job.status == JobStatus.QUEUED.value:
-            return _format.status_text(locale, job, await self.queue.position(job))
-        return self.notifier.final_text(locale, job) or _format.status_text(locale, job, None)
+            return texts.status_text(locale, job, await self.queue.position(job))
+        return self.notifier.final_text(locale, job) or texts.status_text(locale, job, None)
 
     async def _send(self, job: Job, text: str) -> discord.Message:
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)

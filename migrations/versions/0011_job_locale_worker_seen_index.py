@@ -30,5 +30,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("workers", schema=None) as batch_op:
         batch_op.drop_index("ix_workers_seen_at")
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("locale")
+    # A plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35), not a batch copy of `jobs`: dropping the old
+    # `jobs` table would delete every job's results through their ON DELETE CASCADE foreign key.
+    op.drop_column("jobs", "locale")

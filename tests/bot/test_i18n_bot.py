@@ -18,9 +18,10 @@ from discord.ext import commands
 
 from bot import catalogs
 from bot.cogs.config import LANGUAGE_CHOICES, format_config
-from bot.cogs.jobs import format_cancel, format_queue
+from bot.cogs.jobs import format_queue
 from bot.cogs.quota import format_status
 from bot.i18n import CatalogTranslator, GuildLanguages
+from bot.ui.texts import cancel_answer
 from tests.fakediscord.schema import load_validator
 from videobot import guilds, i18n
 from videobot.db import Database
@@ -190,10 +191,10 @@ def test_replies_in_the_members_language() -> None:
         "Prossimo credito restituito: <t:3600:R>",
     ]
     assert format_status("ja", 1, st, own=False).splitlines()[0] == "**<@1> の動画クレジット**"
-    assert format_cancel("es-419", 4, "cancelled", job(4, "x", "cancelled"), 5) == (
+    assert cancel_answer("es-419", "cancelled", job(4, "x", "cancelled"), 5) == (
         "Trabajo #4 cancelado. Se ha devuelto el crédito."
     )
-    assert "nichts abzubrechen" in format_cancel("de", 4, "finished", job(4, "x", "delivered"), 5)
+    assert "nichts abzubrechen" in cancel_answer("de", "finished", job(4, "x", "delivered"), 5)
     view = guilds.GuildSettingsView(guild_id=1, blocklist=("a", "b"))
     shown = format_config("fr", view, [], setting_default=5, discord_locale="ja")
     assert "Langue des messages publics : la langue du serveur (日本語)" in shown

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from bot.cogs.generate import _buttons, _format, _modals
+from bot.ui import buttons as _buttons
+from bot.ui import forms as _modals
+from bot.ui import texts as _format
 
 
 def job(**kw: object) -> SimpleNamespace:

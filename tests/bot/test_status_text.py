@@ -3,7 +3,7 @@ job's estimated start."""
 
 from __future__ import annotations
 
-from bot.cogs.generate import _format
+from bot.ui import texts as _format
 from videobot.models import Job
 
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from bot.cogs.generate import _format
+from bot.ui import texts as _format
 from videobot import i18n
 from videobot.errors import InvalidParameters
 from videobot.i18n import Msg, msg, recognize
 from videobot.jobs import job_error
-from videobot.jobs.transitions import _partial_message
+from videobot.jobs.complete import _partial_message
 from videobot.presets import PRESETS, plan
 
 LANGS = [lang for lang in i18n.LANGUAGES if lang != i18n.SOURCE]

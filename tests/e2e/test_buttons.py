@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import update
 
-from bot.cogs.generate._cog import RESTARTED_UNSURE
+from bot.ui.texts import RESTARTED_UNSURE
 from tests.fakediscord import Interaction
 from videobot.i18n import t
 from videobot.models import Job, MemberQuota
@@ -460,6 +460,29 @@ async def test_delete_acts_only_on_its_own_result_and_says_when_discord_refuses(
     done = await click(h, h.member_id, post_a, "delete")
     assert f"job #{job_a.id}" in await answer(h, done, "deleted")
     assert h.fd.message(post_a["id"])["deleted"]
+
+
+async def test_the_delete_reaction_follows_the_delete_buttons_rules(h: BotHarness) -> None:
+    """❌ and the Delete button are one path: a refused delete (403) keeps the message and its file, and
+    a refused delete of a message that turns out to be gone removes the stored file (as the button)."""
+    assert h.queue is not None
+    post, job = await make_video(h, h.member_id, "a green balloon")
+    path = rf"^/channels/{h.channel_id}/messages/{post['id']}$"
+    refused = h.fd.inject("DELETE", path, 403, code=50013, message="Missing Permissions")
+    await h.react(h.member_id, int(post["id"]), "❌")
+    await h.wait_for(lambda: refused.hits, 10, "the delete tried")
+    await asyncio.sleep(0.5)  # what the bot does after the 403
+    assert not h.fd.message(post["id"])["deleted"]
+    assert "result" in await h.queue.stored_files(job.id)
+    # Refused, and the message is gone after all (a moderator's ❌ this time): its stored file goes.
+    refused = h.fd.inject("DELETE", path, 403, code=50013, message="Missing Permissions")
+    h.fd.inject("GET", path, 404, code=10008, message="Unknown Message")
+    await h.react(h.mod_id, int(post["id"]), "❌")
+    await h.wait_for(lambda: refused.hits, 10, "the second delete tried")
+    deadline = time.monotonic() + 10
+    while await h.queue.stored_files(job.id):
+        assert time.monotonic() < deadline, "the stored file of a message that is gone was kept"
+        await asyncio.sleep(0.1)
 
 
 async def test_remix_and_extend_forms_check_the_channel_where_they_are_submitted(h: BotHarness) -> None:

@@ -16,7 +16,7 @@ import pytest_asyncio
 from PIL import Image
 from sqlalchemy import func, select, update
 
-from bot.cogs.generate._cancel import NOT_YOURS
+from bot.ui.texts import NOT_YOURS
 from videobot.models import Job, JobPreview
 
 from .harness import BotHarness, assert_schema_clean, register, unregister

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot.cogs.generate._cog import RERUN_COOLDOWN_SECONDS
+from bot.cogs.generate._reactions import RERUN_COOLDOWN_SECONDS
 from tests.e2e.harness import BotHarness, shared_harness
 
 from .helpers import answer, ledger_kinds, queue_video, result_posts

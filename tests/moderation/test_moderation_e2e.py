@@ -90,6 +90,8 @@ async def test_commands_are_registered_with_the_documented_names(h: BotHarness) 
         "block-remove",
         "moderator-role",
         "language",
+        "safety",
+        "review-channel",
     }
 
 

@@ -1,7 +1,9 @@
 """The job queue: the one package that changes a job's status.
 
     queued ──claim──▶ running ──complete──▶ succeeded ──mark_delivered──▶ delivered
-      │                 │  │                    └──mark_undeliverable──▶ undeliverable (+ refund)
+      │                 │  │                    ├──mark_undeliverable──▶ undeliverable (+ refund)
+      │                 │  │                    └──hold_if_flagged──▶ held (+ refund unless kept; ``review``)
+      │                 │  │                          held ──approve──▶ succeeded · held ──reject──▶ failed (+ refund)
       │                 │  └─fail (permanent, or retries used up)──▶ failed      (+ refund)
       │                 ├─fail (retryable) / lease expired / release──▶ queued
       │                 └─cancel sets the flag; then whichever comes first: the worker stops at a
@@ -19,8 +21,12 @@ Every transition is a conditional ``UPDATE … WHERE status = …`` whose row co
 a worker's writes are fenced by its lease: ``lease_owner`` and ``attempts`` must both match, so a
 worker whose lease expired can never finish a job another worker has taken over.
 
-``transitions`` holds every status change, ``queries`` the read-only questions (positions, the
-bot's feed, what is owed), ``workers`` the worker registry, ``records`` what goes in and out.
+``transitions`` gathers every status change, one module per responsibility: ``submit`` (queue and
+charge, intakes), ``claim`` (the lease: claim, heartbeat, preview, release), ``complete`` (complete,
+fail), ``cancel``, ``delivered`` (the bot's marks), ``review`` (held results), ``maintenance`` (recover, expire, purge), on
+``changes`` (the fence and the NOTIFY they share) and ``statements`` (their SQL). ``queries`` holds the
+read-only questions (positions, the bot's feed, what is owed), ``workers`` the worker registry,
+``records`` what goes in and out.
 """
 
 from __future__ import annotations

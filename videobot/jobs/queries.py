@@ -93,6 +93,13 @@ class Queries:
                 stmt = stmt.limit(limit)
             return list((await s.execute(stmt)).scalars())
 
+    async def safety_score(self, job_id: int) -> float | None:
+        """The job's safety score: the highest of its stored videos' (``videobot.safety``), read without
+        their bytes; None when none was checked (or there is no result)."""
+        async with self.db.sessionmaker() as s:
+            stmt = select(func.max(JobResult.safety_score)).where(JobResult.job_id == job_id)
+            return (await s.execute(stmt)).scalar_one_or_none()
+
     async def get_inputs(self, job_id: int) -> dict[str, bytes]:
         """A job's stored inputs by kind (``"image"``, ``"video"``); empty for a text-only job."""
         async with self.db.sessionmaker() as s:
@@ -364,6 +371,8 @@ class Queries:
                                     Job.status.in_((JobStatus.FAILED.value, JobStatus.CANCELLED.value)),
                                     Job.notified_at.is_(None),
                                 ),
+                                # Held results whose review post and notice are not done yet.
+                                and_(Job.status == JobStatus.HELD.value, Job.notified_at.is_(None)),
                                 and_(Job.status.in_(ACTIVE), Job.status_message_id.is_not(None)),
                             )
                         )

@@ -17,6 +17,7 @@ FINISHED = (
     JobStatus.FAILED.value,
     JobStatus.CANCELLED.value,
     JobStatus.UNDELIVERABLE.value,
+    JobStatus.HELD.value,
 )
 
 # What members read about a job that ended without a video. The stored ``error_message`` is the
@@ -97,6 +98,9 @@ class SubmitRequest:
     #: Seconds the interaction token stays valid (Discord: 15 minutes).
     interaction_ttl: float = 15 * 60
     reply_to_message_id: int | None = None
+    #: Discord marks the channel (or a thread's parent) age-restricted: kept with the job for the
+    #: safety policy (``videobot.safety.holds``), which decides after the render, maybe after restarts.
+    channel_nsfw: bool = False
     #: The requester's Discord client language, for answers only they see (None: unknown).
     locale: str | None = None
     #: Stored with the job (``job_inputs``): ``{"image": png_bytes}``, ``{"video": mp4_bytes}``.
@@ -150,6 +154,10 @@ class ResultData:
     seconds_per_step: float | None = None
     peak_gpu_bytes: int | None = None
     variant: int = 0
+    #: The safety check's verdict (None: not checked); see ``JobResult.safety_score``.
+    safety_score: float | None = None
+    safety_frame: int | None = None
+    safety_model: str | None = None
 
 
 def wanted_videos(params: dict[str, Any] | None) -> int:
@@ -184,7 +192,6 @@ class QueueConfig:
     max_queued_per_user: int = 3
     default_limit: int = 5
     window_seconds: float = 24 * 3600.0
-    models: list[str] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueueConfig:

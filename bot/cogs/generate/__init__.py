@@ -1,17 +1,12 @@
-"""/video, Apps → Animate (a video from a message's picture), the buttons on posted videos (Rerun, Remix,
-Extend, Delete) and their reactions (🔁 rerun, ❌ delete)."""
+"""/video, Apps → Animate, the buttons on posted videos (Rerun, Remix, Extend, Delete) and on status
+messages (Cancel), and the reactions on results (🔁 rerun, ❌ delete)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from bot.ports import CommandHost
 
-from ._cancel import register as register_cancel
 from ._cog import GenerateCog
 
-if TYPE_CHECKING:
-    from bot.app import VideoBot
 
-
-async def setup(bot: VideoBot) -> None:
+async def setup(bot: CommandHost) -> None:
     await bot.add_cog(GenerateCog(bot))
-    register_cancel(bot)

@@ -19,20 +19,20 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
+from bot.checks import age_restricted
+from bot.ports import CommandHost
+from bot.ui import texts
 from videobot import planning
 from videobot.errors import InvalidParameters, JobNotFound, VideobotError
 from videobot.i18n import Msg, Number, msg, nmsg
 from videobot.jobs import SubmitRequest, Submitted
 from videobot.models import Job, JobStatus
 
-from . import _format
-
-if TYPE_CHECKING:
-    from ._cog import GenerateCog
+from ._requests import Requests, member_role_ids
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class CannotDelete(VideobotError):
     code = "cannot_delete"
 
 
-#: A result file's name carries its job id (``_format.result_filename``).
+#: A result file's name carries its job id (``texts.result_filename``).
 _RESULT_FILE = re.compile(r"videobot-(?P<job_id>[0-9]{1,20})(?:-[0-9]+)?\.mp4")
 
 
@@ -93,7 +93,7 @@ class Posted:
         return (
             bot_id is not None
             and self.author_id == bot_id
-            and bool(self.filenames & _format.result_filenames(job))
+            and bool(self.filenames & texts.result_filenames(job))
         )
 
     def shows(self, job: Job, bot_id: int | None) -> bool:
@@ -123,9 +123,9 @@ class Asker:
 class ResultActions:
     """Reruns, remixes and extensions of posted results (the cog owns one)."""
 
-    def __init__(self, cog: GenerateCog) -> None:
-        self.cog = cog
-        self.bot = cog.bot
+    def __init__(self, bot: CommandHost, requests: Requests) -> None:
+        self.bot = bot
+        self.requests = requests
 
     # ------------------------------------------------------------------ checks
     def is_posted(self, job: Job, posted: Posted | None) -> bool:
@@ -140,13 +140,13 @@ class ResultActions:
         made from it."""
         job = await self.bot.queue.get(job_id)
         if job is None or job.guild_id != guild_id or not self.is_posted(job, posted):
-            raise ResultGone(msg(_format.RESULT_GONE))
+            raise ResultGone(msg(texts.RESULT_GONE))
         settings = self.bot.settings
         target = planning.queue_target(settings)
         if job.model != target.name:
-            raise InvalidParameters(msg(_format.MODEL_GONE[kind], model=_format.escape_model(job.model)))
+            raise InvalidParameters(msg(texts.MODEL_GONE[kind], model=texts.escape_model(job.model)))
         if kind == "extend" and "extend" not in planning.offered_verbs(settings):
-            raise InvalidParameters(msg(_format.CANNOT_EXTEND, model=_format.escape_model(target.name)))
+            raise InvalidParameters(msg(texts.CANNOT_EXTEND, model=texts.escape_model(target.name)))
         stored = await self.bot.queue.stored_files(job.id)
         if not self._needed(job, kind) <= stored:
             raise ResultGone(self._expired(kind))
@@ -156,7 +156,7 @@ class ResultActions:
 
     def _expired(self, kind: str) -> Msg:
         """The source's files were purged (``VIDEOBOT_RESULT_RETENTION_HOURS`` after posting)."""
-        return msg(_format.RESULT_EXPIRED[kind], hours=retention(self.bot.settings.result_retention_hours))
+        return msg(texts.RESULT_EXPIRED[kind], hours=retention(self.bot.settings.result_retention_hours))
 
     @staticmethod
     def _needed(job: Job, kind: str) -> set[str]:
@@ -175,13 +175,13 @@ class ResultActions:
         limit = planning.max_extensions(self.bot.settings)
         done = planning.extension_number(await self.bot.queue.lineage(job.id, depth=limit + 2))
         if done >= limit:
-            raise InvalidParameters(nmsg(*_format.EXTEND_LIMIT, done, limit=limit))
+            raise InvalidParameters(nmsg(*texts.EXTEND_LIMIT, done, limit=limit))
 
     async def precheck(self, asker: Asker, job: Job, kind: str) -> None:
         """Everything that can be refused before the member fills in a form: the source, the channel
         rules, their credits. ``submit`` checks all of it again."""
         params = self._params(job, kind, None, None)
-        await self.cog.check_guild(
+        await self.requests.check_guild(
             asker.guild_id, asker.channel_id, str(params.get("prompt", "")), asker.channel, asker.upload_limit
         )
         await self.bot.queue.check_limits(
@@ -220,7 +220,7 @@ class ResultActions:
         """Queue a rerun, remix or extension of ``job_id`` charged to ``asker``; raises the refusal."""
         source = await self.source(job_id, asker.guild_id, kind, asker.posted)
         params = self._params(source, kind, prompt, negative_prompt)
-        await self.cog.check_guild(
+        await self.requests.check_guild(
             asker.guild_id, asker.channel_id, str(params["prompt"]), asker.channel, asker.upload_limit
         )
         if kind == "extend":
@@ -249,17 +249,13 @@ class ResultActions:
                 upload_limit_bytes=asker.upload_limit,
                 reply_to_message_id=asker.message_id,
                 inputs=inputs,
+                channel_nsfw=_age_restricted(asker, source),
             )
         )
         if submitted.created:
             log.info("job %s: %s of job %s by %s", submitted.job.id, kind, source.id, asker.user_id)
             self.bot.delivery.wake()
         return submitted, source
-
-    def post_status(self, submitted: Submitted) -> None:
-        """The public status message (a reply to the source's message), posted in the background."""
-        if submitted.created and not submitted.job.status_message_id:
-            self.bot.delivery.post_status(submitted.job.id, submitted.job.channel_id)
 
 
 def retention(hours: float) -> Msg:
@@ -269,9 +265,16 @@ def retention(hours: float) -> Msg:
     return msg("{hours} hours", hours=Number(hours))
 
 
-def asker_from(interaction: discord.Interaction, message_id: int | None) -> Asker:
-    from ._cog import member_role_ids
+def _age_restricted(asker: Asker, source: Job) -> bool:
+    """The destination's age restriction for the safety policy: Discord's word on the channel when we
+    have it, else the source job's when it is asked in the same channel, else not restricted."""
+    known = age_restricted(asker.channel)
+    if known is not None:
+        return known
+    return bool(source.channel_nsfw) and source.channel_id == asker.channel_id
 
+
+def asker_from(interaction: discord.Interaction, message_id: int | None) -> Asker:
     assert interaction.guild_id is not None and interaction.channel_id is not None
     message = interaction.message
     return Asker(

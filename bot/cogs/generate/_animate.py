@@ -1,51 +1,119 @@
-"""The form Apps → Animate opens: one optional text input (``prompt``), the motion to make.
+"""Apps → Animate: a video from a message's picture.
 
-Like the Remix and Extend forms (``_modals``), nothing of it lives in this process's memory: its custom
-id carries what the submission needs (``videobot:animate-form:<message id>:<attachment id>``) and the
-submission is handled from the raw interaction (``GenerateCog.on_interaction``), so a form opened
-before a restart is answered after it. The member and the channel are the submission's own (Discord
-lets only the member it was shown to submit a form, in the channel it was opened in). The picture's
-URL is not kept: CDN URLs are signed and expire, so the submission reads the message again from
-Discord (a fresh URL; a deleted message is refused politely) and downloads the picture after that
-interaction is acknowledged.
+Animate's first response must be its form (``bot.ui.forms.animate_form``), so only quick checks run
+before it: a supported picture on the message, its declared size, the channel rule within
+``FORM_DEADLINE``. The form's submission (handled by its custom id, so it survives a restart) is
+acknowledged like ``/video``, checks the channel again, reads the message again from Discord for a
+fresh picture URL, and queues a job of kind ``animate`` whose status and result reply under the
+picture.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
+import logging
 
 import discord
 
-from videobot.presets import MAX_PROMPT_CHARS
+from bot.i18n import member_locale
+from bot.ports import CommandHost
+from bot.ui import forms
+from videobot import planning
+from videobot.health import record_ack
+from videobot.i18n import msg
+from videobot.images import ImageRejected
+from videobot.jobs import Submitted
 
-from . import _format
+from . import _image
+from ._requests import FORM_DEADLINE, Requests
 
-PROMPT_ID = "prompt"
-FORM_ID = re.compile(r"videobot:animate-form:(?P<message_id>[0-9]{1,20}):(?P<attachment_id>[0-9]{1,20})")
-
-
-def form_id(message_id: int, attachment_id: int) -> str:
-    """At most 22 + 20 + 1 + 20 = 63 characters (Discord allows 100)."""
-    return f"videobot:animate-form:{message_id}:{attachment_id}"
+log = logging.getLogger(__name__)
 
 
-def animate_form(locale: str, message_id: int, attachment_id: int) -> discord.ui.Modal:
-    """ "Animate this picture": what should move (empty: natural motion), in ``locale``
-    (``member_locale`` of the member who opened it)."""
-    modal = discord.ui.Modal(
-        title=_format.label(locale, _format.ANIMATE_TITLE, _format.MAX_TITLE),
-        custom_id=form_id(message_id, attachment_id),
-        timeout=None,
-    )
-    modal.add_item(
-        discord.ui.TextInput(
-            label=_format.label(locale, _format.ANIMATE_LABEL, _format.MAX_TITLE),
-            custom_id=PROMPT_ID,
-            style=discord.TextStyle.paragraph,
-            placeholder=_format.label(locale, _format.ANIMATE_PLACEHOLDER, _format.MAX_PLACEHOLDER),
-            required=False,
-            max_length=MAX_PROMPT_CHARS,
+class Animate:
+    """Opens the form, and queues from its submission."""
+
+    def __init__(self, bot: CommandHost, requests: Requests) -> None:
+        self.bot = bot
+        self.requests = requests
+
+    async def open_form(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Message command: ask for the motion in a form (which must be the first response, so only
+        quick checks run before it), then queue from its submission (``submitted``)."""
+        settings = self.bot.settings
+        planning.check_image(settings)
+        attachment = _image.pick_image(message)
+        _image.check_declared_size(attachment, settings)
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        try:
+            # The channel rule before the form, when the database answers in time (the submission
+            # checks it again in every case).
+            await asyncio.wait_for(
+                self.requests.check_guild(
+                    interaction.guild_id,
+                    interaction.channel_id,
+                    "",
+                    interaction.channel,
+                    int(interaction.filesize_limit),
+                ),
+                FORM_DEADLINE,
+            )
+        except TimeoutError:
+            log.info(
+                "Animate by %s: channel not checked before the form (slow database)", interaction.user.id
+            )
+        await interaction.response.send_modal(
+            forms.animate_form(member_locale(interaction), message.id, attachment.id)
         )
-    )
-    modal.stop()  # rendered only: the submission is handled from the raw interaction
-    return modal
+        record_ack(interaction.created_at)
+
+    async def submitted(
+        self, interaction: discord.Interaction, message_id: int, attachment_id: int, prompt: str
+    ) -> None:
+        """The form's submission (also of a form opened before a restart): a new interaction, answered
+        like ``/video image:`` (the channel rule, then the request recorded with its credit held before
+        the "thinking…" and the download; a bot killed after that leaves it to the next one)."""
+        settings = self.bot.settings
+        recorded = asyncio.Event()
+
+        async def queue() -> Submitted:
+            target = planning.check_model(settings, None)
+            planning.check_image(settings)
+            await self.requests.check_before_download(interaction, prompt, verb="animate", cost=1)
+            recorded.set()
+            attachment = await self._form_picture(interaction, message_id, attachment_id)
+            picture = await self.requests.read_image(attachment)
+            params = planning.build_params(target, prompt, image=picture)
+            return await self.requests.submit(
+                interaction,
+                target,
+                params,
+                kind="animate",
+                picture=picture,
+                reply_to_message_id=message_id,
+                intake=True,
+            )
+
+        await self.requests.answer(interaction, queue(), recorded=recorded, eager=True)
+
+    async def _form_picture(
+        self, interaction: discord.Interaction, message_id: int, attachment_id: int
+    ) -> discord.Attachment:
+        """The picture the Animate form was opened on, read again from Discord (a fresh CDN URL)."""
+        assert interaction.channel_id is not None
+        channel = self.bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
+        try:
+            message = await channel.fetch_message(message_id)
+        except discord.HTTPException as exc:
+            log.info(
+                "Animate by %s: message %s could not be read (%s/%s)",
+                interaction.user.id,
+                message_id,
+                exc.status,
+                exc.code,
+            )
+            raise ImageRejected(msg(_image.NOT_DOWNLOADED)) from None
+        for attachment in message.attachments:
+            if attachment.id == attachment_id:
+                return attachment
+        raise ImageRejected(msg(_image.NOT_DOWNLOADED))  # removed from the message meanwhile

@@ -17,7 +17,7 @@ import aiohttp
 import discord
 
 from videobot import images
-from videobot.i18n import N_, Number, msg
+from videobot.i18n import N_, msg
 from videobot.images import ImageRejected, PreparedImage
 from videobot.settings import Settings
 
@@ -31,17 +31,6 @@ NOT_DOWNLOADED = N_(
     "I could not download that picture from Discord (it may have been deleted). Please attach it again."
 )
 TOO_SLOW = N_("Downloading that picture took too long. Please try again, or attach a smaller picture.")
-
-
-def _too_large(size: int, cap: int) -> ImageRejected:
-    return ImageRejected(
-        msg(
-            "That picture is too large ({size} MB); the limit is {limit} MB. "
-            "Please send a smaller PNG, JPEG or WebP picture.",
-            size=Number(round(size / (1024 * 1024), 1)),
-            limit=Number(round(cap / (1024 * 1024))),
-        )
-    )
 
 
 #: Content types of the formats ``videobot.images`` accepts (PNG, JPEG, WebP).
@@ -95,7 +84,7 @@ def pick_image(message: discord.Message) -> discord.Attachment:
 def check_declared_size(attachment: discord.Attachment, settings: Settings) -> None:
     """Refuse a file Discord says is over the cap, without fetching a byte of it."""
     if attachment.size > settings.max_image_bytes:
-        raise _too_large(attachment.size, settings.max_image_bytes)
+        raise images.too_large(attachment.size, settings.max_image_bytes)
 
 
 async def download(
@@ -111,7 +100,7 @@ async def download(
                 log.info("attachment %s: the CDN answered %s", attachment.id, resp.status)
                 raise ImageRejected(msg(NOT_DOWNLOADED))
             if resp.content_length is not None and resp.content_length > cap:
-                raise _too_large(resp.content_length, cap)
+                raise images.too_large(resp.content_length, cap)
             data = bytearray()
             async for chunk in resp.content.iter_chunked(CHUNK):
                 data += chunk
@@ -121,7 +110,7 @@ async def download(
                         attachment.id,
                         attachment.size,
                     )
-                    raise _too_large(len(data), cap)
+                    raise images.too_large(len(data), cap)
     except TimeoutError:
         raise ImageRejected(msg(TOO_SLOW)) from None
     except aiohttp.ClientError as exc:

@@ -1,4 +1,5 @@
-"""Text the bot shows: status/progress lines, the result message, refusals. Pure functions, no I/O.
+"""Text the bot shows: status/progress lines, the result message, answers and refusals, the labels of
+its buttons and forms. Pure functions and catalog messages (``N_``), no I/O.
 
 Every function takes the reader's ``locale`` first: the member's (``bot.i18n.member_locale``) for an
 ephemeral answer, the server's (``bot.languages.locale(guild_id)``) for a public message. Texts come
@@ -22,6 +23,9 @@ from videobot.models import Job
 from videobot.presets import MAX_VIDEOS
 
 MAX_CONTENT = 2000
+#: The reactions on a result: 🔁 another take (added by the bot), ❌ delete it.
+RERUN_EMOJI = "🔁"
+DELETE_EMOJI = "❌"
 STATUS_PROMPT_CHARS = 300
 BAR_CELLS = 10
 
@@ -115,6 +119,7 @@ BUTTON_RERUN = N_("Rerun")
 BUTTON_REMIX = N_("Remix")
 BUTTON_EXTEND = N_("Extend")
 BUTTON_DELETE = N_("Delete")
+CANCEL = N_("Cancel")
 REMIX_TITLE = N_("Remix this video")
 EXTEND_TITLE = N_("Extend this clip")
 ANIMATE_TITLE = N_("Animate this picture")
@@ -177,6 +182,16 @@ DELETE_FORBIDDEN = N_(
     "Please ask a moderator to delete it."
 )
 BUSY = N_("The video service is busy right now; please click again in a moment.")
+NOT_YOURS = N_("Only the member who asked for this video, or a moderator, can cancel it.")
+#: The answer, after a restart, to a request the last bot acknowledged but never queued.
+RESTARTED = N_(
+    "The bot restarted before your request could be queued. Nothing was charged; please try again."
+)
+#: The answer, after a restart, to a Cancel or a Delete the last bot acknowledged but never answered.
+RESTARTED_UNSURE = N_(
+    "The bot restarted while it was handling this, so it may not have been done. Please look again "
+    "and try once more if needed."
+)
 
 #: What a job is, by ``Job.kind``: the status header's verb (without and with its source job).
 _ASKED = {
@@ -315,6 +330,7 @@ STATUS_NAMES = {
     "failed": N_("failed"),
     "cancelled": N_("cancelled"),
     "undeliverable": N_("not posted"),
+    "held": N_("held for review"),
 }
 
 
@@ -425,7 +441,7 @@ def result_footer(locale: str, job: Job, results: list[Any]) -> str:
         details.append(t(locale, "{seconds} s", seconds=Number(duration, decimals=1)))
     if job.generation_seconds:
         details.append(t(locale, "made in {time}", time=_seconds(locale, job.generation_seconds)))
-    details.append(t(locale, "react {emoji} for another take", emoji="🔁"))
+    details.append(t(locale, "react {emoji} for another take", emoji=RERUN_EMOJI))
     return "-# " + " · ".join(details)
 
 
@@ -491,3 +507,102 @@ def queued_note(
             first_of,
         )
     return text
+
+
+# ---------------------------------------------------------------------------------------- safety review
+#: The approve and reject buttons under a held result in the review channel.
+BUTTON_APPROVE = N_("Approve")
+BUTTON_REJECT = N_("Reject")
+#: Error codes whose reason is told only to the requester (the public status says "could not be made").
+PRIVATE_FAILURES = frozenset({"unsafe_input", "rejected"})
+
+
+def review_filename(job: Job, variant: int = 0) -> str:
+    """A held video in the review channel: a spoiler (Discord blurs it until clicked)."""
+    return "SPOILER_" + result_filename(job, variant)
+
+
+def review_nonce(job_id: int) -> str:
+    """The review post's nonce (one post per held job, even when a restart sends it again)."""
+    return f"review-{job_id}"
+
+
+def score_text(score: float | None) -> str:
+    return "—" if score is None else f"{score:.2f}"
+
+
+def review_content(locale: str, job: Job, score: float | None, level: str, status_url: str | None) -> str:
+    """The review post: who asked, where, the score and the prompt (escaped); a moderator decides."""
+    head = t(
+        locale,
+        "🔍 Held for review · {job} · {member} in <#{channel}> · safety score {score} (level {level})",
+        job=job_marker(locale, job.id),
+        member=user_mention(job.user_id),
+        channel=job.channel_id,
+        score=score_text(score),
+        level=level,
+    )
+    link = f"\n{status_url}" if status_url else ""
+    return f"{head}{link}\n{quote(truncate(escape(prompt_of(job)), STATUS_PROMPT_CHARS))}"
+
+
+def review_decided(locale: str, job: Job, approved: bool, moderator_id: int) -> str:
+    """The review post once decided (its buttons removed)."""
+    if approved:
+        line = t(
+            locale,
+            "✅ Approved by {moderator}: posted in <#{channel}>.",
+            moderator=user_mention(moderator_id),
+            channel=job.channel_id,
+        )
+    else:
+        line = t(
+            locale, "🗑️ Rejected by {moderator}: the video was deleted.", moderator=user_mention(moderator_id)
+        )
+    return f"{job_marker(locale, job.id)} · {line}"
+
+
+def held_notice(locale: str, job: Job, score: float | None, refunded: bool) -> str:
+    """What the requester alone reads when their result is held."""
+    text = t(
+        locale,
+        "Your video ({job}) was not posted: this server's safety check flagged it (score {score}), so it "
+        "waits for a moderator's review. You will be told what they decide.",
+        job=job_marker(locale, job.id),
+        score=score_text(score),
+    )
+    if refunded:
+        text += " " + t(locale, "Your credit was refunded.")
+    return text
+
+
+def held_public_notice(locale: str, job: Job) -> str:
+    """When the requester cannot be told privately: a neutral public line, nothing of the video."""
+    return t(
+        locale,
+        "{member} your video ({job}) is waiting for a moderator's review.",
+        member=user_mention(job.user_id),
+        job=job_marker(locale, job.id),
+    )
+
+
+def status_held(locale: str, job: Job) -> str:
+    """The public status of a held result: no video, no reason."""
+    held = t(locale, "held for review")
+    return f"{status_header(locale, job)}\n⏸️ {held}"
+
+
+def status_not_made(locale: str, job: Job) -> str:
+    """The public status of a job whose reason is told only to the requester (``PRIVATE_FAILURES``)."""
+    line = t(locale, "The video could not be made.")
+    return f"{status_header(locale, job)}\n❌ {line}"
+
+
+def private_failure_public_notice(locale: str, job: Job) -> str:
+    """When the requester cannot be told privately why: a neutral public line."""
+    return t(
+        locale,
+        "{member} your video ({job}) could not be made.",
+        member=user_mention(job.user_id),
+        job=job_marker(locale, job.id),
+    )

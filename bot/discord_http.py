@@ -1,4 +1,4 @@
-"""How a Discord HTTP failure is classified and logged (shared by every delivery step)."""
+"""How a Discord HTTP failure is classified and logged (shared by delivery and the commands)."""
 
 from __future__ import annotations
 
