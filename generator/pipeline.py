@@ -419,19 +419,17 @@ class VideoPipeline:
             "frame_rate": params.fps,  # LTX uses it for its rotary embeddings
             **self.preset.extra_call_kwargs,
         }
-        schedule = kwargs.get("timesteps")
-        if schedule is not None and len(schedule) != params.num_inference_steps:
-            del kwargs["timesteps"]  # a preset's schedule is for its own step count (the warm-up runs 2)
+        for key in ("timesteps", "sigmas"):
+            # A preset's fixed (distilled) schedule is for its own step count: a job of another length
+            # (the 2-step warm-up, `videobot check --run`) gets the scheduler's own spacing instead.
+            schedule = kwargs.get(key)
+            if isinstance(schedule, (list, tuple)) and len(schedule) != params.num_inference_steps:
+                del kwargs[key]
         if n > 1:
             # diffusers 0.42 sizes these per prompt, not per video: a scalar breaks the VAE decode of a batch.
             for key in ("decode_timestep", "decode_noise_scale"):
                 if isinstance(kwargs.get(key), (int, float)):
                     kwargs[key] = [kwargs[key]] * n
-        schedule = kwargs.get("sigmas")
-        if isinstance(schedule, (list, tuple)) and len(schedule) != params.num_inference_steps:
-            # A distilled schedule is fixed: a job of another length (warm-up, `videobot check --run`)
-            # gets the scheduler's own spacing instead.
-            del kwargs["sigmas"]
         context = 0
         condition = _condition_maker(type(pipe).__name__)
         if params.verb == "image":

@@ -83,6 +83,11 @@ class Notifier:
                 log.info(
                     "job %s: cannot answer privately (%s); telling in the channel", job.id, http_reason(exc)
                 )
+        await self.notice_in_channel(job, public)
+
+    async def notice_in_channel(self, job: Job, text: str) -> None:
+        """A line in the job's channel, replying to its status message, that mentions the requester (a
+        refusal other than a server error or rate limit is logged, not raised)."""
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         reference = None
         if job.status_message_id:
@@ -92,7 +97,7 @@ class Notifier:
         try:
             await self.budget.acquire(CREATE, job.channel_id, RESULT, job.id)
             await channel.send(
-                public,
+                text,
                 reference=reference,  # type: ignore[arg-type]
                 allowed_mentions=discord.AllowedMentions(
                     users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False
@@ -156,24 +161,6 @@ class Notifier:
             )
         # A failure, or a cancellation the member did not ask for (it waited too long), mentions them.
         if job.status == JobStatus.FAILED.value or job.error_code == "expired" or not told:
-            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            reference = None
-            if job.status_message_id:
-                reference = discord.MessageReference(
-                    message_id=job.status_message_id, channel_id=job.channel_id, fail_if_not_exists=False
-                )
-            try:
-                await self.budget.acquire(CREATE, job.channel_id, RESULT, job.id)
-                await channel.send(
-                    texts.failure_notice(locale, job),
-                    reference=reference,  # type: ignore[arg-type]
-                    allowed_mentions=discord.AllowedMentions(
-                        users=[discord.Object(job.user_id)], everyone=False, roles=False, replied_user=False
-                    ),
-                )
-            except discord.HTTPException as exc:
-                if exc.status >= 500 or exc.status == 429:
-                    raise
-                log.warning("job %s: could not tell the requester (%s)", job.id, http_reason(exc))
+            await self.notice_in_channel(job, texts.failure_notice(locale, job))
         await self.queue.mark_notified(job.id)
         log.info("job %s: requester told it %s", job.id, job.status)
