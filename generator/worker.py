@@ -430,7 +430,7 @@ class Worker:
             c.job_id,
             elapsed,
             f"{per_step:.3f}" if per_step is not None else "?",
-            params.num_inference_steps,
+            run_steps(self.pipeline.preset, params),
             f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (no GPU)",
             len(encoded),
             params.num_videos,

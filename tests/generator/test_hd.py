@@ -90,8 +90,10 @@ def test_hd_video_is_the_source_at_twice_the_size(tiny: VideoPipeline) -> None:
     assert steps == [(k, total) for k in range(1, total + 1)]
     if tiny.preset.family == "ltx2":  # the soundtrack is refined with it, as long as the source's
         assert out.audio is not None and made.audio is not None and out.audio.shape == made.audio.shape
-    # Same seed, same request: the same HD video every time.
+    # Same seed, same request: the same HD video every time; the upsampler was loaded once and kept.
+    upsample = tiny.upsampler()
     assert np.array_equal(tiny.run(hd).frames, out.frames)
+    assert tiny.upsampler() is upsample
 
 
 def test_hd_of_a_video_from_a_picture_keeps_the_picture(tiny: VideoPipeline) -> None:
