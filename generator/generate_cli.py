@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="videobot generate",
         description="Generate a video from a text prompt, a first image (--image) or a clip to extend (--extend); "
-        "--variations N makes N takes with seeds SEED, SEED+1, ... (OUTPUT-1.mp4, OUTPUT-2.mp4, ...).",
+        "--variations N makes N takes with seeds SEED, SEED+1, ... (OUTPUT-1.mp4, OUTPUT-2.mp4, ...); --hd makes "
+        "the same video at twice the width and height.",
     )
     p.add_argument("prompt", help="what the video should show")
     p.add_argument("-o", "--output", type=Path, default=Path("video.mp4"), help="mp4 file to write")
@@ -50,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help=f"make N videos (1-{MAX_VIDEOS}) with seeds SEED..SEED+N-1, written as OUTPUT-1.mp4 ... (default: 1)",
+    )
+    p.add_argument(
+        "--hd",
+        action="store_true",
+        help="make it at twice the width and height, as the HD button does: the video at the model's size, "
+        "its latents upsampled 2x by the model's latent upsampler and refined (LTX-Video 0.9.7/0.9.8 distilled, "
+        "LTX-2.3 distilled, tiny, tiny-ltx, tiny-ltx2; one video, not with --extend)",
     )
     p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="largest file to write (each)")
     p.add_argument(
@@ -152,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     from generator.safety import SafetyLoadError, load_safety
     from videobot.errors import GenerationOOM, InvalidParameters, UnsafeInput
     from videobot.i18n import msg
-    from videobot.presets import plan, resolve_preset, tiny_family
+    from videobot.presets import plan, resolve_preset, run_steps, tiny_family
     from videobot.safety import DEFAULT_LEVEL, INPUT_LEVEL, UNSAFE_INPUT, flagged, threshold
 
     try:
@@ -173,6 +181,15 @@ def main(argv: list[str] | None = None) -> int:
                 num_videos=args.variations,
             )
             inputs = load_inputs(params, allow_files=True)
+        if args.hd:
+            from videobot.planning import hd_params
+            from videobot.presets import GenerationParams
+
+            if params.num_videos != 1:
+                raise InvalidParameters(
+                    msg("An HD video is one video at twice its source's width and height.")
+                )
+            params = GenerationParams.from_dict(hd_params(params.to_dict()))
         _quiet_library_progress_bars()
         # `auto` again (not the name it resolved to), so it also brings the memory options it picks.
         pipeline = VideoPipeline.load(args.model if args.model == "auto" else model, data_dir=args.data_dir)
@@ -188,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             if flagged(verdict.score, INPUT_LEVEL):
                 raise UnsafeInput(msg(UNSAFE_INPUT))
         batch = max(1, min(pipeline.preset.batch_cap, params.num_videos))
-        steps = params.num_inference_steps * -(-params.num_videos // batch)
+        steps = run_steps(pipeline.preset, params) * -(-params.num_videos // batch)
         with tqdm(total=steps, desc="Generating", unit="step", file=sys.stderr) as bar:
 
             def on_step(step: int, total: int) -> None:

@@ -33,6 +33,7 @@ from videobot.presets import (
     clean_prompt,
     plan,
     resolve_preset,
+    run_steps,
     tiny_family,
 )
 
@@ -173,6 +174,11 @@ class VideoPipeline:
         self.pipes: dict[str, Any] = pipes or {v: pipe for v in preset.verbs if v in REQUEST_VERBS}
         self._call_params: dict[int, set[str]] = {}
         self.offload = "none"  # set by ``load``
+        #: HD videos (``generator.hd``): where the latent upsampler comes from (set by ``load``; empty: no HD),
+        #: the folder a tiny one is built in, and the upsample pipeline once the first HD job loaded it.
+        self.upsampler_source = ""
+        self.data_dir = Path("data")
+        self._upsample: Any = None
         for p in {id(p): p for p in (pipe, *self.pipes.values())}.values():
             p.set_progress_bar_config(disable=True)  # progress goes through on_step instead
             self._call_params[id(p)] = set(inspect.signature(p.__call__).parameters)
@@ -196,12 +202,14 @@ class VideoPipeline:
         speed: SpeedOptions | None = None,
         loras: Sequence[LoraSpec] = (),
         build: Callable[[Preset, Any], Any] | None = None,
+        hd_upsampler: str | None = None,
     ) -> VideoPipeline:
         """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options.
 
         A memory option left ``None`` was not set by the owner: ``auto`` then takes the one it picks for
         the card's memory (``videobot.autoplan``), any other model has it off.
         ``loras`` (``VIDEOBOT_LORAS``), after the preset's own, are fused into the model (``_fuse_loras``).
+        ``hd_upsampler`` (``VIDEOBOT_HD_UPSAMPLER``) replaces the preset's latent upsampler for HD videos.
         ``build(preset, dtype)`` makes the diffusers pipeline instead of reading the checkpoint (``dtype`` as
         ``from_pretrained`` takes it): ``bench/gpu.py`` and ``bench/gpu_check.py`` give every model full-size
         random weights that way, and everything after it is the worker's own path.
@@ -313,6 +321,11 @@ class VideoPipeline:
             )
             loaded = cls(pipe, preset, dev, torch_dtype, pipes)
             loaded.offload = offload
+            loaded.data_dir = Path(data_dir)
+            if "hd" in preset.verbs:
+                from generator.hd import upsampler_source
+
+                loaded.upsampler_source = upsampler_source(preset, hd_upsampler)
             shown = loaded.preview_plan()  # said once, here: a run never turns previews off on its own
             log.log(logging.INFO if shown.method else logging.WARNING, "%s: %s", preset.name, shown.why)
             if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
@@ -391,6 +404,29 @@ class VideoPipeline:
             raise InvalidParameters(msg("The seed must be a whole number from 0 to {max}.", max=2**32 - 1))
         if not 1 <= params.num_videos <= MAX_VIDEOS:
             raise InvalidParameters(msg("The number of videos must be from 1 to {max}.", max=MAX_VIDEOS))
+        if params.hd:
+            from generator.hd import check_hd
+
+            check_hd(p, params, bool(self.upsampler_source))
+
+    def upsampler(self) -> Any:
+        """The latent upsample pipeline HD videos use, loaded on the first HD job and kept."""
+        if self._upsample is None:
+            from generator.hd import UPSAMPLER_MISSING, load_upsampler
+
+            try:
+                self._upsample = load_upsampler(
+                    self.pipe,
+                    self.preset,
+                    self.upsampler_source,
+                    data_dir=self.data_dir,
+                    device=self.device,
+                    dtype=self.dtype,
+                )
+            except (OSError, ValueError, ImportError) as exc:
+                log.error("cannot load the HD upsampler %s: %s", self.upsampler_source, _short(exc))
+                raise InvalidParameters(msg(UPSAMPLER_MISSING)) from exc
+        return self._upsample
 
     def call_kwargs(
         self, params: GenerationParams, *, image: Any = None, video: np.ndarray | None = None
@@ -486,6 +522,10 @@ class VideoPipeline:
             raise InvalidParameters(msg("A video from an image needs the image."))
         if params.verb == "extend" and (video is None or len(video) < 2):
             raise InvalidParameters(msg("Extending a clip needs the clip (at least two frames)."))
+        if params.hd:
+            from generator.hd import run_hd
+
+            return run_hd(self, params, on_step, image=image, previews=previews)
         total = params.num_inference_steps
         digest = None
         if params.verb == "image":
@@ -591,7 +631,7 @@ def run_variations(
     """
     pipeline.check_inputs(params)
     n = params.num_videos
-    steps = params.num_inference_steps
+    steps = run_steps(pipeline.preset, params)
     cap = max(1, min(pipeline.preset.batch_cap, n))
     pending = list(range(n))
     made: dict[int, Variation] = {}

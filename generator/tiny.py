@@ -459,3 +459,71 @@ def build_tiny_model(directory: Path, family: str = DEFAULT_FAMILY) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+#: Latent channels of each tiny family's VAE that has a latent upsampler (``_ltx``: 8, ``_ltx2``: 4).
+_UPSAMPLER_CHANNELS = {"ltx": 8, "ltx2": 4}
+UPSAMPLER_FAMILIES = tuple(_UPSAMPLER_CHANNELS)
+
+
+def _upsampler(family: str):  # -> LTXLatentUpsamplerModel | LTX2LatentUpsamplerModel
+    """The family's real latent upsampler class (2x in width and height) with tiny random weights."""
+    import torch
+
+    torch.manual_seed(0)
+    if family == "ltx":
+        from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+        model = LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1)
+    else:
+        from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+        # LTX-2.x's own upsamplers are 2x with the rational resampler off (their configs).
+        model = LTX2LatentUpsamplerModel(
+            in_channels=4, mid_channels=32, num_blocks_per_stage=1, use_rational_resampler=False
+        )
+    return model.eval()
+
+
+def build_tiny_upsampler(directory: Path, family: str = DEFAULT_FAMILY) -> Path:
+    """Build (or reuse) the tiny random latent upsampler of ``family`` (``ltx``, ``ltx2``) in ``directory``,
+    a diffusers model folder that ``from_pretrained`` loads like the real one; returns ``directory``."""
+    directory = Path(directory)
+    if family not in _UPSAMPLER_CHANNELS:
+        raise ValueError(
+            f"The tiny `{family}` model has no latent upsampler: only {', '.join(UPSAMPLER_FAMILIES)}."
+        )
+    if is_complete_upsampler(directory, family):
+        return directory
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    log.info("building the tiny latent upsampler in %s", directory)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        _upsampler(family).save_pretrained(tmp)
+        (tmp / _MARKER).write_text(json.dumps({"version": TINY_VERSION, "family": family}), encoding="utf-8")
+        tmp.chmod(0o755)
+        if is_complete_upsampler(directory, family):
+            return directory
+        if directory.exists():
+            shutil.rmtree(directory)
+        try:
+            tmp.rename(directory)
+        except OSError:
+            if not is_complete_upsampler(directory, family):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def is_complete_upsampler(directory: Path, family: str) -> bool:
+    """Whether ``directory`` holds a finished tiny upsampler of ``family`` and the current version."""
+    try:
+        marker = json.loads((directory / _MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        marker.get("version") == TINY_VERSION
+        and marker.get("family") == family
+        and (directory / "config.json").is_file()
+    )

@@ -63,7 +63,7 @@ from videobot.i18n import N_, msg
 from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
 from videobot.models import JobStatus
 from videobot.planning import file_budget
-from videobot.presets import GenerationParams, plan, resolve_preset, tiny_family
+from videobot.presets import GenerationParams, plan, resolve_preset, run_steps, tiny_family
 from videobot.runner import MODEL_LOAD_FAILED
 from videobot.safety import INPUT_LEVEL, UNSAFE_INPUT, flagged
 from videobot.settings import Settings
@@ -339,7 +339,7 @@ class Worker:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
             batch = max(1, min(self.pipeline.preset.batch_cap, params.num_videos))
-            run.progress = (0, params.num_inference_steps * -(-params.num_videos // batch))
+            run.progress = (0, run_steps(self.pipeline.preset, params) * -(-params.num_videos // batch))
             blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
             # Inputs, render and encode in one hand-over to a thread: heartbeats go on meanwhile.
             run_started, variations, made, encoded, verdicts = await asyncio.to_thread(
@@ -430,7 +430,7 @@ class Worker:
             c.job_id,
             elapsed,
             f"{per_step:.3f}" if per_step is not None else "?",
-            params.num_inference_steps,
+            run_steps(self.pipeline.preset, params),
             f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (no GPU)",
             len(encoded),
             params.num_videos,
@@ -604,6 +604,7 @@ def load_pipeline(settings: Settings) -> Any:
         **explicit_memory_options(settings),
         speed=SpeedOptions.from_settings(settings),
         loras=settings.loras,
+        hd_upsampler=settings.hd_upsampler,
     )
 
 

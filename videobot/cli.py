@@ -24,7 +24,7 @@ commands:
   db current          show the database's migration revision
   check [--assume-gpu-gb N] [--run]
                      what this machine will run (model, memory, attention, cache, licence) and whether it works
-  generate PROMPT     make a video (or --variations N) locally, no Discord and no database (check your GPU and model)
+  generate PROMPT     make a video (or --variations N, or --hd) locally, no Discord and no database (check your GPU and model)
   make-tiny-model DIR [--family F]
                      build a tiny random test model (wan, wan22, ltx, ltx2, cogvideox) into DIR (offline)
 

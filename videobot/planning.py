@@ -195,7 +195,7 @@ def build_params(
 
 
 #: ``Job.kind``: how a job came to be (its source is ``Job.parent_job_id``).
-KINDS = ("command", "rerun", "remix", "extend", "animate")
+KINDS = ("command", "rerun", "remix", "extend", "animate", "hd")
 #: The stored input an extension continues (``job_inputs`` kind "video").
 SOURCE_VIDEO_REF = "db:video"
 
@@ -250,6 +250,27 @@ def extend_params(target: QueueTarget, params: dict[str, Any], prompt: str) -> d
     return planned
 
 
+def hd_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The HD version of the video made with ``params``: the same request, seed and inputs at twice the
+    width and height (``GenerationParams.hd``); of a job with variations, its first video."""
+    new = dict(params)
+    new["width"], new["height"] = int(params["width"]) * 2, int(params["height"]) * 2
+    new["hd"] = True
+    new["num_videos"] = 1
+    return new
+
+
+def hd_base(params: dict[str, Any]) -> dict[str, Any]:
+    """The video an HD job makes at twice the size: its source's single video."""
+    if not params.get("hd") or "width" not in params:
+        return params
+    return dict(params) | {
+        "width": int(params["width"]) // 2,
+        "height": int(params["height"]) // 2,
+        "hd": False,
+    }
+
+
 def max_extensions(settings: Settings) -> int:
     """How many times one clip may be extended: ``VIDEOBOT_MAX_EXTENSIONS``, else the model's preset
     (``auto``: the smaller of the presets it may be)."""
@@ -274,10 +295,17 @@ def extension_number(lineage: list[Any]) -> int:
 
 def job_cost(settings: Settings, target: QueueTarget, params: dict[str, Any]) -> int:
     """Per video: 1 credit, or with ``VIDEOBOT_COST_MODE=weighted`` the work relative to the default GPU
-    preset (≥ 1); times the number of videos (``num_videos``, variations)."""
+    preset (≥ 1); times the number of videos (``num_videos``, variations). An HD video costs
+    ``VIDEOBOT_HD_COST``, else what one video of its source costs."""
     from videobot.jobs.records import wanted_videos
 
     count = wanted_videos(params)
+    if params.get("hd"):
+        # Like one video of its source (the HD button, or a rerun or remix of an HD video), unless the
+        # owner set VIDEOBOT_HD_COST.
+        if settings.hd_cost is not None:
+            return count * settings.hd_cost
+        params = hd_base(params) | {"num_videos": 1}
     if settings.cost_mode != "weighted" or "num_frames" not in params:
         return count
     from videobot.presets import GenerationParams

@@ -22,8 +22,9 @@ MAX_SEED = 2**32 - 1
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 
 
-VERBS = ("text", "image", "extend", "audio")
-#: Verbs that make a video (``audio`` is a capability on top of them, not a request kind).
+VERBS = ("text", "image", "extend", "audio", "hd")
+#: Verbs that make a video (``audio`` and ``hd`` are capabilities on top of them, not request kinds:
+#: an HD video is its source's text or image video made again at twice the size, ``GenerationParams.hd``).
 REQUEST_VERBS = ("text", "image", "extend")
 
 
@@ -126,6 +127,13 @@ class Preset:
     #: LoRAs fused into the model at load, before any the owner adds with ``VIDEOBOT_LORAS`` (a "fast"
     #: variant's step-distillation LoRA; its ``steps`` / ``guidance`` are the LoRA's).
     loras: tuple[LoraSpec, ...] = ()
+    #: ``hd``: the latent upsampler that doubles width and height (``repo_id`` or ``repo_id:subfolder``;
+    #: ``TINY_UPSAMPLER``: built offline beside a tiny model), the upsample pipeline's keyword arguments,
+    #: and the refine pass's (its schedule) with its number of steps. See ``generator.hd``.
+    upsampler: str = ""
+    hd_upsample: dict[str, Any] = field(default_factory=dict)
+    hd_refine: dict[str, Any] = field(default_factory=dict)
+    hd_refine_steps: int = 0
 
     @property
     def min_duration_s(self) -> float:
@@ -214,6 +222,23 @@ _LTX_DECODE = {"decode_timestep": 0.05, "decode_noise_scale": 0.025, "image_cond
 LTX_DISTILLED_TIMESTEPS = (1000.0, 993.0, 987.0, 981.0, 975.0, 909.0, 725.0, 0.03)
 _LTX_DISTILLED = {**_LTX_DECODE, "timesteps": list(LTX_DISTILLED_TIMESTEPS)}
 
+#: ``Preset.upsampler`` of the tiny models: a tiny random upsampler built offline (``generator.tiny``).
+TINY_UPSAMPLER = "tiny"
+#: LTX-Video 0.9.7's spatial upsampler (diffusers' LTX docs); Lightricks' 0.9.8 upsampler file in
+#: ``Lightricks/LTX-Video`` is a copy of it, so both distilled presets use this one.
+LTX_UPSAMPLER = "Lightricks/ltxv-spatial-upscaler-0.9.7:latent_upsampler"
+#: diffusers' LTX docs, distilled two-stage example: the upsampled latents refined with these timesteps at
+#: ``denoise_strength=0.999`` (4 of the 5 steps run), the upsampler with AdaIN against the stage-1 latents.
+_LTX_HD_REFINE = {"timesteps": [1000.0, 909.0, 725.0, 421.0, 0.0], "denoise_strength": 0.999}
+_LTX_HD = dict(
+    upsampler=LTX_UPSAMPLER, hd_upsample={"adain_factor": 1.0}, hd_refine=_LTX_HD_REFINE, hd_refine_steps=4
+)
+#: ``diffusers.pipelines.ltx2.utils.STAGE_2_DISTILLED_SIGMA_VALUES`` (0.42.1; a test checks they agree):
+#: diffusers' LTX-2 distilled two-stage example refines the upsampled latents in these 3 steps, renoised
+#: to the first sigma.
+LTX2_STAGE_2_SIGMAS = (0.909375, 0.725, 0.421875)
+_LTX2_HD_REFINE = {"sigmas": list(LTX2_STAGE_2_SIGMAS), "noise_scale": LTX2_STAGE_2_SIGMAS[0]}
+
 
 def _tiny(name: str, family: str, pipeline_class: str, description: str, **kw: Any) -> Preset:
     base: dict[str, Any] = dict(
@@ -249,12 +274,13 @@ _TINY_LTX = dict(
     size_multiple=32,
     sizes=_TINY_SIZES_32,
     guidance=3.0,
-    verbs=_TEXT_IMAGE_EXTEND,
+    verbs=_TEXT_IMAGE_EXTEND | {"hd"},
     pipelines=_LTX_COND,
     negative_prompt=LTX_NEGATIVE,
     extend_frames=8,
     extend_context_frames=9,
     extra_call_kwargs=_LTX_DECODE,
+    **{**_LTX_HD, "upsampler": TINY_UPSAMPLER},
 )
 
 PRESETS: dict[str, Preset] = {
@@ -393,13 +419,14 @@ PRESETS: dict[str, Preset] = {
             vram_gb=18.0,
             description="LTX-Video 0.9.7 13B distilled: 8 steps; text, a first image, or extend a clip.",
             extra_call_kwargs=_LTX_DISTILLED,
-            verbs=_TEXT_IMAGE_EXTEND,
+            verbs=_TEXT_IMAGE_EXTEND | {"hd"},
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
             extend_frames=48,
             extend_context_frames=25,
             memory_options={"layerwise_fp8": True, "offload": "model"},
             vram_source="estimate (13B in fp8 storage ~13 GB + activations; T5 offloaded)",
+            **_LTX_HD,
         ),
         Preset(
             name="ltx-video-0.9.8-distilled",
@@ -420,13 +447,15 @@ PRESETS: dict[str, Preset] = {
             vram_gb=18.0,
             description="LTX-Video 0.9.8 13B distilled: 8 steps; text, a first image, or extend a clip.",
             extra_call_kwargs=_LTX_DISTILLED,
-            verbs=_TEXT_IMAGE_EXTEND,
+            verbs=_TEXT_IMAGE_EXTEND | {"hd"},
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
             extend_frames=48,
             extend_context_frames=25,
             memory_options={"layerwise_fp8": True, "offload": "model"},
             vram_source="estimate (13B in fp8 storage ~13 GB + activations; T5 offloaded)",
+            # 0.9.8 adds tone mapping of the upsampled latents, 0.6 as diffusers' LTX docs recommend.
+            **{**_LTX_HD, "hd_upsample": {"adain_factor": 1.0, "tone_map_compression_ratio": 0.6}},
         ),
         Preset(
             name="ltx-2",
@@ -472,7 +501,7 @@ PRESETS: dict[str, Preset] = {
             vram_gb=75.0,
             description="LTX-2.3 22B distilled: video with sound in 8 steps; text, a first image, or extend a clip.",
             extra_call_kwargs=_LTX2_NO_GUIDANCE,
-            verbs=frozenset({"text", "image", "extend", "audio"}),
+            verbs=frozenset({"text", "image", "extend", "audio", "hd"}),
             pipelines=_LTX2_COND,
             negative_prompt=LTX_NEGATIVE,
             extend_frames=48,
@@ -480,6 +509,11 @@ PRESETS: dict[str, Preset] = {
             # LTX-2 needs VAE tiling at its default size (diffusers' LTX-2 page).
             memory_options={"vae_tiling": True},
             vram_source="estimate (22B + Gemma 3 12B in bf16 ~68 GB + activations); `auto` tiers in README",
+            # LTX-2.3's x2 upsampler in diffusers' layout (a conversion of Lightricks' file by a diffusers
+            # contributor; VIDEOBOT_HD_UPSAMPLER names another).
+            upsampler="dg845/LTX-2.3-Spatial-Upsampler-Diffusers:latent_upsampler",
+            hd_refine=_LTX2_HD_REFINE,
+            hd_refine_steps=len(LTX2_STAGE_2_SIGMAS),
         ),
         Preset(
             name="cogvideox-2b",
@@ -600,12 +634,15 @@ PRESETS: dict[str, Preset] = {
             sizes=_TINY_SIZES_32,
             steps=len(LTX2_DISTILLED_SIGMAS),  # the distilled schedule reaches the call, as on a GPU
             guidance=1.0,
-            verbs=frozenset({"text", "image", "extend", "audio"}),
+            verbs=frozenset({"text", "image", "extend", "audio", "hd"}),
             pipelines=_LTX2_COND,
             negative_prompt=LTX_NEGATIVE,
             extra_call_kwargs=_LTX2_NO_GUIDANCE,
             extend_frames=8,
             extend_context_frames=9,
+            upsampler=TINY_UPSAMPLER,
+            hd_refine=_LTX2_HD_REFINE,
+            hd_refine_steps=len(LTX2_STAGE_2_SIGMAS),
         ),
         _tiny(
             "tiny-cogvideox",
@@ -654,7 +691,9 @@ def offered_verbs(model_setting: str, presets: dict[str, Preset] = PRESETS) -> f
     both offer.
     """
     if (model_setting or "").strip() == "auto":
-        return presets[DEFAULT_GPU_PRESET].verbs & presets["tiny"].verbs
+        # Not ``hd``: ``auto`` may stream the model layer by layer on a 12 GB card, where a video of
+        # twice the width and height would not fit; an owner names a preset to offer it.
+        return (presets[DEFAULT_GPU_PRESET].verbs & presets["tiny"].verbs) - {"hd"}
     try:
         return resolve_preset(model_setting, presets).verbs
     except InvalidParameters:
@@ -696,6 +735,9 @@ class GenerationParams:
     source_video: str | None = None  # reference to the clip to extend (a file path for now)
     num_videos: int = 1  # variations, 1..MAX_VIDEOS
     audio: bool = False  # also make a soundtrack (presets with "audio")
+    #: An HD video (presets with "hd"): ``width`` x ``height`` is twice its source's size; the source's
+    #: video is made again at half of it (same seed), its latents upsampled 2x and refined (``generator.hd``).
+    hd: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -972,6 +1014,16 @@ def resolve_preset(model: str, presets: dict[str, Preset] = PRESETS) -> Preset:
         verbs=verbs,
         pipelines=pipelines,
     )
+
+
+def run_steps(preset: Preset, params: GenerationParams) -> int:
+    """Denoising steps one batch of ``params`` takes: an HD video adds the preset's refine steps."""
+    return params.num_inference_steps + (preset.hd_refine_steps if params.hd else 0)
+
+
+def hd_base_size(params: GenerationParams) -> tuple[int, int]:
+    """The size an HD video's first stage is made at (its source's): half its width and height."""
+    return params.width // 2, params.height // 2
 
 
 def cost_weight(params: GenerationParams, preset: Preset | None = None) -> float:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     model: str = Field(default="auto", alias="VIDEOBOT_MODEL")
     #: How many times one clip may be extended (the Extend button); empty = the model's preset (4).
     max_extensions: int | None = Field(default=None, ge=0, le=50, alias="VIDEOBOT_MAX_EXTENSIONS")
+    #: The latent upsampler HD videos use (``repo_id`` or ``repo_id:subfolder``, or a local folder); empty =
+    #: the preset's own (README "HD").
+    hd_upsampler: str | None = Field(default=None, alias="VIDEOBOT_HD_UPSAMPLER")
     device: str = Field(default="auto", alias="VIDEOBOT_DEVICE")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", alias="VIDEOBOT_DTYPE")
     #: Memory options; empty (None) = not set: ``auto`` picks them by the card's memory, other models have them off.
@@ -88,6 +91,9 @@ class Settings(BaseSettings):
     default_quota: int = Field(default=5, ge=0, alias="VIDEOBOT_DEFAULT_QUOTA")
     quota_window_hours: float = Field(default=24.0, gt=0, alias="VIDEOBOT_QUOTA_WINDOW_HOURS")
     cost_mode: Literal["flat", "weighted"] = Field(default="flat", alias="VIDEOBOT_COST_MODE")
+    #: Credits an HD video (the HD button) costs; empty = like one video of its source (1 credit, or the
+    #: source's single video under ``weighted``).
+    hd_cost: int | None = Field(default=None, ge=0, le=1000, alias="VIDEOBOT_HD_COST")
     max_queued_per_user: int = Field(default=3, ge=1, alias="VIDEOBOT_MAX_QUEUED_PER_USER")
     #: Default upload limit (bytes) for posts that carry no interaction (reaction reruns).
     upload_limit_bytes: int = Field(
@@ -122,7 +128,9 @@ class Settings(BaseSettings):
     #: Port of /healthz and /metrics; 0 turns the HTTP endpoint off.
     health_port: int = Field(default=8080, ge=0, le=65535, alias="VIDEOBOT_HEALTH_PORT")
 
-    @field_validator("max_extensions", "offload", "vae_tiling", "layerwise_fp8", mode="before")
+    @field_validator(
+        "max_extensions", "offload", "vae_tiling", "layerwise_fp8", "hd_cost", "hd_upsampler", mode="before"
+    )
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,8 +1,8 @@
-"""The buttons under every posted result (Rerun, Remix, Extend, Delete) and on a job's status message
+"""The buttons under every posted result (Rerun, Remix, Extend, HD, Delete) and on a job's status message
 (Cancel).
 
 Their labels are in the language of the message they sit on (the server's: ``locale``); the emoji
-(🔁 🎨 ⏩ 🗑️ 🛑) is the same in every language. A click is answered in the clicking member's own
+(🔁 🎨 ⏩ ✨ 🗑️ 🛑) is the same in every language. A click is answered in the clicking member's own
 language whatever the labels say.
 
 Each is a ``DynamicItem`` whose custom id carries the job id (``videobot:rerun:<job_id>``), registered
@@ -70,6 +70,12 @@ class ExtendButton(JobButton, template=rf"videobot:extend:{_ID}"):
     action, label, emoji = "extend", texts.BUTTON_EXTEND, "⏩"
 
 
+class HdButton(JobButton, template=rf"videobot:hd:{_ID}"):
+    """✨ HD: the same video at twice the width and height, posted as a reply to it."""
+
+    action, label, emoji = "hd", texts.BUTTON_HD, "✨"
+
+
 class DeleteButton(JobButton, template=rf"videobot:delete:{_ID}"):
     action, label, emoji, style = "delete", texts.BUTTON_DELETE, "🗑️", discord.ButtonStyle.danger
 
@@ -114,20 +120,22 @@ def review_view(job_id: int, locale: str = "en") -> discord.ui.View:
 
 
 #: The result's buttons.
-DYNAMIC_ITEMS: tuple[type[JobButton], ...] = (RerunButton, RemixButton, ExtendButton, DeleteButton)
+DYNAMIC_ITEMS: tuple[type[JobButton], ...] = (RerunButton, RemixButton, ExtendButton, HdButton, DeleteButton)
 #: Every button a click on any message the bot ever posted can come from.
 ALL_ITEMS: tuple[type[JobButton], ...] = (*DYNAMIC_ITEMS, CancelButton)
 
 
 def result_view(locale: str, job: Job, verbs: frozenset[str]) -> discord.ui.View:
     """The buttons for a posted result; those the model cannot serve are left out (Extend needs the
-    ``extend`` verb). The view is stopped before it is sent, so discord.py keeps nothing per message:
+    ``extend`` verb, HD the ``hd`` verb and a result that can be made in HD: ``texts.can_be_hd``). The view is stopped before it is sent, so discord.py keeps nothing per message:
     the registered dynamic items answer every click."""
     view = discord.ui.View(timeout=None)
     view.add_item(RerunButton(job.id, locale))
     view.add_item(RemixButton(job.id, locale))
     if "extend" in verbs:
         view.add_item(ExtendButton(job.id, locale))
+    if "hd" in verbs and texts.can_be_hd(job):
+        view.add_item(HdButton(job.id, locale))
     view.add_item(DeleteButton(job.id, locale))
     view.stop()
     return view

@@ -119,6 +119,8 @@ BUTTON_RERUN = N_("Rerun")
 BUTTON_REMIX = N_("Remix")
 BUTTON_EXTEND = N_("Extend")
 BUTTON_DELETE = N_("Delete")
+#: The HD button: the same video at twice the width and height (models with a latent upsampler).
+BUTTON_HD = N_("HD")
 CANCEL = N_("Cancel")
 REMIX_TITLE = N_("Remix this video")
 EXTEND_TITLE = N_("Extend this clip")
@@ -152,6 +154,10 @@ RESULT_EXPIRED = {
         "This video's file has expired (videos are kept {hours} after they are posted), so it can't be "
         "extended any more. Make a new one with /video."
     ),
+    "hd": N_(
+        "This video's picture has expired (kept {hours} after the video is posted), so it can't be made "
+        "in HD any more. Make a new one with /video."
+    ),
 }
 MODEL_GONE = {
     "rerun": N_(
@@ -166,8 +172,18 @@ MODEL_GONE = {
         "This video was made with `{model}`, which this server no longer runs, so it can't be extended. "
         "Make a new one with /video."
     ),
+    "hd": N_(
+        "This video was made with `{model}`, which this server no longer runs, so it can't be made in HD. "
+        "Make a new one with /video."
+    ),
 }
 CANNOT_EXTEND = N_("This server's model (`{model}`) can't extend clips.")
+CANNOT_HD = N_("This server's model (`{model}`) can't make HD videos.")
+ALREADY_HD = N_("This video is already in HD: it can't be made larger.")
+HD_OF_EXTENSION = N_(
+    "An extended clip can't be made in HD, only videos made from text or a picture. Use HD on the clip "
+    "before extending it."
+)
 EXTEND_LIMIT = (
     "This clip has been extended {n} time already, the most allowed here ({limit}). "
     "Make a new video with /video, or remix this one.",
@@ -200,6 +216,7 @@ _ASKED = {
     "remix": (N_("{member} asked for a remix"), N_("{member} asked for a remix of job #{parent}")),
     "extend": (N_("{member} asked for an extension"), N_("{member} asked for an extension of job #{parent}")),
     "animate": (N_("{member} asked to animate a picture"), None),
+    "hd": (N_("{member} asked for an HD version"), N_("{member} asked for an HD version of job #{parent}")),
 }
 #: The result's first line, by ``Job.kind``.
 _READY = {
@@ -208,14 +225,23 @@ _READY = {
     "remix": N_("{member} here is your remix 🎨"),
     "extend": N_("{member} here is your extended clip ⏩"),
     "animate": N_("{member} your animation is ready 🎬"),
+    "hd": N_("{member} here is your HD version ✨"),
 }
 _LINEAGE = {
     "rerun": N_("Rerun of job #{job}"),
     "remix": N_("Remix of job #{job}"),
     "extend": N_("Extension of job #{job}"),
     "animate": N_("Animation of job #{job}"),
+    "hd": N_("HD of job #{job}"),
 }
 _NTH_EXTENSION = N_("Extension {n} of job #{job}")
+
+
+def can_be_hd(job: Job) -> bool:
+    """Whether an HD version of ``job``'s result can be asked for: a video made from text or a picture
+    that is not already in HD (the model must offer ``hd`` too)."""
+    params = job.params or {}
+    return job.kind != "hd" and not params.get("hd") and params.get("verb", "text") != "extend"
 
 
 def label(locale: str, text: str, limit: int) -> str:
@@ -489,7 +515,8 @@ def queued_note(
     locale: str, job: Job, position: int, balance: int, jump_url: str | None = None, *, first_of: int = 0
 ) -> str:
     """The ephemeral answer to /video (and to a button) once the job is queued; ``first_of``: the
-    number of videos of the result an extension continues the first of (1: say nothing)."""
+    number of videos of the result an extension continues (or an HD job enlarges) the first of (1: say
+    nothing)."""
     where = queue_place(locale, position) if position else t(locale, "starting now")
     what = lineage_note(locale, job)
     if what:
@@ -499,7 +526,14 @@ def queued_note(
     text += " " + tn(locale, "You have {n} credit left.", "You have {n} credits left.", balance)
     if jump_url:
         text += " " + t(locale, "Progress: {link}", link=jump_url)
-    if first_of > 1:
+    if first_of > 1 and job.kind == "hd":
+        text += " " + tn(
+            locale,
+            "It is the first of the {n} video, in HD.",
+            "It is the first of the {n} videos, in HD.",
+            first_of,
+        )
+    elif first_of > 1:
         text += " " + tn(
             locale,
             "It continues the first of the {n} video.",

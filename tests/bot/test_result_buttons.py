@@ -38,9 +38,37 @@ async def test_extend_is_shown_only_where_the_model_extends() -> None:
     # Nothing is kept in memory per message: the registered dynamic items answer the clicks.
     assert with_extend.is_finished()
     # Each class answers its own prefix only (the previews' Cancel button has its own).
-    for cls, action in zip(_buttons.DYNAMIC_ITEMS, ("rerun", "remix", "extend", "delete"), strict=True):
+    for cls, action in zip(_buttons.DYNAMIC_ITEMS, ("rerun", "remix", "extend", "hd", "delete"), strict=True):
         template = cls.__discord_ui_compiled_template__
         assert template.fullmatch(f"videobot:{action}:42") and not template.fullmatch("videobot:cancel:42")
+
+
+async def test_hd_is_shown_where_the_model_has_an_upsampler_and_the_video_can_be_made_larger() -> None:
+    def ids(j: SimpleNamespace, verbs: set[str]) -> list[str]:
+        view = _buttons.result_view("en", j, frozenset(verbs))  # type: ignore[arg-type]
+        return [c["custom_id"] for row in view.to_components() for c in row["components"]]
+
+    assert ids(job(), {"text", "hd"}) == [
+        "videobot:rerun:42",
+        "videobot:remix:42",
+        "videobot:hd:42",
+        "videobot:delete:42",
+    ]
+    assert "videobot:hd:42" not in ids(job(), {"text"})  # no upsampler
+    # Not on a video already in HD (nor on its reruns and remixes), nor on an extended clip.
+    assert "videobot:hd:42" not in ids(job(kind="hd", parent_job_id=41), {"text", "hd"})
+    assert "videobot:hd:42" not in ids(job(kind="rerun", params={"prompt": "a", "hd": True}), {"text", "hd"})
+    assert "videobot:hd:42" not in ids(
+        job(kind="extend", params={"prompt": "a", "verb": "extend"}), {"text", "hd"}
+    )
+    hd = job(id=46, kind="hd", parent_job_id=42, reply_to_message_id=99)
+    assert _format.lineage_note("en", hd) == "HD of job #42"  # type: ignore[arg-type]
+    content = _format.result_content("en", hd, None)  # type: ignore[arg-type]
+    assert content.startswith("<@7> here is your HD version")
+    assert "HD of job #42 · https://discord.com/channels/1/2/99" in content
+    assert "asked for an HD version of job #42" in _format.status_header("en", hd)  # type: ignore[arg-type]
+    note = _format.queued_note("en", hd, 1, 5, first_of=3)  # type: ignore[arg-type]
+    assert "(HD of job #42)" in note and "the first of the 3 videos, in HD" in note
 
 
 async def test_forms_carry_the_job_id_and_prefill_the_text() -> None:

@@ -14,7 +14,7 @@ def settings(model: str) -> Settings:
 
 
 def test_the_bot_offers_what_the_configured_model_does() -> None:
-    assert offered_verbs(settings("tiny")) == {"text", "image", "extend"}
+    assert offered_verbs(settings("tiny")) == {"text", "image", "extend", "hd"}
     assert offered_verbs(settings("tiny-ltx2")) >= {"text", "image", "audio"}
     assert "extend" not in offered_verbs(settings("wan2.1-1.3b"))
     assert offered_verbs(settings("auto")) >= {"text", "image", "extend"}
@@ -102,3 +102,24 @@ def test_variations_are_in_the_params_and_cost_n_times_one_video() -> None:
     single = job_cost(weighted, target, build_params(target, "a fox", duration=10))
     assert single > 1
     assert job_cost(weighted, target, build_params(target, "a fox", duration=10, num_videos=4)) == 4 * single
+
+
+def test_an_hd_job_is_its_source_at_twice_the_size_and_costs_like_one_video_unless_set() -> None:
+    from videobot.planning import hd_params, job_cost
+
+    s = settings("tiny")
+    target = queue_target(s)
+    source = build_params(target, "a fox", seed=3, num_videos=3)
+    hd = hd_params(source)
+    assert (hd["width"], hd["height"]) == (2 * source["width"], 2 * source["height"])
+    assert hd["seed"] == 3 and hd["prompt"] == "a fox" and hd["hd"] is True and hd["num_videos"] == 1
+    assert job_cost(s, target, hd) == 1  # like one video of its source
+    priced = Settings(_env_file=None, VIDEOBOT_MODEL="tiny", VIDEOBOT_HD_COST="3")  # type: ignore[call-arg]
+    assert job_cost(priced, target, hd) == 3
+    # Weighted: what the source's single video cost, not four times the pixels.
+    weighted = Settings(_env_file=None, VIDEOBOT_MODEL="ltx-video", VIDEOBOT_COST_MODE="weighted")  # type: ignore[call-arg]
+    target = queue_target(weighted)
+    one = build_params(target, "a fox", duration=10)
+    assert job_cost(weighted, target, hd_params(one)) == job_cost(weighted, target, one) > 1
+    # An empty setting is "like one video".
+    assert Settings(_env_file=None, VIDEOBOT_HD_COST="").hd_cost is None  # type: ignore[call-arg]

@@ -149,9 +149,9 @@ def assert_starts_with(longer: np.ndarray, source: np.ndarray) -> None:
 async def test_every_result_carries_the_buttons_and_rerun_charges_the_clicker(h: BotHarness) -> None:
     post, source = await make_video(h, h.member_id, "a lighthouse at dusk")
     buttons = h.fd.buttons(post)
-    assert [b["label"] for b in buttons] == ["Rerun", "Remix", "Extend", "Delete"]
+    assert [b["label"] for b in buttons] == ["Rerun", "Remix", "Extend", "HD", "Delete"]
     assert [b["custom_id"] for b in buttons] == [
-        f"videobot:{a}:{source.id}" for a in ("rerun", "remix", "extend", "delete")
+        f"videobot:{a}:{source.id}" for a in ("rerun", "remix", "extend", "hd", "delete")
     ]
     # The 🔁 reaction is still added.
     await h.wait_for(lambda: h.fd.message(post["id"]).get("reactions"), 10, "🔁 reaction")

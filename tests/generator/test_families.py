@@ -98,9 +98,10 @@ def test_tiny_model_of_each_family_is_small_and_loads_as_its_preset_says(
 def test_the_default_tiny_model_offers_every_verb_the_bot_has() -> None:
     assert PRESETS["tiny"].verbs >= {"text", "image", "extend"}
     assert tiny_family(PRESETS["tiny"]) == "ltx"
-    assert offered_verbs("tiny") == offered_verbs("auto") == {"text", "image", "extend"}
+    assert offered_verbs("tiny") == {"text", "image", "extend", "hd"}
+    assert offered_verbs("auto") == {"text", "image", "extend"}
     assert offered_verbs("tiny-wan") == {"text"}
-    assert offered_verbs("tiny-ltx2") == {"text", "image", "extend", "audio"}
+    assert offered_verbs("tiny-ltx2") == {"text", "image", "extend", "audio", "hd"}
     assert offered_verbs("cogvideox-5b-i2v") == {"image"}
     assert offered_verbs("no such model") == frozenset()
 
@@ -203,7 +204,7 @@ def _condition(cond: object) -> tuple[int, object]:
 def test_real_presets_only_use_settings_their_pipelines_take(name: str) -> None:
     """Static guard for the presets that cannot be loaded here: every key exists where it is applied."""
     preset = PRESETS[name]
-    assert preset.verbs and preset.verbs <= {"text", "image", "extend", "audio"}
+    assert preset.verbs and preset.verbs <= {"text", "image", "extend", "audio", "hd"}
     for verb in (v for v in REQUEST_VERBS if v in preset.verbs):
         cls = getattr(diffusers, preset.pipeline_for(verb))
         call = inspect.signature(cls.__call__).parameters

@@ -37,6 +37,28 @@ def test_generate_writes_a_playable_video(tiny_data_dir: Path, tiny_model_dir: P
     assert psnr(first, different) < 30, f"another seed, the same video: PSNR {psnr(first, different):.1f} dB"
 
 
+def test_hd_writes_the_same_request_at_twice_the_size(tiny_data_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "hd.mp4"
+    argv = [
+        "a cat surfing",
+        "-o",
+        str(out),
+        "--model",
+        "tiny",
+        "--seed",
+        "7",
+        "--data-dir",
+        str(tiny_data_dir),
+    ]
+    assert main([*argv, "--hd"]) == 0
+    info = probe_mp4(out.read_bytes())
+    assert (info["width"], info["height"], info["num_frames"]) == (128, 64, 9)  # tiny's 64x32, doubled
+    assert main([*argv, "--hd", "--variations", "2"]) == 2
+    assert "one video at twice" in capsys.readouterr().err
+    assert main([*argv, "--hd", "--model", "tiny-wan"]) == 2
+    assert "cannot make HD videos" in capsys.readouterr().err
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio of two uint8 videos in dB (infinite when identical)."""
     mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())

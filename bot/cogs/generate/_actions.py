@@ -1,10 +1,10 @@
 """What the buttons on a result (and its 🔁 reaction) do: find the source job, check it can still be
-used, and queue a rerun, remix or extension charged to whoever asked. No Discord objects are kept:
+used, and queue a rerun, remix, extension or HD version charged to whoever asked. No Discord objects are kept:
 everything starts from the job id in the button's custom id, so it works after any restart.
 
 A source job can be used while its row exists, its model is still the one this server runs, and
 what the new job needs is still stored: an extension needs the source's video (``job_results``),
-a rerun or remix of a video made from an image (or of an extension) needs that job's inputs
+a rerun, remix or HD version of a video made from an image (or of an extension) needs that job's inputs
 (``job_inputs``); both are purged ``VIDEOBOT_RESULT_RETENTION_HOURS`` after posting. A rerun or
 remix of a text video needs only the row, so it keeps working after the purge.
 
@@ -147,12 +147,24 @@ class ResultActions:
             raise InvalidParameters(msg(texts.MODEL_GONE[kind], model=texts.escape_model(job.model)))
         if kind == "extend" and "extend" not in planning.offered_verbs(settings):
             raise InvalidParameters(msg(texts.CANNOT_EXTEND, model=texts.escape_model(target.name)))
+        if kind == "hd":
+            self.check_hd(job)
         stored = await self.bot.queue.stored_files(job.id)
         if not self._needed(job, kind) <= stored:
             raise ResultGone(self._expired(kind))
         if kind == "extend":
             await self.check_extensions(job)
         return job
+
+    def check_hd(self, job: Job) -> None:
+        """Refuse an HD version the model cannot make, of a video already in HD, or of an extended clip."""
+        target = planning.queue_target(self.bot.settings)
+        if "hd" not in planning.offered_verbs(self.bot.settings) or "num_frames" not in (job.params or {}):
+            raise InvalidParameters(msg(texts.CANNOT_HD, model=texts.escape_model(target.name)))
+        if job.kind == "hd" or (job.params or {}).get("hd"):
+            raise InvalidParameters(msg(texts.ALREADY_HD))
+        if not texts.can_be_hd(job):
+            raise InvalidParameters(msg(texts.HD_OF_EXTENSION))
 
     def _expired(self, kind: str) -> Msg:
         """The source's files were purged (``VIDEOBOT_RESULT_RETENTION_HOURS`` after posting)."""
@@ -197,6 +209,8 @@ class ResultActions:
         source_prompt = str(params.get("prompt") or "")
         if kind == "rerun":
             return planning.rerun_params(params)
+        if kind == "hd":  # the same video (seed, prompt, picture) at twice the size
+            return planning.hd_params(params)
         if kind == "remix":
             return planning.remix_params(
                 params,
@@ -217,7 +231,8 @@ class ResultActions:
         prompt: str | None = None,
         negative_prompt: str | None = None,
     ) -> tuple[Submitted, Job]:
-        """Queue a rerun, remix or extension of ``job_id`` charged to ``asker``; raises the refusal."""
+        """Queue a rerun, remix, extension or HD version of ``job_id`` charged to ``asker``; raises the
+        refusal."""
         source = await self.source(job_id, asker.guild_id, kind, asker.posted)
         params = self._params(source, kind, prompt, negative_prompt)
         await self.requests.check_guild(

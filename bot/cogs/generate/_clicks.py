@@ -1,7 +1,7 @@
-"""Clicks on the buttons of the bot's messages (``bot.ui.buttons``): Rerun, Remix, Extend and Delete on
-a result, Cancel on a status message. Every refusal is ephemeral and says why.
+"""Clicks on the buttons of the bot's messages (``bot.ui.buttons``): Rerun, Remix, Extend, HD and Delete
+on a result, Cancel on a status message. Every refusal is ephemeral and says why.
 
-Rerun, Delete and Cancel record their intake, then defer (ephemeral), like ``/video``
+Rerun, HD, Delete and Cancel record their intake, then defer (ephemeral), like ``/video``
 (``Requests.answered_later``). Remix and Extend must answer with
 their form, and a form can only be the first response, so they read the source job (and check the
 member's credits) first, within ``FORM_DEADLINE`` of Discord's 3 s; a database too slow for that gets
@@ -59,20 +59,22 @@ class Clicks:
             return
         # Recorded, then "thinking…": a bot killed before the answer leaves it to the next one.
         async with self.requests.answered_later(interaction, action):
-            if action == "rerun":
-                await self._rerun(interaction, job_id)
+            if action in ("rerun", "hd"):
+                await self._rerun(interaction, job_id, action)
             elif action == "delete":
                 await self._delete(interaction, job_id)
 
-    async def _rerun(self, interaction: discord.Interaction, job_id: int) -> None:
+    async def _rerun(self, interaction: discord.Interaction, job_id: int, kind: str) -> None:
+        """Rerun, or HD (the same video at twice the size; of a result with variations, its first)."""
         assert interaction.message is not None
-        submitted, _ = await self.actions.submit(
+        submitted, source = await self.actions.submit(
             asker_from(interaction, interaction.message.id),
             job_id,
-            "rerun",
+            kind,
             idempotency_key=f"interaction:{interaction.id}",
         )
-        await self.requests.reply_queued(interaction, submitted)
+        first_of = texts.wanted_videos(source) if kind == "hd" else 0
+        await self.requests.reply_queued(interaction, submitted, first_of=first_of)
 
     async def _open_form(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
         assert interaction.message is not None

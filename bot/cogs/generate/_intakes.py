@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 #: Seconds between tries to answer an open intake after a restart when Discord fails for a while.
 INTAKE_RETRIES = (2.0, 10.0, 30.0)
 #: Verbs answered by whether their job exists (the others, Cancel and Delete, get ``RESTARTED_UNSURE``).
-QUEUEING_VERBS = frozenset({"video", "animate", "rerun", "remix", "extend"})
+QUEUEING_VERBS = frozenset({"video", "animate", "rerun", "remix", "extend", "hd"})
 
 
 class OpenIntakes:
