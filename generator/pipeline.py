@@ -35,6 +35,7 @@ from videobot.presets import (
     resolve_preset,
     tiny_family,
 )
+from videobot.styles import model_prompt
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,8 @@ class VideoPipeline:
         self.pipes: dict[str, Any] = pipes or {v: pipe for v in preset.verbs if v in REQUEST_VERBS}
         self._call_params: dict[int, set[str]] = {}
         self.offload = "none"  # set by ``load``
+        #: Server styles loaded as named adapters (``generator.styles``); None: this model cannot load them.
+        self.styles: Any = None
         for p in {id(p): p for p in (pipe, *self.pipes.values())}.values():
             p.set_progress_bar_config(disable=True)  # progress goes through on_step instead
             self._call_params[id(p)] = set(inspect.signature(p.__call__).parameters)
@@ -196,6 +199,7 @@ class VideoPipeline:
         speed: SpeedOptions | None = None,
         loras: Sequence[LoraSpec] = (),
         build: Callable[[Preset, Any], Any] | None = None,
+        style_cache: int = 3,
     ) -> VideoPipeline:
         """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options.
 
@@ -313,6 +317,10 @@ class VideoPipeline:
             )
             loaded = cls(pipe, preset, dev, torch_dtype, pipes)
             loaded.offload = offload
+            if preset.styles and hasattr(pipe, "load_lora_weights"):
+                from generator.styles import StyleCache
+
+                loaded.styles = StyleCache(pipe, preset.name, style_cache)
             shown = loaded.preview_plan()  # said once, here: a run never turns previews off on its own
             log.log(logging.INFO if shown.method else logging.WARNING, "%s: %s", preset.name, shown.why)
             if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
@@ -391,6 +399,10 @@ class VideoPipeline:
             raise InvalidParameters(msg("The seed must be a whole number from 0 to {max}.", max=2**32 - 1))
         if not 1 <= params.num_videos <= MAX_VIDEOS:
             raise InvalidParameters(msg("The number of videos must be from 1 to {max}.", max=MAX_VIDEOS))
+        if params.style_source is not None and self.styles is None:
+            raise InvalidParameters(
+                msg("The model `{model}` cannot use styles. Leave the style option empty.", model=p.name)
+            )
 
     def call_kwargs(
         self, params: GenerationParams, *, image: Any = None, video: np.ndarray | None = None
@@ -406,7 +418,7 @@ class VideoPipeline:
                 torch.Generator(device="cpu").manual_seed((params.seed + i) % 2**32) for i in range(n)
             ]
         kwargs: dict[str, Any] = {
-            "prompt": params.prompt,
+            "prompt": model_prompt(params.prompt, params.style_trigger),
             "negative_prompt": params.negative_prompt or self.preset.negative_prompt or None,
             "num_frames": params.num_frames,
             "width": params.width,
@@ -493,6 +505,8 @@ class VideoPipeline:
             image = _fit_image(image, params.width, params.height)
             digest = pixel_digest(image)
 
+        if self.styles is not None:
+            self.styles.apply(params)  # exactly this job's style, or none: nothing leaks between jobs
         pipe, kwargs, context = self.call_kwargs(params, image=image, video=video)
         method = self.preview_plan(pipe).method
         sink = previews if method is not None else None

@@ -25,6 +25,7 @@ queue (the attempt does not count), then exit 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -67,6 +68,7 @@ from videobot.presets import GenerationParams, plan, resolve_preset, tiny_family
 from videobot.runner import MODEL_LOAD_FAILED
 from videobot.safety import INPUT_LEVEL, UNSAFE_INPUT, flagged
 from videobot.settings import Settings
+from videobot.styles import JOB_KEYS as STYLE_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +190,7 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
     """The job's parameters: planned by the bot, or (a bare request) planned here for this worker's preset."""
     if "num_frames" in raw:
         return GenerationParams.from_dict(raw)
-    return plan(
+    planned = plan(
         pipeline_preset,
         raw.get("prompt", ""),
         negative_prompt=raw.get("negative_prompt") or "",
@@ -201,6 +203,9 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
         num_videos=raw.get("num_videos", 1),
         audio=raw.get("audio"),
     )
+    # A server style travels with the bare request as it does with planned parameters.
+    style = {k: raw[k] for k in STYLE_KEYS if raw.get(k) is not None}
+    return dataclasses.replace(planned, **style) if style else planned
 
 
 class Worker:
@@ -604,6 +609,7 @@ def load_pipeline(settings: Settings) -> Any:
         **explicit_memory_options(settings),
         speed=SpeedOptions.from_settings(settings),
         loras=settings.loras,
+        style_cache=settings.style_cache,
     )
 
 
