@@ -246,6 +246,11 @@ class Worker:
         self._grace: asyncio.TimerHandle | None = None
         self.jobs_done = 0
 
+    def loaded_styles(self) -> tuple[str, ...]:
+        """The server styles the pipeline has loaded (a claim prefers their jobs among equals)."""
+        styles = getattr(self.pipeline, "styles", None)
+        return styles.loaded() if styles is not None else ()
+
     def stop(self) -> None:
         """Stop claiming; the running job gets the grace period, then is handed back."""
         if self.stopping.is_set():
@@ -283,7 +288,9 @@ class Worker:
                             self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes()
                         )
                     if claim is None:
-                        claim = await self.queue.claim(self.worker_id, self.models)
+                        claim = await self.queue.claim(
+                            self.worker_id, self.models, styles=self.loaded_styles()
+                        )
                     backoff = 0.0
                 except DB_ERRORS as exc:
                     backoff = min(max(backoff * 2, 0.5), 10.0)
@@ -412,6 +419,7 @@ class Worker:
                 missing_reason=why_missing,
                 models=going_on,
                 had_previews=run.previews is not None and run.previews.sent,
+                styles=self.loaded_styles(),
             )
         except LeaseLost as exc:
             log.warning("job %s: %s; dropping it", c.job_id, exc)
