@@ -438,7 +438,8 @@ def style_note(locale: str, job: Job) -> str:
     style = (job.params or {}).get("style")
     if not isinstance(style, str) or not style:
         return ""
-    return t(locale, "style {style}", style=f"`{escape_model(style)}`")
+    shown = "`" + escape_model(style) + "`"
+    return t(locale, "style {style}", style=shown)
 
 
 def result_footer(locale: str, job: Job, results: list[Any]) -> str:
