@@ -181,3 +181,19 @@ async def test_a_loaded_style_never_jumps_a_member_ahead_of_fair_share(db: Datab
         order.append(c.job_id)
         await q.complete(c, result())
     assert order == [a[0], b, a[1], a[2]]
+
+
+def test_a_style_on_a_model_without_a_lora_loader_is_refused_with_the_reason(tmp_path: Path) -> None:
+    from videobot import planning
+    from videobot.settings import Settings
+
+    folder = tmp_path / "wan-custom"
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "WanCustomPipelineNoLora"}')
+    settings = Settings(_env_file=None, VIDEOBOT_MODEL=str(folder))  # type: ignore[call-arg]
+    assert not planning.offers_styles(settings)
+    planning.check_style(settings, None)  # no style asked: nothing to refuse
+    with pytest.raises(InvalidParameters, match="cannot use styles. Leave the style option empty"):
+        planning.check_style(settings, "ink")
+    tiny = Settings(_env_file=None, VIDEOBOT_MODEL="tiny")  # type: ignore[call-arg]
+    planning.check_style(tiny, "ink")
