@@ -157,3 +157,34 @@ async def test_a_style_that_does_not_fit_fails_the_job_and_refunds_once(h: BotHa
         lambda: next((m for m in h.messages() if "does not fit" in m["content"]), None), 20, "the failure"
     )
     assert "wan-only" in notice["content"]
+
+
+async def test_a_model_without_a_lora_loader_refuses_styles_privately(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A custom checkpoint whose pipeline class has no LoRA loader: ``/video style:`` and ``style add``
+    are refused privately with the reason, nothing is queued or charged, and nothing autocompletes."""
+    tmp = tmp_path_factory.mktemp("e2e-no-styles")
+    folder = tmp / "custom-wan"
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "WanCustomPipelineNoLora"}')
+    async with BotHarness(tmp, common_env={"VIDEOBOT_MODEL": str(folder)}) as other:
+        refused = await answer(
+            other, await other.slash(other.member_id, "video", prompt="a fox", style="ink"), "no"
+        )
+        assert "cannot use styles. Leave the style option empty." in refused
+        assert await other.jobs() == [] and await other.ledger() == []
+        sent = await other.fd.slash(
+            other.guild_id,
+            other.channel_id,
+            other.mod_id,
+            "videoconfig",
+            {"name": "ink", "source": INK},
+            ["style", "add"],
+        )
+        assert "cannot use styles" in await answer(other, sent, "style add")
+        choices = await other.fd.autocomplete(
+            other.guild_id, other.channel_id, other.member_id, "video", {"prompt": "a", "style": ""}, "style"
+        )
+        assert choices == []
+    assert other.fd.problems() == []
