@@ -350,6 +350,15 @@ class Worker:
         try:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
+            if params.style_source is not None:
+                log.info(
+                    "job %s: style %s (%s at %g; loaded: %s)",
+                    c.job_id,
+                    params.style,
+                    params.style_source,
+                    params.style_scale,
+                    "yes" if params.style_source in self.loaded_styles() else "not yet",
+                )
             batch = max(1, min(self.pipeline.preset.batch_cap, params.num_videos))
             run.progress = (0, params.num_inference_steps * -(-params.num_videos // batch))
             blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}

@@ -197,3 +197,24 @@ def test_a_style_on_a_model_without_a_lora_loader_is_refused_with_the_reason(tmp
         planning.check_style(settings, "ink")
     tiny = Settings(_env_file=None, VIDEOBOT_MODEL="tiny")  # type: ignore[call-arg]
     planning.check_style(tiny, "ink")
+
+
+def test_rerun_remix_and_extend_keep_the_style() -> None:
+    from videobot import planning
+
+    info = styles.StyleInfo("ink", "artist/ink-lora", "ink.safetensors", 0.8, "inkwash")
+    tiny = PRESETS["tiny"]
+    params = plan(tiny, "a boat", seed=1).to_dict() | styles.job_fields(info)
+    target = planning.QueueTarget("tiny", tiny)
+    bare = planning.build_params(planning.QueueTarget("auto", None), "a boat") | styles.job_fields(info)
+    for made in (
+        planning.rerun_params(params),
+        planning.remix_params(params, "a ship", ""),
+        planning.extend_params(target, params, "the ship sails on"),
+        planning.extend_params(planning.QueueTarget("auto", None), bare, "on"),
+    ):
+        assert {k: made[k] for k in styles.JOB_KEYS} == styles.job_fields(info)
+    # A bare request (``auto``) is planned on the worker with its style.
+    from generator.worker import params_for
+
+    assert params_for(tiny, bare).style_source == INK
