@@ -36,6 +36,7 @@ from videobot.presets import (
     run_steps,
     tiny_family,
 )
+from videobot.styles import model_prompt
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,8 @@ class VideoPipeline:
         self.upsampler_source = ""
         self.data_dir = Path("data")
         self._upsample: Any = None
+        #: Server styles loaded as named adapters (``generator.styles``); None: this model cannot load them.
+        self.styles: Any = None
         for p in {id(p): p for p in (pipe, *self.pipes.values())}.values():
             p.set_progress_bar_config(disable=True)  # progress goes through on_step instead
             self._call_params[id(p)] = set(inspect.signature(p.__call__).parameters)
@@ -203,6 +206,7 @@ class VideoPipeline:
         loras: Sequence[LoraSpec] = (),
         build: Callable[[Preset, Any], Any] | None = None,
         hd_upsampler: str | None = None,
+        style_cache: int = 3,
     ) -> VideoPipeline:
         """Resolve ``model`` (preset, Hub repo id or local folder), load it and apply memory options.
 
@@ -326,6 +330,10 @@ class VideoPipeline:
                 from generator.hd import upsampler_source
 
                 loaded.upsampler_source = upsampler_source(preset, hd_upsampler)
+            if preset.styles and hasattr(pipe, "load_lora_weights"):
+                from generator.styles import StyleCache
+
+                loaded.styles = StyleCache(pipe, preset.name, style_cache)
             shown = loaded.preview_plan()  # said once, here: a run never turns previews off on its own
             log.log(logging.INFO if shown.method else logging.WARNING, "%s: %s", preset.name, shown.why)
             if speed.needs_warm_up:  # the compile (or a cache's first-call failure) happens now, not in a job
@@ -404,6 +412,10 @@ class VideoPipeline:
             raise InvalidParameters(msg("The seed must be a whole number from 0 to {max}.", max=2**32 - 1))
         if not 1 <= params.num_videos <= MAX_VIDEOS:
             raise InvalidParameters(msg("The number of videos must be from 1 to {max}.", max=MAX_VIDEOS))
+        if params.style_source is not None and self.styles is None:
+            raise InvalidParameters(
+                msg("The model `{model}` cannot use styles. Leave the style option empty.", model=p.name)
+            )
         if params.hd:
             from generator.hd import check_hd
 
@@ -442,7 +454,7 @@ class VideoPipeline:
                 torch.Generator(device="cpu").manual_seed((params.seed + i) % 2**32) for i in range(n)
             ]
         kwargs: dict[str, Any] = {
-            "prompt": params.prompt,
+            "prompt": model_prompt(params.prompt, params.style_trigger),
             "negative_prompt": params.negative_prompt or self.preset.negative_prompt or None,
             "num_frames": params.num_frames,
             "width": params.width,
@@ -522,6 +534,8 @@ class VideoPipeline:
             raise InvalidParameters(msg("A video from an image needs the image."))
         if params.verb == "extend" and (video is None or len(video) < 2):
             raise InvalidParameters(msg("Extending a clip needs the clip (at least two frames)."))
+        if self.styles is not None:
+            self.styles.apply(params)  # exactly this job's style, or none: nothing leaks between jobs
         if params.hd:
             from generator.hd import run_hd
 

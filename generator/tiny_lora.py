@@ -47,3 +47,21 @@ def build_tiny_lora(
     path.parent.mkdir(parents=True, exist_ok=True)
     type(pipe).save_lora_weights(path.parent, transformer_lora_layers=layers, weight_name=path.name)
     return path
+
+
+def place_in_hub_cache(file: Path, cache_dir: Path, repo_id: str, weight_name: str) -> Path:
+    """Put ``file`` into a Hugging Face cache (``HF_HUB_CACHE`` layout: ``models--owner--repo/snapshots/
+    <revision>/<weight_name>`` and ``refs/main``) as ``repo_id``'s ``weight_name``, so that
+    ``hf_hub_download`` finds it offline (``HF_HUB_OFFLINE=1``) the way it finds a downloaded one: the
+    tests' stand-in for a LoRA on the Hub. Returns the cached file."""
+    import hashlib
+    import shutil
+
+    repo = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    revision = hashlib.sha1(repo_id.encode()).hexdigest()  # any 40-hex commit id
+    target = repo / "snapshots" / revision / weight_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(file, target)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    return target

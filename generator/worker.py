@@ -25,6 +25,7 @@ queue (the attempt does not count), then exit 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -67,6 +68,7 @@ from videobot.presets import GenerationParams, plan, resolve_preset, run_steps, 
 from videobot.runner import MODEL_LOAD_FAILED
 from videobot.safety import INPUT_LEVEL, UNSAFE_INPUT, flagged
 from videobot.settings import Settings
+from videobot.styles import JOB_KEYS as STYLE_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +190,7 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
     """The job's parameters: planned by the bot, or (a bare request) planned here for this worker's preset."""
     if "num_frames" in raw:
         return GenerationParams.from_dict(raw)
-    return plan(
+    planned = plan(
         pipeline_preset,
         raw.get("prompt", ""),
         negative_prompt=raw.get("negative_prompt") or "",
@@ -201,6 +203,9 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
         num_videos=raw.get("num_videos", 1),
         audio=raw.get("audio"),
     )
+    # A server style travels with the bare request as it does with planned parameters.
+    style = {k: raw[k] for k in STYLE_KEYS if raw.get(k) is not None}
+    return dataclasses.replace(planned, **style) if style else planned
 
 
 class Worker:
@@ -241,6 +246,11 @@ class Worker:
         self._grace: asyncio.TimerHandle | None = None
         self.jobs_done = 0
 
+    def loaded_styles(self) -> tuple[str, ...]:
+        """The server styles the pipeline has loaded (a claim prefers their jobs among equals)."""
+        styles = getattr(self.pipeline, "styles", None)
+        return styles.loaded() if styles is not None else ()
+
     def stop(self) -> None:
         """Stop claiming; the running job gets the grace period, then is handed back."""
         if self.stopping.is_set():
@@ -278,7 +288,9 @@ class Worker:
                             self.worker_id, self.models, gpu_memory_bytes=gpu_memory_bytes()
                         )
                     if claim is None:
-                        claim = await self.queue.claim(self.worker_id, self.models)
+                        claim = await self.queue.claim(
+                            self.worker_id, self.models, styles=self.loaded_styles()
+                        )
                     backoff = 0.0
                 except DB_ERRORS as exc:
                     backoff = min(max(backoff * 2, 0.5), 10.0)
@@ -338,6 +350,15 @@ class Worker:
         try:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
+            if params.style_source is not None:
+                log.info(
+                    "job %s: style %s (%s at %g; loaded: %s)",
+                    c.job_id,
+                    params.style,
+                    params.style_source,
+                    params.style_scale,
+                    "yes" if params.style_source in self.loaded_styles() else "not yet",
+                )
             batch = max(1, min(self.pipeline.preset.batch_cap, params.num_videos))
             run.progress = (0, run_steps(self.pipeline.preset, params) * -(-params.num_videos // batch))
             blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
@@ -407,6 +428,7 @@ class Worker:
                 missing_reason=why_missing,
                 models=going_on,
                 had_previews=run.previews is not None and run.previews.sent,
+                styles=self.loaded_styles(),
             )
         except LeaseLost as exc:
             log.warning("job %s: %s; dropping it", c.job_id, exc)
@@ -605,6 +627,7 @@ def load_pipeline(settings: Settings) -> Any:
         speed=SpeedOptions.from_settings(settings),
         loras=settings.loras,
         hd_upsampler=settings.hd_upsampler,
+        style_cache=settings.style_cache,
     )
 
 

@@ -16,6 +16,7 @@ TABLES = [
     "member_quotas",
     "guild_configs",
     "role_limits",
+    "styles",
     "mod_actions",
     "workers",
     "bot_lock",

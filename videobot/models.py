@@ -337,3 +337,22 @@ class Intake(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_intakes_member", "guild_id", "user_id"),)
+
+
+class Style(Base):
+    """A server's style: a LoRA from the Hugging Face Hub that members pick with ``/video style:``.
+
+    ``name`` is stored lower case (names are unique per server whatever their case); the worker loads
+    ``weight_name`` from ``repo_id`` as a named adapter (``generator.styles``)."""
+
+    __tablename__ = "styles"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    repo_id: Mapped[str] = mapped_column(String(96))
+    weight_name: Mapped[str] = mapped_column(String(200))
+    scale: Mapped[float] = mapped_column(Float, default=1.0)
+    #: Words the LoRA was trained with, added to the prompt the model gets (not to the member's prompt).
+    trigger_words: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)

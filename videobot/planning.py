@@ -24,6 +24,7 @@ from videobot.presets import (
 )
 from videobot.presets import offered_ratios as presets_offered_ratios
 from videobot.presets import offered_verbs as presets_offered_verbs
+from videobot.presets import offers_styles as presets_offers_styles
 from videobot.settings import Settings
 
 AUTO = "auto"
@@ -115,6 +116,23 @@ def check_image(settings: Settings) -> None:
             msg(
                 "This server's model (`{model}`) cannot start a video from a picture. "
                 "Leave the image out and describe the scene in the `/video` prompt instead.",
+                model=name,
+            )
+        )
+
+
+def offers_styles(settings: Settings) -> bool:
+    """Whether members may pick a server style: the configured model loads LoRAs as adapters."""
+    return presets_offers_styles((settings.model or AUTO).strip())
+
+
+def check_style(settings: Settings, style: str | None) -> None:
+    """A style asked of a model that cannot load one is refused (rather than silently dropped)."""
+    if style and style.strip() and not offers_styles(settings):
+        name = queue_target(settings).name.replace("`", "'")[:100]
+        raise InvalidParameters(
+            msg(
+                "This server's model (`{model}`) cannot use styles. Leave the style option empty.",
                 model=name,
             )
         )
@@ -247,7 +265,14 @@ def extend_params(target: QueueTarget, params: dict[str, Any], prompt: str) -> d
     ).to_dict()
     # The clip keeps its own size (whatever aspect ratio it was made in).
     planned["width"], planned["height"] = int(params["width"]), int(params["height"])
-    return planned
+    return planned | _style_of(params)
+
+
+def _style_of(params: dict[str, Any]) -> dict[str, Any]:
+    """A job's server style (``videobot.styles.JOB_KEYS``), kept by what is made from its video."""
+    from videobot.styles import JOB_KEYS
+
+    return {k: params[k] for k in JOB_KEYS if k in params}
 
 
 def hd_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,23 @@ VERBS = ("text", "image", "extend", "audio", "hd")
 REQUEST_VERBS = ("text", "image", "extend")
 
 
+#: The diffusers 0.42.1 pipeline classes with a LoRA loader (``load_lora_weights``, named adapters):
+#: the model families whose presets offer server styles. A test checks them against diffusers.
+LORA_PIPELINES = frozenset(
+    {
+        "WanPipeline",
+        "WanImageToVideoPipeline",
+        "LTXPipeline",
+        "LTXImageToVideoPipeline",
+        "LTXConditionPipeline",
+        "LTX2Pipeline",
+        "LTX2ImageToVideoPipeline",
+        "LTX2ConditionPipeline",
+        "CogVideoXPipeline",
+        "CogVideoXImageToVideoPipeline",
+    }
+)
+
 #: Largest LoRA scale accepted (either sign): beyond it a LoRA only adds noise.
 MAX_LORA_SCALE = 10.0
 
@@ -154,6 +171,11 @@ class Preset:
     def pipeline_for(self, verb: str) -> str:
         """The diffusers pipeline class name that runs ``verb``."""
         return self.pipelines.get(verb, self.pipeline_class)
+
+    @property
+    def styles(self) -> bool:
+        """Whether members may pick a server style (a LoRA loaded as a named adapter) on this model."""
+        return all(self.pipeline_for(v) in LORA_PIPELINES for v in self.verbs if v in REQUEST_VERBS)
 
     @property
     def extend_window(self) -> int:
@@ -700,6 +722,17 @@ def offered_verbs(model_setting: str, presets: dict[str, Preset] = PRESETS) -> f
         return frozenset()
 
 
+def offers_styles(model_setting: str, presets: dict[str, Preset] = PRESETS) -> bool:
+    """Whether a worker configured with ``model_setting`` can load server styles (``auto``: both of its
+    choices can; an unknown model: no)."""
+    if (model_setting or "").strip() == "auto":
+        return presets[DEFAULT_GPU_PRESET].styles and presets["tiny"].styles
+    try:
+        return resolve_preset(model_setting, presets).styles
+    except InvalidParameters:
+        return False
+
+
 def offered_ratios(model_setting: str, presets: dict[str, Preset] = PRESETS) -> tuple[str, ...]:
     """The aspect ratios a worker configured with ``model_setting`` has a trained size for, in
     ``ASPECT_RATIOS`` order; ``auto`` offers what both of its choices have, an unknown model all of them."""
@@ -738,6 +771,12 @@ class GenerationParams:
     #: An HD video (presets with "hd"): ``width`` x ``height`` is twice its source's size; the source's
     #: video is made again at half of it (same seed), its latents upsampled 2x and refined (``generator.hd``).
     hd: bool = False
+    #: A server style (``videobot.styles``), snapshotted at submit: its name (shown), its LoRA
+    #: ("owner/repo:weight.safetensors", what the worker loads), its scale and its trigger words.
+    style: str | None = None
+    style_source: str | None = None
+    style_scale: float = 1.0
+    style_trigger: str | None = None
 
     @property
     def duration_s(self) -> float:

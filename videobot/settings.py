@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     vae_slicing: bool = Field(default=False, alias="VIDEOBOT_VAE_SLICING")
     #: LoRAs fused into the model at start: comma-separated SOURCE[:WEIGHT_NAME][@SCALE] (videobot.presets.parse_loras).
     loras: Annotated[tuple[LoraSpec, ...], NoDecode] = Field(default=(), alias="VIDEOBOT_LORAS")
+    #: Server styles (LoRAs members pick with /video style:) a worker keeps loaded as adapters, most recent first.
+    style_cache: int = Field(default=3, ge=1, le=32, alias="VIDEOBOT_STYLE_CACHE")
     #: GPUs of this machine one worker uses for each video (diffusers context parallelism; Wan 2.1 / 2.2).
     gpus: int = Field(default=1, ge=1, le=64, alias="VIDEOBOT_GPUS")
     #: How attention is split across those GPUs: ulysses (heads, fastest on NVLink) or ring (K/V passed around).

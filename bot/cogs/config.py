@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.checks import CONFIG_REFUSAL, ack, moderator_only
 from bot.cogs.quota import Limit, Reason, reason_line
 from bot.i18n import channel_mention, member_locale, role_mention
-from videobot import guilds, i18n, quota
+from videobot import guilds, i18n, planning, quota, styles
 from videobot.guilds import MAX_PATTERN_CHARS
 from videobot.i18n import N_, Number, format_number, t, tn
 from videobot.safety import DEFAULT_LEVEL, SafetyLevel
@@ -153,6 +153,9 @@ LANGUAGE_CHOICES = [
 SAFETY_CHOICES = [app_commands.Choice(name=level.value, value=level.value) for level in SafetyLevel]
 
 
+StyleName = app_commands.Range[str, 1, styles.MAX_NAME_CHARS]
+
+
 class ConfigCog(commands.Cog):
     """Thin layer over ``videobot.guilds`` and ``videobot.quota``."""
 
@@ -163,6 +166,12 @@ class ConfigCog(commands.Cog):
         description="Moderators: video settings for this server",
         guild_only=True,
         default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    style = app_commands.Group(
+        name="style",
+        description="Moderators: this server's styles (LoRAs members pick on /video)",
+        parent=videoconfig,
     )
 
     def __init__(self, bot: commands.Bot) -> None:
@@ -536,6 +545,125 @@ class ConfigCog(commands.Cog):
                 channel=channel_mention(channel.id),
             )
         await self._reply(interaction, text, reason)
+
+    @style.command(name="add", description="Add a style: a LoRA from the Hugging Face Hub")
+    @app_commands.describe(
+        name="A short name members pick (letters, digits, - or _), e.g. watercolor",
+        source="The Hub repo id and the LoRA's weight file in it, e.g. owner/repo:style.safetensors",
+        scale="How strongly it applies, 1 = as trained (from -10 to 10)",
+        trigger_words="Words the LoRA was trained with; added to the prompt the model gets",
+        reason="Why (kept in the audit log)",
+    )
+    @moderator_only(CONFIG_REFUSAL)
+    async def style_add(
+        self,
+        interaction: discord.Interaction,
+        name: StyleName,
+        source: app_commands.Range[str, 1, 300],
+        scale: app_commands.Range[float, -10.0, 10.0] = 1.0,
+        trigger_words: app_commands.Range[str, 1, styles.MAX_TRIGGER_CHARS] | None = None,
+        reason: Reason | None = None,
+    ) -> None:
+        await ack(interaction)
+        assert interaction.guild_id is not None
+        planning.check_style(self.app.settings, name)
+        async with self.app.db.transaction() as s:
+            info = await styles.add_style(
+                s,
+                interaction.guild_id,
+                name,
+                source,
+                scale=scale,
+                trigger_words=trigger_words,
+                actor_id=interaction.user.id,
+                reason=reason,
+            )
+        log.info(
+            "guild %s style %s added (%s) by %s",
+            interaction.guild_id,
+            info.name,
+            info.source,
+            interaction.user.id,
+        )
+        text = t(
+            member_locale(interaction),
+            "Added the style `{name}` ({source}). Members can now pick it with `/video style:{name}`; "
+            "the first video with it takes a little longer while a worker downloads it.",
+            name=info.name,
+            source=code(info.source),
+        )
+        await self._reply(interaction, text, reason)
+
+    @style.command(name="remove", description="Remove a style (videos already queued keep it)")
+    @app_commands.describe(name="The style's name", reason="Why (kept in the audit log)")
+    @moderator_only(CONFIG_REFUSAL)
+    async def style_remove(
+        self, interaction: discord.Interaction, name: StyleName, reason: Reason | None = None
+    ) -> None:
+        await ack(interaction)
+        assert interaction.guild_id is not None
+        async with self.app.db.transaction() as s:
+            removed = await styles.remove_style(
+                s, interaction.guild_id, name, actor_id=interaction.user.id, reason=reason
+            )
+        locale = member_locale(interaction)
+        if removed is None:
+            text = t(
+                locale,
+                "This server has no style `{name}`. `/videoconfig style list` shows its styles.",
+                name=name.strip().lower().replace("`", "'")[:40],
+            )
+        else:
+            log.info(
+                "guild %s style %s removed by %s", interaction.guild_id, removed.name, interaction.user.id
+            )
+            text = t(
+                locale,
+                "Removed the style `{name}`. Videos already queued with it are still made.",
+                name=removed.name,
+            )
+        await self._reply(interaction, text, reason)
+
+    @style.command(name="list", description="List this server's styles")
+    @moderator_only(CONFIG_REFUSAL)
+    async def style_list(self, interaction: discord.Interaction) -> None:
+        await ack(interaction)
+        assert interaction.guild_id is not None
+        async with self.app.db.sessionmaker() as s:
+            found = await styles.list_styles(s, interaction.guild_id)
+        await self._reply(interaction, format_styles(member_locale(interaction), found))
+
+    @style_remove.autocomplete("name")
+    async def _style_name_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        async with self.app.db.sessionmaker() as s:
+            names = await styles.style_names(s, interaction.guild_id, current)
+        return [app_commands.Choice(name=n, value=n) for n in names]
+
+
+def format_styles(locale: str, found: list[styles.StyleInfo]) -> str:
+    """The ``/videoconfig style list`` reply in ``locale``, kept under Discord's 2,000 characters."""
+    if not found:
+        return t(locale, "This server has no styles yet. Add one with `/videoconfig style add`.")
+    lines = [
+        t(
+            locale,
+            "**Styles on this server** ({n} of {max}); members pick them with `/video style:`",
+            n=Number(len(found)),
+            max=Number(styles.MAX_STYLES),
+        )
+    ]
+    for info in found:
+        line = f"- `{info.name}` · {code(info.source)} · " + t(
+            locale, "scale {scale}", scale=format_number(locale, info.scale)
+        )
+        if info.trigger_words:
+            line += " · " + t(locale, "trigger words: {words}", words=code(info.trigger_words))
+        lines.append(line)
+    return "\n".join(lines)[:MESSAGE_LIMIT]
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -38,7 +38,7 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
             where = t(locale, "running")
         else:
             where = t(locale, "#{position} in the queue", position=Number(position))
-        origin = texts.lineage_note(locale, job)
+        origin = "; ".join(x for x in (texts.lineage_note(locale, job), texts.style_note(locale, job)) if x)
         origin = " (" + origin + ")" if origin else ""
         lines.append(
             t(

@@ -459,9 +459,20 @@ def _seeds(locale: str, job: Job, results: list[Any]) -> str:
     return t(locale, "seeds {seeds}", seeds=seeds)
 
 
+def style_note(locale: str, job: Job) -> str:
+    """``style `ink` `` for a job made with a server style ("" without one)."""
+    style = (job.params or {}).get("style")
+    if not isinstance(style, str) or not style:
+        return ""
+    shown = "`" + escape_model(style) + "`"
+    return t(locale, "style {style}", style=shown)
+
+
 def result_footer(locale: str, job: Job, results: list[Any]) -> str:
     """``-# job #12 · seed 42 · `model` · 4.0 s · made in 1 min 5 s · react 🔁 for another take``."""
     details = [job_marker(locale, job.id), _seeds(locale, job, results), f"`{escape_model(job.model)}`"]
+    if style_note(locale, job):
+        details.append(style_note(locale, job))
     duration = getattr(results[0], "duration_s", None) if results else None
     if duration:
         details.append(t(locale, "{seconds} s", seconds=Number(duration, decimals=1)))

@@ -48,6 +48,7 @@ class Completing(Claiming, Cancelling):
         missing_reason: str | None = None,
         models: Iterable[str] | None = None,
         had_previews: bool = True,
+        styles: Iterable[str] = (),
     ) -> tuple[str, Claim | None]:
         """Store the video(s) and mark the job succeeded; returns the new status.
 
@@ -65,12 +66,14 @@ class Completing(Claiming, Cancelling):
         two jobs instead of two. Returns ``(status, next claim or None)``. ``had_previews=False``
         (the worker never tried to store a preview in this attempt) skips deleting the job's preview:
         every transition that stops a running job deletes it, so an earlier attempt left none.
+        ``styles``: the style sources the worker has loaded (see ``claim``).
         """
         results = [result] if isinstance(result, ResultData) else list(result)
         variants = [r.variant for r in results]
         if not results or len(set(variants)) != len(variants) or min(variants) < 0:
             raise ValueError(f"job {c.job_id}: complete() needs distinct videos, got variants {variants}")
         key = tuple(models or ()) if models is not None else None
+        loaded = tuple(styles)
         wanted = max(wanted_videos(c.params), len(results))
         taken: Any = None
         status = None
@@ -79,12 +82,12 @@ class Completing(Claiming, Cancelling):
             # only while the cancel flag is clear) says so without reading the row first, and the
             # whole transaction is one synchronous function (on SQLite, one hand-over to a thread).
             try:
-                taken = await self.db.run_sync(self._complete_sync, c, results, key, had_previews)
+                taken = await self.db.run_sync(self._complete_sync, c, results, key, had_previews, loaded)
                 status = JobStatus.SUCCEEDED.value
             except _Recheck:  # fenced out or cancelled meanwhile: everything was rolled back
                 pass
         if status is None:
-            status, taken, wanted = await self._complete_checked(c, results, missing_reason, key)
+            status, taken, wanted = await self._complete_checked(c, results, missing_reason, key, loaded)
         following = self._claimed(taken, c.owner, key) if key is not None else None
         if status == JobStatus.CANCELLED.value:
             log.info("job %s was cancelled while it was finishing: render discarded, refunded", c.job_id)
@@ -106,16 +109,22 @@ class Completing(Claiming, Cancelling):
         results: list[ResultData],
         key: tuple[str, ...] | None,
         had_previews: bool,
+        styles: tuple[str, ...] = (),
     ) -> Any:
         """``complete_and_claim``'s common transaction: store, succeed, claim the next (its row or
         None). Raises ``_Recheck`` (rolling back) when the job is no longer ours or cancelled."""
         if not _store_results(conn, c, results, Hot.succeed, drop_preview=had_previews):
             raise _Recheck()
         notify_sync(conn, [c.job_id])
-        return self._take_next_sync(conn, c.owner, key) if key is not None else None
+        return self._take_next_sync(conn, c.owner, key, styles) if key is not None else None
 
     async def _complete_checked(
-        self, c: Claim, results: list[ResultData], missing_reason: str | None, key: tuple[str, ...] | None
+        self,
+        c: Claim,
+        results: list[ResultData],
+        missing_reason: str | None,
+        key: tuple[str, ...] | None,
+        styles: tuple[str, ...] = (),
     ) -> tuple[str, Any, int]:
         """``complete_and_claim`` that locks and reads the row first: ``LeaseLost``, a cancel settled
         (cancelled, refunded), or the videos stored with the missing variations refunded. Returns
@@ -144,7 +153,7 @@ class Completing(Claiming, Cancelling):
                     raise LeaseLost(f"job {c.job_id}: not completed, lease lost")
                 await self._notify(s, [c.job_id])
                 status = JobStatus.SUCCEEDED.value
-            taken = await self._take_next(s, c.owner, key) if key is not None else None
+            taken = await self._take_next(s, c.owner, key, styles) if key is not None else None
         return status, taken, wanted
 
     async def fail(self, c: Claim, message: str, *, code: str = "error", retryable: bool = False) -> str:

@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from bot.ports import CommandHost
 from bot.ui import buttons
-from videobot import planning
+from videobot import planning, styles
 from videobot.presets import MAX_VIDEOS
 
 from . import _video
@@ -86,6 +86,7 @@ class GenerateCog(commands.Cog):
         audio="Sound with the video (empty: on when the model makes sound)",
         image="A picture to start from (PNG, JPEG or WebP); the prompt then describes the motion",
         variations="How many takes, each with the next seed, posted together; each costs one video (1-4)",
+        style="One of this server's styles (a look its moderators added)",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -107,6 +108,7 @@ class GenerateCog(commands.Cog):
         audio: bool | None = None,
         image: discord.Attachment | None = None,
         variations: app_commands.Range[int, 1, MAX_VIDEOS] | None = None,
+        style: app_commands.Range[str, 1, 32] | None = None,
     ) -> None:
         await _video.video(
             self.requests,
@@ -120,7 +122,18 @@ class GenerateCog(commands.Cog):
             audio=audio,
             image=image,
             variations=variations,
+            style=style,
         )
+
+    @video.autocomplete("style")
+    async def _style_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None or not planning.offers_styles(self.bot.settings):
+            return []
+        async with self.bot.db.sessionmaker() as s:  # one indexed read: the server's names
+            names = await styles.style_names(s, interaction.guild_id, current)
+        return [app_commands.Choice(name=name, value=name) for name in names]
 
     @video.autocomplete("model")
     async def _model_autocomplete(

@@ -13,7 +13,7 @@ from typing import Any
 
 import discord
 
-from videobot import planning
+from videobot import planning, styles
 from videobot.images import PreparedImage
 from videobot.jobs import Submitted
 
@@ -33,6 +33,7 @@ async def video(
     audio: bool | None,
     image: discord.Attachment | None,
     variations: int | None,
+    style: str | None = None,
 ) -> None:
     """Check, queue and answer one ``/video`` (a refusal is raised for the error handler)."""
     settings = requests.bot.settings
@@ -40,6 +41,7 @@ async def video(
     def plan(picture: PreparedImage | None) -> tuple[planning.QueueTarget, dict[str, Any]]:
         target = planning.check_model(settings, model)
         planning.check_audio(settings, audio)
+        planning.check_style(settings, style)
         return target, planning.build_params(
             target,
             prompt,
@@ -58,6 +60,7 @@ async def video(
 
         async def queue() -> Submitted:
             target, params = plan(None)
+            params = await with_style(requests, interaction, params, style)
             await requests.record_intake(interaction, "video")
             recorded.set()
             return await requests.submit(interaction, target, params, kind="command")
@@ -72,12 +75,28 @@ async def video(
         planning.check_model(settings, model)
         planning.check_audio(settings, audio)
         planning.check_image(settings)  # before downloading anything
+        planning.check_style(settings, style)
+        await with_style(requests, interaction, {}, style)  # an unknown style: refused before the download
         await requests.check_before_download(interaction, prompt, verb="video", cost=variations or 1)
         recorded.set()
         picture = await requests.read_image(image)
         target, params = plan(picture)
+        params = await with_style(requests, interaction, params, style)
         return await requests.submit(
             interaction, target, params, kind="command", picture=picture, intake=True
         )
 
     await requests.answer(interaction, queue_picture(), recorded=recorded, eager=True)
+
+
+async def with_style(
+    requests: Requests, interaction: discord.Interaction, params: dict[str, Any], style: str | None
+) -> dict[str, Any]:
+    """``params`` with the server style ``style`` snapshotted in (``videobot.styles.job_fields``); an
+    unknown style is refused (``InvalidParameters``, telling how to see the server's styles)."""
+    if style is None or not style.strip():
+        return params
+    assert interaction.guild_id is not None
+    async with requests.bot.db.sessionmaker() as s:
+        info = await styles.find_style(s, interaction.guild_id, style)
+    return params | styles.job_fields(info)
