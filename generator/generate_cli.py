@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="videobot generate",
-        description="Generate a video from a text prompt, a first image (--image) or a clip to extend (--extend); "
+        description="Generate a video from a text prompt, a first image (--image) or a clip to extend (--extend), "
+        "ending on a picture (--end-image) or where it starts (--loop); "
         "--variations N makes N takes with seeds SEED, SEED+1, ... (OUTPUT-1.mp4, OUTPUT-2.mp4, ...).",
     )
     p.add_argument("prompt", help="what the video should show")
@@ -43,6 +44,20 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="continue this mp4 clip (the output holds the clip and its sequel)",
+    )
+    end = p.add_mutually_exclusive_group()
+    end.add_argument(
+        "--end-image",
+        type=Path,
+        default=None,
+        help="end the video on this picture (PNG, JPEG or WebP); with --image it goes from one to the other "
+        "(models with keyframes: LTX-Video 0.9.7/0.9.8 distilled, LTX-2.3 distilled, tiny-ltx, tiny-ltx2)",
+    )
+    end.add_argument(
+        "--loop",
+        action="store_true",
+        help="end the video where it starts, so it plays seamlessly on repeat (models with loop, as "
+        "--end-image; without --image a short first pass makes the picture it starts and ends on)",
     )
     p.add_argument(
         "--variations",
@@ -83,15 +98,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str, Any]]:
-    """``--image``: the picture checked and normalised as the bot does it (``videobot.images``), planned
-    by ``planning.build_params``; returns the parameters and the pipeline's ``image=`` keyword."""
-    from videobot import images, planning
+def _picture(path: Path) -> Any:
+    """A picture file checked and normalised as the bot does it (``videobot.images.prepare``)."""
+    from videobot import images
     from videobot.errors import InvalidParameters
     from videobot.i18n import msg
-    from videobot.presets import GenerationParams, resolve_preset
 
-    path: Path = args.image
     try:
         if path.stat().st_size > images.MAX_IMAGE_BYTES:
             raise InvalidParameters(
@@ -106,7 +118,18 @@ def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str,
         raise InvalidParameters(
             msg("cannot read {path}: {reason}", path=path, reason=exc.strerror or exc)
         ) from None
-    prepared = images.prepare(data)
+    return images.prepare(data)
+
+
+def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str, Any]]:
+    """``--image`` / ``--end-image`` / ``--loop``: the pictures checked and normalised as the bot does
+    it, planned by ``planning.build_params``; returns the parameters and the pipeline's ``image=`` /
+    ``end_image=`` keywords."""
+    from videobot import images, planning
+    from videobot.presets import GenerationParams, resolve_preset
+
+    prepared = _picture(args.image) if args.image else None
+    end = _picture(args.end_image) if args.end_image else None
     preset = resolve_preset(model)
     raw = planning.build_params(
         planning.QueueTarget(preset.name, preset),
@@ -117,8 +140,13 @@ def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str,
         aspect_ratio=args.aspect_ratio,
         image=prepared,
         num_videos=args.variations,
+        end_image=end,
+        loop=args.loop,
     )
-    return GenerationParams.from_dict(raw), {"image": images.open_png(prepared.png)}
+    inputs = {"image": images.open_png(prepared.png)} if prepared is not None else {}
+    if end is not None:
+        inputs["end_image"] = images.open_png(end.png)
+    return GenerationParams.from_dict(raw), inputs
 
 
 def output_paths(output: Path, count: int) -> list[Path]:
@@ -140,7 +168,10 @@ def _describe(path: Path, result: EncodeResult, seed: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the process exit code (2 for a user-facing error)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.extend and (args.end_image or args.loop):
+        parser.error("--extend continues a clip: it cannot be combined with --end-image or --loop")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
@@ -157,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model = resolve_auto_model(args.model)
-        if args.image:
+        if args.image or args.end_image or args.loop:
             params, inputs = _image_request(args, model)
         else:
             verb = "extend" if args.extend else "text"
@@ -182,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
             device=pipeline.device,
             video_model_is_tiny=tiny_family(pipeline.preset) is not None,
         )
-        if safety is not None and inputs.get("image") is not None:
-            verdict = safety.score_image(inputs["image"])
+        for key in ("image", "end_image"):
+            if safety is None or inputs.get(key) is None:
+                continue
+            verdict = safety.score_image(inputs[key])
             print(f"Picture safety score {verdict.score:.4f} ({safety.name})", file=sys.stderr)
             if flagged(verdict.score, INPUT_LEVEL):
                 raise UnsafeInput(msg(UNSAFE_INPUT))

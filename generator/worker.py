@@ -200,6 +200,8 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
         source_video=raw.get("source_video"),
         num_videos=raw.get("num_videos", 1),
         audio=raw.get("audio"),
+        end_image=raw.get("end_image"),
+        loop=bool(raw.get("loop")),
     )
 
 
@@ -456,11 +458,14 @@ class Worker:
         from generator.pipeline import run_variations
 
         inputs = self.load_inputs(params, blobs)
-        if self.safety is not None and inputs.get("image") is not None:
-            verdict = self.safety.score_image(inputs["image"])
+        for key in ("image", "end_image"):  # the first and the last frame's pictures alike
+            if self.safety is None or inputs.get(key) is None:
+                continue
+            verdict = self.safety.score_image(inputs[key])
             log.info(
-                "job %s: input picture safety score %.4f (%s, %.0f ms)",
+                "job %s: input picture (%s) safety score %.4f (%s, %.0f ms)",
                 run.claim.job_id,
+                key,
                 verdict.score,
                 verdict.model,
                 verdict.seconds * 1000,

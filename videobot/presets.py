@@ -22,8 +22,10 @@ MAX_SEED = 2**32 - 1
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 
 
-VERBS = ("text", "image", "extend", "audio")
-#: Verbs that make a video (``audio`` is a capability on top of them, not a request kind).
+VERBS = ("text", "image", "extend", "audio", "keyframes", "loop")
+#: Verbs that make a video (``audio``, ``keyframes`` and ``loop`` are capabilities on top of them, not
+#: request kinds): ``keyframes``: the video can end on a given picture (``end_image``); ``loop``: it can
+#: end where it starts (the pipeline conditions at the last frame too).
 REQUEST_VERBS = ("text", "image", "extend")
 
 
@@ -178,6 +180,9 @@ LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 _TEXT = frozenset({"text"})
 _TEXT_IMAGE = frozenset({"text", "image"})
 _TEXT_IMAGE_EXTEND = frozenset({"text", "image", "extend"})
+#: Pipelines that condition at any frame index (LTX-Video's and LTX-2's condition pipelines): an end
+#: picture and a loop are conditions at the last frame.
+_KEYFRAMES = frozenset({"keyframes", "loop"})
 _LTX_COND = {
     "text": "LTXConditionPipeline",
     "image": "LTXConditionPipeline",
@@ -249,7 +254,7 @@ _TINY_LTX = dict(
     size_multiple=32,
     sizes=_TINY_SIZES_32,
     guidance=3.0,
-    verbs=_TEXT_IMAGE_EXTEND,
+    verbs=_TEXT_IMAGE_EXTEND | _KEYFRAMES,
     pipelines=_LTX_COND,
     negative_prompt=LTX_NEGATIVE,
     extend_frames=8,
@@ -393,7 +398,7 @@ PRESETS: dict[str, Preset] = {
             vram_gb=18.0,
             description="LTX-Video 0.9.7 13B distilled: 8 steps; text, a first image, or extend a clip.",
             extra_call_kwargs=_LTX_DISTILLED,
-            verbs=_TEXT_IMAGE_EXTEND,
+            verbs=_TEXT_IMAGE_EXTEND | _KEYFRAMES,
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
             extend_frames=48,
@@ -420,7 +425,7 @@ PRESETS: dict[str, Preset] = {
             vram_gb=18.0,
             description="LTX-Video 0.9.8 13B distilled: 8 steps; text, a first image, or extend a clip.",
             extra_call_kwargs=_LTX_DISTILLED,
-            verbs=_TEXT_IMAGE_EXTEND,
+            verbs=_TEXT_IMAGE_EXTEND | _KEYFRAMES,
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
             extend_frames=48,
@@ -472,7 +477,7 @@ PRESETS: dict[str, Preset] = {
             vram_gb=75.0,
             description="LTX-2.3 22B distilled: video with sound in 8 steps; text, a first image, or extend a clip.",
             extra_call_kwargs=_LTX2_NO_GUIDANCE,
-            verbs=frozenset({"text", "image", "extend", "audio"}),
+            verbs=frozenset({"text", "image", "extend", "audio"}) | _KEYFRAMES,
             pipelines=_LTX2_COND,
             negative_prompt=LTX_NEGATIVE,
             extend_frames=48,
@@ -600,7 +605,7 @@ PRESETS: dict[str, Preset] = {
             sizes=_TINY_SIZES_32,
             steps=len(LTX2_DISTILLED_SIGMAS),  # the distilled schedule reaches the call, as on a GPU
             guidance=1.0,
-            verbs=frozenset({"text", "image", "extend", "audio"}),
+            verbs=frozenset({"text", "image", "extend", "audio"}) | _KEYFRAMES,
             pipelines=_LTX2_COND,
             negative_prompt=LTX_NEGATIVE,
             extra_call_kwargs=_LTX2_NO_GUIDANCE,
@@ -696,6 +701,8 @@ class GenerationParams:
     source_video: str | None = None  # reference to the clip to extend (a file path for now)
     num_videos: int = 1  # variations, 1..MAX_VIDEOS
     audio: bool = False  # also make a soundtrack (presets with "audio")
+    end_image: str | None = None  # reference to the last-frame picture (presets with "keyframes")
+    loop: bool = False  # end where it starts: the first frame again at the end (presets with "loop")
 
     @property
     def duration_s(self) -> float:
@@ -826,6 +833,41 @@ def check_verb(preset: Preset, verb: str) -> None:
         raise InvalidParameters(cannot[verb])
 
 
+#: A loop without a first picture makes one first: a short clip of this many frames (the shortest an LTX
+#: model makes, 8k+1) at the job's size and steps, whose first frame then starts and ends the video.
+LOOP_START_FRAMES = 9
+
+
+def check_keyframes(model: str, verbs: frozenset[str], *, end_image: bool, loop: bool) -> None:
+    """Raise ``InvalidParameters`` unless the model ``model`` that offers ``verbs`` can end a video on a
+    picture (``end_image``) or on its own first frame (``loop``); asking for both is refused (a loop
+    already says how it ends)."""
+    if end_image and loop:
+        raise InvalidParameters(
+            msg(
+                "A loop ends on its own first frame, so it cannot also end on another picture. "
+                "Leave out either the loop or the end picture."
+            )
+        )
+    offered = ", ".join(v for v in VERBS if v in verbs) or "-"
+    if end_image and "keyframes" not in verbs:
+        raise InvalidParameters(
+            msg(
+                "The model `{model}` cannot end a video on a given picture; it offers: {verbs}.",
+                model=model,
+                verbs=offered,
+            )
+        )
+    if loop and "loop" not in verbs:
+        raise InvalidParameters(
+            msg(
+                "The model `{model}` cannot make looping videos; it offers: {verbs}.",
+                model=model,
+                verbs=offered,
+            )
+        )
+
+
 def plan(
     preset: Preset,
     prompt: str,
@@ -839,16 +881,23 @@ def plan(
     source_video: str | None = None,
     num_videos: int = 1,
     audio: bool | None = None,
+    end_image: str | None = None,
+    loop: bool = False,
 ) -> GenerationParams:
     """Validate a user's request and map it onto the preset's valid frames, size and defaults.
 
     ``extend`` ignores ``duration_s``: the model generates ``preset.extend_window`` frames, of which the
     first ``extend_context_frames`` repeat the source's end. ``verb=None`` means ``text`` (``image`` for an
-    image-only model); ``audio=None`` means "if the model can".
+    image-only model); ``audio=None`` means "if the model can". ``end_image`` (a reference like ``image``)
+    is the picture the video ends on, ``loop`` ends it on its own first frame (``check_keyframes``); an
+    extension continues a clip and has neither.
     """
     if verb is None:
         verb = "text" if "text" in preset.verbs or "image" not in preset.verbs else "image"
     check_verb(preset, verb)
+    if verb == "extend":
+        end_image, loop = None, False
+    check_keyframes(preset.name, preset.verbs, end_image=bool(end_image), loop=bool(loop))
     prompt = clean_prompt(prompt)
     negative_prompt = clean_prompt(negative_prompt or "", what="negative prompt", allow_empty=True)
     if seed is None:
@@ -895,6 +944,8 @@ def plan(
         source_video=source_video if verb == "extend" else None,
         num_videos=num_videos,
         audio=("audio" in preset.verbs) if audio is None else bool(audio and "audio" in preset.verbs),
+        end_image=end_image or None,
+        loop=bool(loop),
     )
 
 
@@ -979,5 +1030,8 @@ def cost_weight(params: GenerationParams, preset: Preset | None = None) -> float
     ref = preset or PRESETS[COST_REFERENCE_PRESET]
     ref_w, ref_h = ref.sizes[ref.default_aspect]
     ref_work = ref.default_frames * ref_w * ref_h * ref.steps
-    work = params.num_frames * params.width * params.height * params.num_inference_steps * params.num_videos
+    frames = params.num_frames
+    if params.loop and params.verb != "image":
+        frames += LOOP_START_FRAMES  # the short first pass that makes the picture it starts and ends on
+    work = frames * params.width * params.height * params.num_inference_steps * params.num_videos
     return work / ref_work

@@ -216,6 +216,8 @@ _LINEAGE = {
     "animate": N_("Animation of job #{job}"),
 }
 _NTH_EXTENSION = N_("Extension {n} of job #{job}")
+#: What a video was made with, beside its lineage (its parameters' keys).
+_MADE_WITH = {"end_image": N_("end frame"), "loop": N_("loop")}
 
 
 def label(locale: str, text: str, limit: int) -> str:
@@ -227,9 +229,21 @@ def message_url(guild_id: int, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
+def made_with(locale: str, job: Job) -> str:
+    """ "end frame", "loop": the options a video was made with ("" for none)."""
+    params = job.params or {}
+    return " · ".join(t(locale, text) for key, text in _MADE_WITH.items() if params.get(key))
+
+
 def lineage_note(locale: str, job: Job, *, extension: int = 0, origin_id: int | None = None) -> str:
-    """ "Remix of job #12", "Extension 2 of job #12" ("" for a /video); ``origin_id`` is the clip an
-    extension chain started from (default: the parent)."""
+    """ "Remix of job #12", "Extension 2 of job #12" ("" for a /video), then what it was made with
+    ("Remix of job #12 · loop"); ``origin_id`` is the clip an extension chain started from (default: the
+    parent)."""
+    origin = _origin_note(locale, job, extension=extension, origin_id=origin_id)
+    return " · ".join(part for part in (origin, made_with(locale, job)) if part)
+
+
+def _origin_note(locale: str, job: Job, *, extension: int, origin_id: int | None) -> str:
     if job.kind not in _LINEAGE or job.parent_job_id is None:
         return ""
     source = origin_id or job.parent_job_id

@@ -22,7 +22,7 @@ from videobot.models import Intake, Job, JobInput, JobStatus
 
 log = logging.getLogger(__name__)
 
-INPUT_CONTENT_TYPES = {"image": "image/png", "video": "video/mp4"}
+INPUT_CONTENT_TYPES = {"image": "image/png", "end_image": "image/png", "video": "video/mp4"}
 #: A batch result not known until the batch's positions are computed.
 _PENDING = RuntimeError("pending")
 

@@ -166,6 +166,8 @@ class ResultActions:
         needed = set()
         if params.get("image"):
             needed.add("image")
+        if params.get("end_image"):
+            needed.add("end_image")
         if params.get("source_video"):
             needed.add("video")
         return needed

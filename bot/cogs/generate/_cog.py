@@ -60,6 +60,12 @@ class GenerateCog(commands.Cog):
                 param, choices=[c for c in param.choices if c.value in ratios]
             )
         }
+        # An end picture and a loop only where the model can condition on the last frame.
+        verbs = planning.offered_verbs(bot.settings)
+        unable = {"end_image": "keyframes", "loop": "loop"}
+        self.video._params = {
+            name: p for name, p in self.video._params.items() if unable.get(name, "text") in verbs | {"text"}
+        }
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.animate_menu)
@@ -86,6 +92,8 @@ class GenerateCog(commands.Cog):
         audio="Sound with the video (empty: on when the model makes sound)",
         image="A picture to start from (PNG, JPEG or WebP); the prompt then describes the motion",
         variations="How many takes, each with the next seed, posted together; each costs one video (1-4)",
+        end_image="A picture the video ends on (PNG, JPEG or WebP); with image: from one to the other",
+        loop="End where it starts, so the video plays seamlessly on repeat",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -107,6 +115,8 @@ class GenerateCog(commands.Cog):
         audio: bool | None = None,
         image: discord.Attachment | None = None,
         variations: app_commands.Range[int, 1, MAX_VIDEOS] | None = None,
+        end_image: discord.Attachment | None = None,
+        loop: bool | None = None,
     ) -> None:
         await _video.video(
             self.requests,
@@ -120,6 +130,8 @@ class GenerateCog(commands.Cog):
             audio=audio,
             image=image,
             variations=variations,
+            end_image=end_image,
+            loop=loop,
         )
 
     @video.autocomplete("model")
