@@ -179,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from generator.encode import EncodeError, StorageError, encode_mp4
     from generator.inputs import load_inputs
-    from generator.pipeline import ModelLoadError, VideoPipeline, resolve_auto_model, run_variations
+    from generator.pipeline import (
+        ModelLoadError,
+        VideoPipeline,
+        resolve_auto_model,
+        run_variations,
+        total_steps,
+    )
     from generator.safety import SafetyLoadError, load_safety
     from videobot.errors import GenerationOOM, InvalidParameters, UnsafeInput
     from videobot.i18n import msg
@@ -220,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Picture safety score {verdict.score:.4f} ({safety.name})", file=sys.stderr)
             if flagged(verdict.score, INPUT_LEVEL):
                 raise UnsafeInput(msg(UNSAFE_INPUT))
-        batch = max(1, min(pipeline.preset.batch_cap, params.num_videos))
-        steps = params.num_inference_steps * -(-params.num_videos // batch)
+        steps = total_steps(pipeline.preset, params)
         with tqdm(total=steps, desc="Generating", unit="step", file=sys.stderr) as bar:
 
             def on_step(step: int, total: int) -> None:

@@ -129,6 +129,8 @@ class RunOutput:
     #: worker so a test (or an owner) can tell which picture a video was made from.
     conditioning_digest: str | None = None
     audios: tuple[np.ndarray, ...] = ()  # every video's soundtrack, in ``variations``' order (if any)
+    #: The same for the picture the video ends on (an end picture, or a loop's first frame).
+    end_digest: str | None = None
 
     def split(self) -> list[RunOutput]:
         """One ``RunOutput`` per video of the batch, each with its own soundtrack."""
@@ -141,6 +143,7 @@ class RunOutput:
                 audio_sample_rate=self.audio_sample_rate,
                 audios=(self.audios[i],) if i < len(self.audios) else (),
                 conditioning_digest=self.conditioning_digest,
+                end_digest=self.end_digest,
             )
             for i, v in enumerate(videos)
         ]
@@ -562,6 +565,7 @@ class VideoPipeline:
             digest = pixel_digest(image)
         if end_image is not None:
             end_image = _fit_image(end_image, params.width, params.height)
+        end_digest = pixel_digest(end_image) if end_image is not None else (digest if params.loop else None)
 
         pipe, kwargs, context = self.call_kwargs(params, image=image, video=video, end_image=end_image)
         method = self.preview_plan(pipe).method
@@ -634,6 +638,7 @@ class VideoPipeline:
             audio_sample_rate=rate,
             audios=audios,
             conditioning_digest=digest,
+            end_digest=end_digest,
         )
 
     def _rearm_offload(self, pipe: Any, completed: bool) -> None:
@@ -673,6 +678,27 @@ def close_ending(frames: np.ndarray, last: np.ndarray, seam: int) -> np.ndarray:
     return out
 
 
+def batch_size(preset: Preset, params: GenerationParams) -> int:
+    """How many videos of ``params`` one pipeline call makes: up to ``preset.batch_cap``; one at a time
+    for a loop or an end picture (a loop without a picture starts each video from its own first pass,
+    and the condition pipelines' last-frame tokens are made for one video)."""
+    if params.loop or params.end_image:
+        return 1
+    return max(1, min(preset.batch_cap, params.num_videos))
+
+
+def steps_per_video(params: GenerationParams) -> int:
+    """Denoising steps one batch of ``params`` takes: twice the steps for a loop without a picture (its
+    first pass, then the video: ``VideoPipeline.run``)."""
+    passes = 2 if params.loop and params.verb != "image" else 1
+    return params.num_inference_steps * passes
+
+
+def total_steps(preset: Preset, params: GenerationParams) -> int:
+    """Denoising steps of the whole job (every batch of its variations), as ``run_variations`` counts them."""
+    return steps_per_video(params) * -(-params.num_videos // batch_size(preset, params))
+
+
 def run_variations(
     pipeline: Any,
     params: GenerationParams,
@@ -690,14 +716,8 @@ def run_variations(
     """
     pipeline.check_inputs(params)
     n = params.num_videos
-    steps = params.num_inference_steps
-    cap = max(1, min(pipeline.preset.batch_cap, n))
-    if params.loop or params.end_image:
-        # One at a time: a loop without a picture starts each video from its own first pass, and the
-        # condition pipelines' last-frame tokens are made for one video.
-        cap = 1
-        if params.loop and params.verb != "image":
-            steps *= 2  # its first pass and the video (``VideoPipeline.run``)
+    steps = steps_per_video(params)
+    cap = batch_size(pipeline.preset, params)
     pending = list(range(n))
     made: dict[int, Variation] = {}
     done_steps = 0

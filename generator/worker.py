@@ -340,9 +340,11 @@ class Worker:
         try:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
-            batch = max(1, min(self.pipeline.preset.batch_cap, params.num_videos))
-            run.progress = (0, params.num_inference_steps * -(-params.num_videos // batch))
-            blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
+            from generator.pipeline import total_steps
+
+            run.progress = (0, total_steps(self.pipeline.preset, params))
+            stored = params.verb != "text" or params.end_image
+            blobs = await db_retry(q.get_inputs, c.job_id) if stored else {}
             # Inputs, render and encode in one hand-over to a thread: heartbeats go on meanwhile.
             run_started, variations, made, encoded, verdicts = await asyncio.to_thread(
                 self._make, run, params, blobs
@@ -355,6 +357,11 @@ class Worker:
                     params.width,
                     params.height,
                     digest,
+                )
+            end = next((v.output.end_digest for v in variations if v.output is not None), None)
+            if end:
+                log.info(
+                    "job %s: last frame %dx%d pixel sha256 %s", c.job_id, params.width, params.height, end
                 )
             elapsed = time.monotonic() - t0
             per_step = run.seconds_per_step(run_started)

@@ -118,6 +118,14 @@ class GenerateCog(commands.Cog):
         end_image: discord.Attachment | None = None,
         loop: bool | None = None,
     ) -> None:
+        # Options this server's model does not offer are not registered (``__init__``), but a client that
+        # still shows an older /video may send them: read them anyway, so they are refused, not ignored.
+        if end_image is None and isinstance(
+            getattr(interaction.namespace, "end_image", None), discord.Attachment
+        ):
+            end_image = interaction.namespace.end_image
+        if loop is None and isinstance(getattr(interaction.namespace, "loop", None), bool):
+            loop = interaction.namespace.loop
         await _video.video(
             self.requests,
             interaction,
