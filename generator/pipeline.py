@@ -690,8 +690,7 @@ def batch_size(preset: Preset, params: GenerationParams) -> int:
 def steps_per_video(params: GenerationParams) -> int:
     """Denoising steps one batch of ``params`` takes: twice the steps for a loop without a picture (its
     first pass, then the video: ``VideoPipeline.run``)."""
-    passes = 2 if params.loop and params.verb != "image" else 1
-    return params.num_inference_steps * passes
+    return params.num_inference_steps * params.passes
 
 
 def total_steps(preset: Preset, params: GenerationParams) -> int:

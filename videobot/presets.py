@@ -708,6 +708,11 @@ class GenerationParams:
     def duration_s(self) -> float:
         return self.num_frames / self.fps
 
+    @property
+    def passes(self) -> int:
+        """Pipeline runs one video takes: two for a loop without a picture (its first frame, then the video)."""
+        return loop_passes(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -731,6 +736,11 @@ class GenerationParams:
 
 
 MAX_VIDEOS = 4
+
+
+def loop_passes(params: dict[str, Any]) -> int:
+    """``GenerationParams.passes`` of a job's JSON parameters (a bare request's too)."""
+    return 2 if params.get("loop") and params.get("verb", "text") != "image" else 1
 
 
 def _fmt_s(seconds: float) -> str:

@@ -19,6 +19,7 @@ from videobot.jobs.changes import Changes
 from videobot.jobs.records import SubmitRequest, Submitted
 from videobot.jobs.statements import Hot
 from videobot.models import Intake, Job, JobInput, JobStatus
+from videobot.presets import loop_passes
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class Submitting(Changes):
             max_attempts=self.config.max_attempts,
             cancel_requested=False,
             progress_step=0,
-            progress_total=int(req.params.get("num_inference_steps") or 0),
+            progress_total=int(req.params.get("num_inference_steps") or 0) * loop_passes(req.params),
             upload_limit_bytes=req.upload_limit_bytes,
             application_id=req.application_id,
             interaction_token=req.interaction_token,
