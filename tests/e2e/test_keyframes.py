@@ -30,6 +30,7 @@ from videobot.i18n import t
 from videobot.images import fit, open_png, pixel_digest, prepare
 from videobot.models import Job, JobInput
 from videobot.planning import END_IMAGE_REF, IMAGE_REF
+from videobot.presets import PRESETS
 
 from .harness import BotHarness, shared_harness
 from .test_image import decompression_bomb
@@ -260,3 +261,27 @@ async def test_a_model_that_cannot_does_not_offer_them_and_refuses_a_stale_clien
     assert looped.ephemeral and ended.ephemeral
     assert int(pic["id"]) not in h.fd.cdn_requests  # refused before anything was downloaded
     assert len(await h.jobs()) == jobs_before and len(await h.ledger()) == ledger_before
+
+
+async def test_on_postgresql_the_end_picture_reaches_the_worker_through_the_database(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    harness = BotHarness(tmp_path_factory.mktemp("e2e-keyframes-pg"), worker=True, db="postgresql")
+    async with shared_harness(harness) as pg:
+        last = picture(90, 160, (20, 40, 230))  # portrait: the ratio follows the end picture
+        interaction = await pg.slash(
+            pg.member_id, "video", prompt="dusk", end_image=pg.fd.attachment("e.png", last)
+        )
+        job_id, _ = await queued_job_id(pg, interaction)
+        assert await stored_inputs(pg, job_id) == {"end_image": prepare(last).png}
+        _, job, frames = await posted_video(pg, job_id)
+        w, hh = job.params["width"], job.params["height"]
+        assert ratio_of(w, hh) == "9:16"
+        end_fitted = fit(open_png(prepare(last).png), w, hh)
+        assert logged_digest(pg, job_id, "last") == pixel_digest(end_fitted)
+        assert mean_diff(frames[-1], np.asarray(end_fitted)) < 6
+        assert await charges(pg, job_id) == [("charge", -1)]
+
+
+def ratio_of(width: int, height: int) -> str:
+    return {v: k for k, v in PRESETS["tiny"].sizes.items()}[(width, height)]

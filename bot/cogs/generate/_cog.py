@@ -62,9 +62,9 @@ class GenerateCog(commands.Cog):
         }
         # An end picture and a loop only where the model can condition on the last frame.
         verbs = planning.offered_verbs(bot.settings)
-        unable = {"end_image": "keyframes", "loop": "loop"}
+        needs = {"end_image": "keyframes", "loop": "loop"}
         self.video._params = {
-            name: p for name, p in self.video._params.items() if unable.get(name, "text") in verbs | {"text"}
+            name: p for name, p in self.video._params.items() if name not in needs or needs[name] in verbs
         }
 
     async def cog_load(self) -> None:
