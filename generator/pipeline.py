@@ -462,6 +462,15 @@ class VideoPipeline:
                 kwargs["image"] = picture
             if params.loop:
                 end_image = picture
+        elif params.verb == "extend":
+            if condition is None:
+                raise InvalidParameters(msg("`{model}` cannot extend clips.", model=self.preset.name))
+            source = _fit_video(video, params.width, params.height)
+            rule = self.preset.frame_rule
+            context = min(self.preset.extend_context_frames, (len(source) - 1) // rule * rule + 1)
+            tail = [_to_pil(f) for f in source[len(source) - context :]]
+            kwargs["conditions"] = [condition(tail)]
+            kwargs["num_frames"] = context + self.preset.extend_frames
         if end_image is not None and params.verb != "extend":
             end = _end_condition_maker(type(pipe).__name__, params.num_frames)
             if end is None:
@@ -473,15 +482,6 @@ class VideoPipeline:
                 )
             last = _fit_image(end_image, params.width, params.height)
             kwargs["conditions"] = [*kwargs.get("conditions", []), end(last)]
-        elif params.verb == "extend":
-            if condition is None:
-                raise InvalidParameters(msg("`{model}` cannot extend clips.", model=self.preset.name))
-            source = _fit_video(video, params.width, params.height)
-            rule = self.preset.frame_rule
-            context = min(self.preset.extend_context_frames, (len(source) - 1) // rule * rule + 1)
-            tail = [_to_pil(f) for f in source[len(source) - context :]]
-            kwargs["conditions"] = [condition(tail)]
-            kwargs["num_frames"] = context + self.preset.extend_frames
         accepted = self._call_params[id(pipe)]
         dropped = sorted(k for k in self.preset.extra_call_kwargs if k not in accepted)
         if dropped:
@@ -545,12 +545,12 @@ class VideoPipeline:
         previews: PreviewSink | None,
     ) -> RunOutput:
         """One pipeline call for ``params`` (checked by ``run``)."""
-        if params.num_videos > self.preset.batch_cap:
+        if params.num_videos > batch_size(self.preset, params):
             raise InvalidParameters(
                 msg(
                     "`{model}` makes at most {n} videos at once.",
                     model=self.preset.name,
-                    n=self.preset.batch_cap,
+                    n=batch_size(self.preset, params),
                 )
             )
         if params.verb == "image" and image is None:
@@ -679,10 +679,11 @@ def close_ending(frames: np.ndarray, last: np.ndarray, seam: int) -> np.ndarray:
 
 
 def batch_size(preset: Preset, params: GenerationParams) -> int:
-    """How many videos of ``params`` one pipeline call makes: up to ``preset.batch_cap``; one at a time
-    for a loop or an end picture (a loop without a picture starts each video from its own first pass,
-    and the condition pipelines' last-frame tokens are made for one video)."""
-    if params.loop or params.end_image:
+    """How many videos of ``params`` one pipeline call makes: up to ``preset.batch_cap``, but one at a
+    time for a loop without a picture (each video starts from its own first pass) and for a last-frame
+    condition on LTX-Video (diffusers 0.42's ``LTXConditionPipeline`` concatenates its keyframe tokens,
+    made for one video, with the batch's latents: a batch of two fails). LTX-2 batches them as usual."""
+    if params.passes > 1 or ((params.loop or params.end_image) and preset.family == "ltx"):
         return 1
     return max(1, min(preset.batch_cap, params.num_videos))
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from generator.encode import encode_mp4, probe_mp4
-from generator.pipeline import VideoPipeline, close_ending, run_variations
+from generator.pipeline import VideoPipeline, batch_size, close_ending, run_variations
 from videobot.errors import InvalidParameters
 from videobot.presets import LOOP_START_FRAMES, PRESETS, GenerationParams, plan
 
@@ -228,6 +228,10 @@ def test_variations_of_an_end_picture_each_end_on_it(name: str, data_dir: Path) 
     videos = [v.output.frames for v in made if v.output is not None]
     assert len(videos) == 2 and all(np.array_equal(v[-1], end) for v in videos)
     assert mean_diff(videos[0][0], videos[1][0]) > 1  # two takes, not one twice
+    # Batched (LTX-2) or one at a time (LTX-Video), the second is what its seed makes alone.
+    alone = vp.run(dataclasses.replace(params, seed=9, num_videos=1), end_image=flat(BLUE))
+    assert mean_diff(videos[1], alone.frames) < 0.5
+    assert batch_size(vp.preset, params) == (2 if name == "tiny-ltx2" else 1)
 
 
 def test_close_ending_dissolves_the_last_frames_into_the_picture() -> None:
