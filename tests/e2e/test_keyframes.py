@@ -33,6 +33,7 @@ from videobot.planning import END_IMAGE_REF, IMAGE_REF
 from videobot.presets import PRESETS
 
 from .harness import BotHarness, shared_harness
+from .test_buttons import open_form
 from .test_image import decompression_bomb
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -152,6 +153,21 @@ async def test_a_loop_posts_a_video_that_ends_where_it_starts(h: BotHarness) -> 
     assert logged_digest(h, job_id, "last") is not None
     seam = mean_diff(frames[0], frames[-1])
     assert seam < 8 and mean_diff(frames[0], frames[len(frames) // 2]) > 2 * seam, seam
+    assert await charges(h, job_id) == [("charge", -1)]
+    FIRST["loop_post"] = post
+
+
+async def test_remix_of_a_loop_is_a_loop(h: BotHarness) -> None:
+    post = FIRST["loop_post"]
+    opened = await open_form(h, h.other_id, post, "remix")
+    submitted = await h.fd.submit_modal(opened, {"prompt": "waves roll out"})
+    job_id, text = await queued_job_id(h, submitted)
+    assert "(Remix of job #" in text and "· loop)" in text, text
+    reply, job, frames = await posted_video(h, job_id)
+    assert (reply.get("message_reference") or {}).get("message_id") == post["id"]
+    assert job.kind == "remix" and job.params["loop"] is True and job.params["prompt"] == "waves roll out"
+    assert "Remix of job #" in reply["content"] and "· loop" in reply["content"]
+    assert mean_diff(frames[0], frames[-1]) < 8
     assert await charges(h, job_id) == [("charge", -1)]
 
 
