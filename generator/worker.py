@@ -470,9 +470,9 @@ class Worker:
                 continue
             verdict = self.safety.score_image(inputs[key])
             log.info(
-                "job %s: input picture (%s) safety score %.4f (%s, %.0f ms)",
+                "job %s: %s picture safety score %.4f (%s, %.0f ms)",
                 run.claim.job_id,
-                key,
+                "input" if key == "image" else "end",
                 verdict.score,
                 verdict.model,
                 verdict.seconds * 1000,
