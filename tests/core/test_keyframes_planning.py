@@ -3,6 +3,9 @@ what a rerun, remix or extension keeps, and what a loop costs."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from videobot.errors import InvalidParameters
@@ -49,6 +52,15 @@ def test_the_condition_pipeline_presets_declare_keyframes_and_loop() -> None:
     assert {"keyframes", "loop"} <= offered_verbs(settings("auto"))
     assert not {"keyframes", "loop"} & resolve_preset("someone/LTX-2-finetune").verbs
     assert not {"keyframes", "loop"} & offered_verbs(settings("wan2.1-1.3b"))
+
+
+def test_a_folder_or_repo_of_a_condition_pipeline_gets_them(tmp_path: Path) -> None:
+    folder = tmp_path / "my-ltx"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "LTXConditionPipeline"}))
+    assert {"keyframes", "loop"} <= resolve_preset(str(folder)).verbs
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "LTXPipeline"}))
+    assert not {"keyframes", "loop"} & resolve_preset(str(folder)).verbs  # LTX-Video 0.9.0's pipeline
 
 
 def test_image_and_end_image_make_an_image_job_that_ends_on_the_second_picture() -> None:
