@@ -10,6 +10,8 @@ ones left are reported as SKIP. PyAV is not needed (nothing is encoded).
 Checks, in order (``--list`` prints them):
   auto-text, auto-image, auto-extend   the preset and memory options ``auto`` picks for this card, each verb;
                                        peak memory (reserved) against the README's figure for that tier
+  auto-keyframes                       the same model: a first and an end picture (the video ends on the end
+                                       picture), then a loop without a picture (two passes; ends where it starts)
   previews-same-video                  the same job with a preview after every step: same frames, previews made
   variations-batch                     2 variations in one batch: 2 different videos; peaks of 1 and 2 videos
   variations-oom                       the process capped between those peaks: a real CUDA out-of-memory,
@@ -209,6 +211,49 @@ def _auto_verb(verb: str) -> Callable[[Context], tuple[str, dict[str, Any]]]:
         return detail, data
 
     return check
+
+
+def auto_keyframes(ctx: Context) -> tuple[str, dict[str, Any]]:
+    """``/video image: end_image:`` and ``/video loop:`` on the model ``auto`` picks, as the worker runs them."""
+    import numpy as np
+    from PIL import Image
+
+    chosen, pipeline = _auto(ctx)
+    if not {"keyframes", "loop"} <= pipeline.preset.verbs:
+        raise Skip(f"`{chosen.model}` has no keyframes / loop")
+    params = dataclasses.replace(
+        gpu.job(pipeline.preset, tiny=ctx.tiny, steps=None), verb="image", image="first", end_image="end"
+    )
+    size = (params.width, params.height)
+    first = Image.linear_gradient("L").convert("RGB").resize(size)
+    end = Image.new("RGB", size, (30, 60, 200))
+    reset_peak(ctx)
+    t0 = time.monotonic()
+    out = render(ctx, pipeline, params, image=first, end_image=end)[0]
+    end_s = time.monotonic() - t0
+    what = expect_video(out, params)
+    if not np.array_equal(out.frames[-1], np.asarray(end)):
+        raise AssertionError("the video does not end on the end picture")
+    looped = dataclasses.replace(params, verb="text", image=None, end_image=None, loop=True)
+    t0 = time.monotonic()
+    loop = render(ctx, pipeline, looped)[0]
+    loop_s = time.monotonic() - t0
+    expect_video(loop, looped)
+    if not np.array_equal(loop.frames[0], loop.frames[-1]):
+        raise AssertionError("the loop does not end on its first frame")
+    used = peak(ctx)
+    data = {
+        "preset": chosen.model,
+        "end_s": round(end_s, 2),
+        "loop_s": round(loop_s, 2),
+        "peak_reserved_gb": used,
+    }
+    detail = f"{chosen.model}: end picture {what} in {end_s:.1f} s; loop (2 passes) in {loop_s:.1f} s"
+    if used is not None:
+        detail += f"; peak {used:.1f} GB reserved vs README {chosen.gb:g} GB"
+        if chosen.gb is not None and used > chosen.gb:
+            raise AssertionError(detail + ": over the README's figure")
+    return detail, data
 
 
 def previews_same_video(ctx: Context) -> tuple[str, dict[str, Any]]:
@@ -422,6 +467,7 @@ CHECKS: tuple[tuple[str, Callable[[Context], tuple[str, dict[str, Any]]]], ...] 
     ("auto-text", _auto_verb("text")),
     ("auto-image", _auto_verb("image")),
     ("auto-extend", _auto_verb("extend")),
+    ("auto-keyframes", auto_keyframes),
     ("previews-same-video", previews_same_video),
     ("variations-batch", variations_batch),
     ("variations-oom", variations_oom),

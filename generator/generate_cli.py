@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="videobot generate",
-        description="Generate a video from a text prompt, a first image (--image) or a clip to extend (--extend); "
+        description="Generate a video from a text prompt, a first image (--image) or a clip to extend (--extend), "
+        "ending on a picture (--end-image) or where it starts (--loop); "
         "--variations N makes N takes with seeds SEED, SEED+1, ... (OUTPUT-1.mp4, OUTPUT-2.mp4, ...); --hd makes "
         "the same video at twice the width and height.",
     )
@@ -44,6 +45,20 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="continue this mp4 clip (the output holds the clip and its sequel)",
+    )
+    end = p.add_mutually_exclusive_group()
+    end.add_argument(
+        "--end-image",
+        type=Path,
+        default=None,
+        help="end the video on this picture (PNG, JPEG or WebP); with --image it goes from one to the other "
+        "(models with keyframes: LTX-Video 0.9.7/0.9.8 distilled, LTX-2.3 distilled, tiny-ltx, tiny-ltx2)",
+    )
+    end.add_argument(
+        "--loop",
+        action="store_true",
+        help="end the video where it starts, so it plays seamlessly on repeat (models with loop, as "
+        "--end-image; without --image a short first pass makes the picture it starts and ends on)",
     )
     p.add_argument(
         "--variations",
@@ -91,15 +106,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str, Any]]:
-    """``--image``: the picture checked and normalised as the bot does it (``videobot.images``), planned
-    by ``planning.build_params``; returns the parameters and the pipeline's ``image=`` keyword."""
-    from videobot import images, planning
+def _picture(path: Path) -> Any:
+    """A picture file checked and normalised as the bot does it (``videobot.images.prepare``)."""
+    from videobot import images
     from videobot.errors import InvalidParameters
     from videobot.i18n import msg
-    from videobot.presets import GenerationParams, resolve_preset
 
-    path: Path = args.image
     try:
         if path.stat().st_size > images.MAX_IMAGE_BYTES:
             raise InvalidParameters(
@@ -114,7 +126,18 @@ def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str,
         raise InvalidParameters(
             msg("cannot read {path}: {reason}", path=path, reason=exc.strerror or exc)
         ) from None
-    prepared = images.prepare(data)
+    return images.prepare(data)
+
+
+def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str, Any]]:
+    """``--image`` / ``--end-image`` / ``--loop``: the pictures checked and normalised as the bot does
+    it, planned by ``planning.build_params``; returns the parameters and the pipeline's ``image=`` /
+    ``end_image=`` keywords."""
+    from videobot import images, planning
+    from videobot.presets import GenerationParams, resolve_preset
+
+    prepared = _picture(args.image) if args.image else None
+    end = _picture(args.end_image) if args.end_image else None
     preset = resolve_preset(model)
     raw = planning.build_params(
         planning.QueueTarget(preset.name, preset),
@@ -125,8 +148,13 @@ def _image_request(args: argparse.Namespace, model: str) -> tuple[Any, dict[str,
         aspect_ratio=args.aspect_ratio,
         image=prepared,
         num_videos=args.variations,
+        end_image=end,
+        loop=args.loop,
     )
-    return GenerationParams.from_dict(raw), {"image": images.open_png(prepared.png)}
+    inputs = {"image": images.open_png(prepared.png)} if prepared is not None else {}
+    if end is not None:
+        inputs["end_image"] = images.open_png(end.png)
+    return GenerationParams.from_dict(raw), inputs
 
 
 def output_paths(output: Path, count: int) -> list[Path]:
@@ -148,7 +176,10 @@ def _describe(path: Path, result: EncodeResult, seed: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the process exit code (2 for a user-facing error)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.extend and (args.end_image or args.loop):
+        parser.error("--extend continues a clip: it cannot be combined with --end-image or --loop")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
@@ -156,16 +187,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from generator.encode import EncodeError, StorageError, encode_mp4
     from generator.inputs import load_inputs
-    from generator.pipeline import ModelLoadError, VideoPipeline, resolve_auto_model, run_variations
+    from generator.pipeline import (
+        ModelLoadError,
+        VideoPipeline,
+        resolve_auto_model,
+        run_variations,
+        total_steps,
+    )
     from generator.safety import SafetyLoadError, load_safety
     from videobot.errors import GenerationOOM, InvalidParameters, UnsafeInput
     from videobot.i18n import msg
-    from videobot.presets import plan, resolve_preset, run_steps, tiny_family
+    from videobot.presets import plan, resolve_preset, tiny_family
     from videobot.safety import DEFAULT_LEVEL, INPUT_LEVEL, UNSAFE_INPUT, flagged, threshold
 
     try:
         model = resolve_auto_model(args.model)
-        if args.image:
+        if args.image or args.end_image or args.loop:
             params, inputs = _image_request(args, model)
         else:
             verb = "extend" if args.extend else "text"
@@ -199,13 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             device=pipeline.device,
             video_model_is_tiny=tiny_family(pipeline.preset) is not None,
         )
-        if safety is not None and inputs.get("image") is not None:
-            verdict = safety.score_image(inputs["image"])
+        for key in ("image", "end_image"):
+            if safety is None or inputs.get(key) is None:
+                continue
+            verdict = safety.score_image(inputs[key])
             print(f"Picture safety score {verdict.score:.4f} ({safety.name})", file=sys.stderr)
             if flagged(verdict.score, INPUT_LEVEL):
                 raise UnsafeInput(msg(UNSAFE_INPUT))
-        batch = max(1, min(pipeline.preset.batch_cap, params.num_videos))
-        steps = run_steps(pipeline.preset, params) * -(-params.num_videos // batch)
+        steps = total_steps(pipeline.preset, params)
         with tqdm(total=steps, desc="Generating", unit="step", file=sys.stderr) as bar:
 
             def on_step(step: int, total: int) -> None:

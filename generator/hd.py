@@ -212,6 +212,13 @@ def check_hd(preset: Preset, params: GenerationParams, has_upsampler: bool) -> N
         raise InvalidParameters(
             msg("An extended clip cannot be made in HD: only videos made from text or a picture.")
         )
+    if params.end_image or params.loop:
+        raise InvalidParameters(
+            msg(
+                "A video that ends on a picture or loops can't be made in HD yet, only videos made from "
+                "text or a single picture."
+            )
+        )
     step = 2 * preset.size_multiple
     if params.num_videos != 1 or params.width % step or params.height % step:
         raise InvalidParameters(msg("An HD video is one video at twice its source's width and height."))

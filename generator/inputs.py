@@ -88,16 +88,20 @@ def _read(ref: str, what: str, blobs: dict[str, bytes] | None, allow_files: bool
 def load_inputs(
     params: GenerationParams, blobs: dict[str, bytes] | None = None, *, allow_files: bool = False
 ) -> dict[str, Any]:
-    """Keyword arguments for ``VideoPipeline.run`` (``image=`` / ``video=``) for the job's verb; empty for text.
+    """Keyword arguments for ``VideoPipeline.run`` (``image=`` / ``video=``, and ``end_image=`` when the
+    video ends on a picture) for the job's verb; empty for text.
 
     ``blobs`` are the job's stored inputs; file paths are read only with ``allow_files`` (the local CLI).
     """
+    end: dict[str, Any] = {}
+    if params.end_image and params.verb != "extend":
+        end = {"end_image": decode_image(_read(params.end_image, "image", blobs, allow_files))}
     if params.verb == "image":
         if not params.image:
             raise InvalidParameters(msg("A video from an image needs the image."))
-        return {"image": decode_image(_read(params.image, "image", blobs, allow_files))}
+        return {"image": decode_image(_read(params.image, "image", blobs, allow_files))} | end
     if params.verb == "extend":
         if not params.source_video:
             raise InvalidParameters(msg("Extending a clip needs the clip."))
         return {"video": decode_clip(_read(params.source_video, "clip", blobs, allow_files))}
-    return {}
+    return end

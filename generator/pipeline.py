@@ -24,11 +24,13 @@ from videobot.errors import GenerationOOM, InvalidParameters
 from videobot.i18n import N_, msg
 from videobot.images import fit, pixel_digest
 from videobot.presets import (
+    LOOP_START_FRAMES,
     MAX_VIDEOS,
     REQUEST_VERBS,
     GenerationParams,
     LoraSpec,
     Preset,
+    check_keyframes,
     check_verb,
     clean_prompt,
     plan,
@@ -129,6 +131,8 @@ class RunOutput:
     #: worker so a test (or an owner) can tell which picture a video was made from.
     conditioning_digest: str | None = None
     audios: tuple[np.ndarray, ...] = ()  # every video's soundtrack, in ``variations``' order (if any)
+    #: The same for the picture the video ends on (an end picture, or a loop's first frame).
+    end_digest: str | None = None
 
     def split(self) -> list[RunOutput]:
         """One ``RunOutput`` per video of the batch, each with its own soundtrack."""
@@ -141,6 +145,7 @@ class RunOutput:
                 audio_sample_rate=self.audio_sample_rate,
                 audios=(self.audios[i],) if i < len(self.audios) else (),
                 conditioning_digest=self.conditioning_digest,
+                end_digest=self.end_digest,
             )
             for i, v in enumerate(videos)
         ]
@@ -416,6 +421,15 @@ class VideoPipeline:
             raise InvalidParameters(
                 msg("The model `{model}` cannot use styles. Leave the style option empty.", model=p.name)
             )
+        if params.end_image or params.loop:
+            check_keyframes(p.name, p.verbs, end_image=bool(params.end_image), loop=params.loop)
+            if _end_condition_maker(type(self.pipes[params.verb]).__name__, params.num_frames) is None:
+                raise InvalidParameters(
+                    msg(
+                        "The loaded model `{model}` has no pipeline that conditions on the last frame.",
+                        model=p.name,
+                    )
+                )
         if params.hd:
             from generator.hd import check_hd
 
@@ -441,10 +455,18 @@ class VideoPipeline:
         return self._upsample
 
     def call_kwargs(
-        self, params: GenerationParams, *, image: Any = None, video: np.ndarray | None = None
+        self,
+        params: GenerationParams,
+        *,
+        image: Any = None,
+        video: np.ndarray | None = None,
+        end_image: Any = None,
     ) -> tuple[Any, dict[str, Any], int]:
         """The pipeline for ``params.verb``, the keyword arguments it gets, and how many leading frames
-        of its output repeat the source clip (``extend``). Keywords the pipeline does not take are dropped."""
+        of its output repeat the source clip (``extend``). Keywords the pipeline does not take are dropped.
+
+        The last frame is conditioned too (``_end_condition_maker``) when the video ends on ``end_image``,
+        or (``params.loop``) on ``image``, the picture it starts from."""
         pipe = self.pipes[params.verb]
         n = params.num_videos
         # A CPU generator gives the same starting noise for a seed on any device and offload mode.
@@ -480,12 +502,14 @@ class VideoPipeline:
                     kwargs[key] = [kwargs[key]] * n
         context = 0
         condition = _condition_maker(type(pipe).__name__)
-        if params.verb == "image":
+        if params.verb == "image" or (params.loop and image is not None):
             picture = _fit_image(image, params.width, params.height)
             if condition is not None:
                 kwargs["conditions"] = [condition(picture)]
             else:
                 kwargs["image"] = picture
+            if params.loop:
+                end_image = picture
         elif params.verb == "extend":
             if condition is None:
                 raise InvalidParameters(msg("`{model}` cannot extend clips.", model=self.preset.name))
@@ -495,6 +519,17 @@ class VideoPipeline:
             tail = [_to_pil(f) for f in source[len(source) - context :]]
             kwargs["conditions"] = [condition(tail)]
             kwargs["num_frames"] = context + self.preset.extend_frames
+        if end_image is not None and params.verb != "extend":
+            end = _end_condition_maker(type(pipe).__name__, params.num_frames)
+            if end is None:
+                raise InvalidParameters(
+                    msg(
+                        "The loaded model `{model}` has no pipeline that conditions on the last frame.",
+                        model=self.preset.name,
+                    )
+                )
+            last = _fit_image(end_image, params.width, params.height)
+            kwargs["conditions"] = [*kwargs.get("conditions", []), end(last)]
         accepted = self._call_params[id(pipe)]
         dropped = sorted(k for k in self.preset.extra_call_kwargs if k not in accepted)
         if dropped:
@@ -508,6 +543,7 @@ class VideoPipeline:
         *,
         image: Any = None,
         video: np.ndarray | None = None,
+        end_image: Any = None,
         previews: PreviewSink | None = None,
     ) -> RunOutput:
         """Generate the video(s) of ``params``; exceptions raised by ``on_step`` stop the loop at once.
@@ -520,14 +556,49 @@ class VideoPipeline:
         float in [0, 1]) is the clip that ``extend`` continues. The result of an extension starts with
         every frame of ``video`` and adds ``preset.extend_frames`` frames. One batch: at most
         ``preset.batch_cap`` videos (``run_variations`` splits a larger request).
+
+        ``end_image`` (a PIL image) is the picture the video ends on. A loop (``params.loop``) ends on the
+        picture it starts from; without an ``image`` it first makes that picture: a short clip
+        (``LOOP_START_FRAMES``) of the prompt with the same seed, whose first frame then conditions both
+        ends of the video (``on_step`` then counts both passes' steps). Both end with ``close_ending``.
         """
         self.check_inputs(params)
-        if params.num_videos > self.preset.batch_cap:
+        if params.loop and params.verb != "image" and image is None:
+            steps = params.num_inference_steps
+
+            def step(offset: int) -> Callable[[int, int], None] | None:
+                if on_step is None:
+                    return None
+                return lambda k, _n: on_step(offset + k, 2 * steps)
+
+            first = dataclasses.replace(
+                params, loop=False, end_image=None, num_frames=LOOP_START_FRAMES, num_videos=1
+            )
+            start = self._render(first, step(0), image=None, video=None, end_image=None, previews=None)
+            image = _to_pil(start.frames[0])
+            log.info("loop: its first frame made by a %d-frame pass (%d steps)", LOOP_START_FRAMES, steps)
+            return self._render(
+                params, step(steps), image=image, video=video, end_image=None, previews=previews
+            )
+        return self._render(params, on_step, image=image, video=video, end_image=end_image, previews=previews)
+
+    def _render(
+        self,
+        params: GenerationParams,
+        on_step: Callable[[int, int], None] | None,
+        *,
+        image: Any,
+        video: np.ndarray | None,
+        end_image: Any,
+        previews: PreviewSink | None,
+    ) -> RunOutput:
+        """One pipeline call for ``params`` (checked by ``run``)."""
+        if params.num_videos > batch_size(self.preset, params):
             raise InvalidParameters(
                 msg(
                     "`{model}` makes at most {n} videos at once.",
                     model=self.preset.name,
-                    n=self.preset.batch_cap,
+                    n=batch_size(self.preset, params),
                 )
             )
         if params.verb == "image" and image is None:
@@ -542,12 +613,15 @@ class VideoPipeline:
             return run_hd(self, params, on_step, image=image, previews=previews)
         total = params.num_inference_steps
         digest = None
-        if params.verb == "image":
+        if params.verb == "image" or (params.loop and image is not None):
             # Fitted once here, so the digest names exactly the picture the pipeline receives.
             image = _fit_image(image, params.width, params.height)
             digest = pixel_digest(image)
+        if end_image is not None:
+            end_image = _fit_image(end_image, params.width, params.height)
+        end_digest = pixel_digest(end_image) if end_image is not None else (digest if params.loop else None)
 
-        pipe, kwargs, context = self.call_kwargs(params, image=image, video=video)
+        pipe, kwargs, context = self.call_kwargs(params, image=image, video=video, end_image=end_image)
         method = self.preview_plan(pipe).method
         sink = previews if method is not None else None
 
@@ -586,6 +660,12 @@ class VideoPipeline:
             self._free_memory()
             raise GenerationOOM(msg(OOM_MESSAGE))
         videos = [frames_to_uint8(v) for v in output.frames]
+        if params.loop or end_image is not None:
+            seam = min(self.preset.frame_rule, (params.num_frames - 1) // 2)
+            videos = [
+                close_ending(v, v[0] if params.loop else np.asarray(end_image, dtype=np.uint8), seam)
+                for v in videos
+            ]
         if params.verb == "extend":
             source = _fit_video(video, params.width, params.height)
             videos = [np.concatenate([source, v[context:]]) for v in videos]
@@ -612,6 +692,7 @@ class VideoPipeline:
             audio_sample_rate=rate,
             audios=audios,
             conditioning_digest=digest,
+            end_digest=end_digest,
         )
 
     def _rearm_offload(self, pipe: Any, completed: bool) -> None:
@@ -626,6 +707,44 @@ class VideoPipeline:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         log.warning("out of GPU memory; freed the cache")
+
+
+def close_ending(frames: np.ndarray, last: np.ndarray, seam: int) -> np.ndarray:
+    """``frames`` (uint8 F x H x W x 3) whose last ``seam`` frames dissolve into ``last``: the final frame
+    is ``last`` itself, the one ``seam`` frames before it untouched.
+
+    The model was conditioned on ``last`` at the final frame (a keyframe it approaches, not pixels it
+    must reproduce: LTX-Video and LTX-2 add it as extra tokens), so what it made ends near the picture
+    but rarely on it; this dissolve over the last latent frame's span (``frame_rule`` frames, 1/3 s at
+    24 fps) removes the rest, so a loop has no jump where it starts again and an end picture is the
+    video's last frame.
+    """
+    if seam < 1 or len(frames) < 2:
+        return frames
+    seam = min(seam, len(frames) - 1)
+    out = frames.copy()
+    target = last.astype(np.float32)
+    for j in range(seam):  # j = 0 is the last frame
+        weight = 1.0 - j / seam
+        index = len(frames) - 1 - j
+        blended = (1.0 - weight) * frames[index].astype(np.float32) + weight * target
+        out[index] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
+def batch_size(preset: Preset, params: GenerationParams) -> int:
+    """How many videos of ``params`` one pipeline call makes: up to ``preset.batch_cap``, but one at a
+    time for a loop without a picture (each video starts from its own first pass) and for a last-frame
+    condition on LTX-Video (diffusers 0.42's ``LTXConditionPipeline`` concatenates its keyframe tokens,
+    made for one video, with the batch's latents: a batch of two fails). LTX-2 batches them as usual."""
+    if params.passes > 1 or ((params.loop or params.end_image) and preset.family == "ltx"):
+        return 1
+    return max(1, min(preset.batch_cap, params.num_videos))
+
+
+def total_steps(preset: Preset, params: GenerationParams) -> int:
+    """Denoising steps of the whole job (every batch of its variations), as ``run_variations`` counts them."""
+    return run_steps(preset, params) * -(-params.num_videos // batch_size(preset, params))
 
 
 def run_variations(
@@ -646,7 +765,7 @@ def run_variations(
     pipeline.check_inputs(params)
     n = params.num_videos
     steps = run_steps(pipeline.preset, params)
-    cap = max(1, min(pipeline.preset.batch_cap, n))
+    cap = batch_size(pipeline.preset, params)
     pending = list(range(n))
     made: dict[int, Variation] = {}
     done_steps = 0
@@ -708,6 +827,25 @@ def _condition_maker(pipeline_class: str) -> Callable[[Any], Any] | None:
         from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
         return lambda frames: LTX2VideoCondition(frames=frames, index=0, strength=1.0)
+    return None
+
+
+def _end_condition_maker(pipeline_class: str, num_frames: int) -> Callable[[Any], Any] | None:
+    """For pipelines that take ``conditions``: a function from a picture to the condition that holds it
+    at the video's last frame; ``None`` for the others.
+
+    LTX-Video (``LTXConditionPipeline``) takes a pixel frame index: ``num_frames - 1`` (its latents are
+    8k+1 frames, the last one's pixel index is 8k; a picture at a non-zero index becomes keyframe tokens
+    placed there, as ComfyUI's ``LTXVAddGuide`` does with -1). LTX-2 takes a latent index: -1, the last.
+    """
+    if pipeline_class == "LTXConditionPipeline":
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+        return lambda picture: LTXVideoCondition(image=picture, frame_index=num_frames - 1, strength=1.0)
+    if pipeline_class == "LTX2ConditionPipeline":
+        from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+        return lambda picture: LTX2VideoCondition(frames=picture, index=-1, strength=1.0)
     return None
 
 

@@ -202,6 +202,8 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
         source_video=raw.get("source_video"),
         num_videos=raw.get("num_videos", 1),
         audio=raw.get("audio"),
+        end_image=raw.get("end_image"),
+        loop=bool(raw.get("loop")),
     )
     # A server style travels with the bare request as it does with planned parameters.
     style = {k: raw[k] for k in STYLE_KEYS if raw.get(k) is not None}
@@ -359,9 +361,11 @@ class Worker:
                     params.style_scale,
                     "yes" if params.style_source in self.loaded_styles() else "not yet",
                 )
-            batch = max(1, min(self.pipeline.preset.batch_cap, params.num_videos))
-            run.progress = (0, run_steps(self.pipeline.preset, params) * -(-params.num_videos // batch))
-            blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
+            from generator.pipeline import total_steps
+
+            run.progress = (0, total_steps(self.pipeline.preset, params))
+            stored = params.verb != "text" or params.end_image
+            blobs = await db_retry(q.get_inputs, c.job_id) if stored else {}
             # Inputs, render and encode in one hand-over to a thread: heartbeats go on meanwhile.
             run_started, variations, made, encoded, verdicts = await asyncio.to_thread(
                 self._make, run, params, blobs
@@ -374,6 +378,11 @@ class Worker:
                     params.width,
                     params.height,
                     digest,
+                )
+            end = next((v.output.end_digest for v in variations if v.output is not None), None)
+            if end:
+                log.info(
+                    "job %s: last frame %dx%d pixel sha256 %s", c.job_id, params.width, params.height, end
                 )
             elapsed = time.monotonic() - t0
             per_step = run.seconds_per_step(run_started)
@@ -478,11 +487,14 @@ class Worker:
         from generator.pipeline import run_variations
 
         inputs = self.load_inputs(params, blobs)
-        if self.safety is not None and inputs.get("image") is not None:
-            verdict = self.safety.score_image(inputs["image"])
+        for key in ("image", "end_image"):  # the first and the last frame's pictures alike
+            if self.safety is None or inputs.get(key) is None:
+                continue
+            verdict = self.safety.score_image(inputs[key])
             log.info(
-                "job %s: input picture safety score %.4f (%s, %.0f ms)",
+                "job %s: %s picture safety score %.4f (%s, %.0f ms)",
                 run.claim.job_id,
+                "input" if key == "image" else "end",
                 verdict.score,
                 verdict.model,
                 verdict.seconds * 1000,

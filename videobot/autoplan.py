@@ -95,7 +95,7 @@ TIERS: tuple[Tier, ...] = (
 #: Below this, even the smallest model does not fit (model card: 8.19 GB with offload).
 MIN_GPU_GB = 8.0
 #: Verbs the bot offers with ``auto`` (``presets.offered_verbs``); a tier without them cannot serve it.
-AUTO_VERBS = frozenset({"text", "image", "extend"})
+AUTO_VERBS = frozenset({"text", "image", "extend", "keyframes", "loop"})
 
 
 @dataclass(frozen=True)

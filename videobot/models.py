@@ -284,7 +284,8 @@ class JobInput(Base):
     __tablename__ = "job_inputs"
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    #: "image" (PNG, normalised by ``videobot.images``) or "video" (the mp4 an extension continues).
+    #: "image" / "end_image" (the first / last frame: PNG, normalised by ``videobot.images``) or "video"
+    #: (the mp4 an extension continues).
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     content_type: Mapped[str] = mapped_column(String(40))

@@ -17,6 +17,7 @@ from videobot.presets import (
     MAX_VIDEOS,
     PRESETS,
     Preset,
+    check_keyframes,
     clean_prompt,
     cost_weight,
     plan,
@@ -32,6 +33,9 @@ AUTO = "auto"
 #: worker reads as ``db:image`` (``generator.inputs.db_ref("image")``).
 IMAGE_INPUT = "image"
 IMAGE_REF = "db:image"
+#: Where a job's last-frame picture is (``/video end_image:``): ``job_inputs`` kind ``end_image``.
+END_IMAGE_INPUT = "end_image"
+END_IMAGE_REF = "db:end_image"
 #: The prompt of an image→video job whose member described no motion ("animate naturally").
 NATURAL_MOTION_PROMPT = "The picture comes to life with natural, gentle motion; the camera stays steady."
 #: Discord caps one message request at 25 MiB in all; the files of one message share it.
@@ -138,6 +142,13 @@ def check_style(settings: Settings, style: str | None) -> None:
         )
 
 
+def check_end(settings: Settings, *, end_image: bool, loop: bool | None) -> None:
+    """An end picture or a loop asked of a model that cannot condition at the last frame is refused
+    (before anything is downloaded), and so is both at once; the reason names the model and what it offers."""
+    name = queue_target(settings).name.replace("`", "'")[:100]
+    check_keyframes(name, offered_verbs(settings), end_image=end_image, loop=bool(loop))
+
+
 def build_params(
     target: QueueTarget,
     prompt: str,
@@ -149,6 +160,8 @@ def build_params(
     audio: bool | None = None,
     image: PreparedImage | None = None,
     num_videos: int = 1,
+    end_image: PreparedImage | None = None,
+    loop: bool | None = None,
 ) -> dict[str, Any]:
     """Validate the request and return the job's parameters (JSON).
 
@@ -161,6 +174,11 @@ def build_params(
     frame (stored with the job as ``IMAGE_INPUT``, referenced as ``IMAGE_REF``), the prompt describes
     the motion (empty: ``NATURAL_MOTION_PROMPT``), and without an ``aspect_ratio`` the offered ratio
     nearest to the picture's is used (the worker then crops the picture's centre to the exact size).
+
+    ``end_image`` (stored as ``END_IMAGE_INPUT``, referenced as ``END_IMAGE_REF``) is the picture the
+    video ends on (with ``image``: it goes from one to the other; the ratio follows the first picture,
+    else this one); ``loop`` ends the video on its first frame. Only on models with the ``keyframes`` /
+    ``loop`` capability (``presets.check_keyframes``).
     """
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise InvalidParameters(
@@ -172,9 +190,10 @@ def build_params(
     if image is not None:
         if not (prompt or "").strip():
             prompt = NATURAL_MOTION_PROMPT
-        if aspect_ratio is None:
-            ratios = tuple(target.preset.sizes) if target.preset is not None else ASPECT_RATIOS
-            aspect_ratio = nearest_aspect(image.width, image.height, ratios)
+    picture = image or end_image
+    if picture is not None and aspect_ratio is None:
+        ratios = tuple(target.preset.sizes) if target.preset is not None else ASPECT_RATIOS
+        aspect_ratio = nearest_aspect(picture.width, picture.height, ratios)
     if target.preset is not None:
         return plan(
             target.preset,
@@ -187,6 +206,8 @@ def build_params(
             verb="image" if image is not None else None,
             image=IMAGE_REF if image is not None else None,
             num_videos=num_videos,
+            end_image=END_IMAGE_REF if end_image is not None else None,
+            loop=bool(loop),
         ).to_dict()
     if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
         raise InvalidParameters(
@@ -209,6 +230,8 @@ def build_params(
         "audio": audio,
         **({"verb": "image", "image": IMAGE_REF} if image is not None else {}),
         "num_videos": num_videos,
+        **({"end_image": END_IMAGE_REF} if end_image is not None else {}),
+        **({"loop": True} if loop else {}),
     }
 
 
@@ -253,6 +276,8 @@ def extend_params(target: QueueTarget, params: dict[str, Any], prompt: str) -> d
             "source_video": SOURCE_VIDEO_REF,
             "image": None,
             "num_videos": 1,
+            "end_image": None,  # an extension continues the clip: it neither ends on a picture nor loops
+            "loop": False,
         }
     planned = plan(
         target.preset,

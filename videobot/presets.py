@@ -22,9 +22,11 @@ MAX_SEED = 2**32 - 1
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 
 
-VERBS = ("text", "image", "extend", "audio", "hd")
-#: Verbs that make a video (``audio`` and ``hd`` are capabilities on top of them, not request kinds:
-#: an HD video is its source's text or image video made again at twice the size, ``GenerationParams.hd``).
+VERBS = ("text", "image", "extend", "audio", "hd", "keyframes", "loop")
+#: Verbs that make a video (``audio``, ``hd``, ``keyframes`` and ``loop`` are capabilities on top of them,
+#: not request kinds): an HD video is its source's text or image video made again at twice the size
+#: (``GenerationParams.hd``); ``keyframes``: the video can end on a given picture (``end_image``);
+#: ``loop``: it can end where it starts (the pipeline conditions at the last frame too).
 REQUEST_VERBS = ("text", "image", "extend")
 
 
@@ -208,6 +210,9 @@ LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 _TEXT = frozenset({"text"})
 _TEXT_IMAGE = frozenset({"text", "image"})
 _TEXT_IMAGE_EXTEND = frozenset({"text", "image", "extend"})
+#: Pipelines that condition at any frame index (LTX-Video's and LTX-2's condition pipelines): an end
+#: picture and a loop are conditions at the last frame.
+_KEYFRAMES = frozenset({"keyframes", "loop"})
 _LTX_COND = {
     "text": "LTXConditionPipeline",
     "image": "LTXConditionPipeline",
@@ -296,7 +301,7 @@ _TINY_LTX = dict(
     size_multiple=32,
     sizes=_TINY_SIZES_32,
     guidance=3.0,
-    verbs=_TEXT_IMAGE_EXTEND | {"hd"},
+    verbs=_TEXT_IMAGE_EXTEND | _KEYFRAMES | {"hd"},
     pipelines=_LTX_COND,
     negative_prompt=LTX_NEGATIVE,
     extend_frames=8,
@@ -441,7 +446,7 @@ PRESETS: dict[str, Preset] = {
             vram_gb=18.0,
             description="LTX-Video 0.9.7 13B distilled: 8 steps; text, a first image, or extend a clip.",
             extra_call_kwargs=_LTX_DISTILLED,
-            verbs=_TEXT_IMAGE_EXTEND | {"hd"},
+            verbs=_TEXT_IMAGE_EXTEND | _KEYFRAMES | {"hd"},
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
             extend_frames=48,
@@ -469,7 +474,7 @@ PRESETS: dict[str, Preset] = {
             vram_gb=18.0,
             description="LTX-Video 0.9.8 13B distilled: 8 steps; text, a first image, or extend a clip.",
             extra_call_kwargs=_LTX_DISTILLED,
-            verbs=_TEXT_IMAGE_EXTEND | {"hd"},
+            verbs=_TEXT_IMAGE_EXTEND | _KEYFRAMES | {"hd"},
             pipelines=_LTX_COND,
             negative_prompt=LTX_NEGATIVE,
             extend_frames=48,
@@ -523,7 +528,7 @@ PRESETS: dict[str, Preset] = {
             vram_gb=75.0,
             description="LTX-2.3 22B distilled: video with sound in 8 steps; text, a first image, or extend a clip.",
             extra_call_kwargs=_LTX2_NO_GUIDANCE,
-            verbs=frozenset({"text", "image", "extend", "audio", "hd"}),
+            verbs=frozenset({"text", "image", "extend", "audio"}) | _KEYFRAMES | {"hd"},
             pipelines=_LTX2_COND,
             negative_prompt=LTX_NEGATIVE,
             extend_frames=48,
@@ -656,7 +661,7 @@ PRESETS: dict[str, Preset] = {
             sizes=_TINY_SIZES_32,
             steps=len(LTX2_DISTILLED_SIGMAS),  # the distilled schedule reaches the call, as on a GPU
             guidance=1.0,
-            verbs=frozenset({"text", "image", "extend", "audio", "hd"}),
+            verbs=frozenset({"text", "image", "extend", "audio"}) | _KEYFRAMES | {"hd"},
             pipelines=_LTX2_COND,
             negative_prompt=LTX_NEGATIVE,
             extra_call_kwargs=_LTX2_NO_GUIDANCE,
@@ -777,10 +782,17 @@ class GenerationParams:
     style_source: str | None = None
     style_scale: float = 1.0
     style_trigger: str | None = None
+    end_image: str | None = None  # reference to the last-frame picture (presets with "keyframes")
+    loop: bool = False  # end where it starts: the first frame again at the end (presets with "loop")
 
     @property
     def duration_s(self) -> float:
         return self.num_frames / self.fps
+
+    @property
+    def passes(self) -> int:
+        """Pipeline runs one video takes: two for a loop without a picture (its first frame, then the video)."""
+        return loop_passes(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -805,6 +817,11 @@ class GenerationParams:
 
 
 MAX_VIDEOS = 4
+
+
+def loop_passes(params: dict[str, Any]) -> int:
+    """``GenerationParams.passes`` of a job's JSON parameters (a bare request's too)."""
+    return 2 if params.get("loop") and params.get("verb", "text") != "image" else 1
 
 
 def _fmt_s(seconds: float) -> str:
@@ -907,6 +924,41 @@ def check_verb(preset: Preset, verb: str) -> None:
         raise InvalidParameters(cannot[verb])
 
 
+#: A loop without a first picture makes one first: a short clip of this many frames (the shortest an LTX
+#: model makes, 8k+1) at the job's size and steps, whose first frame then starts and ends the video.
+LOOP_START_FRAMES = 9
+
+
+def check_keyframes(model: str, verbs: frozenset[str], *, end_image: bool, loop: bool) -> None:
+    """Raise ``InvalidParameters`` unless the model ``model`` that offers ``verbs`` can end a video on a
+    picture (``end_image``) or on its own first frame (``loop``); asking for both is refused (a loop
+    already says how it ends)."""
+    if end_image and loop:
+        raise InvalidParameters(
+            msg(
+                "A loop ends on its own first frame, so it cannot also end on another picture. "
+                "Leave out either the loop or the end picture."
+            )
+        )
+    offered = ", ".join(v for v in VERBS if v in verbs) or "-"
+    if end_image and "keyframes" not in verbs:
+        raise InvalidParameters(
+            msg(
+                "The model `{model}` cannot end a video on a given picture; it offers: {verbs}.",
+                model=model,
+                verbs=offered,
+            )
+        )
+    if loop and "loop" not in verbs:
+        raise InvalidParameters(
+            msg(
+                "The model `{model}` cannot make looping videos; it offers: {verbs}.",
+                model=model,
+                verbs=offered,
+            )
+        )
+
+
 def plan(
     preset: Preset,
     prompt: str,
@@ -920,16 +972,23 @@ def plan(
     source_video: str | None = None,
     num_videos: int = 1,
     audio: bool | None = None,
+    end_image: str | None = None,
+    loop: bool = False,
 ) -> GenerationParams:
     """Validate a user's request and map it onto the preset's valid frames, size and defaults.
 
     ``extend`` ignores ``duration_s``: the model generates ``preset.extend_window`` frames, of which the
     first ``extend_context_frames`` repeat the source's end. ``verb=None`` means ``text`` (``image`` for an
-    image-only model); ``audio=None`` means "if the model can".
+    image-only model); ``audio=None`` means "if the model can". ``end_image`` (a reference like ``image``)
+    is the picture the video ends on, ``loop`` ends it on its own first frame (``check_keyframes``); an
+    extension continues a clip and has neither.
     """
     if verb is None:
         verb = "text" if "text" in preset.verbs or "image" not in preset.verbs else "image"
     check_verb(preset, verb)
+    if verb == "extend":
+        end_image, loop = None, False
+    check_keyframes(preset.name, preset.verbs, end_image=bool(end_image), loop=bool(loop))
     prompt = clean_prompt(prompt)
     negative_prompt = clean_prompt(negative_prompt or "", what="negative prompt", allow_empty=True)
     if seed is None:
@@ -976,6 +1035,8 @@ def plan(
         source_video=source_video if verb == "extend" else None,
         num_videos=num_videos,
         audio=("audio" in preset.verbs) if audio is None else bool(audio and "audio" in preset.verbs),
+        end_image=end_image or None,
+        loop=bool(loop),
     )
 
 
@@ -1056,8 +1117,9 @@ def resolve_preset(model: str, presets: dict[str, Preset] = PRESETS) -> Preset:
 
 
 def run_steps(preset: Preset, params: GenerationParams) -> int:
-    """Denoising steps one batch of ``params`` takes: an HD video adds the preset's refine steps."""
-    return params.num_inference_steps + (preset.hd_refine_steps if params.hd else 0)
+    """Denoising steps one batch of ``params`` takes: an HD video adds the preset's refine steps, a loop
+    without a picture takes two passes (its first frame, then the video: ``VideoPipeline.run``)."""
+    return params.num_inference_steps * params.passes + (preset.hd_refine_steps if params.hd else 0)
 
 
 def hd_base_size(params: GenerationParams) -> tuple[int, int]:
@@ -1070,5 +1132,8 @@ def cost_weight(params: GenerationParams, preset: Preset | None = None) -> float
     ref = preset or PRESETS[COST_REFERENCE_PRESET]
     ref_w, ref_h = ref.sizes[ref.default_aspect]
     ref_work = ref.default_frames * ref_w * ref_h * ref.steps
-    work = params.num_frames * params.width * params.height * params.num_inference_steps * params.num_videos
+    frames = params.num_frames
+    if params.loop and params.verb != "image":
+        frames += LOOP_START_FRAMES  # the short first pass that makes the picture it starts and ends on
+    work = frames * params.width * params.height * params.num_inference_steps * params.num_videos
     return work / ref_work

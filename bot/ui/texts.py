@@ -184,6 +184,10 @@ HD_OF_EXTENSION = N_(
     "An extended clip can't be made in HD, only videos made from text or a picture. Use HD on the clip "
     "before extending it."
 )
+HD_OF_KEYFRAMES = N_(
+    "A video that ends on a picture or loops can't be made in HD yet, only videos made from text or a "
+    "single picture."
+)
 EXTEND_LIMIT = (
     "This clip has been extended {n} time already, the most allowed here ({limit}). "
     "Make a new video with /video, or remix this one.",
@@ -235,13 +239,21 @@ _LINEAGE = {
     "hd": N_("HD of job #{job}"),
 }
 _NTH_EXTENSION = N_("Extension {n} of job #{job}")
+#: What a video was made with, beside its lineage (its parameters' keys).
+_MADE_WITH = {"end_image": N_("end frame"), "loop": N_("loop")}
 
 
 def can_be_hd(job: Job) -> bool:
     """Whether an HD version of ``job``'s result can be asked for: a video made from text or a picture
     that is not already in HD (the model must offer ``hd`` too)."""
     params = job.params or {}
-    return job.kind != "hd" and not params.get("hd") and params.get("verb", "text") != "extend"
+    return (
+        job.kind != "hd"
+        and not params.get("hd")
+        and params.get("verb", "text") != "extend"
+        and not params.get("end_image")
+        and not params.get("loop")
+    )
 
 
 def label(locale: str, text: str, limit: int) -> str:
@@ -253,9 +265,21 @@ def message_url(guild_id: int, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
+def made_with(locale: str, job: Job) -> str:
+    """ "end frame", "loop": the options a video was made with ("" for none)."""
+    params = job.params or {}
+    return " · ".join(t(locale, text) for key, text in _MADE_WITH.items() if params.get(key))
+
+
 def lineage_note(locale: str, job: Job, *, extension: int = 0, origin_id: int | None = None) -> str:
-    """ "Remix of job #12", "Extension 2 of job #12" ("" for a /video); ``origin_id`` is the clip an
-    extension chain started from (default: the parent)."""
+    """ "Remix of job #12", "Extension 2 of job #12" ("" for a /video), then what it was made with
+    ("Remix of job #12 · loop"); ``origin_id`` is the clip an extension chain started from (default: the
+    parent)."""
+    origin = _origin_note(locale, job, extension=extension, origin_id=origin_id)
+    return " · ".join(part for part in (origin, made_with(locale, job)) if part)
+
+
+def _origin_note(locale: str, job: Job, *, extension: int, origin_id: int | None) -> str:
     if job.kind not in _LINEAGE or job.parent_job_id is None:
         return ""
     source = origin_id or job.parent_job_id

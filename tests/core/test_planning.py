@@ -14,7 +14,7 @@ def settings(model: str) -> Settings:
 
 
 def test_the_bot_offers_what_the_configured_model_does() -> None:
-    assert offered_verbs(settings("tiny")) == {"text", "image", "extend", "hd"}
+    assert offered_verbs(settings("tiny")) == {"text", "image", "extend", "keyframes", "loop", "hd"}
     assert offered_verbs(settings("tiny-ltx2")) >= {"text", "image", "audio"}
     assert "extend" not in offered_verbs(settings("wan2.1-1.3b"))
     assert offered_verbs(settings("auto")) >= {"text", "image", "extend"}

@@ -73,8 +73,9 @@ async def test_only_video_takes_a_file_and_it_is_optional(h: BotHarness) -> None
             if option["type"] == 11:
                 takes_files.append((command["name"], option["name"], option.get("required", False)))
             stack.extend(option.get("options") or [])
-    # Another command taking an attachment needs its bad-input tests (see tests/e2e/test_image.py).
-    assert takes_files == [("video", "image", False)]
+    # Another command taking an attachment needs its bad-input tests (see tests/e2e/test_image.py; the end
+    # picture's: tests/e2e/test_keyframes.py).
+    assert sorted(takes_files) == [("video", "end_image", False), ("video", "image", False)]
 
 
 async def test_discord_bounds_the_prompt_and_offers_only_valid_aspect_ratios(h: BotHarness) -> None:

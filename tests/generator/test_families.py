@@ -30,6 +30,7 @@ from videobot.presets import (
     PRESETS,
     REQUEST_VERBS,
     TINY_FAMILIES,
+    VERBS,
     GenerationParams,
     check_verb,
     offered_verbs,
@@ -98,10 +99,10 @@ def test_tiny_model_of_each_family_is_small_and_loads_as_its_preset_says(
 def test_the_default_tiny_model_offers_every_verb_the_bot_has() -> None:
     assert PRESETS["tiny"].verbs >= {"text", "image", "extend"}
     assert tiny_family(PRESETS["tiny"]) == "ltx"
-    assert offered_verbs("tiny") == {"text", "image", "extend", "hd"}
-    assert offered_verbs("auto") == {"text", "image", "extend"}
+    assert offered_verbs("tiny") == {"text", "image", "extend", "keyframes", "loop", "hd"}
+    assert offered_verbs("auto") == {"text", "image", "extend", "keyframes", "loop"}
     assert offered_verbs("tiny-wan") == {"text"}
-    assert offered_verbs("tiny-ltx2") == {"text", "image", "extend", "audio", "hd"}
+    assert offered_verbs("tiny-ltx2") == {"text", "image", "extend", "audio", "keyframes", "loop", "hd"}
     assert offered_verbs("cogvideox-5b-i2v") == {"image"}
     assert offered_verbs("no such model") == frozenset()
 
@@ -204,7 +205,13 @@ def _condition(cond: object) -> tuple[int, object]:
 def test_real_presets_only_use_settings_their_pipelines_take(name: str) -> None:
     """Static guard for the presets that cannot be loaded here: every key exists where it is applied."""
     preset = PRESETS[name]
-    assert preset.verbs and preset.verbs <= {"text", "image", "extend", "audio", "hd"}
+    assert preset.verbs and preset.verbs <= set(VERBS)
+    if {"keyframes", "loop"} & preset.verbs:  # conditions at the last frame: only the condition pipelines
+        assert all(
+            preset.pipeline_for(v) in ("LTXConditionPipeline", "LTX2ConditionPipeline")
+            for v in REQUEST_VERBS
+            if v in preset.verbs
+        )
     for verb in (v for v in REQUEST_VERBS if v in preset.verbs):
         cls = getattr(diffusers, preset.pipeline_for(verb))
         call = inspect.signature(cls.__call__).parameters

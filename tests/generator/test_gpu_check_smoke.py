@@ -39,7 +39,7 @@ def test_smoke_checks_pass_or_skip_for_a_cpu_reason(tmp_path: Path) -> None:
         assert result in ("PASS", "SKIP"), (check_id, detail[check_id])
         if result == "SKIP":
             assert any(reason in detail[check_id] for reason in CPU_REASONS), (check_id, detail[check_id])
-    for check_id in ("auto-text", "auto-image", "auto-extend", "previews-same-video", "variations-batch",
+    for check_id in ("auto-text", "auto-image", "auto-extend", "auto-keyframes", "previews-same-video", "variations-batch",
                      "flash-ltx", "flash-ltx2", "flash-cogvideox", "wan22-vae-tiling"):  # fmt: skip
         assert status[check_id] == "PASS", (check_id, detail[check_id])
     # auto on an 80 GB card picks LTX-2.3 with sound; extend adds the preset's frames to the clip.
@@ -47,7 +47,7 @@ def test_smoke_checks_pass_or_skip_for_a_cpu_reason(tmp_path: Path) -> None:
     assert "frames identical" in detail["previews-same-video"]
     summary = json.loads(proc.stdout.split("SUMMARY ", 1)[1])
     assert summary == json.loads(summary_file.read_text())
-    assert summary["counts"]["FAIL"] == 0 and summary["counts"]["PASS"] == 9
+    assert summary["counts"]["FAIL"] == 0 and summary["counts"]["PASS"] == 10
     assert [r["id"] for r in summary["results"]] == listed
 
 

@@ -24,7 +24,7 @@ def test_the_preset_matches_diffusers() -> None:
     assert REAL.steps == len(DISTILLED_SIGMA_VALUES) and REAL.guidance == 1.0
     # The distilled checkpoint diffusers' own LTX-2 examples load.
     assert REAL.repo_id in inspect.getsource(sys.modules[diffusers.LTX2HDRPipeline.__module__])
-    assert REAL.verbs == {"text", "image", "extend", "audio", "hd"}
+    assert REAL.verbs == {"text", "image", "extend", "audio", "keyframes", "loop", "hd"}
     assert {REAL.pipeline_for(v) for v in ("text", "image", "extend")} == {"LTX2ConditionPipeline"}
     call = inspect.signature(diffusers.LTX2ConditionPipeline.__call__).parameters
     assert set(REAL.extra_call_kwargs) <= set(call)

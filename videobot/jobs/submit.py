@@ -19,10 +19,11 @@ from videobot.jobs.changes import Changes
 from videobot.jobs.records import SubmitRequest, Submitted
 from videobot.jobs.statements import Hot
 from videobot.models import Intake, Job, JobInput, JobStatus
+from videobot.presets import loop_passes
 
 log = logging.getLogger(__name__)
 
-INPUT_CONTENT_TYPES = {"image": "image/png", "video": "video/mp4"}
+INPUT_CONTENT_TYPES = {"image": "image/png", "end_image": "image/png", "video": "video/mp4"}
 #: A batch result not known until the batch's positions are computed.
 _PENDING = RuntimeError("pending")
 
@@ -129,7 +130,7 @@ class Submitting(Changes):
             max_attempts=self.config.max_attempts,
             cancel_requested=False,
             progress_step=0,
-            progress_total=int(req.params.get("num_inference_steps") or 0),
+            progress_total=int(req.params.get("num_inference_steps") or 0) * loop_passes(req.params),
             upload_limit_bytes=req.upload_limit_bytes,
             application_id=req.application_id,
             interaction_token=req.interaction_token,

@@ -163,6 +163,8 @@ class ResultActions:
             raise InvalidParameters(msg(texts.CANNOT_HD, model=texts.escape_model(target.name)))
         if job.kind == "hd" or (job.params or {}).get("hd"):
             raise InvalidParameters(msg(texts.ALREADY_HD))
+        if (job.params or {}).get("end_image") or (job.params or {}).get("loop"):
+            raise InvalidParameters(msg(texts.HD_OF_KEYFRAMES))
         if not texts.can_be_hd(job):
             raise InvalidParameters(msg(texts.HD_OF_EXTENSION))
 
@@ -178,6 +180,8 @@ class ResultActions:
         needed = set()
         if params.get("image"):
             needed.add("image")
+        if params.get("end_image"):
+            needed.add("end_image")
         if params.get("source_video"):
             needed.add("video")
         return needed

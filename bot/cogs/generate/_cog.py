@@ -60,6 +60,12 @@ class GenerateCog(commands.Cog):
                 param, choices=[c for c in param.choices if c.value in ratios]
             )
         }
+        # An end picture and a loop only where the model can condition on the last frame.
+        verbs = planning.offered_verbs(bot.settings)
+        needs = {"end_image": "keyframes", "loop": "loop"}
+        self.video._params = {
+            name: p for name, p in self.video._params.items() if name not in needs or needs[name] in verbs
+        }
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.animate_menu)
@@ -87,6 +93,8 @@ class GenerateCog(commands.Cog):
         image="A picture to start from (PNG, JPEG or WebP); the prompt then describes the motion",
         variations="How many takes, each with the next seed, posted together; each costs one video (1-4)",
         style="One of this server's styles (a look its moderators added)",
+        end_image="A picture the video ends on (PNG, JPEG or WebP); with image: from one to the other",
+        loop="End where it starts, so the video plays seamlessly on repeat",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -109,7 +117,17 @@ class GenerateCog(commands.Cog):
         image: discord.Attachment | None = None,
         variations: app_commands.Range[int, 1, MAX_VIDEOS] | None = None,
         style: app_commands.Range[str, 1, 32] | None = None,
+        end_image: discord.Attachment | None = None,
+        loop: bool | None = None,
     ) -> None:
+        # Options this server's model does not offer are not registered (``__init__``), but a client that
+        # still shows an older /video may send them: read them anyway, so they are refused, not ignored.
+        if end_image is None and isinstance(
+            getattr(interaction.namespace, "end_image", None), discord.Attachment
+        ):
+            end_image = interaction.namespace.end_image
+        if loop is None and isinstance(getattr(interaction.namespace, "loop", None), bool):
+            loop = interaction.namespace.loop
         await _video.video(
             self.requests,
             interaction,
@@ -123,6 +141,8 @@ class GenerateCog(commands.Cog):
             image=image,
             variations=variations,
             style=style,
+            end_image=end_image,
+            loop=loop,
         )
 
     @video.autocomplete("style")

@@ -282,6 +282,7 @@ class Requests:
         picture: PreparedImage | None = None,
         reply_to_message_id: int | None = None,
         intake: bool = False,
+        end_picture: PreparedImage | None = None,
     ) -> Submitted:
         """Channel rules, then charge and queue in one transaction (the refusal raised, nothing written);
         ``intake``: the request has one whose hold the charge replaces (``check_before_download``)."""
@@ -306,7 +307,8 @@ class Requests:
                 locale=member_locale(interaction)[:16],
                 channel_nsfw=channel_is_age_restricted(interaction),
                 reply_to_message_id=reply_to_message_id,
-                inputs={planning.IMAGE_INPUT: picture.png} if picture is not None else {},
+                inputs=({planning.IMAGE_INPUT: picture.png} if picture is not None else {})
+                | ({planning.END_IMAGE_INPUT: end_picture.png} if end_picture is not None else {}),
                 intake_id=interaction.id if intake else None,
             )
         )
@@ -318,6 +320,15 @@ class Requests:
                 picture.width,
                 picture.height,
                 len(picture.png),
+            )
+        if end_picture is not None and submitted.created:
+            log.info(
+                "job %s: last frame from a %s picture, stored as %dx%d PNG (%d bytes)",
+                submitted.job.id,
+                end_picture.source_format,
+                end_picture.width,
+                end_picture.height,
+                len(end_picture.png),
             )
         self.bot.delivery.wake()
         return submitted

@@ -1,9 +1,11 @@
-"""``/video``: a video from a text prompt, or from a picture (``image:``) it then sets in motion.
+"""``/video``: a video from a text prompt, or from a picture (``image:``) it then sets in motion; it may
+end on another picture (``end_image:``) or where it starts (``loop:``).
 
 A picture is downloaded only after the request's intake is recorded with its credits held (the
 channel rule and the member's limits checked first), and checked and normalised by
 ``videobot.images`` (``_image``); the image decision (verb, aspect ratio) is
-``planning.build_params(..., image=...)``. How and when the member is answered: ``_requests``.
+``planning.build_params(..., image=...)``. An end picture goes through the same intake, download and
+checks as the first one. How and when the member is answered: ``_requests``.
 """
 
 from __future__ import annotations
@@ -34,14 +36,19 @@ async def video(
     image: discord.Attachment | None,
     variations: int | None,
     style: str | None = None,
+    end_image: discord.Attachment | None = None,
+    loop: bool | None = None,
 ) -> None:
     """Check, queue and answer one ``/video`` (a refusal is raised for the error handler)."""
     settings = requests.bot.settings
 
-    def plan(picture: PreparedImage | None) -> tuple[planning.QueueTarget, dict[str, Any]]:
+    def plan(
+        picture: PreparedImage | None, end_picture: PreparedImage | None = None
+    ) -> tuple[planning.QueueTarget, dict[str, Any]]:
         target = planning.check_model(settings, model)
         planning.check_audio(settings, audio)
         planning.check_style(settings, style)
+        planning.check_end(settings, end_image=end_image is not None, loop=loop)
         return target, planning.build_params(
             target,
             prompt,
@@ -52,9 +59,11 @@ async def video(
             audio=audio,
             image=picture,
             num_videos=variations or 1,
+            end_image=end_picture,
+            loop=loop,
         )
 
-    if image is None:
+    if image is None and end_image is None:
         # Answered in the first response when the database is quick, else deferred (``answer``).
         recorded = asyncio.Event()
 
@@ -74,16 +83,25 @@ async def video(
     async def queue_picture() -> Submitted:
         planning.check_model(settings, model)
         planning.check_audio(settings, audio)
-        planning.check_image(settings)  # before downloading anything
+        if image is not None:
+            planning.check_image(settings)  # before downloading anything
+        planning.check_end(settings, end_image=end_image is not None, loop=loop)
         planning.check_style(settings, style)
         await with_style(requests, interaction, {}, style)  # an unknown style: refused before the download
         await requests.check_before_download(interaction, prompt, verb="video", cost=variations or 1)
         recorded.set()
-        picture = await requests.read_image(image)
-        target, params = plan(picture)
+        picture = await requests.read_image(image) if image is not None else None
+        end_picture = await requests.read_image(end_image) if end_image is not None else None
+        target, params = plan(picture, end_picture)
         params = await with_style(requests, interaction, params, style)
         return await requests.submit(
-            interaction, target, params, kind="command", picture=picture, intake=True
+            interaction,
+            target,
+            params,
+            kind="command",
+            picture=picture,
+            end_picture=end_picture,
+            intake=True,
         )
 
     await requests.answer(interaction, queue_picture(), recorded=recorded, eager=True)
