@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.exc import (
@@ -188,7 +188,7 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
     """The job's parameters: planned by the bot, or (a bare request) planned here for this worker's preset."""
     if "num_frames" in raw:
         return GenerationParams.from_dict(raw)
-    return plan(
+    planned = plan(
         pipeline_preset,
         raw.get("prompt", ""),
         negative_prompt=raw.get("negative_prompt") or "",
@@ -201,6 +201,7 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
         num_videos=raw.get("num_videos", 1),
         audio=raw.get("audio"),
     )
+    return replace(planned, enhance=bool(raw.get("enhance")))
 
 
 class Worker:
@@ -216,6 +217,7 @@ class Worker:
         models: list[str],
         load_inputs: Callable[[GenerationParams, dict[str, bytes]], dict[str, Any]] | None = None,
         safety: Any = None,
+        enhancer: Any = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -228,6 +230,8 @@ class Worker:
         #: Decodes a job's stored image / source clip (in a thread): ``(params, blobs) -> run() kwargs``.
         self.load_inputs = load_inputs or load_stored_inputs
         self.safety = safety
+        #: The ``generator.enhance.PromptEnhancer`` that rewrites prompts of jobs asking for it (None: off).
+        self.enhancer = enhancer
         self.monotonic = monotonic
         self.sleep = sleep
         self.queue = queue
@@ -338,6 +342,8 @@ class Worker:
         try:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
+            if params.enhance:
+                params = await self._enhance(c, params)
             batch = max(1, min(self.pipeline.preset.batch_cap, params.num_videos))
             run.progress = (0, params.num_inference_steps * -(-params.num_videos // batch))
             blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
@@ -518,6 +524,22 @@ class Worker:
             verdicts.append(verdict)
         return run_started, variations, made, encoded, verdicts
 
+    async def _enhance(self, c: Claim, params: GenerationParams) -> GenerationParams:
+        """The job's parameters with the prompt the enhancer wrote (stored with the job first), or as they
+        are when it could not (the note saying so is stored instead): in a thread, before rendering."""
+        from generator.enhance import enhance
+
+        result = await asyncio.to_thread(
+            enhance,
+            self.enhancer,
+            params.prompt,
+            family=self.pipeline.preset.family,
+            verb=params.verb,
+            job_id=c.job_id,
+        )
+        await db_retry(self.queue.record_enhancement, c, result.prompt, result.note)
+        return replace(params, prompt=result.prompt) if result.prompt else params
+
     async def _settle(self, c: Claim, fn: Any, *args: Any, **kwargs: Any) -> None:
         """Record a job's end state, surviving a database outage and a lost lease."""
         try:
@@ -658,6 +680,14 @@ async def serve(settings: Settings) -> int:
         log.error("cannot load the safety classifier: %s", exc)
         print(f"videobot: cannot load the safety classifier: {exc}", file=sys.stderr)
         return MODEL_LOAD_FAILED
+    from generator.enhance import load_enhancer
+
+    enhancer = load_enhancer(
+        settings.enhance_model,
+        data_dir=settings.data_dir,
+        device=pipeline.device,
+        video_model_is_tiny=tiny_family(pipeline.preset) is not None,
+    )
     frozen = freeze_loaded_objects()
     log.debug("%d objects loaded at start left out of garbage collection", frozen)
     db = Database(settings.db_url)
@@ -669,6 +699,7 @@ async def serve(settings: Settings) -> int:
         worker_id=settings.worker_id or default_worker_id(),
         models=served_models(settings, pipeline),
         safety=safety,
+        enhancer=enhancer,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -120,6 +120,31 @@ def check_image(settings: Settings) -> None:
         )
 
 
+def enhance_offered(settings: Settings) -> bool:
+    """Whether members may ask for prompt enhancement: ``VIDEOBOT_ENHANCE_MODEL`` is not off (the bot and
+    the workers read the same setting; the worker loads the model on the first job that asks)."""
+    return (settings.enhance_model or "").strip().lower() not in ("", "off")
+
+
+def check_enhance(settings: Settings, enhance: bool | None) -> None:
+    """``enhance:true`` without an enhancer is refused (rather than silently ignored)."""
+    if enhance and not enhance_offered(settings):
+        raise InvalidParameters(
+            msg(
+                "Prompt enhancement is not available on this server's videobot. "
+                "Leave the enhance option empty (or off) and describe the video in detail yourself."
+            )
+        )
+
+
+def with_server_enhance(settings: Settings, params: dict[str, Any], server_default: bool) -> dict[str, Any]:
+    """A request that did not say (``enhance`` None or absent) takes the server's default
+    (``/videoconfig enhance``), which counts only while an enhancer is configured."""
+    if params.get("enhance") is not None:
+        return params
+    return params | {"enhance": bool(server_default and enhance_offered(settings))}
+
+
 def build_params(
     target: QueueTarget,
     prompt: str,
@@ -131,8 +156,12 @@ def build_params(
     audio: bool | None = None,
     image: PreparedImage | None = None,
     num_videos: int = 1,
+    enhance: bool | None = None,
 ) -> dict[str, Any]:
     """Validate the request and return the job's parameters (JSON).
+
+    ``enhance``: rewrite the prompt with the worker's language model; None: the server's default,
+    decided at submit (``with_server_enhance``).
 
     ``num_videos`` (variations, 1 to ``MAX_VIDEOS``) videos with seeds ``seed``, ``seed + 1``, …
 
@@ -158,7 +187,7 @@ def build_params(
             ratios = tuple(target.preset.sizes) if target.preset is not None else ASPECT_RATIOS
             aspect_ratio = nearest_aspect(image.width, image.height, ratios)
     if target.preset is not None:
-        return plan(
+        planned = plan(
             target.preset,
             prompt,
             negative_prompt=negative_prompt or "",
@@ -170,6 +199,7 @@ def build_params(
             image=IMAGE_REF if image is not None else None,
             num_videos=num_videos,
         ).to_dict()
+        return planned | {"enhance": enhance}
     if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
         raise InvalidParameters(
             msg(
@@ -191,6 +221,7 @@ def build_params(
         "audio": audio,
         **({"verb": "image", "image": IMAGE_REF} if image is not None else {}),
         "num_videos": num_videos,
+        "enhance": enhance,
     }
 
 
@@ -247,6 +278,7 @@ def extend_params(target: QueueTarget, params: dict[str, Any], prompt: str) -> d
     ).to_dict()
     # The clip keeps its own size (whatever aspect ratio it was made in).
     planned["width"], planned["height"] = int(params["width"]), int(params["height"])
+    planned["enhance"] = bool(params.get("enhance"))
     return planned
 
 

@@ -696,6 +696,9 @@ class GenerationParams:
     source_video: str | None = None  # reference to the clip to extend (a file path for now)
     num_videos: int = 1  # variations, 1..MAX_VIDEOS
     audio: bool = False  # also make a soundtrack (presets with "audio")
+    #: Rewrite ``prompt`` with the worker's language model first (``generator.enhance``); ``prompt`` stays
+    #: the member's words, the rewrite is stored in ``jobs.enhanced_prompt``.
+    enhance: bool = False
 
     @property
     def duration_s(self) -> float:

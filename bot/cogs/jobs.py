@@ -38,8 +38,8 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
             where = t(locale, "running")
         else:
             where = t(locale, "#{position} in the queue", position=Number(position))
-        origin = texts.lineage_note(locale, job)
-        origin = " (" + origin + ")" if origin else ""
+        tags = [tag for tag in (texts.lineage_note(locale, job), texts.enhanced_tag(locale, job)) if tag]
+        origin = " (" + ", ".join(tags) + ")" if tags else ""
         lines.append(
             t(
                 locale,

@@ -86,6 +86,7 @@ class GenerateCog(commands.Cog):
         audio="Sound with the video (empty: on when the model makes sound)",
         image="A picture to start from (PNG, JPEG or WebP); the prompt then describes the motion",
         variations="How many takes, each with the next seed, posted together; each costs one video (1-4)",
+        enhance="Let a language model write your prompt out in detail first (empty: the server's default)",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -107,6 +108,7 @@ class GenerateCog(commands.Cog):
         audio: bool | None = None,
         image: discord.Attachment | None = None,
         variations: app_commands.Range[int, 1, MAX_VIDEOS] | None = None,
+        enhance: bool | None = None,
     ) -> None:
         await _video.video(
             self.requests,
@@ -120,6 +122,7 @@ class GenerateCog(commands.Cog):
             audio=audio,
             image=image,
             variations=variations,
+            enhance=enhance,
         )
 
     @video.autocomplete("model")

@@ -33,6 +33,7 @@ async def video(
     audio: bool | None,
     image: discord.Attachment | None,
     variations: int | None,
+    enhance: bool | None = None,
 ) -> None:
     """Check, queue and answer one ``/video`` (a refusal is raised for the error handler)."""
     settings = requests.bot.settings
@@ -40,6 +41,7 @@ async def video(
     def plan(picture: PreparedImage | None) -> tuple[planning.QueueTarget, dict[str, Any]]:
         target = planning.check_model(settings, model)
         planning.check_audio(settings, audio)
+        planning.check_enhance(settings, enhance)
         return target, planning.build_params(
             target,
             prompt,
@@ -50,6 +52,7 @@ async def video(
             audio=audio,
             image=picture,
             num_videos=variations or 1,
+            enhance=enhance,
         )
 
     if image is None:
@@ -71,6 +74,7 @@ async def video(
     async def queue_picture() -> Submitted:
         planning.check_model(settings, model)
         planning.check_audio(settings, audio)
+        planning.check_enhance(settings, enhance)
         planning.check_image(settings)  # before downloading anything
         await requests.check_before_download(interaction, prompt, verb="video", cost=variations or 1)
         recorded.set()
