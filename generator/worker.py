@@ -343,7 +343,7 @@ class Worker:
             params = params_for(self.pipeline.preset, c.params)
             self.pipeline.check_inputs(params)
             if params.enhance:
-                params = await self._enhance(c, params)
+                params = await self._enhance(run, params)
             batch = max(1, min(self.pipeline.preset.batch_cap, params.num_videos))
             run.progress = (0, params.num_inference_steps * -(-params.num_videos // batch))
             blobs = await db_retry(q.get_inputs, c.job_id) if params.verb != "text" else {}
@@ -524,11 +524,13 @@ class Worker:
             verdicts.append(verdict)
         return run_started, variations, made, encoded, verdicts
 
-    async def _enhance(self, c: Claim, params: GenerationParams) -> GenerationParams:
+    async def _enhance(self, run: _Running, params: GenerationParams) -> GenerationParams:
         """The job's parameters with the prompt the enhancer wrote (stored with the job first), or as they
-        are when it could not (the note saying so is stored instead): in a thread, before rendering."""
+        are when it could not (the note saying so is stored instead): in a thread, before rendering.
+        A cancel that arrived meanwhile (a first use may download the model) stops the job here."""
         from generator.enhance import enhance
 
+        c = run.claim
         result = await asyncio.to_thread(
             enhance,
             self.enhancer,
@@ -537,6 +539,8 @@ class Worker:
             verb=params.verb,
             job_id=c.job_id,
         )
+        if run.cancel.is_set():
+            raise JobCancelled()
         await db_retry(self.queue.record_enhancement, c, result.prompt, result.note)
         return replace(params, prompt=result.prompt) if result.prompt else params
 

@@ -186,3 +186,43 @@ def test_a_model_that_failed_to_load_is_not_tried_again_at_once(tmp_path: Path) 
     with pytest.raises(EnhanceError, match="tried again later"):
         enhancer.rewrite(PROMPT, family="wan")
     assert enh.RETRY_LOAD_SECONDS >= 60
+
+
+async def test_a_cancel_while_the_model_loads_stops_before_rendering(  # type: ignore[no-untyped-def]
+    qdb, tiny_pipeline, lm_dir, prompts_seen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first use may download the model for minutes: a /cancel meanwhile ends the job without a render."""
+    import asyncio
+    import threading
+
+    db, data = qdb
+    q = JobQueue(db, QueueConfig(lease_seconds=5))
+    job_id = await submit(q, enhance=True)
+    enhancer = PromptEnhancer("tiny", data_dir=lm_dir, device="cpu")
+    loading, release = threading.Event(), threading.Event()
+    real_load = enhancer.load
+
+    def slow_load() -> None:  # the real load, held back like a long download
+        loading.set()
+        release.wait(30)
+        real_load()
+
+    monkeypatch.setattr(enhancer, "load", slow_load)
+    worker = Worker(
+        settings_for(data, db.url), q, tiny_pipeline, worker_id="w1", models=["tiny"], enhancer=enhancer
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        assert await asyncio.to_thread(loading.wait, 30)
+        await q.cancel(job_id, user_id=1)
+        await asyncio.sleep(2.5)  # the worker's heartbeat (every second) sees the flag
+        release.set()
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await q.get(job_id)).status != "cancelled":  # type: ignore[union-attr]
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        release.set()
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+    assert prompts_seen == [] and await q.get_result(job_id) is None
