@@ -646,6 +646,19 @@ def load_safety_for(settings: Settings, pipeline: Any) -> Any:
     )
 
 
+def enhancer_for(settings: Settings, pipeline: Any) -> Any:
+    """The prompt enhancer for ``VIDEOBOT_ENHANCE_MODEL`` on the pipeline's run device (None when off);
+    nothing is loaded until a job asks for it."""
+    from generator.enhance import load_enhancer
+
+    return load_enhancer(
+        settings.enhance_model,
+        data_dir=settings.data_dir,
+        device=pipeline.device,
+        video_model_is_tiny=tiny_family(pipeline.preset) is not None,
+    )
+
+
 def freeze_loaded_objects() -> int:
     """Move every object alive now (the loaded model and libraries) out of the garbage collector's
     sight (``gc.freeze``); returns how many. A full collection walks every tracked object while it
@@ -684,14 +697,7 @@ async def serve(settings: Settings) -> int:
         log.error("cannot load the safety classifier: %s", exc)
         print(f"videobot: cannot load the safety classifier: {exc}", file=sys.stderr)
         return MODEL_LOAD_FAILED
-    from generator.enhance import load_enhancer
-
-    enhancer = load_enhancer(
-        settings.enhance_model,
-        data_dir=settings.data_dir,
-        device=pipeline.device,
-        video_model_is_tiny=tiny_family(pipeline.preset) is not None,
-    )
+    enhancer = enhancer_for(settings, pipeline)
     frozen = freeze_loaded_objects()
     log.debug("%d objects loaded at start left out of garbage collection", frozen)
     db = Database(settings.db_url)
