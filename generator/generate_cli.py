@@ -84,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
         help="image safety classifier that scores the picture and every video, as VIDEOBOT_SAFETY_MODEL: "
         "auto, a Hugging Face repo id, a local folder, tiny-safe, tiny-unsafe or off (default: auto)",
     )
+    p.add_argument(
+        "--enhance",
+        action="store_true",
+        help="let a small language model write the prompt out in detail first (as /video enhance:True); "
+        "the enhanced prompt is printed",
+    )
+    p.add_argument(
+        "--enhance-model",
+        default="auto",
+        help="the language model for --enhance, as VIDEOBOT_ENHANCE_MODEL: auto (Qwen/Qwen2.5-1.5B-Instruct; "
+        "tiny beside the tiny video model), a Hugging Face repo id, a local folder or tiny (default: auto)",
+    )
     return p
 
 
@@ -174,6 +186,27 @@ def _describe(path: Path, result: EncodeResult, seed: int) -> str:
     )
 
 
+def _enhanced(args: argparse.Namespace, pipeline: Any, params: Any) -> Any:
+    """``params`` with the prompt the language model wrote (printed), or as they are with the reason."""
+    import dataclasses
+
+    from generator.enhance import enhance, load_enhancer
+    from videobot.presets import tiny_family
+
+    enhancer = load_enhancer(
+        args.enhance_model,
+        data_dir=args.data_dir,
+        device=pipeline.device,
+        video_model_is_tiny=tiny_family(pipeline.preset) is not None,
+    )
+    result = enhance(enhancer, params.prompt, family=pipeline.preset.family, verb=params.verb, job_id=0)
+    if result.prompt is None:
+        print(str(result.note), file=sys.stderr)
+        return params
+    print(f"Enhanced prompt: {result.prompt}", file=sys.stderr)
+    return dataclasses.replace(params, prompt=result.prompt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the process exit code (2 for a user-facing error)."""
     parser = _parser()
@@ -236,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             device=pipeline.device,
             video_model_is_tiny=tiny_family(pipeline.preset) is not None,
         )
+        if args.enhance:
+            params = _enhanced(args, pipeline, params)
         for key in ("image", "end_image"):
             if safety is None or inputs.get(key) is None:
                 continue

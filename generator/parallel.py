@@ -357,6 +357,7 @@ async def _lead(settings: Settings, *, port: int, collective_timeout_s: float) -
         Worker,
         db_retry,
         default_worker_id,
+        enhancer_for,
         load_pipeline,
         load_safety_for,
         served_models,
@@ -420,6 +421,7 @@ async def _lead(settings: Settings, *, port: int, collective_timeout_s: float) -
     worker = Worker(
         settings, queue, pipeline, worker_id=settings.worker_id or default_worker_id(),
         models=served_models(settings, local), safety=safety,
+        enhancer=enhancer_for(settings, local),  # on rank 0 alone, like the safety check
     )  # fmt: skip
     pipeline.job_id = lambda: worker.current.claim.job_id if worker.current else None
     for sig in (signal.SIGTERM, signal.SIGINT):

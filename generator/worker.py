@@ -25,7 +25,6 @@ queue (the attempt does not count), then exit 0.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import logging
 import os
@@ -36,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.exc import (
@@ -207,7 +206,7 @@ def params_for(pipeline_preset: Any, raw: dict[str, Any]) -> GenerationParams:
     )
     # A server style travels with the bare request as it does with planned parameters.
     style = {k: raw[k] for k in STYLE_KEYS if raw.get(k) is not None}
-    return dataclasses.replace(planned, **style) if style else planned
+    return replace(planned, enhance=bool(raw.get("enhance")), **style)
 
 
 class Worker:
@@ -223,6 +222,7 @@ class Worker:
         models: list[str],
         load_inputs: Callable[[GenerationParams, dict[str, bytes]], dict[str, Any]] | None = None,
         safety: Any = None,
+        enhancer: Any = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -235,6 +235,8 @@ class Worker:
         #: Decodes a job's stored image / source clip (in a thread): ``(params, blobs) -> run() kwargs``.
         self.load_inputs = load_inputs or load_stored_inputs
         self.safety = safety
+        #: The ``generator.enhance.PromptEnhancer`` that rewrites prompts of jobs asking for it (None: off).
+        self.enhancer = enhancer
         self.monotonic = monotonic
         self.sleep = sleep
         self.queue = queue
@@ -361,6 +363,8 @@ class Worker:
                     params.style_scale,
                     "yes" if params.style_source in self.loaded_styles() else "not yet",
                 )
+            if params.enhance:
+                params = await self._enhance(run, params)
             from generator.pipeline import total_steps
 
             run.progress = (0, total_steps(self.pipeline.preset, params))
@@ -552,6 +556,26 @@ class Worker:
             verdicts.append(verdict)
         return run_started, variations, made, encoded, verdicts
 
+    async def _enhance(self, run: _Running, params: GenerationParams) -> GenerationParams:
+        """The job's parameters with the prompt the enhancer wrote (stored with the job first), or as they
+        are when it could not (the note saying so is stored instead): in a thread, before rendering.
+        A cancel that arrived meanwhile (a first use may download the model) stops the job here."""
+        from generator.enhance import enhance
+
+        c = run.claim
+        result = await asyncio.to_thread(
+            enhance,
+            self.enhancer,
+            params.prompt,
+            family=self.pipeline.preset.family,
+            verb=params.verb,
+            job_id=c.job_id,
+        )
+        if run.cancel.is_set():
+            raise JobCancelled()
+        await db_retry(self.queue.record_enhancement, c, result.prompt, result.note)
+        return replace(params, prompt=result.prompt) if result.prompt else params
+
     async def _settle(self, c: Claim, fn: Any, *args: Any, **kwargs: Any) -> None:
         """Record a job's end state, surviving a database outage and a lost lease."""
         try:
@@ -656,6 +680,19 @@ def load_safety_for(settings: Settings, pipeline: Any) -> Any:
     )
 
 
+def enhancer_for(settings: Settings, pipeline: Any) -> Any:
+    """The prompt enhancer for ``VIDEOBOT_ENHANCE_MODEL`` on the pipeline's run device (None when off);
+    nothing is loaded until a job asks for it."""
+    from generator.enhance import load_enhancer
+
+    return load_enhancer(
+        settings.enhance_model,
+        data_dir=settings.data_dir,
+        device=pipeline.device,
+        video_model_is_tiny=tiny_family(pipeline.preset) is not None,
+    )
+
+
 def freeze_loaded_objects() -> int:
     """Move every object alive now (the loaded model and libraries) out of the garbage collector's
     sight (``gc.freeze``); returns how many. A full collection walks every tracked object while it
@@ -694,6 +731,7 @@ async def serve(settings: Settings) -> int:
         log.error("cannot load the safety classifier: %s", exc)
         print(f"videobot: cannot load the safety classifier: {exc}", file=sys.stderr)
         return MODEL_LOAD_FAILED
+    enhancer = enhancer_for(settings, pipeline)
     frozen = freeze_loaded_objects()
     log.debug("%d objects loaded at start left out of garbage collection", frozen)
     db = Database(settings.db_url)
@@ -705,6 +743,7 @@ async def serve(settings: Settings) -> int:
         worker_id=settings.worker_id or default_worker_id(),
         models=served_models(settings, pipeline),
         safety=safety,
+        enhancer=enhancer,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -91,6 +91,8 @@ class GuildSettingsView:
     charge_held: bool = False
     #: Where held results wait for a moderator; None: held results are rejected.
     review_channel_id: int | None = None
+    #: Enhance members' prompts unless they say otherwise (``/video enhance:``).
+    enhance: bool = False
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -110,6 +112,7 @@ def _view(guild_id: int, row: Any) -> GuildSettingsView:
         safety_everywhere=bool(row.safety_everywhere),
         charge_held=bool(row.charge_held),
         review_channel_id=row.review_channel_id,
+        enhance=bool(row.enhance),
     )
 
 
@@ -540,6 +543,22 @@ async def set_review_channel(
         {"old": old, "new": channel_id},
         reason,
     )
+
+
+async def set_enhance(
+    session: AsyncSession,
+    guild_id: int,
+    enhance: bool,
+    *,
+    actor_id: int,
+    reason: str | None = None,
+) -> None:
+    """Set whether members' prompts are enhanced by default (a member's ``/video enhance:`` wins)."""
+    row = await config_for_update(session, guild_id)
+    old = bool(row.enhance)
+    row.enhance = enhance
+    _touch(row)
+    await audit(session, guild_id, actor_id, "config.enhance", None, {"old": old, "new": enhance}, reason)
 
 
 async def remember_upload_limit(session: AsyncSession, guild_id: int, limit_bytes: int) -> None:

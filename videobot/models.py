@@ -96,6 +96,12 @@ class Job(Base):
     channel_nsfw: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     #: The moderator who approved a held result (it is then posted without another check).
     safety_approved_by: Mapped[int | None] = mapped_column(BigInteger)
+    #: The prompt the video was made from when the member asked for enhancement (``params.prompt``
+    #: stays their own words), written by the worker before it renders (``generator.enhance``).
+    enhanced_prompt: Mapped[str | None] = mapped_column(Text)
+    #: Why an asked-for enhancement was not used (English catalog text; the job then ran with the
+    #: member's prompt as written).
+    enhance_note: Mapped[str | None] = mapped_column(Text)
     notified_at: Mapped[float | None] = mapped_column(Float)
     generation_seconds: Mapped[float | None] = mapped_column(Float)
     #: Mean seconds per denoising step and peak GPU memory of the run that produced the result.
@@ -218,6 +224,9 @@ class GuildConfig(Base):
     charge_held: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     #: Where held results wait for a moderator's decision; None: held results are rejected.
     review_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: Rewrite members' prompts with the worker's language model unless they say otherwise
+    #: (``/videoconfig enhance``; ``/video enhance:`` overrides it).
+    enhance: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     updated_at: Mapped[float] = mapped_column(Float)
 
 

@@ -142,11 +142,36 @@ def check_style(settings: Settings, style: str | None) -> None:
         )
 
 
+def enhance_offered(settings: Settings) -> bool:
+    """Whether members may ask for prompt enhancement: ``VIDEOBOT_ENHANCE_MODEL`` is not off (the bot and
+    the workers read the same setting; the worker loads the model on the first job that asks)."""
+    return (settings.enhance_model or "").strip().lower() not in ("", "off")
+
+
+def check_enhance(settings: Settings, enhance: bool | None) -> None:
+    """``enhance:true`` without an enhancer is refused (rather than silently ignored)."""
+    if enhance and not enhance_offered(settings):
+        raise InvalidParameters(
+            msg(
+                "Prompt enhancement is not available on this server's videobot. "
+                "Leave the enhance option empty (or off) and describe the video in detail yourself."
+            )
+        )
+
+
 def check_end(settings: Settings, *, end_image: bool, loop: bool | None) -> None:
     """An end picture or a loop asked of a model that cannot condition at the last frame is refused
     (before anything is downloaded), and so is both at once; the reason names the model and what it offers."""
     name = queue_target(settings).name.replace("`", "'")[:100]
     check_keyframes(name, offered_verbs(settings), end_image=end_image, loop=bool(loop))
+
+
+def with_server_enhance(settings: Settings, params: dict[str, Any], server_default: bool) -> dict[str, Any]:
+    """A request that did not say (``enhance`` None or absent) takes the server's default
+    (``/videoconfig enhance``), which counts only while an enhancer is configured."""
+    if params.get("enhance") is not None:
+        return params
+    return params | {"enhance": bool(server_default and enhance_offered(settings))}
 
 
 def build_params(
@@ -162,8 +187,12 @@ def build_params(
     num_videos: int = 1,
     end_image: PreparedImage | None = None,
     loop: bool | None = None,
+    enhance: bool | None = None,
 ) -> dict[str, Any]:
     """Validate the request and return the job's parameters (JSON).
+
+    ``enhance``: rewrite the prompt with the worker's language model; None: the server's default,
+    decided at submit (``with_server_enhance``).
 
     ``num_videos`` (variations, 1 to ``MAX_VIDEOS``) videos with seeds ``seed``, ``seed + 1``, …
 
@@ -195,7 +224,7 @@ def build_params(
         ratios = tuple(target.preset.sizes) if target.preset is not None else ASPECT_RATIOS
         aspect_ratio = nearest_aspect(picture.width, picture.height, ratios)
     if target.preset is not None:
-        return plan(
+        planned = plan(
             target.preset,
             prompt,
             negative_prompt=negative_prompt or "",
@@ -209,6 +238,7 @@ def build_params(
             end_image=END_IMAGE_REF if end_image is not None else None,
             loop=bool(loop),
         ).to_dict()
+        return planned | {"enhance": enhance}
     if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
         raise InvalidParameters(
             msg(
@@ -232,6 +262,7 @@ def build_params(
         "num_videos": num_videos,
         **({"end_image": END_IMAGE_REF} if end_image is not None else {}),
         **({"loop": True} if loop else {}),
+        "enhance": enhance,
     }
 
 
@@ -290,6 +321,7 @@ def extend_params(target: QueueTarget, params: dict[str, Any], prompt: str) -> d
     ).to_dict()
     # The clip keeps its own size (whatever aspect ratio it was made in).
     planned["width"], planned["height"] = int(params["width"]), int(params["height"])
+    planned["enhance"] = bool(params.get("enhance"))
     return planned | _style_of(params)
 
 

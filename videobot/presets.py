@@ -784,6 +784,9 @@ class GenerationParams:
     style_trigger: str | None = None
     end_image: str | None = None  # reference to the last-frame picture (presets with "keyframes")
     loop: bool = False  # end where it starts: the first frame again at the end (presets with "loop")
+    #: Rewrite ``prompt`` with the worker's language model first (``generator.enhance``); ``prompt`` stays
+    #: the member's words, the rewrite is stored in ``jobs.enhanced_prompt``.
+    enhance: bool = False
 
     @property
     def duration_s(self) -> float:

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     #: beside a built-in tiny video model), a Hugging Face repo id, a local folder, tiny-safe,
     #: tiny-unsafe, or off (no check: the worker warns at start).
     safety_model: str = Field(default="auto", min_length=1, alias="VIDEOBOT_SAFETY_MODEL")
+    #: The small instruction-tuned language model that rewrites prompts when a member asks for it
+    #: (``/video enhance:``, ``/videoconfig enhance``): auto (Qwen2.5-1.5B-Instruct; a tiny built-in model
+    #: beside a tiny video model), a Hugging Face repo id, a local folder, tiny, or off / empty (no
+    #: enhancing: the bot refuses ``enhance:true``). Read by the bot and the workers alike. Loaded on
+    #: the worker by the first job that asks, never at start.
+    enhance_model: str = Field(default="auto", alias="VIDEOBOT_ENHANCE_MODEL")
 
     # --- Quotas ------------------------------------------------------------------------------
     default_quota: int = Field(default=5, ge=0, alias="VIDEOBOT_DEFAULT_QUOTA")

@@ -13,8 +13,8 @@ from bot.checks import CONFIG_REFUSAL, ack, moderator_only
 from bot.cogs.quota import Limit, Reason, reason_line
 from bot.i18n import channel_mention, member_locale, role_mention
 from videobot import guilds, i18n, planning, quota, styles
-from videobot.guilds import MAX_PATTERN_CHARS
-from videobot.i18n import N_, Number, format_number, t, tn
+from videobot.guilds import MAX_PATTERN_CHARS, InvalidConfig
+from videobot.i18n import N_, Number, format_number, msg, t, tn
 from videobot.safety import DEFAULT_LEVEL, SafetyLevel
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,14 @@ def format_config(
         lines.append(t(locale, "Review channel: {channel}", channel=channel_mention(view.review_channel_id)))
     else:
         lines.append(t(locale, "Review channel: none (held results are rejected)"))
+    if view.enhance:
+        lines.append(
+            t(locale, "Prompt enhancement: on (members can turn it off with the enhance option of /video)")
+        )
+    else:
+        lines.append(
+            t(locale, "Prompt enhancement: off (members can turn it on with the enhance option of /video)")
+        )
     lines.append(tn(locale, "Blocklist: {n} entry", "Blocklist: {n} entries", len(view.blocklist)))
     text = "\n".join(lines)
     for i, entry in enumerate(view.blocklist):
@@ -514,6 +522,49 @@ class ConfigCog(commands.Cog):
             text += " " + t(locale, "A held result keeps its credit.")
         else:
             text += " " + t(locale, "A held result is refunded.")
+        await self._reply(interaction, text, reason)
+
+    @videoconfig.command(
+        name="enhance",
+        description="Whether a language model writes members' prompts out in detail by default",
+    )
+    @app_commands.describe(
+        enabled="On: prompts are enhanced unless a member turns the enhance option of /video off",
+        reason="Why (kept in the audit log)",
+    )
+    @moderator_only(CONFIG_REFUSAL)
+    async def enhance(
+        self, interaction: discord.Interaction, enabled: bool, reason: Reason | None = None
+    ) -> None:
+        await ack(interaction)
+        assert interaction.guild_id is not None
+        if enabled and not planning.enhance_offered(self.app.settings):
+            raise InvalidConfig(
+                msg(
+                    "Prompt enhancement is not available: this videobot has no language model for it "
+                    "(its owner turned VIDEOBOT_ENHANCE_MODEL off)."
+                )
+            )
+        async with self.app.db.transaction() as s:
+            await guilds.set_enhance(
+                s, interaction.guild_id, enabled, actor_id=interaction.user.id, reason=reason
+            )
+        log.info(
+            "guild %s prompt enhancement -> %s by %s", interaction.guild_id, enabled, interaction.user.id
+        )
+        locale = member_locale(interaction)
+        if enabled:
+            text = t(
+                locale,
+                "Prompts are now enhanced by a language model before the video is made, and the result "
+                "shows the enhanced prompt. Members can still choose with the enhance option of /video.",
+            )
+        else:
+            text = t(
+                locale,
+                "Prompts are now used as written. Members can still ask for enhancement with the enhance "
+                "option of /video.",
+            )
         await self._reply(interaction, text, reason)
 
     @videoconfig.command(name="review-channel", description="Where moderators review held results")

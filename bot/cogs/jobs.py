@@ -38,8 +38,16 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
             where = t(locale, "running")
         else:
             where = t(locale, "#{position} in the queue", position=Number(position))
-        origin = "; ".join(x for x in (texts.lineage_note(locale, job), texts.style_note(locale, job)) if x)
-        origin = " (" + origin + ")" if origin else ""
+        tags = [
+            tag
+            for tag in (
+                texts.lineage_note(locale, job),
+                texts.style_note(locale, job),
+                texts.enhanced_tag(locale, job),
+            )
+            if tag
+        ]
+        origin = " (" + "; ".join(tags) + ")" if tags else ""
         lines.append(
             t(
                 locale,

@@ -17,7 +17,7 @@ import discord
 
 from bot.i18n import user_mention
 from videobot import jobs
-from videobot.i18n import N_, Number, Text, format_duration, render, t, tn
+from videobot.i18n import N_, Number, Text, format_duration, recognize, render, t, tn
 from videobot.jobs.records import job_error
 from videobot.models import Job
 from videobot.presets import MAX_VIDEOS
@@ -537,9 +537,45 @@ def result_content(
         head += f"\n⚠️ {escape(render(locale, job_error(job)))}"
     footer = result_footer(locale, job, results)
     budget = MAX_CONTENT - len(head) - len(footer) - 4 - 10
-    body = quote(truncate(escape(prompt_of(job)), budget))
+    enhanced = enhance_line(locale, job, budget)
+    if enhanced:
+        # The member's prompt keeps at least half the room; the enhanced one gets the rest.
+        mine = quote(truncate(escape(prompt_of(job)), max(budget // 2, budget - len(enhanced) - 1)))
+        body = mine + "\n" + enhance_line(locale, job, budget - len(mine) - 1)
+    else:
+        body = quote(truncate(escape(prompt_of(job)), budget))
     content = f"{head}\n{body}\n{footer}"
     return content[:MAX_CONTENT]
+
+
+#: An enhanced prompt up to this long is shown as it is; a longer one is collapsed in a spoiler (Discord
+#: has no collapsible text in a message: a spoiler stays a short dark bar until it is clicked).
+ENHANCED_INLINE_CHARS = 200
+ENHANCED_LABEL = N_("✨ Enhanced prompt:")
+ENHANCED_LONG_LABEL = N_("✨ Enhanced prompt (click to show):")
+
+
+def enhance_line(locale: str, job: Job, limit: int) -> str:
+    """The line under the member's prompt on a result: the prompt the video was really made from (escaped,
+    within ``limit`` characters, in a spoiler when long), or why it could not be enhanced; "" when the
+    job did not ask."""
+    enhanced = str(getattr(job, "enhanced_prompt", None) or "")
+    if enhanced:
+        text = escape(enhanced)
+        if len(text) <= ENHANCED_INLINE_CHARS:
+            label = t(locale, ENHANCED_LABEL)
+            return f"-# {label} {truncate(text, max(limit - len(label) - 4, 1))}"
+        label = t(locale, ENHANCED_LONG_LABEL)
+        return f"-# {label} ||{truncate(text, max(limit - len(label) - 8, 1))}||"
+    note = getattr(job, "enhance_note", None)
+    if note:
+        return truncate(f"ℹ️ {escape(render(locale, recognize(str(note))))}", limit)
+    return ""
+
+
+def enhanced_tag(locale: str, job: Job) -> str:
+    """ "prompt enhanced" for a job that asks for it (``/queue``), else ""."""
+    return t(locale, "prompt enhanced") if (job.params or {}).get("enhance") else ""
 
 
 def escape_model(name: str) -> str:

@@ -141,3 +141,27 @@ def test_image_starts_the_video_in_the_pictures_ratio_and_hostile_files_are_refu
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
         assert not target.exists()
+
+
+def test_enhance_prints_the_prompt_the_video_was_made_from(
+    tiny_data_dir: Path, tiny_model_dir: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "out.mp4"
+    argv = [
+        "a cat surfing",
+        "-o",
+        str(out),
+        "--model",
+        "tiny",
+        "--seed",
+        "7",
+        "--data-dir",
+        str(tiny_data_dir),
+    ]
+    assert main([*argv, "--enhance", "--enhance-model", "tiny"]) == 0
+    err = capsys.readouterr().err
+    enhanced = next(line for line in err.splitlines() if line.startswith("Enhanced prompt: "))
+    assert len(enhanced.split()) > 5 and out.exists()
+    # A model that cannot be loaded: the video is still made, from the prompt as written, and it says so.
+    assert main([*argv, "--enhance", "--enhance-model", str(tmp_path / "missing")]) == 0
+    assert "Prompt enhancement failed, so your prompt was used as written." in capsys.readouterr().err

@@ -92,6 +92,7 @@ async def test_commands_are_registered_with_the_documented_names(h: BotHarness) 
         "language",
         "safety",
         "review-channel",
+        "enhance",
     }
 
 

@@ -157,6 +157,17 @@ class Claiming(Changes):
                 )
             )
 
+    async def record_enhancement(self, c: Claim, enhanced_prompt: str | None, note: str | None) -> None:
+        """Store the prompt the worker's language model wrote for the running job, or (``note``) why
+        the member's prompt was used as written (fenced by the lease; the bot reads both with the
+        result). Raises ``LeaseLost`` if the job is no longer ours."""
+        async with self.db.transaction() as s:
+            res = await s.execute(
+                update_jobs(*self._fence(c), touch=False, enhanced_prompt=enhanced_prompt, enhance_note=note)
+            )
+            if res.rowcount != 1:
+                raise LeaseLost(f"job {c.job_id}: enhanced prompt not stored, lease lost")
+
     async def release(self, c: Claim) -> bool:
         """Give a running job back to the queue (graceful shutdown); the attempt does not count.
 

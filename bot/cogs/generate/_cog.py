@@ -95,6 +95,7 @@ class GenerateCog(commands.Cog):
         style="One of this server's styles (a look its moderators added)",
         end_image="A picture the video ends on (PNG, JPEG or WebP); with image: from one to the other",
         loop="End where it starts, so the video plays seamlessly on repeat",
+        enhance="Let a language model write your prompt out in detail first (empty: the server's default)",
     )
     @app_commands.choices(
         aspect_ratio=[
@@ -119,6 +120,7 @@ class GenerateCog(commands.Cog):
         style: app_commands.Range[str, 1, 32] | None = None,
         end_image: discord.Attachment | None = None,
         loop: bool | None = None,
+        enhance: bool | None = None,
     ) -> None:
         # Options this server's model does not offer are not registered (``__init__``), but a client that
         # still shows an older /video may send them: read them anyway, so they are refused, not ignored.
@@ -143,6 +145,7 @@ class GenerateCog(commands.Cog):
             style=style,
             end_image=end_image,
             loop=loop,
+            enhance=enhance,
         )
 
     @video.autocomplete("style")

@@ -96,8 +96,9 @@ class Requests:
 
     async def check_guild(
         self, guild_id: int, channel_id: int, prompt: str, channel: object, upload_limit: int
-    ) -> None:
-        """Channel and blocklist rules (raises the refusal), and remember the guild's upload limit."""
+    ) -> guilds.GuildSettingsView:
+        """Channel and blocklist rules (raises the refusal), and remember the guild's upload limit;
+        returns the guild's settings."""
         async with self.bot.db.sessionmaker() as s:
             view = await guilds.get_config(s, guild_id)
         parent_id = getattr(channel, "parent_id", None)
@@ -119,6 +120,7 @@ class Requests:
             except BaseException:
                 self._remembered_limits.pop(guild_id, None)
                 raise
+        return view
 
     async def answer(
         self,
@@ -289,7 +291,9 @@ class Requests:
         assert interaction.guild_id is not None and interaction.channel_id is not None
         guild_id, channel_id = interaction.guild_id, interaction.channel_id
         limit = int(interaction.filesize_limit)
-        await self.check_guild(guild_id, channel_id, params["prompt"], interaction.channel, limit)
+        view = await self.check_guild(guild_id, channel_id, params["prompt"], interaction.channel, limit)
+        # A request that did not say whether to enhance its prompt takes the server's default.
+        params = planning.with_server_enhance(self.bot.settings, params, view.enhance)
         submitted = await self.bot.submitter.submit(
             SubmitRequest(
                 idempotency_key=f"interaction:{interaction.id}",

@@ -38,6 +38,7 @@ async def video(
     style: str | None = None,
     end_image: discord.Attachment | None = None,
     loop: bool | None = None,
+    enhance: bool | None = None,
 ) -> None:
     """Check, queue and answer one ``/video`` (a refusal is raised for the error handler)."""
     settings = requests.bot.settings
@@ -49,6 +50,7 @@ async def video(
         planning.check_audio(settings, audio)
         planning.check_style(settings, style)
         planning.check_end(settings, end_image=end_image is not None, loop=loop)
+        planning.check_enhance(settings, enhance)
         return target, planning.build_params(
             target,
             prompt,
@@ -61,6 +63,7 @@ async def video(
             num_videos=variations or 1,
             end_image=end_picture,
             loop=loop,
+            enhance=enhance,
         )
 
     if image is None and end_image is None:
@@ -83,6 +86,7 @@ async def video(
     async def queue_picture() -> Submitted:
         planning.check_model(settings, model)
         planning.check_audio(settings, audio)
+        planning.check_enhance(settings, enhance)
         if image is not None:
             planning.check_image(settings)  # before downloading anything
         planning.check_end(settings, end_image=end_image is not None, loop=loop)
