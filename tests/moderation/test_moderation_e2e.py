@@ -93,6 +93,7 @@ async def test_commands_are_registered_with_the_documented_names(h: BotHarness) 
         "safety",
         "review-channel",
         "enhance",
+        "style",
     }
 
 
