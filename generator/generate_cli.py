@@ -213,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.extend and (args.end_image or args.loop):
         parser.error("--extend continues a clip: it cannot be combined with --end-image or --loop")
+    if args.hd and (args.end_image or args.loop):
+        parser.error("--hd makes videos from text or a single picture: not with --end-image or --loop")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 

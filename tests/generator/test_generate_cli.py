@@ -57,6 +57,10 @@ def test_hd_writes_the_same_request_at_twice_the_size(tiny_data_dir: Path, tmp_p
     assert "one video at twice" in capsys.readouterr().err
     assert main([*argv, "--hd", "--model", "tiny-wan"]) == 2
     assert "cannot make HD videos" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # refused before anything loads
+        main([*argv, "--hd", "--loop"])
+    assert refused.value.code == 2
+    assert "not with --end-image or --loop" in capsys.readouterr().err
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
