@@ -9,7 +9,8 @@ fake Discord.
 - style + enhance + HD: the HD reply says "HD of job #N", names the style, shows the source's enhanced
   prompt, decodes at twice the size and is charged ``VIDEOBOT_HD_COST`` once.
 - (worker level) the prompt the diffusers pipeline gets for style + enhance is the trigger words then
-  the enhanced prompt, and the HD of that job renders the very same prompt.
+  the enhanced prompt; the HD of that job renders the very same prompt without asking a language model
+  again; a loop's two passes both get it.
 """
 
 from __future__ import annotations
@@ -133,6 +134,31 @@ async def test_style_enhance_and_loop_together_in_queue_result_rerun_and_remix(h
     assert await charges(h, rerun.id) == [("charge", -1)]
     assert await h.balance_used(h.other_id) == other_used + 1
 
+    # 🔁 on the result: the same, charged to whoever reacted, once.
+    used = await h.balance_used(h.member_id)
+    await h.react(h.member_id, int(post["id"]), "🔁")
+    reacted = await h.wait_for(
+        lambda: next(
+            (
+                m
+                for m in h.messages()
+                if m["attachments"]
+                and (m.get("message_reference") or {}).get("message_id") == post["id"]
+                and m["id"] != reply["id"]
+            ),
+            None,
+        ),
+        120,
+        "the rerun from 🔁",
+    )
+    [again] = [j for j in await h.jobs(h.member_id) if j.parent_job_id == job_id and j.kind == "rerun"]
+    assert reacted["attachments"][0]["filename"] == f"videobot-{again.id}.mp4"
+    for key in ("style_source", "style_trigger", "loop", "enhance", "prompt"):
+        assert again.params[key] == job.params[key], key
+    assert_shows_everything(reacted["content"], prompt, job.enhanced_prompt)
+    assert await charges(h, again.id) == [("charge", -1)]
+    assert await h.balance_used(h.member_id) == used + 1
+
     # Remix: the form holds the member's words (not the enhanced prompt); the options stay.
     opened = await open_form(h, h.member_id, post, "remix")
     assert form_inputs(opened.modal or {})["prompt"]["value"] == prompt
@@ -245,5 +271,13 @@ async def test_the_pipeline_gets_the_trigger_words_and_the_enhanced_prompt_and_h
         hd = await q.get(hd_id)
         assert hd is not None and hd.enhanced_prompt == expected and hd.enhance_note is None
         assert seen and set(seen) == {f"inkwash, {expected}"}, seen
+
+        # A loop in the style with the enhanced prompt: both of its passes (its first frame, then the
+        # video that ends on it) get the same words.
+        seen.clear()
+        loop_id = await submit(q, enhance=True, loop=True, **style)
+        worker = Worker(settings_for(data, url), q, vp, worker_id="w3", models=["tiny"], enhancer=enhancer)
+        assert await run_until(worker, q, loop_id, {"succeeded", "failed"}) == "succeeded"
+        assert seen == [f"inkwash, {expected}"] * 2, seen
     finally:
         await db.dispose()
