@@ -54,6 +54,17 @@ def everything(**kw: object) -> SimpleNamespace:
 RESULTS = [SimpleNamespace(duration_s=10.0, variant=v) for v in (0, 1, 3)]
 
 
+@pytest.mark.parametrize("kind", ["command", "rerun", "remix", "extend", "animate", "hd"])
+@pytest.mark.parametrize("locale", LANGUAGES)
+def test_every_kind_of_result_with_every_option_fits(locale: str, kind: str) -> None:
+    job = everything(kind=kind)
+    content = texts.result_content(locale, job, RESULTS, extension=3 if kind == "extend" else 0)
+    assert len(content) <= texts.MAX_CONTENT, len(content)
+    footer = content.split("\n")[-1]
+    assert footer.endswith(t(locale, "react {emoji} for another take", emoji="🔁")), footer
+    assert content.count("||") == 2 and content.count(STYLE) == 1
+
+
 @pytest.mark.parametrize("locale", LANGUAGES)
 def test_a_result_with_every_option_fits_and_says_each_once(locale: str) -> None:
     job = everything()
