@@ -194,8 +194,10 @@ async def test_hd_of_a_styled_enhanced_video_keeps_both_at_twice_the_size(h: Bot
     assert hd.enhanced_prompt == source.enhanced_prompt  # the same words as the video it enlarges
     content = reply["content"]
     assert f"HD of job #{job_id}" in content and "style `ink`" in content, content
-    assert_shows_enhanced = "✨ Enhanced prompt" in content
-    assert assert_shows_enhanced and f"> {prompt}" in content and len(content) <= 2000, content
+    assert f"> {prompt}" in content and "✨ Enhanced prompt" in content and len(content) <= 2000, content
+    assert "inkwash" not in content
+    # An HD video offers no HD of itself; the others stay.
+    assert [b["label"] for b in h.fd.buttons(reply)] == ["Rerun", "Remix", "Extend", "Delete"]
     small = frames_of(h.fd.attachment_bytes(post["attachments"][0]))
     large = frames_of(h.fd.attachment_bytes(reply["attachments"][0]))
     assert large.shape == (small.shape[0], 2 * small.shape[1], 2 * small.shape[2], 3)
