@@ -563,6 +563,12 @@ class Worker:
         from generator.enhance import enhance
 
         c = run.claim
+        if params.enhanced_prompt:  # an HD job: its source's words, as they were
+            log.info(
+                "job %s: the enhanced prompt of its source (%d chars)", c.job_id, len(params.enhanced_prompt)
+            )
+            await db_retry(self.queue.record_enhancement, c, params.enhanced_prompt, None)
+            return replace(params, prompt=params.enhanced_prompt)
         result = await asyncio.to_thread(
             enhance,
             self.enhancer,

@@ -290,6 +290,7 @@ def remix_params(params: dict[str, Any], prompt: str, negative_prompt: str) -> d
     """The same options (size, length, sound, input image) with the edited text and a new seed."""
     new = rerun_params(params)
     new["prompt"] = clean_prompt(prompt)
+    new.pop("enhanced_prompt", None)  # new words: the language model writes them again (an HD's source's)
     new["negative_prompt"] = clean_prompt(negative_prompt or "", what="negative prompt", allow_empty=True)
     return new
 
@@ -309,6 +310,7 @@ def extend_params(target: QueueTarget, params: dict[str, Any], prompt: str) -> d
             "num_videos": 1,
             "end_image": None,  # an extension continues the clip: it neither ends on a picture nor loops
             "loop": False,
+            "enhanced_prompt": None,  # its own words are enhanced anew
         }
     planned = plan(
         target.preset,
@@ -332,13 +334,21 @@ def _style_of(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in JOB_KEYS if k in params}
 
 
-def hd_params(params: dict[str, Any]) -> dict[str, Any]:
+def hd_params(params: dict[str, Any], enhanced_prompt: str | None = None) -> dict[str, Any]:
     """The HD version of the video made with ``params``: the same request, seed and inputs at twice the
-    width and height (``GenerationParams.hd``); of a job with variations, its first video."""
+    width and height (``GenerationParams.hd``); of a job with variations, its first video.
+    ``enhanced_prompt``: the source's (``Job.enhanced_prompt``): an enhanced video's HD version is made
+    from the very words its source was (the language model is not asked again); one whose enhancement
+    fell back to the member's prompt stays with that prompt."""
     new = dict(params)
     new["width"], new["height"] = int(params["width"]) * 2, int(params["height"]) * 2
     new["hd"] = True
     new["num_videos"] = 1
+    if params.get("enhance"):
+        if enhanced_prompt:
+            new["enhanced_prompt"] = enhanced_prompt
+        else:
+            new["enhance"] = False
     return new
 
 

@@ -787,6 +787,9 @@ class GenerationParams:
     #: Rewrite ``prompt`` with the worker's language model first (``generator.enhance``); ``prompt`` stays
     #: the member's words, the rewrite is stored in ``jobs.enhanced_prompt``.
     enhance: bool = False
+    #: The rewrite to use as it is, without asking the language model (with ``enhance``): an HD job's is its
+    #: source's, so the larger video is made from the same words (``planning.hd_params``).
+    enhanced_prompt: str | None = None
 
     @property
     def duration_s(self) -> float:

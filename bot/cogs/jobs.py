@@ -47,7 +47,8 @@ def format_queue(locale: str, length: int, mine: list[tuple[Job, int]]) -> str:
             )
             if tag
         ]
-        origin = " (" + "; ".join(tags) + ")" if tags else ""
+        # One list, one separator: "(Rerun of job #3 · loop · style `ink` · prompt enhanced)".
+        origin = " (" + " · ".join(tags) + ")" if tags else ""
         lines.append(
             t(
                 locale,

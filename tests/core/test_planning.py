@@ -123,3 +123,24 @@ def test_an_hd_job_is_its_source_at_twice_the_size_and_costs_like_one_video_unle
     assert job_cost(weighted, target, hd_params(one)) == job_cost(weighted, target, one) > 1
     # An empty setting is "like one video".
     assert Settings(_env_file=None, VIDEOBOT_HD_COST="").hd_cost is None  # type: ignore[call-arg]
+
+
+def test_hd_of_an_enhanced_video_keeps_its_words_and_a_remix_of_that_asks_again() -> None:
+    from videobot.planning import extend_params, hd_params, remix_params, rerun_params
+    from videobot.presets import GenerationParams
+
+    target = queue_target(settings("tiny"))
+    source = build_params(target, "a fox", seed=3) | {"enhance": True, "style": "ink", "loop": False}
+    hd = hd_params(source, "A red fox trots through deep snow at dawn.")
+    assert hd["enhance"] is True and hd["enhanced_prompt"] == "A red fox trots through deep snow at dawn."
+    assert hd["prompt"] == "a fox" and hd["style"] == "ink"  # the member's words are what they see
+    assert GenerationParams.from_dict(hd).enhanced_prompt == hd["enhanced_prompt"]
+    # Its enhancement fell back to the member's prompt: so does the HD version (no second opinion).
+    fell_back = hd_params(source, None)
+    assert fell_back["enhance"] is False and fell_back.get("enhanced_prompt") is None
+    assert hd_params(build_params(target, "a fox"), "ignored").get("enhanced_prompt") is None
+    # New words are enhanced anew; the same words keep theirs.
+    remix = remix_params(hd, "a wolf", "")
+    assert remix["enhance"] is True and "enhanced_prompt" not in remix
+    assert rerun_params(hd)["enhanced_prompt"] == hd["enhanced_prompt"]
+    assert extend_params(target, hd, "a wolf").get("enhanced_prompt") is None

@@ -214,7 +214,7 @@ class ResultActions:
         if kind == "rerun":
             return planning.rerun_params(params)
         if kind == "hd":  # the same video (seed, prompt, picture) at twice the size
-            return planning.hd_params(params)
+            return planning.hd_params(params, job.enhanced_prompt)
         if kind == "remix":
             return planning.remix_params(
                 params,
