@@ -54,6 +54,8 @@ RETRY_LOAD_SECONDS = 300.0
 #: Stored with the job (English; the bot shows it in the server's language).
 ENHANCE_FAILED = N_("Prompt enhancement failed, so your prompt was used as written.")
 ENHANCE_UNAVAILABLE = N_("This worker has no prompt enhancer, so your prompt was used as written.")
+#: The rewrite used words the server blocks (``/videoconfig block-add``): the member's prompt is used.
+ENHANCE_BLOCKED = N_("The enhanced prompt used words this server blocks, so your prompt was used as written.")
 
 _TINY_MARKER = "videobot_tiny_lm.json"
 _TINY_VERSION = 2

@@ -59,6 +59,7 @@ from videobot.errors import (
     TransientJobError,
     UnsafeInput,
 )
+from videobot.guilds import blocked_entry
 from videobot.i18n import N_, msg
 from videobot.jobs import Claim, JobQueue, QueueConfig, ResultData
 from videobot.models import JobStatus
@@ -560,7 +561,7 @@ class Worker:
         """The job's parameters with the prompt the enhancer wrote (stored with the job first), or as they
         are when it could not (the note saying so is stored instead): in a thread, before rendering.
         A cancel that arrived meanwhile (a first use may download the model) stops the job here."""
-        from generator.enhance import enhance
+        from generator.enhance import ENHANCE_BLOCKED, enhance
 
         c = run.claim
         if params.enhanced_prompt:  # an HD job: its source's words, as they were
@@ -579,6 +580,17 @@ class Worker:
         )
         if run.cancel.is_set():
             raise JobCancelled()
+        if result.prompt is not None:
+            # The server's blocklist holds for the model's words as it did for the member's.
+            blocklist = await db_retry(self.queue.blocklist_of, c.job_id)
+            entry = await asyncio.to_thread(blocked_entry, blocklist, result.prompt)
+            if entry is not None:
+                log.info(
+                    "job %s: the enhanced prompt matches blocklist entry #%d; the member's prompt is used",
+                    c.job_id,
+                    entry + 1,
+                )
+                result = replace(result, prompt=None, note=ENHANCE_BLOCKED)
         await db_retry(self.queue.record_enhancement, c, result.prompt, result.note)
         return replace(params, prompt=result.prompt) if result.prompt else params
 

@@ -12,6 +12,7 @@ import torch
 
 from generator import enhance as enh
 from generator.enhance import (
+    ENHANCE_BLOCKED,
     ENHANCE_FAILED,
     ENHANCE_UNAVAILABLE,
     EnhanceError,
@@ -22,6 +23,7 @@ from generator.enhance import (
 from generator.enhance_guides import FROM_PICTURE, LTX, WAN, instruction
 from generator.worker import Worker
 from tests.generator.test_worker import run_until, settings_for, submit
+from videobot import guilds
 from videobot.db import Database
 from videobot.jobs import JobQueue, QueueConfig
 from videobot.migrate import upgrade
@@ -226,3 +228,26 @@ async def test_a_cancel_while_the_model_loads_stops_before_rendering(  # type: i
         worker.stop()
         await asyncio.wait_for(task, 30)
     assert prompts_seen == [] and await q.get_result(job_id) is None
+
+
+async def test_an_enhanced_prompt_with_words_the_server_blocks_is_not_used(  # type: ignore[no-untyped-def]
+    qdb, tiny_pipeline, lm_dir, prompts_seen
+) -> None:
+    """The server's blocklist holds for the language model's words as it does for the member's: the
+    video is made from the member's prompt, and the result says why."""
+    db, data = qdb
+    rewrite = PromptEnhancer("tiny", data_dir=lm_dir, device="cpu").rewrite(PROMPT, family="ltx")
+    word = next(w for w in rewrite.split() if w.isalpha() and w.lower() not in PROMPT.split())
+    async with db.transaction() as s:
+        assert await guilds.add_block(s, 1, word, actor_id=9)  # the guild submit() uses
+    q = JobQueue(db, QueueConfig(lease_seconds=5))
+    job_id = await submit(q, enhance=True)
+    enhancer = PromptEnhancer("tiny", data_dir=lm_dir, device="cpu")
+    worker = Worker(
+        settings_for(data, db.url), q, tiny_pipeline, worker_id="w1", models=["tiny"], enhancer=enhancer
+    )
+    assert await run_until(worker, q, job_id, {"succeeded", "failed"}) == "succeeded"
+    job = await q.get(job_id)
+    assert job is not None and job.enhanced_prompt is None and job.enhance_note == ENHANCE_BLOCKED
+    assert prompts_seen == [PROMPT]  # the member's words, not the blocked rewrite
+    assert enhancer.uses == 1

@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 
 from videobot.db import db_now
 from videobot.errors import LeaseLost
+from videobot.guilds import get_config
 from videobot.jobs.changes import Changes
 from videobot.jobs.records import Beat, Claim
 from videobot.jobs.statements import (
@@ -156,6 +157,15 @@ class Claiming(Changes):
                     job_id=c.job_id, data=data, content_type=content_type, step=step, updated_at=db_now()
                 )
             )
+
+    async def blocklist_of(self, job_id: int) -> list[str]:
+        """The blocklist of the server the job was asked in (``/videoconfig block-add``): a worker checks
+        what its language model wrote against it, as the bot checked the member's words."""
+        async with self.db.sessionmaker() as s:
+            guild_id = (await s.execute(select(Job.guild_id).where(Job.id == job_id))).scalar_one_or_none()
+            if guild_id is None:
+                return []
+            return list((await get_config(s, guild_id)).blocklist)
 
     async def record_enhancement(self, c: Claim, enhanced_prompt: str | None, note: str | None) -> None:
         """Store the prompt the worker's language model wrote for the running job, or (``note``) why
