@@ -77,7 +77,8 @@ def posts_of(h: BotHarness, job_id: int) -> list[dict]:
 
 async def test_the_status_message_shows_previews_before_the_result(h: BotHarness) -> None:
     fd = h.fd
-    job = await submit_long(h, h.member_id, "a lighthouse in a storm", steps=9)
+    # ~21 s running: several of the editor's 3 s slots, even on a loaded machine.
+    job = await submit_long(h, h.member_id, "a lighthouse in a storm", steps=14)
     assert job.status_message_id is not None
     [post] = await h.wait_for(lambda: posts_of(h, job.id), 90, "the video post")
     await h.wait_job(job.id, "delivered", 20)
