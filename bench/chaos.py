@@ -15,8 +15,9 @@ result, is tried again later in its deck, a few times, and a ``/video`` is sent 
 - ``/video end_image:`` (with ``image:``, or alone), ``/video loop:True``, ``/video enhance:True`` (the
   worker's tiny language model rewrites the prompt first), ``/video style:`` (one of the server's two
   styles, which a moderator adds with ``/videoconfig style add`` at the start: tiny random LoRAs in an
-  offline Hugging Face cache that the workers read; ``ink`` fits the tiny model, ``wan-only`` was made
-  for tiny Wan and does not fit, so its jobs fail and are refunded);
+  offline Hugging Face cache that the workers read; ``ink`` fits the tiny model, ``wan-only`` (every
+  ``--misfit-every``-th styled video) was made for tiny Wan and does not fit, so its jobs fail and are
+  refunded);
 - on a posted result: the Rerun button, the 🔁 reaction, Remix and Extend (the click opens a form; the
   member "types" for up to 2 s, then submits it, so a form may be submitted to a restarted bot),
   Delete (by the requester, a moderator, or someone else, who is refused), and HD on a result that
@@ -156,8 +157,8 @@ class ChaosConfig:
     mix: dict[str, int] = field(default_factory=lambda: dict(VERBS))
     #: Share of variations and of text videos given the out-of-memory seed.
     oom_rate: float = 0.25
-    #: Share of ``/video style:`` given the style that does not fit the model (failed, refunded).
-    misfit_rate: float = 0.25
+    #: Every this many ``/video style:`` ask for the style that does not fit the model (failed, refunded).
+    misfit_every: int = 4
     lease_seconds: float = 5.0
     heartbeat_seconds: float = 1.0
     #: Seconds per denoising step (2 steps): long enough that kills land inside jobs.
@@ -230,6 +231,7 @@ class ChaosReport:
     deleted_by_member: int = 0
     failed_refunded: int = 0
     failed_by_kind: Counter[str] = field(default_factory=Counter)
+    failed_reasons: Counter[str] = field(default_factory=Counter)
     cancelled_refunded: int = 0
     undeliverable: int = 0
     lost: int = 0
@@ -305,6 +307,11 @@ class ChaosReport:
                 if self.failed_by_kind
                 else ""
             ),
+            *(
+                [f"  reasons: {'; '.join(f'{n}× {why!r}' for why, n in self.failed_reasons.most_common())}"]
+                if self.failed_reasons
+                else []
+            ),
             f"cancelled and refunded: {self.cancelled_refunded}",
             f"undeliverable and refunded: {self.undeliverable}",
             f"lost: {self.lost}" + (f" {self.lost_ids[:20]}" if self.lost_ids else ""),
@@ -317,8 +324,8 @@ class ChaosReport:
             f"ledger mismatches: {self.ledger_mismatches}"
             + (f" {self.ledger_problems[:10]}" if self.ledger_problems else ""),
             f"HD jobs: {sum(self.hd_jobs.values())} ("
-            + ", ".join(f"{status} {n}" for status, n in sorted(self.hd_jobs.items()))
-            + f"; each charged VIDEOBOT_HD_COST={HD_COST} per video), posted at twice their source's size "
+            + "".join(f"{status} {n}; " for status, n in sorted(self.hd_jobs.items()))
+            + f"each charged VIDEOBOT_HD_COST={HD_COST} per video), posted at twice their source's size "
             f"{self.hd_twice}, not at twice the size: {self.hd_wrong_size}"
             + (f" {self.hd_problems[:10]}" if self.hd_problems else ""),
             "style jobs: "
@@ -407,6 +414,7 @@ class Chaos:
         self.deck: list[str] = []
         self.postponed: Counter[str] = Counter()
         self.pressed: set[str] = set()  # Cancel buttons pressed
+        self.styled = 0  # /video style: sent
         self.hub = workdir / "hub"  # the offline Hugging Face cache the workers find the styles in
 
     # ------------------------------------------------------------------ the server's styles
@@ -628,7 +636,8 @@ class Chaos:
         return True
 
     async def do_style(self, n: int) -> bool:
-        style = STYLE_MISFIT[0] if self.rng.random() < self.cfg.misfit_rate else STYLE_FITS[0]
+        self.styled += 1
+        style = STYLE_MISFIT[0] if self.styled % self.cfg.misfit_every == 0 else STYLE_FITS[0]
         await self.slash("style", self.member(), "video", prompt=f"chaos {n}: a red boat", style=style)
         return True
 
@@ -1016,6 +1025,7 @@ class Chaos:
             elif j.status == "failed":
                 r.failed_refunded += 1
                 r.failed_by_kind[self.kind_of(j)] += 1
+                r.failed_reasons[short(j.error_message or "")] += 1
             elif j.status == "cancelled":
                 r.cancelled_refunded += 1
             elif j.status == "undeliverable":
@@ -1173,6 +1183,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=d.workers)
     parser.add_argument("--users", type=int, default=d.users)
     parser.add_argument("--in-flight", type=int, default=d.in_flight)
+    parser.add_argument("--misfit-every", type=int, default=d.misfit_every,
+                        help="every this many /video style: ask for the style that does not fit the model")  # fmt: skip
     parser.add_argument("--mix", type=parse_mix, default=dict(VERBS),
                         help="verb=weight,... over the defaults " + ",".join(f"{k}={v}" for k, v in VERBS.items()))  # fmt: skip
     parser.add_argument("--keep", help="keep logs and the database in this folder")
@@ -1181,6 +1193,7 @@ def main() -> None:
         submissions=args.submissions, worker_kills=args.worker_kills, bot_kills=args.bot_kills,
         stops=args.stops, seed=args.seed, deadline=args.deadline, postgres=args.postgres,
         workers=args.workers, users=args.users, in_flight=args.in_flight, mix=args.mix,
+        misfit_every=args.misfit_every,
     )  # fmt: skip
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
