@@ -30,7 +30,8 @@ recovery and not a backlog). Meanwhile, spread over the run in a seeded order: `
 that holds a job (restarted at once), ``kill -9`` of the bot (restarted), ``SIGSTOP`` of a worker that
 holds a job for longer than its lease (then ``SIGCONT``). When everything has settled (or at
 ``--deadline``) it prints the figures; ``lost``, ``delivered twice``, ``duplicate completions``,
-``ledger mismatches``, ``acknowledged but unanswered`` and ``HD not at twice the size`` must be 0 (the exit status says so).
+``ledger mismatches``, ``acknowledged but unanswered`` and ``HD not at twice the size`` must be 0 (the
+exit status says so).
 
 Definitions
 - submission: one thing a member does (a command, a click, a form opened and submitted, a reaction).
@@ -66,6 +67,10 @@ Definitions
   cost × (n − k) // n (and none when all n were posted).
 - HD not at twice the size: a delivered HD job whose posted video does not decode at twice its
   source's width and height (counted with the figures that must be 0).
+- style jobs: every job whose parameters carry a style (reruns, remixes and extensions keep it), by
+  style and final status. enhance jobs that ran: jobs asking for enhancement that a worker started and
+  that ended, split into those rendered from an enhanced prompt and those with the worker's note why
+  the member's words were used.
 - recovery: from a kill -9 / SIGSTOP of a worker holding job J to J's next ``started_at`` (any worker).
 
 Importable: ``await run_chaos(ChaosConfig(...), workdir)`` returns a ``ChaosReport``
