@@ -12,9 +12,16 @@ result, is tried again later in its deck, a few times, and a ``/video`` is sent 
 
 - ``/video`` (text), ``/video image:`` (a picture served by the fake Discord's CDN), ``/video
   variations:`` 2–4 (some with a seed that runs out of memory for one of the takes);
+- ``/video end_image:`` (with ``image:``, or alone), ``/video loop:True``, ``/video enhance:True`` (the
+  worker's tiny language model rewrites the prompt first), ``/video style:`` (one of the server's two
+  styles, which a moderator adds with ``/videoconfig style add`` at the start: tiny random LoRAs in an
+  offline Hugging Face cache that the workers read; ``ink`` fits the tiny model, ``wan-only`` (every
+  ``--misfit-every``-th styled video) was made for tiny Wan and does not fit, so its jobs fail and are
+  refunded);
 - on a posted result: the Rerun button, the 🔁 reaction, Remix and Extend (the click opens a form; the
-  member "types" for up to 2 s, then submits it, so a form may be submitted to a restarted bot), and
-  Delete (by the requester, a moderator, or someone else, who is refused);
+  member "types" for up to 2 s, then submits it, so a form may be submitted to a restarted bot),
+  Delete (by the requester, a moderator, or someone else, who is refused), and HD on a result that
+  offers it (a reply at twice the size, charged ``VIDEOBOT_HD_COST``);
 - Apps → Animate on a member's message with a picture (a form, then its submission);
 - Cancel: the button on a job's status message, and ``/cancel``.
 
@@ -23,7 +30,8 @@ recovery and not a backlog). Meanwhile, spread over the run in a seeded order: `
 that holds a job (restarted at once), ``kill -9`` of the bot (restarted), ``SIGSTOP`` of a worker that
 holds a job for longer than its lease (then ``SIGCONT``). When everything has settled (or at
 ``--deadline``) it prints the figures; ``lost``, ``delivered twice``, ``duplicate completions``,
-``ledger mismatches`` and ``acknowledged but unanswered`` must be 0 (the exit status says so).
+``ledger mismatches``, ``acknowledged but unanswered`` and ``HD not at twice the size`` must be 0 (the
+exit status says so).
 
 Definitions
 - submission: one thing a member does (a command, a click, a form opened and submitted, a reaction).
@@ -52,10 +60,17 @@ Definitions
 - duplicate completions: more than one ``job N done in`` worker log line for a job (a completed GPU run
   stored twice). fenced duplicate runs: a worker that lost its lease (frozen past it) and was fenced out.
 - ledger mismatches: members whose ``videobot.quota.status`` balance differs from limit + Σ ledger rows;
-  and jobs whose ledger is not: one charge of exactly the job's cost; for failed / cancelled /
+  and jobs whose ledger is not: one charge of exactly the job's cost (an HD video's cost:
+  ``VIDEOBOT_HD_COST`` per video); for failed / cancelled /
   undeliverable jobs, refunds (refund + partial refund) giving back exactly that cost; for delivered
   jobs no refund, except a variations job that posted k of its n videos: one partial refund of
   cost × (n − k) // n (and none when all n were posted).
+- HD not at twice the size: a delivered HD job whose posted video does not decode at twice its
+  source's width and height (counted with the figures that must be 0).
+- style jobs: every job whose parameters carry a style (reruns, remixes and extensions keep it), by
+  style and final status. enhance jobs that ran: jobs asking for enhancement that a worker started and
+  that ended, split into those rendered from an enhanced prompt and those with the worker's note why
+  the member's words were used.
 - recovery: from a kill -9 / SIGSTOP of a worker holding job J to J's next ``started_at`` (any worker).
 
 Importable: ``await run_chaos(ChaosConfig(...), workdir)`` returns a ``ChaosReport``
@@ -96,6 +111,12 @@ OOM_WORKER = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "oom_worker
 #: The seed whose video "runs out of GPU memory": a variations job started one below it misses its
 #: second take (partly refunded); a single video with it fails (refunded).
 OOM_SEED = 777_001
+#: What an HD video costs here (``VIDEOBOT_HD_COST``): not 1, so that the ledger check sees it applied.
+HD_COST = 2
+#: The server's styles (name, source): ``ink`` fits the tiny model; ``wan-only`` (a LoRA of tiny Wan's
+#: layers) does not, so the worker fails its jobs (refunded).
+STYLE_FITS = ("ink", "artist/ink-lora:ink.safetensors")
+STYLE_MISFIT = ("wan-only", "artist/wan-only:wan.safetensors")
 RESULT_FILE = re.compile(r"videobot-(\d+)(?:-\d+)?\.mp4")
 
 #: What members do, with their default weights (``--mix verb=weight,...``).
@@ -111,9 +132,18 @@ VERBS = {
     "delete": 5,
     "cancel_button": 5,
     "cancel_command": 4,
+    # Issue 22's verbs (the older ones keep 100 of every 120).
+    "end_image": 4,
+    "loop": 3,
+    "hd": 4,
+    "style": 5,
+    "enhance": 4,
 }
 #: Verbs that may make a job (the steady load counts their recent submissions).
-MAKES_JOBS = {"video", "variations", "image", "rerun", "reaction", "remix", "extend", "animate"}
+MAKES_JOBS = {
+    "video", "variations", "image", "rerun", "reaction", "remix", "extend", "animate",
+    "end_image", "loop", "hd", "style", "enhance",
+}  # fmt: skip
 
 
 @dataclass
@@ -132,6 +162,8 @@ class ChaosConfig:
     mix: dict[str, int] = field(default_factory=lambda: dict(VERBS))
     #: Share of variations and of text videos given the out-of-memory seed.
     oom_rate: float = 0.25
+    #: Every this many ``/video style:`` ask for the style that does not fit the model (failed, refunded).
+    misfit_every: int = 4
     lease_seconds: float = 5.0
     heartbeat_seconds: float = 1.0
     #: Seconds per denoising step (2 steps): long enough that kills land inside jobs.
@@ -203,6 +235,8 @@ class ChaosReport:
     partial_refunded: int = 0
     deleted_by_member: int = 0
     failed_refunded: int = 0
+    failed_by_kind: Counter[str] = field(default_factory=Counter)
+    failed_reasons: Counter[str] = field(default_factory=Counter)
     cancelled_refunded: int = 0
     undeliverable: int = 0
     lost: int = 0
@@ -215,6 +249,16 @@ class ChaosReport:
     retried_jobs: int = 0
     ledger_mismatches: int = 0
     ledger_problems: list[str] = field(default_factory=list)
+    #: HD jobs by final status; delivered ones whose posted video decodes at twice the source's size.
+    hd_jobs: Counter[str] = field(default_factory=Counter)
+    hd_twice: int = 0
+    hd_wrong_size: int = 0
+    hd_problems: list[str] = field(default_factory=list)
+    #: Jobs with a style, by (style, final status).
+    style_jobs: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Jobs that asked for enhancement and ran: rendered from the enhanced prompt, or the note why not.
+    enhanced: int = 0
+    enhance_notes: Counter[str] = field(default_factory=Counter)
     worker_kills: int = 0
     bot_kills: int = 0
     stops: int = 0
@@ -241,6 +285,7 @@ class ChaosReport:
             or self.ledger_mismatches
             or self.unanswered
             or self.reactions_ignored
+            or self.hd_wrong_size
         )
 
     def lines(self) -> list[str]:
@@ -261,7 +306,17 @@ class ChaosReport:
             f"jobs: {self.jobs} ({kinds})",
             f"delivered: {self.delivered} (of which variations partly made and partly refunded: "
             f"{self.partial_refunded}; then deleted by a member with Delete: {self.deleted_by_member})",
-            f"failed and refunded: {self.failed_refunded}",
+            f"failed and refunded: {self.failed_refunded}"
+            + (
+                f" ({', '.join(f'{k} {n}' for k, n in sorted(self.failed_by_kind.items()))})"
+                if self.failed_by_kind
+                else ""
+            ),
+            *(
+                [f"  reasons: {'; '.join(f'{n}× {why!r}' for why, n in self.failed_reasons.most_common())}"]
+                if self.failed_reasons
+                else []
+            ),
             f"cancelled and refunded: {self.cancelled_refunded}",
             f"undeliverable and refunded: {self.undeliverable}",
             f"lost: {self.lost}" + (f" {self.lost_ids[:20]}" if self.lost_ids else ""),
@@ -273,6 +328,27 @@ class ChaosReport:
             f"jobs that needed more than one attempt: {self.retried_jobs}",
             f"ledger mismatches: {self.ledger_mismatches}"
             + (f" {self.ledger_problems[:10]}" if self.ledger_problems else ""),
+            f"HD jobs: {sum(self.hd_jobs.values())} ("
+            + "".join(f"{status} {n}; " for status, n in sorted(self.hd_jobs.items()))
+            + f"each charged VIDEOBOT_HD_COST={HD_COST} per video), posted at twice their source's size "
+            f"{self.hd_twice}, not at twice the size: {self.hd_wrong_size}"
+            + (f" {self.hd_problems[:10]}" if self.hd_problems else ""),
+            "style jobs: "
+            + (
+                "; ".join(
+                    f"{name} {sum(n for (st, _), n in self.style_jobs.items() if st == name)} ("
+                    + ", ".join(
+                        f"{status} {n}" for (st, status), n in sorted(self.style_jobs.items()) if st == name
+                    )
+                    + ")"
+                    for name in sorted({st for st, _ in self.style_jobs})
+                )
+                or "0"
+            ),
+            f"enhance jobs that ran: {self.enhanced + sum(self.enhance_notes.values())} (rendered from the "
+            f"enhanced prompt {self.enhanced}"
+            + "".join(f"; {n}× {note!r}" for note, n in self.enhance_notes.most_common())
+            + ")",
             f"chaos: {self.worker_kills} worker kill -9, {self.bot_kills} bot kill -9, {self.stops} SIGSTOP past "
             "the lease",
             f"recovery (kill/stop of a worker holding a job -> that job running again): {len(rec)} of "
@@ -324,6 +400,7 @@ class Chaos:
             "VIDEOBOT_POLL_SECONDS": "0.2",
             "VIDEOBOT_DEFAULT_QUOTA": str(credits),
             "VIDEOBOT_MAX_QUEUED_PER_USER": str(credits),
+            "VIDEOBOT_HD_COST": str(HD_COST),
         }
         self.credits = credits
         self.h = BotHarness(workdir, worker=False, db="postgresql" if cfg.postgres else "sqlite",
@@ -342,6 +419,42 @@ class Chaos:
         self.deck: list[str] = []
         self.postponed: Counter[str] = Counter()
         self.pressed: set[str] = set()  # Cancel buttons pressed
+        self.styled = 0  # /video style: sent
+        self.hub = workdir / "hub"  # the offline Hugging Face cache the workers find the styles in
+
+    # ------------------------------------------------------------------ the server's styles
+    def build_styles(self) -> None:
+        """Tiny random LoRAs as Hub repos in ``self.hub``: one for the tiny model (it fits), one for tiny
+        Wan's attention only (it does not fit the tiny model). Builds the tiny model in the data folder
+        on the way, as the first worker would."""
+        from generator.pipeline import VideoPipeline
+        from generator.tiny_lora import build_tiny_lora, place_in_hub_cache
+
+        loras = self.workdir / "loras"
+        tiny = VideoPipeline.load("tiny", data_dir=self.h.data_dir, device="cpu")
+        for (_, source), pipe, targets in (
+            (STYLE_FITS, tiny, None),
+            (STYLE_MISFIT, VideoPipeline.load("tiny-wan", data_dir=self.workdir / "wan", device="cpu"), ["to_q", "to_k"]),
+        ):  # fmt: skip
+            repo, _, weight = source.partition(":")
+            made = build_tiny_lora(pipe.pipe, loras / weight, targets=targets)
+            place_in_hub_cache(made, self.hub, repo, weight)
+
+    async def add_styles(self) -> None:
+        """A moderator adds the two styles with ``/videoconfig style add`` (not counted as submissions)."""
+        h = self.h
+        for name, source in (STYLE_FITS, STYLE_MISFIT):
+            sent = await h.fd.slash(
+                h.guild_id, h.channel_id, h.mod_id, "videoconfig", {"name": name, "source": source},
+                ["style", "add"],
+            )  # fmt: skip
+            deadline = time.monotonic() + 30
+            while not (text := answer_text(sent)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"/videoconfig style add {name}: no answer")
+                await asyncio.sleep(0.1)
+            if f"Added the style `{name}`" not in text:
+                raise RuntimeError(f"/videoconfig style add {name}: {text}")
 
     # ------------------------------------------------------------------ processes
     async def start_worker(self, i: int) -> None:
@@ -352,6 +465,7 @@ class Chaos:
                 "VIDEOBOT_WORKER_ID": wid,
                 "VIDEOBOT_TEST_STEP_DELAY": str(self.cfg.step_delay),
                 "OOM_SEEDS": str(OOM_SEED),
+                "HF_HUB_CACHE": str(self.hub),
             }
         )
         await proc.start([sys.executable, str(OOM_WORKER)], env, self.workdir)
@@ -510,6 +624,45 @@ class Chaos:
         pic = self.h.fd.attachment(name, data)
         await self.slash("image", self.member(), "video", prompt=f"chaos {n}: it slowly turns", image=pic)
         return True
+
+    async def do_end_image(self, n: int) -> bool:
+        """An end picture, half of the time with a first picture (from one to the other)."""
+        name, data = picture(n + 1)
+        options: dict[str, Any] = {"end_image": self.h.fd.attachment(f"end-{name}", data)}
+        if self.rng.random() < 0.5:
+            options["image"] = self.h.fd.attachment(*picture(n))
+        await self.slash(
+            "end_image", self.member(), "video", prompt=f"chaos {n}: day turns to night", **options
+        )
+        return True
+
+    async def do_loop(self, n: int) -> bool:
+        await self.slash("loop", self.member(), "video", prompt=f"chaos {n}: waves roll in", loop=True)
+        return True
+
+    async def do_style(self, n: int) -> bool:
+        self.styled += 1
+        style = STYLE_MISFIT[0] if self.styled % self.cfg.misfit_every == 0 else STYLE_FITS[0]
+        await self.slash("style", self.member(), "video", prompt=f"chaos {n}: a red boat", style=style)
+        return True
+
+    async def do_enhance(self, n: int) -> bool:
+        await self.slash(
+            "enhance", self.member(), "video", prompt=f"chaos {n}: a fox in the snow", enhance=True
+        )
+        return True
+
+    async def do_hd(self, n: int) -> bool:
+        """HD on one of the last 30 results that offers it (not an HD, end-picture, loop or extension)."""
+        offered = [
+            (m, custom_id)
+            for m, _ in self.result_posts()[-30:]
+            if (custom_id := self.button(m, "videobot:hd:"))
+        ]
+        if not offered:
+            return False
+        post, custom_id = self.rng.choice(offered)
+        return await self.click("hd", self.member(), post, custom_id) is not None
 
     async def click(
         self, verb: str, user: int, message: dict[str, Any], custom_id: str, **extra: Any
@@ -734,8 +887,10 @@ class Chaos:
         if cfg.postgres:
             os.environ[PG_ENV] = cfg.postgres
         try:
+            await asyncio.to_thread(self.build_styles)
             async with h:
                 self.bot_up.set()
+                await self.add_styles()
                 for i in range(len(self.workers)):  # one at a time: the first builds the tiny model
                     await self.start_worker(i)
                 events = ["worker"] * cfg.worker_kills + ["bot"] * cfg.bot_kills + ["stop"] * cfg.stops
@@ -863,6 +1018,7 @@ class Chaos:
                 rows.setdefault(e.job_id, []).append(e)
         for j in jobs.values():
             r.jobs_by_kind[self.kind_of(j)] += 1
+            self.measure_new_verbs(j, jobs, posts)
             told = j.status in FINAL and j.notified_at is not None
             public = [m for m in posts.get(j.id, []) if not m["ephemeral"]]
             files = len(public[0]["attachments"]) if public else 0
@@ -873,6 +1029,8 @@ class Chaos:
                 r.deleted_by_member += bool(public) and all(m["deleted"] for m in public)
             elif j.status == "failed":
                 r.failed_refunded += 1
+                r.failed_by_kind[self.kind_of(j)] += 1
+                r.failed_reasons[short(j.error_message or "")] += 1
             elif j.status == "cancelled":
                 r.cancelled_refunded += 1
             elif j.status == "undeliverable":
@@ -888,6 +1046,35 @@ class Chaos:
         r.lost = len(r.lost_ids)
         r.ledger_mismatches = len(r.ledger_problems)
 
+    def measure_new_verbs(self, j: Job, jobs: dict[int, Job], posts: dict[int, list[dict[str, Any]]]) -> None:
+        """The figures of HD, styles and enhancement for one job."""
+        r, params = self.report, j.params or {}
+        if params.get("style"):
+            r.style_jobs[(str(params["style"]), j.status)] += 1
+        if params.get("enhance") and j.started_at is not None and j.status in FINAL:
+            if j.enhanced_prompt:
+                r.enhanced += 1
+            elif j.enhance_note:
+                r.enhance_notes[short(j.enhance_note)] += 1
+            elif j.status == "delivered":
+                r.enhance_notes["(neither an enhanced prompt nor a note)"] += 1
+        if j.kind != "hd":
+            return
+        r.hd_jobs[j.status] += 1
+        public = [m for m in posts.get(j.id, []) if not m["ephemeral"]]
+        source = jobs.get(j.parent_job_id or 0)
+        if j.status != "delivered" or not public or source is None:
+            return
+        size = video_size(self.h.fd.attachment_bytes(public[0]["attachments"][0]))
+        want = (2 * int(source.params["width"]), 2 * int(source.params["height"]))
+        if size == want:
+            r.hd_twice += 1
+        else:
+            r.hd_wrong_size += 1
+            r.hd_problems.append(
+                f"job {j.id}: {size[0]}x{size[1]}, source job {source.id} x2 is {want[0]}x{want[1]}"
+            )
+
     @staticmethod
     def kind_of(j: Job) -> str:
         params = j.params or {}
@@ -895,6 +1082,9 @@ class Chaos:
             return j.kind
         if int(params.get("num_videos") or 1) > 1:
             return "variations"
+        for verb in ("end_image", "loop", "style", "enhance"):
+            if params.get(verb):
+                return verb
         return "image" if params.get("verb") == "image" else "command"
 
     @staticmethod
@@ -905,6 +1095,8 @@ class Chaos:
         describe = str(sorted((e.kind, e.amount) for e in rows))
         if kinds["charge"] != 1 or amounts["charge"] != -j.cost:
             return f"charged {describe}, cost {j.cost}"
+        if (j.params or {}).get("hd") and j.cost != HD_COST * wanted:
+            return f"an HD job of {wanted} video(s) cost {j.cost}, VIDEOBOT_HD_COST is {HD_COST}"
         if kinds["refund"] > 1 or kinds["partial_refund"] > 1:
             return f"refunded more than once {describe}"
         given_back = amounts.get("refund", 0) + amounts.get("partial_refund", 0)
@@ -942,6 +1134,15 @@ class Chaos:
                     fenced.add((w.name, start, job_id))
         r.duplicate_completions = sum(n - 1 for n in done_lines.values() if n > 1)
         r.fenced_runs = len(fenced)
+
+
+def video_size(data: bytes) -> tuple[int, int]:
+    """Width and height of an MP4's first decoded frame."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        frame = next(container.decode(video=0))
+        return frame.width, frame.height
 
 
 def answer_text(i: Interaction) -> str:
@@ -987,6 +1188,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=d.workers)
     parser.add_argument("--users", type=int, default=d.users)
     parser.add_argument("--in-flight", type=int, default=d.in_flight)
+    parser.add_argument("--misfit-every", type=int, default=d.misfit_every,
+                        help="every this many /video style: ask for the style that does not fit the model")  # fmt: skip
     parser.add_argument("--mix", type=parse_mix, default=dict(VERBS),
                         help="verb=weight,... over the defaults " + ",".join(f"{k}={v}" for k, v in VERBS.items()))  # fmt: skip
     parser.add_argument("--keep", help="keep logs and the database in this folder")
@@ -995,6 +1198,7 @@ def main() -> None:
         submissions=args.submissions, worker_kills=args.worker_kills, bot_kills=args.bot_kills,
         stops=args.stops, seed=args.seed, deadline=args.deadline, postgres=args.postgres,
         workers=args.workers, users=args.users, in_flight=args.in_flight, mix=args.mix,
+        misfit_every=args.misfit_every,
     )  # fmt: skip
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
