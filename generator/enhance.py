@@ -126,12 +126,23 @@ def build_tiny_lm(folder: Path) -> Path:
     tiny video models' tokenizer and a chat template, saved to ``folder`` like a downloaded model
     (offline, under a second); an existing one is kept. (Llama, not Qwen2: transformers 5 rebuilds a
     ``qwen2`` model's tokenizer as byte-level BPE on load, which this Unigram tokenizer is not.)"""
-    try:
-        marker = json.loads((folder / _TINY_MARKER).read_text(encoding="utf-8"))
-        if marker.get("version") == _TINY_VERSION:
-            return folder
-    except (OSError, ValueError):
-        pass
+
+    def complete() -> bool:
+        try:
+            marker = json.loads((folder / _TINY_MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(marker, dict) and marker.get("version") == _TINY_VERSION
+
+    if complete():
+        return folder
+    from generator.tiny import build_into
+
+    return build_into(folder, _write_tiny_lm, complete)
+
+
+def _write_tiny_lm(folder: Path) -> None:
+    """Save the tiny LM and its tokenizer into the empty ``folder`` (the marker last)."""
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     from generator.tiny import _build_tokenizer
@@ -164,11 +175,9 @@ def build_tiny_lm(folder: Path) -> Path:
         no_repeat_ngram_size=1,
         suppress_tokens=sorted(i for i in letters if i != tokenizer.eos_token_id),
     )
-    folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / _TINY_MARKER).write_text(json.dumps({"version": _TINY_VERSION}), encoding="utf-8")
-    return folder
 
 
 class PromptEnhancer:

@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -439,25 +440,40 @@ def build_tiny_model(directory: Path, family: str = DEFAULT_FAMILY) -> Path:
         raise ValueError(f"Unknown tiny model family `{family}`: use one of {', '.join(FAMILIES)}.")
     if is_complete(directory, family):
         return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
     log.info("building the tiny test model in %s", directory)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         _build_pipeline(family).save_pretrained(tmp)
         # The marker is written last: its presence means the save finished.
         (tmp / _MARKER).write_text(json.dumps({"version": TINY_VERSION, "family": family}), encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it private; it is a model folder like any other
-        if is_complete(directory, family):
-            return directory  # another process finished the same build first (and may be loading it)
-        if directory.exists():
-            shutil.rmtree(directory)  # an incomplete or outdated build
+
+    return build_into(directory, write, lambda: is_complete(directory, family))
+
+
+def build_into(directory: Path, write: Callable[[Path], None], complete: Callable[[], bool]) -> Path:
+    """Build a model folder next to ``directory`` (``write`` fills an empty folder), then move it into
+    place. Several processes of this machine building the same folder at once (two workers' first
+    start) take turns on a lock file: the first builds, the others find its finished copy (``complete()`` says
+    whether ``directory`` holds one); nobody loads, or removes, a folder another is writing."""
+    import hashlib
+
+    from filelock import FileLock
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # The lock lives in the temp folder, not beside the model: a data folder holds only models.
+    key = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    with FileLock(str(Path(tempfile.gettempdir()) / f"videobot-build-{key}.lock")):
+        if complete():
+            return directory  # another process built it while this one waited
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
         try:
+            write(tmp)
+            tmp.chmod(0o755)  # mkdtemp makes it private; it is a model folder like any other
+            if directory.exists():
+                shutil.rmtree(directory)  # an incomplete or outdated build
             tmp.rename(directory)
-        except OSError:
-            if not is_complete(directory, family):  # lost a race only if the winner's copy is complete
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 
@@ -495,25 +511,13 @@ def build_tiny_upsampler(directory: Path, family: str = DEFAULT_FAMILY) -> Path:
         )
     if is_complete_upsampler(directory, family):
         return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
     log.info("building the tiny latent upsampler in %s", directory)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         _upsampler(family).save_pretrained(tmp)
         (tmp / _MARKER).write_text(json.dumps({"version": TINY_VERSION, "family": family}), encoding="utf-8")
-        tmp.chmod(0o755)
-        if is_complete_upsampler(directory, family):
-            return directory
-        if directory.exists():
-            shutil.rmtree(directory)
-        try:
-            tmp.rename(directory)
-        except OSError:
-            if not is_complete_upsampler(directory, family):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+
+    return build_into(directory, write, lambda: is_complete_upsampler(directory, family))
 
 
 def is_complete_upsampler(directory: Path, family: str) -> bool:

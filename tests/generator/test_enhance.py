@@ -251,3 +251,58 @@ async def test_an_enhanced_prompt_with_words_the_server_blocks_is_not_used(  # t
     assert job is not None and job.enhanced_prompt is None and job.enhance_note == ENHANCE_BLOCKED
     assert prompts_seen == [PROMPT]  # the member's words, not the blocked rewrite
     assert enhancer.uses == 1
+
+
+def test_two_workers_building_the_tiny_lm_at_once_both_get_a_whole_one(tmp_path: Path) -> None:
+    """Two workers' first enhance job at the same moment: each builds next to the folder and moves its
+    build into place, so neither loads a half-written model; a half-written folder left by a killed
+    build is replaced."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "models" / "tiny-lm"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{")  # a build killed half-way
+    code = (
+        "import sys; from pathlib import Path; from generator.enhance import PromptEnhancer, build_tiny_lm; "
+        "p = build_tiny_lm(Path(sys.argv[1])); "
+        "print(PromptEnhancer(str(p), data_dir=p.parent, device='cpu').rewrite('a fox', family='ltx'))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    assert outputs[0][0] == outputs[1][0] and outputs[0][0].strip()  # the same whole model
+    assert [p.name for p in folder.parent.iterdir()] == ["tiny-lm"]  # no build left behind
+
+
+def test_the_tiny_lm_is_written_beside_its_folder_then_moved_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the tiny LM is written, the folder a worker loads from is not touched: the build goes into
+    a folder of its own and is moved into place once whole."""
+    folder = tmp_path / "tiny-lm"
+    folder.mkdir()
+    (folder / "config.json").write_text("{")  # a build killed half-way
+    seen: list[tuple[Path, list[str]]] = []
+    real = enh._write_tiny_lm
+
+    def spy(where: Path) -> None:
+        seen.append((where, sorted(p.name for p in folder.iterdir())))
+        real(where)
+
+    monkeypatch.setattr(enh, "_write_tiny_lm", spy)
+    assert enh.build_tiny_lm(folder) == folder
+    [(where, during)] = seen
+    assert where.parent == folder.parent and where != folder and during == ["config.json"]
+    assert not where.exists()  # moved in
+    assert PromptEnhancer(str(folder), data_dir=tmp_path, device="cpu").rewrite(PROMPT, family="ltx")
+    assert enh.build_tiny_lm(folder) == folder and len(seen) == 1  # a whole one is kept
