@@ -32,10 +32,9 @@ import numpy as np
 import torch
 
 from generator.encode import frames_to_uint8
-from generator.preview import CONTENT_TYPE as PREVIEW_CONTENT_TYPE
-from generator.preview import PreviewSink, preview_image
+from generator.preview import PreviewSink
 from generator.speed import reset_step_cache
-from videobot.errors import GenerationOOM, InvalidParameters
+from videobot.errors import InvalidParameters
 from videobot.i18n import N_, msg
 from videobot.images import pixel_digest
 from videobot.presets import TINY_UPSAMPLER, GenerationParams, Preset, hd_base_size, run_steps, tiny_family
@@ -104,7 +103,7 @@ def run_hd(
     ``on_step`` counts both stages' steps as one run (``presets.run_steps``); previews come from the first
     stage. Raises ``GenerationOOM`` when either stage runs out of GPU memory.
     """
-    from generator.pipeline import RunOutput, _fit_image, _is_oom
+    from generator.pipeline import RunOutput, _fit_image
 
     preset = pipeline.preset
     total = run_steps(preset, params)
@@ -115,34 +114,10 @@ def run_hd(
         digest = pixel_digest(_fit_image(image, width, height))
     upsample = pipeline.upsampler()
 
-    def callback_for(
-        call: Any, kwargs: dict[str, Any], offset: int, sink: PreviewSink | None
-    ) -> Callable[..., Any]:
-        method = pipeline.preview_plan(call).method if sink is not None else None
-
-        def callback(pipe: Any, step: int, timestep: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
-            nonlocal sink
-            done = offset + step + 1
-            if on_step is not None:
-                on_step(done, total)
-            latents = cb_kwargs.get("latents")
-            if sink is not None and method is not None and latents is not None and sink.due(done, total):
-                try:
-                    data = preview_image(pipe, latents, kwargs, method, preset.family)
-                except Exception:
-                    log.warning("preview failed; no more previews for this run", exc_info=True)
-                    sink = None
-                else:
-                    if data is not None:
-                        sink.put(done, data, PREVIEW_CONTENT_TYPE)
-            return cb_kwargs
-
-        return callback
-
     # Stage 1: the source's video again, up to its denoised latents.
     pipe, first, _ = pipeline.call_kwargs(base, image=image)
     first["output_type"] = "latent"
-    first["callback_on_step_end"] = callback_for(pipe, first, 0, previews)
+    first["callback_on_step_end"] = pipeline.step_callback(pipe, first, on_step, total, previews)
     # Stage 3's call: the HD size, the source's picture fitted to it, the refine schedule.
     pipe2, second, _ = pipeline.call_kwargs(params, image=image)
     accepted = set(inspect.signature(pipe2.__call__).parameters)
@@ -150,41 +125,30 @@ def run_hd(
         second.pop(key, None)
     second.update({k: v for k, v in preset.hd_refine.items() if k in accepted})
     second["num_inference_steps"] = preset.hd_refine_steps
-    second["callback_on_step_end"] = callback_for(pipe2, second, params.num_inference_steps, None)
+    second["callback_on_step_end"] = pipeline.step_callback(
+        pipe2, second, on_step, total, None, offset=params.num_inference_steps
+    )
 
-    completed = False
-    out_of_memory = False
-    try:
-        with torch.inference_mode():
-            reset_step_cache(pipe, list(pipeline.pipes.values()))
-            stage1 = pipe(**first)
-            latents = stage1.frames
-            audio_latents = getattr(stage1, "audio", None)
-            # Stage 2: twice the width and height in latent space.
-            upsampled = upsample(
-                latents=latents,
-                output_type="latent",
-                return_dict=False,
-                **_accepted(upsample.__call__, preset.hd_upsample),
-            )[0]
-            log.info("HD: latents %s upsampled to %s", tuple(latents.shape), tuple(upsampled.shape))
-            second["latents"] = upsampled
-            if audio_latents is not None and "audio_latents" in accepted:
-                second["audio_latents"] = audio_latents
-            reset_step_cache(pipe2, list(pipeline.pipes.values()))
-            output = pipe2(**second)
-        completed = True
-    except Exception as exc:
-        if not _is_oom(exc):
-            raise
-        out_of_memory = True
-    finally:
-        pipeline._rearm_offload(pipe2, completed)
-    if out_of_memory:
-        pipeline._free_memory()
-        from generator.pipeline import OOM_MESSAGE
+    def stages() -> Any:
+        reset_step_cache(pipe, list(pipeline.pipes.values()))
+        stage1 = pipe(**first)
+        latents = stage1.frames
+        audio_latents = getattr(stage1, "audio", None)
+        # Stage 2: twice the width and height in latent space.
+        upsampled = upsample(
+            latents=latents,
+            output_type="latent",
+            return_dict=False,
+            **_accepted(upsample.__call__, preset.hd_upsample),
+        )[0]
+        log.info("HD: latents %s upsampled to %s", tuple(latents.shape), tuple(upsampled.shape))
+        second["latents"] = upsampled
+        if audio_latents is not None and "audio_latents" in accepted:
+            second["audio_latents"] = audio_latents
+        reset_step_cache(pipe2, list(pipeline.pipes.values()))
+        return pipe2(**second)
 
-        raise GenerationOOM(msg(OOM_MESSAGE))
+    output = pipeline.call_guarded(pipe2, stages)
     video = frames_to_uint8(output.frames[0])
     audio = None
     rate = None

@@ -423,17 +423,23 @@ class VideoPipeline:
             )
         if params.end_image or params.loop:
             check_keyframes(p.name, p.verbs, end_image=bool(params.end_image), loop=params.loop)
-            if _end_condition_maker(type(self.pipes[params.verb]).__name__, params.num_frames) is None:
-                raise InvalidParameters(
-                    msg(
-                        "The loaded model `{model}` has no pipeline that conditions on the last frame.",
-                        model=p.name,
-                    )
-                )
+            self._end_condition(self.pipes[params.verb], params.num_frames)
         if params.hd:
             from generator.hd import check_hd
 
             check_hd(p, params, bool(self.upsampler_source))
+
+    def _end_condition(self, pipe: Any, num_frames: int) -> Callable[[Any], Any]:
+        """``_end_condition_maker`` for ``pipe``, or the refusal when it cannot condition on the last frame."""
+        end = _end_condition_maker(type(pipe).__name__, num_frames)
+        if end is None:
+            raise InvalidParameters(
+                msg(
+                    "The loaded model `{model}` has no pipeline that conditions on the last frame.",
+                    model=self.preset.name,
+                )
+            )
+        return end
 
     def upsampler(self) -> Any:
         """The latent upsample pipeline HD videos use, loaded on the first HD job and kept."""
@@ -520,14 +526,7 @@ class VideoPipeline:
             kwargs["conditions"] = [condition(tail)]
             kwargs["num_frames"] = context + self.preset.extend_frames
         if end_image is not None and params.verb != "extend":
-            end = _end_condition_maker(type(pipe).__name__, params.num_frames)
-            if end is None:
-                raise InvalidParameters(
-                    msg(
-                        "The loaded model `{model}` has no pipeline that conditions on the last frame.",
-                        model=self.preset.name,
-                    )
-                )
+            end = self._end_condition(pipe, params.num_frames)
             last = _fit_image(end_image, params.width, params.height)
             kwargs["conditions"] = [*kwargs.get("conditions", []), end(last)]
         accepted = self._call_params[id(pipe)]
@@ -622,43 +621,10 @@ class VideoPipeline:
         end_digest = pixel_digest(end_image) if end_image is not None else (digest if params.loop else None)
 
         pipe, kwargs, context = self.call_kwargs(params, image=image, video=video, end_image=end_image)
-        method = self.preview_plan(pipe).method
-        sink = previews if method is not None else None
-
-        def callback(pipe: Any, step: int, timestep: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
-            nonlocal sink
-            if on_step is not None:
-                on_step(step + 1, total)
-            latents = cb_kwargs.get("latents")
-            if sink is not None and latents is not None and step + 1 < total and sink.due(step + 1, total):
-                try:
-                    data = preview_image(pipe, latents, kwargs, method, self.preset.family)
-                except Exception:
-                    log.warning("preview failed; no more previews for this run", exc_info=True)
-                    sink = None
-                else:
-                    if data is not None:
-                        sink.put(step + 1, data, PREVIEW_CONTENT_TYPE)
-            return cb_kwargs
-
-        kwargs["callback_on_step_end"] = callback
-        out_of_memory = False
-        completed = False
+        kwargs["callback_on_step_end"] = self.step_callback(pipe, kwargs, on_step, total, previews)
         # A cancelled run skipped diffusers' own end-of-call reset: drop its cached residuals and timesteps.
         reset_step_cache(pipe, list(self.pipes.values()))
-        try:
-            with torch.inference_mode():
-                output = pipe(**kwargs)
-            completed = True
-        except Exception as exc:
-            if not _is_oom(exc):
-                raise
-            out_of_memory = True
-        finally:
-            self._rearm_offload(pipe, completed)
-        if out_of_memory:  # outside the except block so the traceback no longer pins GPU tensors
-            self._free_memory()
-            raise GenerationOOM(msg(OOM_MESSAGE))
+        output = self.call_guarded(pipe, lambda: pipe(**kwargs))
         videos = [frames_to_uint8(v) for v in output.frames]
         if params.loop or end_image is not None:
             seam = min(self.preset.frame_rule, (params.num_frames - 1) // 2)
@@ -694,6 +660,61 @@ class VideoPipeline:
             conditioning_digest=digest,
             end_digest=end_digest,
         )
+
+    def step_callback(
+        self,
+        pipe: Any,
+        kwargs: dict[str, Any],
+        on_step: Callable[[int, int], None] | None,
+        total: int,
+        previews: PreviewSink | None,
+        offset: int = 0,
+    ) -> Callable[..., dict[str, Any]]:
+        """The ``callback_on_step_end`` of one call of ``pipe`` with ``kwargs``: after its step ``k`` (of a
+        run of ``total`` steps, of which ``offset`` came before this call) ``on_step(offset + k, total)``,
+        and a preview into ``previews`` when one is due (never after the run's last step). A failed preview
+        is logged and ends this call's previews, never the run."""
+        method = self.preview_plan(pipe).method
+        sink = previews if method is not None else None
+
+        def callback(pipe: Any, step: int, timestep: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
+            nonlocal sink
+            done = offset + step + 1
+            if on_step is not None:
+                on_step(done, total)
+            latents = cb_kwargs.get("latents")
+            if sink is not None and latents is not None and done < total and sink.due(done, total):
+                try:
+                    data = preview_image(pipe, latents, kwargs, method, self.preset.family)
+                except Exception:
+                    log.warning("preview failed; no more previews for this run", exc_info=True)
+                    sink = None
+                else:
+                    if data is not None:
+                        sink.put(done, data, PREVIEW_CONTENT_TYPE)
+            return cb_kwargs
+
+        return callback
+
+    def call_guarded(self, pipe: Any, call: Callable[[], Any]) -> Any:
+        """``call()`` (the pipeline calls of one run) in inference mode; ``pipe``'s offload re-armed after
+        it, whatever happened; running out of GPU memory frees the cache and raises ``GenerationOOM``."""
+        out_of_memory = False
+        completed = False
+        try:
+            with torch.inference_mode():
+                result = call()
+            completed = True
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            out_of_memory = True
+        finally:
+            self._rearm_offload(pipe, completed)
+        if out_of_memory:  # outside the except block so the traceback no longer pins GPU tensors
+            self._free_memory()
+            raise GenerationOOM(msg(OOM_MESSAGE))
+        return result
 
     def _rearm_offload(self, pipe: Any, completed: bool) -> None:
         """Put every model back on the CPU after a model-offloaded run, as diffusers does at the end of a call
@@ -983,9 +1004,10 @@ def _short(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
-def _lora_layer_keys(pipe: Any, lora: LoraSpec) -> int:
-    """How many layers the LoRA file holds (its ``lora_A`` weights, after diffusers' key conversion)."""
-    state = type(pipe).lora_state_dict(lora.source, weight_name=lora.weight_name)
+def _lora_layer_keys(pipe: Any, lora: LoraSpec, **hub: Any) -> int:
+    """How many layers the LoRA file holds (its ``lora_A`` weights, after diffusers' key conversion);
+    ``hub``: more ``lora_state_dict`` keywords (a ``cache_dir``)."""
+    state = type(pipe).lora_state_dict(lora.source, weight_name=lora.weight_name, **hub)
     if isinstance(state, tuple):
         state = state[0]
     return sum(1 for key in state if "lora_A" in key or "lora_down" in key)

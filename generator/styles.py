@@ -19,7 +19,7 @@ from typing import Any
 from videobot.errors import InvalidParameters
 from videobot.guilds import InvalidConfig
 from videobot.i18n import N_, msg
-from videobot.presets import GenerationParams
+from videobot.presets import GenerationParams, LoraSpec
 from videobot.styles import parse_source
 
 log = logging.getLogger(__name__)
@@ -90,20 +90,16 @@ class StyleCache:
             self._delete(old)
             log.info("style %s unloaded (cache of %d)", old_source, self.size)
         name = adapter_name(source)
-        kwargs: dict[str, Any] = {"weight_name": weight_name}
-        if self.cache_dir is not None:
-            kwargs["cache_dir"] = str(self.cache_dir)
-        from generator.pipeline import _lora_layers
+        hub: dict[str, Any] = {"cache_dir": str(self.cache_dir)} if self.cache_dir is not None else {}
+        from generator.pipeline import _lora_layer_keys, _lora_layers, _short
 
         try:
-            state = type(self.pipe).lora_state_dict(repo_id, **kwargs)
+            expected = _lora_layer_keys(self.pipe, LoraSpec(repo_id, weight_name), **hub)
         except Exception as exc:
             log.warning("style %s (%s) could not be read: %s", style, source, _short(exc))
             raise InvalidParameters(msg(STYLE_UNREADABLE, style=style, why=msg(_why(exc)))) from None
-        state = state[0] if isinstance(state, tuple) else state
-        expected = sum(1 for key in state if "lora_A" in key or "lora_down" in key)
         try:
-            self.pipe.load_lora_weights(repo_id, adapter_name=name, **kwargs)
+            self.pipe.load_lora_weights(repo_id, adapter_name=name, weight_name=weight_name, **hub)
             placed = _lora_layers(self.pipe, name)
         except Exception as exc:
             log.warning("style %s (%s) does not fit %s: %s", style, source, self.model, _short(exc))
@@ -141,7 +137,3 @@ def _why(exc: BaseException) -> str:
     if any(isinstance(e, hub) for e in chain) or any("offline" in str(e).lower() for e in chain):
         return NOT_ON_HUB
     return NOT_A_LORA
-
-
-def _short(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
