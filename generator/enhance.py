@@ -316,14 +316,15 @@ def enhance(
     return Enhancement(rewritten, None, seconds)
 
 
-def load_enhancer(
-    setting: str, *, data_dir: Path, device: torch.device | str, video_model_is_tiny: bool
-) -> PromptEnhancer | None:
-    """The worker's enhancer for ``VIDEOBOT_ENHANCE_MODEL`` (not loaded yet: the first job that asks
-    loads it), or None when it is off."""
-    name = resolve_enhance_model(setting, video_model_is_tiny=video_model_is_tiny)
+def load_enhancer(setting: str, *, data_dir: Path, pipeline: Any) -> PromptEnhancer | None:
+    """The enhancer for ``VIDEOBOT_ENHANCE_MODEL`` beside the loaded video ``pipeline`` (a ``VideoPipeline``:
+    it rewrites on that pipeline's device; ``auto`` is the tiny model beside a tiny video model), not
+    loaded yet: the first job that asks loads it. None when it is off."""
+    from videobot.presets import tiny_family
+
+    name = resolve_enhance_model(setting, video_model_is_tiny=tiny_family(pipeline.preset) is not None)
     if name is None:
         log.info("VIDEOBOT_ENHANCE_MODEL=off: prompt enhancement is off on this worker")
         return None
     log.info("prompt enhancer %s: loaded on the first job that asks for it", name)
-    return PromptEnhancer(name, data_dir=data_dir, device=device)
+    return PromptEnhancer(name, data_dir=data_dir, device=pipeline.device)

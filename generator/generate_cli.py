@@ -191,14 +191,8 @@ def _enhanced(args: argparse.Namespace, pipeline: Any, params: Any) -> Any:
     import dataclasses
 
     from generator.enhance import enhance, load_enhancer
-    from videobot.presets import tiny_family
 
-    enhancer = load_enhancer(
-        args.enhance_model,
-        data_dir=args.data_dir,
-        device=pipeline.device,
-        video_model_is_tiny=tiny_family(pipeline.preset) is not None,
-    )
+    enhancer = load_enhancer(args.enhance_model, data_dir=args.data_dir, pipeline=pipeline)
     result = enhance(enhancer, params.prompt, family=pipeline.preset.family, verb=params.verb, job_id=0)
     if result.prompt is None:
         print(str(result.note), file=sys.stderr)

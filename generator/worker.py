@@ -703,12 +703,7 @@ def enhancer_for(settings: Settings, pipeline: Any) -> Any:
     nothing is loaded until a job asks for it."""
     from generator.enhance import load_enhancer
 
-    return load_enhancer(
-        settings.enhance_model,
-        data_dir=settings.data_dir,
-        device=pipeline.device,
-        video_model_is_tiny=tiny_family(pipeline.preset) is not None,
-    )
+    return load_enhancer(settings.enhance_model, data_dir=settings.data_dir, pipeline=pipeline)
 
 
 def freeze_loaded_objects() -> int:

@@ -104,6 +104,11 @@ def offered_ratios(settings: Settings) -> tuple[str, ...]:
     return presets_offered_ratios((settings.model or AUTO).strip())
 
 
+def shown_model(settings: Settings) -> str:
+    """The configured model's name as a refusal shows it between backticks."""
+    return queue_target(settings).name.replace("`", "'")[:100]
+
+
 def check_audio(settings: Settings, audio: bool | None) -> None:
     """Sound asked of a model that makes silent videos is refused (rather than silently dropped)."""
     if audio and "audio" not in offered_verbs(settings):
@@ -115,7 +120,7 @@ def check_audio(settings: Settings, audio: bool | None) -> None:
 def check_image(settings: Settings) -> None:
     """A picture given to a model that cannot start from one is refused (before it is even downloaded)."""
     if "image" not in offered_verbs(settings):
-        name = queue_target(settings).name.replace("`", "'")[:100]
+        name = shown_model(settings)
         raise InvalidParameters(
             msg(
                 "This server's model (`{model}`) cannot start a video from a picture. "
@@ -133,7 +138,7 @@ def offers_styles(settings: Settings) -> bool:
 def check_style(settings: Settings, style: str | None) -> None:
     """A style asked of a model that cannot load one is refused (rather than silently dropped)."""
     if style and style.strip() and not offers_styles(settings):
-        name = queue_target(settings).name.replace("`", "'")[:100]
+        name = shown_model(settings)
         raise InvalidParameters(
             msg(
                 "This server's model (`{model}`) cannot use styles. Leave the style option empty.",
@@ -162,7 +167,7 @@ def check_enhance(settings: Settings, enhance: bool | None) -> None:
 def check_end(settings: Settings, *, end_image: bool, loop: bool | None) -> None:
     """An end picture or a loop asked of a model that cannot condition at the last frame is refused
     (before anything is downloaded), and so is both at once; the reason names the model and what it offers."""
-    name = queue_target(settings).name.replace("`", "'")[:100]
+    name = shown_model(settings)
     check_keyframes(name, offered_verbs(settings), end_image=end_image, loop=bool(loop))
 
 

@@ -1139,7 +1139,7 @@ def cost_weight(params: GenerationParams, preset: Preset | None = None) -> float
     ref_w, ref_h = ref.sizes[ref.default_aspect]
     ref_work = ref.default_frames * ref_w * ref_h * ref.steps
     frames = params.num_frames
-    if params.loop and params.verb != "image":
+    if params.passes > 1:
         frames += LOOP_START_FRAMES  # the short first pass that makes the picture it starts and ends on
     work = frames * params.width * params.height * params.num_inference_steps * params.num_videos
     return work / ref_work

@@ -495,8 +495,8 @@ def style_note(locale: str, job: Job) -> str:
 def result_footer(locale: str, job: Job, results: list[Any]) -> str:
     """``-# job #12 · seed 42 · `model` · 4.0 s · made in 1 min 5 s · react 🔁 for another take``."""
     details = [job_marker(locale, job.id), _seeds(locale, job, results), f"`{escape_model(job.model)}`"]
-    if style_note(locale, job):
-        details.append(style_note(locale, job))
+    if style := style_note(locale, job):
+        details.append(style)
     duration = getattr(results[0], "duration_s", None) if results else None
     if duration:
         details.append(t(locale, "{seconds} s", seconds=Number(duration, decimals=1)))

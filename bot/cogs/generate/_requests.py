@@ -316,24 +316,17 @@ class Requests:
                 intake_id=interaction.id if intake else None,
             )
         )
-        if picture is not None and submitted.created:
-            log.info(
-                "job %s: first frame from a %s picture, stored as %dx%d PNG (%d bytes)",
-                submitted.job.id,
-                picture.source_format,
-                picture.width,
-                picture.height,
-                len(picture.png),
-            )
-        if end_picture is not None and submitted.created:
-            log.info(
-                "job %s: last frame from a %s picture, stored as %dx%d PNG (%d bytes)",
-                submitted.job.id,
-                end_picture.source_format,
-                end_picture.width,
-                end_picture.height,
-                len(end_picture.png),
-            )
+        for which, stored in (("first", picture), ("last", end_picture)):
+            if stored is not None and submitted.created:
+                log.info(
+                    "job %s: %s frame from a %s picture, stored as %dx%d PNG (%d bytes)",
+                    submitted.job.id,
+                    which,
+                    stored.source_format,
+                    stored.width,
+                    stored.height,
+                    len(stored.png),
+                )
         self.bot.delivery.wake()
         return submitted
 

@@ -43,15 +43,23 @@ async def video(
     """Check, queue and answer one ``/video`` (a refusal is raised for the error handler)."""
     settings = requests.bot.settings
 
-    def plan(
-        picture: PreparedImage | None, end_picture: PreparedImage | None = None
-    ) -> tuple[planning.QueueTarget, dict[str, Any]]:
+    def check() -> planning.QueueTarget:
+        """The options against the configured model: refused before anything is recorded or downloaded."""
         target = planning.check_model(settings, model)
         planning.check_audio(settings, audio)
+        if image is not None:
+            planning.check_image(settings)
         planning.check_style(settings, style)
         planning.check_end(settings, end_image=end_image is not None, loop=loop)
         planning.check_enhance(settings, enhance)
-        return target, planning.build_params(
+        return target
+
+    def plan(
+        target: planning.QueueTarget,
+        picture: PreparedImage | None = None,
+        end_picture: PreparedImage | None = None,
+    ) -> dict[str, Any]:
+        return planning.build_params(
             target,
             prompt,
             negative_prompt=negative_prompt,
@@ -71,8 +79,8 @@ async def video(
         recorded = asyncio.Event()
 
         async def queue() -> Submitted:
-            target, params = plan(None)
-            params = await with_style(requests, interaction, params, style)
+            target = check()
+            params = plan(target) | await style_fields(requests, interaction, style)
             await requests.record_intake(interaction, "video")
             recorded.set()
             return await requests.submit(interaction, target, params, kind="command")
@@ -84,24 +92,16 @@ async def video(
     recorded = asyncio.Event()
 
     async def queue_picture() -> Submitted:
-        planning.check_model(settings, model)
-        planning.check_audio(settings, audio)
-        planning.check_enhance(settings, enhance)
-        if image is not None:
-            planning.check_image(settings)  # before downloading anything
-        planning.check_end(settings, end_image=end_image is not None, loop=loop)
-        planning.check_style(settings, style)
-        await with_style(requests, interaction, {}, style)  # an unknown style: refused before the download
+        target = check()
+        fields = await style_fields(requests, interaction, style)  # an unknown style: before the download
         await requests.check_before_download(interaction, prompt, verb="video", cost=variations or 1)
         recorded.set()
         picture = await requests.read_image(image) if image is not None else None
         end_picture = await requests.read_image(end_image) if end_image is not None else None
-        target, params = plan(picture, end_picture)
-        params = await with_style(requests, interaction, params, style)
         return await requests.submit(
             interaction,
             target,
-            params,
+            plan(target, picture, end_picture) | fields,
             kind="command",
             picture=picture,
             end_picture=end_picture,
@@ -111,14 +111,14 @@ async def video(
     await requests.answer(interaction, queue_picture(), recorded=recorded, eager=True)
 
 
-async def with_style(
-    requests: Requests, interaction: discord.Interaction, params: dict[str, Any], style: str | None
+async def style_fields(
+    requests: Requests, interaction: discord.Interaction, style: str | None
 ) -> dict[str, Any]:
-    """``params`` with the server style ``style`` snapshotted in (``videobot.styles.job_fields``); an
-    unknown style is refused (``InvalidParameters``, telling how to see the server's styles)."""
+    """The server style ``style`` as a job snapshots it (``videobot.styles.job_fields``; empty for none);
+    an unknown style is refused (``InvalidParameters``, telling how to see the server's styles)."""
     if style is None or not style.strip():
-        return params
+        return {}
     assert interaction.guild_id is not None
     async with requests.bot.db.sessionmaker() as s:
         info = await styles.find_style(s, interaction.guild_id, style)
-    return params | styles.job_fields(info)
+    return styles.job_fields(info)
